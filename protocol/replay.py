@@ -1,0 +1,59 @@
+"""Per-node replay window over (epoch, sequence)."""
+
+from dataclasses import dataclass, field
+
+from .envelope import Reason, VerifyError
+
+DEFAULT_WINDOW = 4096
+
+
+@dataclass
+class NodeWindow:
+    """What one node has been seen to send: its epoch, highest sequence and recent ones."""
+
+    epoch: int = 0
+    highest: int = 0
+    recent: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Outcome of admitting a (node, epoch, seq): the missing sequences it reveals, if any."""
+
+    gap_from: int = 0  # first missing sequence, 0 when none
+    gap_to: int = 0  # last missing sequence
+
+
+class ReplayWindow:
+    """Accepts each (node, epoch, seq) once; newer epochs restart the sequence.
+
+    A seq already seen, or older than `size` below the highest, is a replay; an epoch
+    lower than the node's current one is stale. A jump forward reports the gap.
+    """
+
+    def __init__(self, size: int = DEFAULT_WINDOW) -> None:
+        self.size = size
+        self.nodes: dict[str, NodeWindow] = {}
+
+    def admit(self, node: str, epoch: int, seq: int) -> Admission:
+        """Record the message or raise VerifyError(replay / stale_epoch / out_of_window)."""
+        w = self.nodes.setdefault(node, NodeWindow())
+        if epoch < w.epoch:
+            raise VerifyError(Reason.STALE_EPOCH, f"{node}: epoch {epoch} < current {w.epoch}")
+        if epoch > w.epoch:
+            w.epoch, w.highest, w.recent = epoch, 0, set()
+        if seq in w.recent:
+            raise VerifyError(Reason.REPLAY, f"{node}: epoch {epoch} seq {seq} already seen")
+        if seq <= w.highest - self.size:
+            raise VerifyError(Reason.OUT_OF_WINDOW,
+                              f"{node}: seq {seq} older than window below {w.highest}")
+        gap = Admission()
+        if seq > w.highest + 1:
+            gap = Admission(w.highest + 1, seq - 1)
+        w.recent.add(seq)
+        if seq > w.highest:
+            w.highest = seq
+            floor = seq - self.size
+            if len(w.recent) > self.size:
+                w.recent = {s for s in w.recent if s > floor}
+        return gap

