@@ -1,0 +1,117 @@
+"""Staff commands: request/response payloads on `request/<command>` / `response/<command>`.
+
+Request: {"txn": id, "user": officer id, "args": {...}}; response: {"txn": id, "ok": bool,
+"error": str or null, "result": {...}}. Times are Unix milliseconds. A command is checked whole
+before anything changes; a bad one gets `ok: false` and an error naming the field.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .events import Schema, _check
+from .ids import ID_RE
+
+SEXES = ("f", "m")
+OBSERVATION_LEVELS = ("level1", "level2", "high")
+DISPOSITIONS = ("release", "bail", "transfer", "charge", "detention")
+MAX_REQUEST = 16384
+
+COMMANDS: dict[str, Schema] = {
+    "register-detainee": {"detainee": ("id", True), "band": ("band", True), "case": ("id", True),
+                          "sex": ("str", True), "custody_type": ("id", True),
+                          "observation": ("str", True), "arrived_ts": ("int", False),
+                          "name": ("str", False)},
+    "register-officer": {"officer": ("id", True), "band": ("band", True), "sex": ("str", True),
+                         "name": ("str", False)},
+    "set-observation": {"detainee": ("id", True), "observation": ("str", True)},
+    "record-search": {"detainee": ("id", True), "officers": ("ids", True),
+                      "result": ("str", True), "items_found": ("str", False)},
+    "log-belongings": {"detainee": ("id", True), "locker": ("id", True), "items": ("strs", True)},
+    "log-case-property": {"item": ("id", True), "case": ("id", True),
+                          "description": ("str", True), "detainee": ("id", False)},
+    "property-out": {"item": ("id", True), "due_ts": ("int", True), "reason": ("str", False)},
+    "property-in": {"item": ("id", True)},
+    "approve-temporary-exit": {"detainee": ("id", True), "return_by_ts": ("int", True),
+                               "reason": ("str", True)},
+    "approve-extension": {"detainee": ("id", True), "hours": ("int", True)},
+    "approve-disposition": {"detainee": ("id", True), "disposition": ("str", True),
+                            "note": ("str", False)},
+    "record-welfare-check": {"detainee": ("id", True), "note": ("str", False)},
+    "ack-alert": {"alert": ("id", True), "action": ("str", True)},
+    "resolve-alert": {"alert": ("id", True), "note": ("str", False)},
+    "false-alarm": {"alert": ("id", True), "note": ("str", False)},
+}
+
+_ENUMS: dict[str, tuple[str, ...]] = {"sex": SEXES, "observation": OBSERVATION_LEVELS,
+                                      "disposition": DISPOSITIONS,
+                                      "result": ("completed", "refused", "incomplete")}
+
+
+class StaffError(ValueError):
+    """A request that is malformed or whose arguments are wrong; names the field."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A checked staff command."""
+
+    command: str
+    txn: str
+    user: str
+    args: dict[str, Any]
+
+
+def _check_arg(kind: str, value: Any) -> bool:
+    if kind == "ids":
+        return isinstance(value, list) and all(_check("id", v) for v in value)
+    if kind == "strs":
+        return isinstance(value, list) and all(_check("str", v) for v in value)
+    return _check(kind, value)
+
+
+def parse_request(command: str, payload: bytes) -> Request:
+    """Check a request payload for `command`; raise StaffError naming what is wrong."""
+    if command not in COMMANDS:
+        raise StaffError(f"unknown command {command!r}")
+    if len(payload) > MAX_REQUEST:
+        raise StaffError(f"request larger than {MAX_REQUEST} bytes")
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise StaffError(f"request is not JSON: {e}") from None
+    if not isinstance(data, dict) or set(data) != {"txn", "user", "args"}:
+        raise StaffError("request must be an object with exactly 'txn', 'user' and 'args'")
+    txn, user, args = data["txn"], data["user"], data["args"]
+    if not isinstance(txn, str) or not 1 <= len(txn) <= 64:
+        raise StaffError("txn must be a string of 1-64 characters")
+    if not isinstance(user, str) or not ID_RE.match(user):
+        raise StaffError("user must be an officer id of [a-z0-9-]")
+    if not isinstance(args, dict):
+        raise StaffError("args must be an object")
+    schema = COMMANDS[command]
+    for key in args:
+        if key not in schema:
+            raise StaffError(f"{command}: unknown argument {key!r}")
+    for key, (kind, required) in schema.items():
+        if key not in args:
+            if required:
+                raise StaffError(f"{command}: missing argument {key!r}")
+            continue
+        if not _check_arg(kind, args[key]):
+            raise StaffError(f"{command}: argument {key!r} must be {kind}, got {args[key]!r}")
+        allowed = _ENUMS.get(key)
+        if allowed is not None and args[key] not in allowed:
+            raise StaffError(f"{command}: argument {key!r} must be one of {', '.join(allowed)}")
+    return Request(command, txn, user, args)
+
+
+def request_payload(txn: str, user: str, args: dict[str, Any]) -> bytes:
+    """Encode a request."""
+    return json.dumps({"txn": txn, "user": user, "args": args}).encode()
+
+
+def response_payload(txn: str, ok: bool, error: str | None = None,
+                     result: dict[str, Any] | None = None) -> bytes:
+    """Encode a response."""
+    return json.dumps({"txn": txn, "ok": ok, "error": error, "result": result or {}}).encode()
