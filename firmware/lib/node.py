@@ -9,7 +9,7 @@ import fwclock
 import fwconfig
 from inputs import Button, Door
 from link import Link, tls_context
-from outbox import Outbox
+from flash_outbox import Outbox
 
 INFLIGHT_MAX = 16  # events published but not yet acked, resent after resend_s
 

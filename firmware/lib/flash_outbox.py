@@ -1,5 +1,6 @@
 # The outbox in flash: one file per signed event, written before it is published and
 # deleted only when the supervisor's verified ack names its (epoch, seq). Survives reset.
+# (Not named outbox.py: the outbox/ directory at the flash root would shadow it.)
 #   <dir>/state.json   {"epoch": E, "seq": S}: S is at least the last sequence handed out
 #   <dir>/<E>-<S>.ev   the exact payload bytes of event (E, S)
 # Files are written to a temporary name and renamed, so a reset never leaves half an event.
