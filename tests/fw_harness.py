@@ -141,7 +141,7 @@ class Acker:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-acker")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(1, 2)
         self.client.connect(host, port, keepalive=5)
         self.client.loop_start()
 
@@ -154,14 +154,14 @@ class Acker:
         parsed = self.topics.parse(msg.topic)
         if parsed.channel == "health":
             with self.lock:
-                self.health.append(msg.payload)
+                self.health.append(bytes(msg.payload))
             return
         if parsed.channel == "availability":
             with self.lock:
                 self.availability[parsed.node or ""] = msg.payload.decode()
             return
         try:
-            event, _gap = self.verifier.check(msg.topic, msg.payload)
+            event, _gap = self.verifier.check(msg.topic, bytes(msg.payload))
         except VerifyError as e:
             if e.reason != "replay":
                 with self.lock:
