@@ -61,7 +61,7 @@ class Board:
         shutil.copytree(FIRMWARE / "lib", flash / "lib", dirs_exist_ok=True)
         self.master: int | None = None
         self.slave: int | None = None
-        self.env = dict(os.environ, MICROPYPATH=f"{FIRMWARE / 'test_support'}:.:lib",
+        self.env = dict(os.environ, MICROPYPATH=f"{FIRMWARE / 'test_support'}:.:.frozen:lib",
                         CUSTODY_FW_PINS=str(self.pins), CUSTODY_FW_WDT=str(flash / "wdt"))
         if with_reader:
             self.master, self.slave = os.openpty()
@@ -126,8 +126,9 @@ class Board:
 class Acker:
     """The supervisor's side: verify each event with protocol/, keep it, ack it signed."""
 
-    def __init__(self, host: str, port: int, keys: dict[str, bytes], ack: bool = True) -> None:
-        self.topics = Topics(SITE)
+    def __init__(self, host: str, port: int, keys: dict[str, bytes], ack: bool = True,
+                 site: str = SITE, auth: tuple[str, str] | None = None) -> None:
+        self.topics = Topics(site)
         self.keys = keys
         self.verifier = Verifier(self.topics, keys)
         self.ack = ack
@@ -142,6 +143,8 @@ class Acker:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 2)
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.connect(host, port, keepalive=5)
         self.client.loop_start()
 

@@ -24,7 +24,7 @@ from custody.provisioning import Options, pki, provision, revoke
 from protocol.envelope import seal
 from protocol.keys import load_keys
 from protocol.site import load_site
-from tests.fw_harness import FIRMWARE, MICROPYTHON
+from tests.fw_harness import FIRMWARE, MICROPYTHON, Acker, Board
 
 SITE_TOML = """
 [site]
@@ -289,6 +289,34 @@ def test_a_node_publishes_only_under_its_own_id(site_broker):
     assert b"staff may not ack" not in [p for _, p in a.messages]
     for c in (sup, a, staff):
         c.close()
+
+
+def test_sensor_board_firmware_over_tls_with_provisioned_files(site_broker, tmp_path):
+    # The real firmware, its config.json and ca.der exactly as provisioned (only the host is
+    # the loopback address and NTP is off), against the provisioned TLS listener.
+    board_dir = site_broker.out / "nodes" / "sensor-b"
+    cfg = json.loads((board_dir / "config.json").read_text())
+    cfg["mqtt"]["host"] = "127.0.0.1"
+    cfg.update(ntp=False, health_interval_s=2, poll_ms=5)
+    keys = load_keys(site_broker.out / "supervisor" / "keys.toml")
+    acker = Acker("127.0.0.1", site_broker.local_port, keys, site="prov-site",
+                  auth=("supervisor", site_broker.secret("supervisor/mqtt.password")))
+    board = Board(tmp_path / "flash", cfg, with_reader=True)
+    shutil.copy(board_dir / "ca.der", board.flash / "ca.der")
+    try:
+        board.start()
+        assert acker.wait(lambda: acker.availability.get("sensor-b") == "online", 30), \
+            board.log_text() + site_broker.log()
+        board.press(5)
+        assert acker.wait(lambda: len(acker.events) == 1), board.log_text()
+        assert acker.events[0].type == "button" and acker.events[0].node == "sensor-b"
+        assert acker.wait(lambda: board.outbox_files() == []), board.log_text()
+        assert acker.wait(lambda: len(acker.health) >= 1)
+        health = json.loads(json.loads(acker.health[-1])["env"])
+        assert health["body"]["obj"]["nodelay"] is True
+    finally:
+        board.close()
+        acker.close()
 
 
 def test_revoked_node_is_refused_and_others_stay(site_broker):
