@@ -11,6 +11,7 @@ from protocol.config import ConfigError
 COMMAND_MODULES = (
     "custody.site_cmd",
     "custody.provision_cmd",
+    "custody.board_cmd",
 )
 
 

@@ -1,6 +1,8 @@
 """The real firmware main loop in MicroPython against a real Mosquitto, acked with protocol/."""
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +159,29 @@ def test_broker_outage_and_board_reset_lose_nothing(board, acker, broker):
     assert acker.rejected == []
     state = json.loads((board.flash / "outbox" / "state.json").read_text())
     assert state["seq"] == max(seqs)
+
+
+def test_custody_board_command_runs_the_firmware(tmp_path, broker, acker):
+    # What the simulator uses: `custody board` with a config.json and a pin directory.
+    cfg = tmp_path / "cfg" / "config.json"
+    cfg.parent.mkdir()
+    cfg.write_text(json.dumps(board_config(NODE, broker.port)))
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    (pins / "4").write_text("0")
+    (pins / "5").write_text("1")
+    exe = Path(sys.executable).with_name("custody")
+    log = (tmp_path / "board.log").open("wb")
+    proc = subprocess.Popen([str(exe), "board", "--config", str(cfg), "--flash",
+                             str(tmp_path / "flash"), "--pins", str(pins)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert acker.wait(lambda: acker.availability.get(NODE) == "online"), \
+            (tmp_path / "board.log").read_text()
+        (pins / "4").write_text("1")
+        assert acker.wait(lambda: len(acker.events) == 1)
+        assert acker.events[0].body == {"door": "d-property", "state": "open"}
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
