@@ -185,3 +185,21 @@ def test_custody_board_command_runs_the_firmware(tmp_path, broker, acker):
         proc.kill()
         proc.wait()
         log.close()
+
+
+def test_firmware_pings_so_an_idle_board_keeps_its_connection(tmp_path, broker, acker):
+    # umqtt.simple never pings: with a 1 s keepalive and nothing to send, only the
+    # firmware's own pings keep Mosquitto (which cuts at 1.5 x keepalive) from dropping it.
+    cfg = board_config(NODE, broker.port, health_interval_s=600)
+    cfg["mqtt"]["keepalive_s"] = 1
+    board = Board(tmp_path / "flash", cfg)
+    try:
+        board.start()
+        assert acker.wait(lambda: acker.availability.get(NODE) == "online"), board.log_text()
+        time.sleep(6)
+        assert "link: lost" not in board.log_text(), board.log_text()
+        assert board.log_text().count("link: connected") == 1
+        assert "exceeded timeout" not in broker.log_tail(200)
+        assert acker.availability.get(NODE) == "online"
+    finally:
+        board.close()
