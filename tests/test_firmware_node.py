@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from custody.broker import Mosquitto
+from protocol.envelope import seal
 from tests.fw_harness import KEY, Acker, Board, board_config
 
 NODE = "sensor-property"
@@ -46,7 +47,16 @@ def _types(acker: Acker) -> list[tuple[str, dict]]:
     return [(e.type, e.body) for e in acker.events]
 
 
+def _health_obj(payload: bytes) -> dict:
+    return json.loads(json.loads(payload)["env"])["body"]["obj"]
+
+
 def test_door_button_and_tap_become_signed_events_the_supervisor_accepts(board, acker):
+    roster = seal(KEY, NODE, 1, 3, 0, "roster", {"version": 3, "bands": {
+        "0a1b2c3d4e": {"role": "detainee", "sex": "m", "person": "p-1", "case": "c-1"}}})
+    forged = seal(b"\x02" * 32, NODE, 1, 4, 0, "roster", {"version": 4, "bands": {}})
+    acker.client.publish(acker.topics.node(NODE, "roster"), roster, qos=1,
+                         retain=True).wait_for_publish(5)
     board.start()
     assert acker.wait(lambda: acker.availability.get(NODE) == "online"), board.log_text()
     board.set_pin(4, 1)  # door opens
@@ -79,6 +89,12 @@ def test_door_button_and_tap_become_signed_events_the_supervisor_accepts(board, 
     health = verify(acker.health[-1], {NODE: KEY}, topic_node=NODE)
     assert health.type == "health" and health.seq == 0
     assert health.body["obj"]["nodelay"] is True
+    # The retained roster was verified and taken; a forged newer one is refused.
+    assert acker.wait(lambda: _health_obj(acker.health[-1])["roster_version"] == 3)
+    assert _health_obj(acker.health[-1])["roster_bands"] == 1
+    acker.client.publish(acker.topics.node(NODE, "roster"), forged, qos=1)
+    assert acker.wait(lambda: _health_obj(acker.health[-1])["bad_roster"] == 1)
+    assert _health_obj(acker.health[-1])["roster_version"] == 3
 
 
 def test_corrupt_reader_frame_is_counted_and_reported_not_published_as_a_tap(board, acker):
