@@ -264,6 +264,10 @@ class Agent:
         self._save_presence()
         inputs = Inputs(frozenset(self.presence.present), frozenset(self.presence.recently_seen()),
                         dict(self.presence.status), self.roster, self.outbox.high_water)
+        if self.outbox.high_water != ("outbox" in self.faults):
+            self.fault("outbox", "new" if self.outbox.high_water else "end", "outbox",
+                       "high-water", f"{self.outbox.depth} of {self.outbox.capacity} events",
+                       self.outbox.depth)
         events = self.rules.evaluate(now, inputs)
         for etype, body in events:
             self.emit(etype, body)
