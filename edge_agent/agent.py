@@ -12,7 +12,7 @@ import queue
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from types import FrameType
 from typing import Any
 
@@ -35,7 +35,8 @@ from .sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
-SEND_WINDOW = 200  # events published and not yet acked
+BROKER_WINDOW = 200  # events handed to paho and not yet PUBACKed by the broker
+RETRANSMIT_MAX_S = 300.0  # retransmit interval cap while no ack comes back at all
 SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
 
 
@@ -84,7 +85,11 @@ class Agent:
         self.host = HostStats()
         self.online = False  # the loop's view: set when it has handled ("connected",)
         self.cursor = 0  # highest seq published since the last (re)connect / go-back
-        self.inflight: dict[int, float] = {}  # seq -> monotonic time published
+        # seq -> monotonic time last published, for events sent and not acked, in send order
+        self.sent: OrderedDict[int, float] = OrderedDict()
+        self.pubq: deque[Any] = deque()  # paho MQTTMessageInfo of publishes not yet PUBACKed
+        self.retransmit_s = conf.retransmit_s  # doubles while no ack comes back
+        self.supervisor_online: bool | None = None  # from its retained availability
         self.faults: dict[str, str] = {}  # active fault key -> fault id
         self._fault_n = 0
         self._checksum_seen: dict[str, int] = {}
@@ -147,31 +152,39 @@ class Agent:
     # ---- publishing -----------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Publish unacked events in sequence order while the send window has room."""
+        """Publish unacked events in sequence order, as fast as the broker PUBACKs them."""
         if not self.online:
             return
-        room = SEND_WINDOW - len(self.inflight)
+        while self.pubq and self.pubq[0].is_published():
+            self.pubq.popleft()
+        room = BROKER_WINDOW - len(self.pubq)
         if room <= 0 or self.cursor >= self.outbox.next_seq - 1:
             return
         topic = self.topics.node(self.node, "event")
         now = time.monotonic()
         for ev in self.outbox.after(self.cursor, room):
-            if not self.link.publish(topic, ev.payload):
+            info = self.link.publish(topic, ev.payload)
+            if info is None:
                 return  # the link went down; ("disconnected",) is on its way
-            self.inflight[ev.seq] = now
+            self.pubq.append(info)
+            self.sent.pop(ev.seq, None)
+            self.sent[ev.seq] = now
             self.cursor = ev.seq
 
     def _retransmit_due(self) -> None:
-        if not self.inflight or not self.online:
-            return
-        oldest = min(self.inflight.values())
-        if time.monotonic() - oldest >= self.conf.retransmit_s:
+        """Go back to the oldest unacked event when the supervisor has not acked in time."""
+        if not self.sent or not self.online or self.supervisor_online is False:
+            return  # a supervisor known to be offline gets everything when it comes back
+        if time.monotonic() - next(iter(self.sent.values())) >= self.retransmit_s:
             self.counts["retransmits"] += 1
+            # Nothing acked for a whole interval: back off so a long absence costs little.
+            self.retransmit_s = min(self.retransmit_s * 2, RETRANSMIT_MAX_S)
             self._go_back()
 
     def _go_back(self) -> None:
         """Send again from the oldest unacked event, in order."""
-        self.inflight.clear()
+        self.sent.clear()
+        self.pubq.clear()
         first = self.outbox.oldest()
         self.cursor = 0 if first is None else first - 1
         self.pump()
@@ -181,6 +194,9 @@ class Agent:
             parsed = self.topics.parse(topic)
         except TopicError:
             self.counts["bad_topic"] += 1
+            return
+        if parsed.kind == "supervisor" and parsed.channel == "availability":
+            self._on_supervisor(payload)
             return
         if parsed.kind != "node" or parsed.node != self.node:
             return
@@ -202,9 +218,20 @@ class Agent:
         if epoch != self.outbox.epoch:
             self.counts["ack_other_epoch"] += 1
             return
-        for s in self.outbox.ack(epoch, seqs):
-            self.inflight.pop(s, None)
+        deleted = self.outbox.ack(epoch, seqs)
+        for s in deleted:
+            self.sent.pop(s, None)
+        if deleted:
+            self.retransmit_s = self.conf.retransmit_s
         self.pump()
+
+    def _on_supervisor(self, payload: bytes) -> None:
+        online = payload == b"online"
+        came_back = online and self.supervisor_online is not True
+        self.supervisor_online = online
+        if came_back and self.outbox.depth:
+            self.retransmit_s = self.conf.retransmit_s
+            self._go_back()  # it may have missed what we sent while it was away
 
     def _on_roster(self, payload: bytes) -> None:
         if not payload:
@@ -244,7 +271,7 @@ class Agent:
             self._go_back()  # replay every unacked event in order
         elif kind == "disconnected":
             self.online = False
-            self.inflight.clear()
+            self.pubq.clear()
         elif kind == "message":
             self._on_message(item[1], item[2])
         elif kind == "stop":

@@ -370,9 +370,10 @@ def run_outage(broker: Any, tmp: Path, outage_s: float, n_before: int = 20,
         seqs = assert_in_order_without_gaps(acker)
         enters = {e.body["band"] for e in obs.unique("presence.enter")}
         assert enters == {band(i) for i in range(n_before + n_during)}
+        availability = list(obs.availability)
         assert agent.terminate() == 0
         return {"events": len(seqs), "duplicates": acker.duplicates,
-                "caught_up_s": caught_up_s, "availability": list(obs.availability)}
+                "caught_up_s": caught_up_s, "availability": availability}
     finally:
         agent.close()
         acker.close()
