@@ -7,6 +7,7 @@ pings the systemd watchdog.
 """
 
 import importlib
+import json
 import logging
 import queue
 import signal
@@ -112,15 +113,25 @@ class Agent:
     # ---- events ---------------------------------------------------------------------------
 
     def emit(self, event_type: str, body: dict[str, Any]) -> int | None:
-        """Validate, commit to the outbox, publish; return the seq (None if refused)."""
+        """Validate, commit to the outbox, publish; return the seq (None if refused).
+
+        Presence events commit the room's present set in the same transaction, so a restart
+        (even kill -9) resumes exactly the presence the published events describe.
+        """
         try:
             validate_body(event_type, body)
         except BodyError as e:
             self.counts["bad_events"] += 1
             log.error("refused a malformed %s event: %s", event_type, e)
             return None
+        meta = None
+        if event_type in ("presence.enter", "presence.leave"):
+            meta = {"present": json.dumps({b: p.reader
+                                           for b, p in self.presence.present.items()})}
+            self._present_saved = set(self.presence.present)
         try:
-            stored = self.outbox.append(event_type, body, reserved=event_type in SYSTEM_EVENTS)
+            stored = self.outbox.append(event_type, body, reserved=event_type in SYSTEM_EVENTS,
+                                        meta=meta)
         except OutboxFull as e:
             if self.outbox.rejected == 1 or self.outbox.rejected % 1000 == 0:
                 log.error("%s; %d events rejected so far", e, self.outbox.rejected)

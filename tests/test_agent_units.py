@@ -181,3 +181,22 @@ def test_sd_notify_datagrams(tmp_path):
     assert sock.recv(100) == b"READY=1"
     sock.close()
     assert not Notifier({}).notify("READY=1")
+
+
+def test_cli_config_error_is_one_line_and_status_2(tmp_path, capsys):
+    from custody.cli import main
+
+    assert main(["agent", "--config", str(_conf(tmp_path, "vison = true\n"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "agent.vison" in err and "a.toml" in err
+
+
+def test_presence_set_commits_with_its_event(tmp_path):
+    from edge_agent.outbox import Outbox
+    from protocol.clock import REAL
+
+    box = Outbox(tmp_path / "o.db", "node-a", KEY, REAL)
+    box.append("presence.enter", {"band": "aa", "room": "r", "reader": "u"},
+               meta={"present": '{"aa": "u"}'})
+    assert box.get_json("present") == {"aa": "u"}
+    box.close()
