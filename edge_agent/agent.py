@@ -17,6 +17,7 @@ from collections import Counter, OrderedDict, deque
 from types import FrameType
 from typing import Any
 
+from protocol.canonical import CanonicalError, dumps
 from protocol.clock import Clock, from_env
 from protocol.envelope import VerifyError, seal, verify
 from protocol.events import BodyError, validate_body
@@ -120,7 +121,8 @@ class Agent:
         """
         try:
             validate_body(event_type, body)
-        except BodyError as e:
+            dumps(body)  # floats and other values canonical JSON cannot carry
+        except (BodyError, CanonicalError) as e:
             self.counts["bad_events"] += 1
             log.error("refused a malformed %s event: %s", event_type, e)
             return None
@@ -335,6 +337,8 @@ class Agent:
             "roster_version": -1 if self.roster is None else self.roster.version,
             "callback_errors": sum(self.link.errors.counts.values()),
             "retransmits": self.counts["retransmits"],
+            "bad_events": self.counts["bad_events"],
+            "loop_errors": self.counts["loop_errors"],
             "connects": self.link.connects,
         }
         obj.update(self.host.sample())
