@@ -253,7 +253,8 @@ class Acker:
     """Acts like the supervisor's ingest: verify, dedupe by (node, epoch, seq), ack."""
 
     def __init__(self, broker: Any, client_id: str = "acker",
-                 conf: LinkConf | None = None) -> None:
+                 conf: LinkConf | None = None, announce: bool = False) -> None:
+        self.announce = announce
         self.first: list[tuple[int, int]] = []  # (epoch, seq) in first-arrival order
         self.seen: set[tuple[int, int]] = set()
         self.duplicates = 0
@@ -262,10 +263,15 @@ class Acker:
         conf = conf or LinkConf(broker.host, broker.port)
         self.client = make_client(client_id, conf)
         self.client.reconnect_delay_set(1, 2)
-        self.client.on_connect = lambda c, *a: c.subscribe(TOPICS.node(NODE, "event"), 1)
+        self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.connect_async(conf.host, conf.port, 5)
         self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, *a: Any) -> None:
+        client.subscribe(TOPICS.node(NODE, "event"), 1)
+        if self.announce:  # as the supervisor does: its retained availability
+            client.publish(TOPICS.supervisor("availability"), b"online", qos=1, retain=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         ev = verify(bytes(msg.payload), {NODE: KEY}, topic_node=NODE)
