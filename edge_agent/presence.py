@@ -40,7 +40,7 @@ class Presence:
     readers: dict[str, ReaderRole]
     ttl_s: float
     crossing_window_s: float = 10.0
-    tap_rearm_s: float = 1.0
+    tap_rearm_s: float = 0.5
     present: dict[str, PresentBand] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)  # any reader, custody time
     status: dict[str, tuple[bool, bool]] = field(default_factory=dict)  # band -> (tamper, low)

@@ -67,13 +67,13 @@ def tls_broker():
     base.chmod(0o755)
     tls = _pki(base / "pki")
     prefix = f"custody/v1/{SITE_ID}"
-    acl = (f"user {NODE}\n"
-           f"topic write {prefix}/node/{NODE}/event\n"
-           f"topic readwrite {prefix}/node/{NODE}/availability\n"
-           f"topic write {prefix}/node/{NODE}/health\n"
-           f"topic read {prefix}/node/{NODE}/ack\n"
-           f"topic read {prefix}/node/{NODE}/roster\n"
-           f"topic read {prefix}/supervisor/availability\n"
+    # The node part of the provisioned ACL: a node writes and reads only under its own id
+    # (%u). It is not granted supervisor/availability here: the agent must cope without it.
+    acl = (f"pattern write {prefix}/node/%u/event\n"
+           f"pattern write {prefix}/node/%u/availability\n"
+           f"pattern write {prefix}/node/%u/health\n"
+           f"pattern read {prefix}/node/%u/ack\n"
+           f"pattern read {prefix}/node/%u/roster\n"
            "user supervisor\ntopic readwrite #\n")
     b = Mosquitto(BrokerConfig(users={NODE: "node-secret", "supervisor": "sup-secret"},
                                acl=acl, tls=tls), base / "broker")
