@@ -397,14 +397,14 @@ class Agent:
         self.notifier.notify("READY=1")
         log.info("agent %s up: room %s, epoch %d, %d unacked", self.node, self.room.id,
                  self.outbox.epoch, self.outbox.depth)
-        step = max(0.005, min(0.2, 0.2 / self.clock.speed))
+        idle_wait = 0.2  # real seconds: the loop also wakes for every queued item
         next_health = time.monotonic() + 1.0
         wd = self.notifier.watchdog_interval()
         next_wd = time.monotonic()
         try:
             while not self.stopping.is_set():
                 try:
-                    item = self.items.get(timeout=step)
+                    item = self.items.get(timeout=self._wait(idle_wait))
                     self.handle(item)
                     for _ in range(500):  # drain a burst without starving the tick
                         self.handle(self.items.get_nowait())
@@ -431,6 +431,17 @@ class Agent:
         finally:
             self._shutdown()
         return 0
+
+    def _wait(self, idle: float) -> float:
+        """Real seconds the loop may sleep: until the next presence expiry or rule deadline
+        (custody time, so a sped-up clock wakes it sooner), at most `idle`."""
+        due = [t for t in (self.presence.next_change(), self.rules.next_deadline())
+               if t is not None]
+        if not due:
+            return idle
+        # A little past the deadline, so that one wake-up finds it due.
+        left = (min(due) - self.clock.now()) / self.clock.speed + 0.002
+        return min(idle, max(0.001, left))
 
     def stop(self) -> None:
         """Ask the loop to stop (safe from a signal handler or another thread)."""

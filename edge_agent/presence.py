@@ -108,6 +108,11 @@ class Presence:
                 del self.last_seen[band]
         return out
 
+    def next_change(self) -> float | None:
+        """Custody time at which the next band expires (leave / no longer recently seen)."""
+        times = [p.last_seen for p in self.present.values()] + list(self.last_seen.values())
+        return min(times) + self.ttl_s if times else None
+
     def recently_seen(self) -> set[str]:
         """Bands read by any reader of the node within the TTL (or present)."""
         return set(self.last_seen) | set(self.present)

@@ -200,3 +200,16 @@ def test_presence_set_commits_with_its_event(tmp_path):
                meta={"present": '{"aa": "u"}'})
     assert box.get_json("present") == {"aa": "u"}
     box.close()
+
+
+def test_deadlines_tell_the_loop_when_to_wake():
+    rules = LocalRules(Room("r", "medical", "r", False), Rules(), doorway=False)
+    assert rules.next_deadline() is None
+    rules.evaluate(100.0, _inputs({"dd"}))
+    assert rules.next_deadline() == 110.0
+    rules.evaluate(110.0, _inputs({"dd"}))  # raised: nothing pending any more
+    assert rules.next_deadline() is None
+    p = Presence("r", {"u": ReaderRole("u", "presence", "r")}, ttl_s=5)
+    assert p.next_change() is None
+    p.on_read("u", Read("aa"), 3.0, 3.0)
+    assert p.next_change() == 8.0
