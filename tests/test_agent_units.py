@@ -213,3 +213,22 @@ def test_deadlines_tell_the_loop_when_to_wake():
     assert p.next_change() is None
     p.on_read("u", Read("aa"), 3.0, 3.0)
     assert p.next_change() == 8.0
+
+
+def test_link_callbacks_never_raise_into_paho():
+    import paho.mqtt.client as mqtt
+
+    from edge_agent.link import Link, jittered
+    from protocol.topics import Topics
+    from protocol.transport import LinkConf
+
+    def sink(item):
+        raise RuntimeError("a bug downstream")
+
+    link = Link("node-a", Topics("s"), LinkConf(), sink)
+    msg = mqtt.MQTTMessage(topic=b"custody/v1/s/node/node-a/ack")
+    msg.payload = b"x"
+    assert link.client.on_message(link.client, None, msg) is None
+    assert link.errors.counts["_on_message"] == 1
+    delays = [jittered(n) for n in range(12)]
+    assert all(0.25 <= d <= 22.5 for d in delays) and delays[-1] >= 7.5
