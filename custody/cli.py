@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "custody.site_cmd",
     "custody.provision_cmd",
     "custody.board_cmd",
+    "edge_agent.cli",
 )
 
 
