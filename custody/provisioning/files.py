@@ -21,6 +21,8 @@ def acl_text(base: str, supervisor: str, staff: str) -> str:
         f"pattern write {n}/health",
         f"pattern read {n}/ack",
         f"pattern read {n}/roster",
+        # Nodes replay their outbox at once when the supervisor comes back online.
+        f"pattern read {base}/supervisor/availability",
         "",
         f"user {supervisor}",
         f"topic readwrite {base}/#",
