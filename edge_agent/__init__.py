@@ -1,0 +1,1 @@
+"""The room node: drivers, presence, vision, local rules, outbox and MQTT link."""
