@@ -51,7 +51,8 @@ def _fmt(v: float) -> str:
     return "–" if np.isnan(v) else f"{v:.2f}"
 
 
-def table(title: str, y: np.ndarray, preds: dict[str, np.ndarray]) -> str:
+def table(title: str, y: np.ndarray, preds: dict[str, np.ndarray]
+          ) -> tuple[str, dict[str, float]]:
     """A markdown table of per-class precision/recall for every classifier."""
     names = list(preds)
     head = "| class | support | " + " | ".join(f"{n} P | {n} R" for n in names) + " |"
@@ -76,15 +77,15 @@ def table(title: str, y: np.ndarray, preds: dict[str, np.ndarray]) -> str:
         macro.append(float(np.mean(f1s)) if f1s else float("nan"))
     rows.append("| macro F1 (classes present) | | " +
                 " | ".join(f"{m:.2f} | " for m in macro))
-    return "\n".join(rows) + "\n", dict(zip(names, macro, strict=True))  # type: ignore[return-value]
+    return "\n".join(rows) + "\n", dict(zip(names, macro, strict=True))
 
 
-def clip_level(clfs: dict[str, Classifier]) -> str:
+def clip_level(clfs: dict[str, Classifier]) -> tuple[str, dict[str, int]]:
     """Per held-out clip: did any window say fall (fall clips) / no window say fall (ADL)."""
     from . import clips as real
 
     if not real.DATA.is_dir():
-        return ""
+        return "", {}
     rows = ["| clip | kind | " + " | ".join(clfs) + " |", "|---|---|" + "---|" * len(clfs)]
     hits = dict.fromkeys(clfs, 0)
     n = 0
@@ -104,7 +105,7 @@ def clip_level(clfs: dict[str, Classifier]) -> str:
             cells.append(("fall" if said_fall else "no fall") + (" ✓" if ok else " ✗"))
         rows.append(f"| {clip.path} | {clip.kind} | " + " | ".join(cells) + " |")
     rows.append("| **correct** | | " + " | ".join(f"{hits[k]}/{n}" for k in clfs) + " |")
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows) + "\n", hits
 
 
 def main() -> int:
@@ -123,20 +124,28 @@ def main() -> int:
     out.append(t)
     xr, yr, paths = real_clips(HELD_OUT_SUBJECTS)
     macro_real: dict[str, float] = {}
+    clip_hits: dict[str, int] = {}
     if len(yr):
         t, macro_real = table(f"Real GMDCSA24, held-out subject 3 ({len(set(paths))} clips)", yr,
                               {n: predict(c, xr) for n, c in clfs.items()})
         out.append(t)
+        clip_text, clip_hits = clip_level(clfs)
         out.append("**Clip level, held-out subject 3: any window classified as fall**\n\n" +
-                   clip_level(clfs))
+                   clip_text)
     else:
         out.append("_Real clips absent (../shared/data/gmdcsa24): real-footage rows skipped._\n")
-    # Real footage is what the node sees: it decides; synthetic only when it is absent.
-    basis = macro_real if macro_real else macro_syn
-    best = max(basis, key=lambda n: basis[n])
-    which = "real held-out" if macro_real else "synthetic held-out"
-    out.append(f"Better on {which} windows (macro F1 {basis[best]:.2f} vs "
-               f"{min(basis.values()):.2f}): **{best}**.\n")
+    # Real footage is what the node sees, and a false fall alarm on daily activity is what
+    # numbs staff: clip-level correctness on held-out real clips decides, then window macro F1
+    # on real windows; synthetic macro F1 only when the real clips are absent.
+    if macro_real:
+        key = {n: (clip_hits[n], macro_real[n]) for n in clfs}
+        which = "held-out real clips (clip-level correct, then window macro F1)"
+    else:
+        key = {n: (0, macro_syn[n]) for n in clfs}
+        which = "synthetic held-out windows (macro F1)"
+    best = max(key, key=lambda n: key[n])
+    out.append(f"Default chosen on {which}: **{best}** "
+               + ", ".join(f"{n}: {k[0]} clips, F1 {k[1]:.2f}" for n, k in key.items()) + ".\n")
     text = "\n".join(out)
     print(text)
     if args.write:

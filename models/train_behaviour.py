@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def main() -> None:
     """Train, quantise to int8 and write the model and its normalisation file."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=1500)
-    ap.add_argument("--real-weight", type=int, default=5, help="repeat real windows N times")
+    ap.add_argument("--real-weight", type=int, default=25, help="repeat real windows N times")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
     args = ap.parse_args()
@@ -60,7 +61,7 @@ def main() -> None:
     model.fit(xn, ys, epochs=args.epochs, batch_size=128, validation_split=0.1,
               class_weight=weights, verbose=2, shuffle=True)
 
-    def representative():  # calibration for full-integer quantisation
+    def representative() -> Iterator[list[np.ndarray]]:  # calibration for full-integer quantisation
         for i in np.random.default_rng(0).choice(len(xn), 500, replace=False):
             yield [xn[i:i + 1]]
 

@@ -16,7 +16,7 @@ import pytest
 
 from edge_agent.vision import open_camera
 from edge_agent.vision.capture import parse_kp_line
-from models.synth_keypoints import Scene, body, motion_for, render, two_person_fight
+from models.synth_keypoints import Scene, body, motion_for, two_person_fight
 from protocol.clock import REAL
 from protocol.events import validate_body
 from protocol.site import Camera, Rules
