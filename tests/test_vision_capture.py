@@ -16,7 +16,7 @@ import pytest
 
 from edge_agent.vision import open_camera
 from edge_agent.vision.capture import parse_kp_line
-from models.synth_keypoints import Scene, body, motion_for, two_person_fight
+from models.synth_keypoints import two_person_fight
 from protocol.clock import REAL
 from protocol.events import validate_body
 from protocol.site import Camera, Rules
@@ -53,13 +53,6 @@ def kp_line(ts: int, persons: list[np.ndarray]) -> bytes:
             + "\n").encode()
 
 
-def standing_person(rng: np.random.Generator) -> np.ndarray:
-    sc = Scene(rng)
-    m, _ = motion_for("normal", sc)
-    p, rot, hip = m(0.0)
-    return sc.project(body(p), rot, hip)
-
-
 def test_parse_kp_line_errors_name_the_problem():
     with pytest.raises(ValueError, match="not JSON"):
         parse_kp_line("{nope", REAL)
@@ -78,13 +71,13 @@ def test_kp_feed_on_a_pty_counts_people_reports_fight_and_bad_lines():
     w = open_camera(Camera("cam-kp", f"kp:{path}", ()), "holding-1", sink, REAL, Rules())
     w.start()
     try:
-        rng = np.random.default_rng(3)
+        frames = two_person_fight(np.random.default_rng(4), seconds=5.0)
         ts = 5_000_000
-        for i in range(15):  # one person standing, 1.5 s
-            os.write(master, kp_line(ts + i * 100, [standing_person(rng)]))
+        first = frames[0][1][0]
+        for i in range(15):  # the first of them alone and calm for 1.5 s
+            os.write(master, kp_line(ts + i * 100, [first]))
             time.sleep(0.01)
         os.write(master, b"this is not json\n")
-        frames = two_person_fight(np.random.default_rng(4), seconds=5.0)
         for t, persons in frames:
             os.write(master, kp_line(ts + 2000 + t, persons))
             time.sleep(0.005)

@@ -79,7 +79,7 @@ class Tracker:
             for i, b in enumerate(boxes):
                 iou = box_iou(tb, b)
                 dist = float(np.hypot(*((b[:2] + b[2:]) / 2 - tc))) / diag
-                if iou > 0.05 or dist < 0.6:
+                if iou > 0.05 or dist < 1.0:
                     pairs.append((iou - dist, tid, i))
         pairs.sort(reverse=True)
         used_t: set[int] = set()
