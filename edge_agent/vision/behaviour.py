@@ -254,11 +254,14 @@ class BehaviourMonitor:
     camera: str
     lying_still_ms: int = 600_000
     agitated_end_ms: int = 5000
+    agitated_min_ms: int = 1500  # violence lasts; picking something up quickly does not
     min_score: float = 0.5
     classifier: Classifier = field(default_factory=HeuristicClassifier)
     open: dict[tuple[str, int], _Open] = field(default_factory=dict)
     states: dict[int, _TrackState] = field(default_factory=dict)
     last_cls: dict[int, tuple[str, float]] = field(default_factory=dict)
+    agitated_since: int | None = None
+    agitated_last: int | None = None
 
     def _event_id(self, cls: str, track: int, ts: int) -> str:
         return f"{self.camera[:30]}-{cls.replace('_', '-')}-{track}-{ts}"[:64]
@@ -335,6 +338,12 @@ class BehaviourMonitor:
                 agitated.append((tr.id, p))
         # agitated / fight are about the room: one event, fight when >= 2 people are in view
         if agitated:
+            if self.agitated_last is None or ts - self.agitated_last > 1000:
+                self.agitated_since = ts
+            self.agitated_last = ts
+        held = (self.agitated_since is not None and self.agitated_last == ts
+                and ts - self.agitated_since >= self.agitated_min_ms)
+        if agitated and (held or any(k[0] in ("agitated", "fight") for k in self.open)):
             track, p = max(agitated, key=lambda a: a[1])
             want = "fight" if persons >= 2 else "agitated"
             other = "agitated" if want == "fight" else "fight"
