@@ -242,6 +242,7 @@ class _Open:
 
 @dataclass
 class _TrackState:
+    fall_ended: int | None = None
     still_since: int | None = None
     not_still_since: int | None = None
     upright_since: int | None = None
@@ -255,6 +256,7 @@ class BehaviourMonitor:
     lying_still_ms: int = 600_000
     agitated_end_ms: int = 5000
     agitated_min_ms: int = 1500  # violence lasts; picking something up quickly does not
+    fall_rearm_ms: int = 10000  # after a fall ends, the same track cannot fall again at once
     min_score: float = 0.5
     classifier: Classifier = field(default_factory=HeuristicClassifier)
     open: dict[tuple[str, int], _Open] = field(default_factory=dict)
@@ -306,9 +308,11 @@ class BehaviourMonitor:
             st = self.states.setdefault(tr.id, _TrackState())
             upright = summarise(tr.history[-1][1], aspect).angle < 40
             # fall: at once; over once the person has been upright again for 2 s
+            rearmed = st.fall_ended is None or ts - st.fall_ended >= self.fall_rearm_ms
             if cls == "fall" and p >= self.min_score:
                 if ("fall", tr.id) not in self.open:
-                    out += self._start("fall", tr.id, p, persons, ts)
+                    if rearmed:
+                        out += self._start("fall", tr.id, p, persons, ts)
                 else:
                     out += self._touch("fall", tr.id, p, persons, ts)
             if upright:
@@ -318,6 +322,7 @@ class BehaviourMonitor:
             if ("fall", tr.id) in self.open and st.upright_since is not None \
                     and ts - st.upright_since >= 2000:
                 out += self._end("fall", tr.id)
+                st.fall_ended = ts
             # lying still: the class must have held (gaps under 3 s forgiven) for lying_still_ms
             if cls == "lying_still" or (cls == "fall" and not upright):
                 st.not_still_since = None
