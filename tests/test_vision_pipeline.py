@@ -157,3 +157,30 @@ def test_replaced_scene_is_tamper_and_long_tamper_updates(pose):
     run(w, noisy([background("motorcycle_left.png")] * 400, 1), start_ms=end + 100)  # 40 s
     phases = [(b["kind"], b["phase"]) for b in of(ev, "tamper")]
     assert phases[0] == ("moved", "new") and ("moved", "update") in phases
+
+
+class StepClock:
+    """Custody time set by the test, frame by frame."""
+
+    def __init__(self) -> None:
+        self.ms = 0
+
+    def now_ms(self) -> int:
+        return self.ms
+
+
+def test_heartbeat_every_half_recording_gap_and_not_recording_while_covered(pose):
+    ev: Events = []
+    clock = StepClock()
+    w = CameraWorker(Camera("cam-a", "0", ()), "room-a", lambda t, b: ev.append((t, b)),
+                     clock, Rules(recording_gap_s=2), pose=pose)  # type: ignore[arg-type]
+    bg = background("coffee.png")
+    covered = np.full((480, 640, 3), 25, np.uint8)
+    frames = noisy([bg] * 30) + noisy([covered] * 60, 1) + noisy([bg] * 60, 2)
+    for ts, f in timed(frames):
+        clock.ms = ts
+        w.process(Frame(ts, image=f))
+    beats = [(b["recording"], b["live"]) for t, b in ev if t == "camera"]
+    assert len(beats) == 15  # 15 s of frames, one heartbeat a second (gap 2 s / 2)
+    assert all(live for _, live in beats)
+    assert beats[0] == (True, True) and (False, True) in beats and beats[-1] == (True, True)

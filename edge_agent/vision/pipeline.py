@@ -233,7 +233,10 @@ class CameraWorker:
         now = self.clock.now_ms()
         if now - self._last_heartbeat >= self.rules.recording_gap_s * 500:
             self._last_heartbeat = now
+            # recording: frames arrive and the picture is usable (no tamper), which is what
+            # the supervisor's recording-gap rule needs to hear.
             self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": True,
+                                  "recording": not self.tamper.active,
                                   "fps_x10": self._fps_x10()})
 
     def _persons(self, ts: int, persons: list[np.ndarray], aspect: float,
