@@ -68,6 +68,20 @@ def test_person_present_is_counted_then_leaves(pose):
     assert w.health()["persons"] == 0 and w.health()["frames"] == 105
 
 
+def test_two_people_are_counted_and_tracked_apart(pose):
+    ev: Events = []
+    w = make_worker(pose, ev)
+    bg = background("motorcycle_left.png")
+    two = [with_person(with_person(bg, 0, 170 + 4 * np.sin(i), 260, 240), 0,
+                       470 - 4 * np.sin(i), 260, 240) for i in range(30)]
+    end = run(w, noisy(two))
+    run(w, noisy([with_person(bg, 0, 170 + 4 * np.sin(i), 260, 240) for i in range(60)], 1),
+        start_ms=end + 100)
+    assert [b["count"] for b in of(ev, "person_count")] == [2, 1]
+    assert w.stats["detector_runs"] < w.stats["pose_runs"]  # followed between detector runs
+    assert of(ev, "behaviour") == []
+
+
 def test_person_rotated_to_the_floor_is_a_fall_then_lying_still(pose):
     ev: Events = []
     w = make_worker(pose, ev, lying_still_s=5)
