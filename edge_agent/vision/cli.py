@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
     r.add_argument("--exit-on-stall", action="store_true",
                    help="stop when the source stops delivering (end of a file)")
-    r.add_argument("--stall-s", type=float, default=10.0)
+    r.add_argument("--stall-s", type=float, default=9.0)
     r.add_argument("--lying-still-s", type=int, default=600)
     r.add_argument("--classifier", choices=("heuristic", "model"), default="heuristic")
     r.add_argument("--threads", type=int, default=1)

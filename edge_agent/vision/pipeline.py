@@ -63,7 +63,7 @@ class CameraWorker:
 
     def __init__(self, camera: Camera, room: str, emit: Emit, clock: Clock, rules: Rules, *,
                  threads: int = 1, classifier: str = DEFAULT_CLASSIFIER, snapshots: bool = False,
-                 snapshot_dir: str | None = None, stall_s: float = 10.0,
+                 snapshot_dir: str | None = None, stall_s: float = 9.0,
                  occupied_interval_ms: int = 2000, empty_interval_ms: int = 10000,
                  detect_interval_ms: int = 1000,
                  pace: bool = True, pose: Any = None) -> None:
