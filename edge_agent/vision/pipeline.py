@@ -17,7 +17,7 @@ from protocol.clock import Clock
 from protocol.site import Camera, Rules
 
 from .behaviour import DEFAULT_CLASSIFIER, BehaviourMonitor, make_classifier
-from .capture import Frame, Source, VideoSource, open_source
+from .capture import Frame, Source, open_source
 from .motion import MotionGate, small_gray
 from .tamper import TamperDetector
 from .tracker import Tracker
@@ -276,7 +276,3 @@ class CameraWorker:
             self._emit("snapshot", {"camera": self.camera.id, "room": self.room,
                                     "alert": alert, "jpeg_b64": thumb, "masked": True})
 
-
-def is_file_source(worker: CameraWorker) -> bool:
-    """Whether the worker reads a video file (played once)."""
-    return isinstance(worker.source, VideoSource) and worker.source.is_file
