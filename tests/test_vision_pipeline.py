@@ -198,3 +198,10 @@ def test_heartbeat_every_half_recording_gap_and_not_recording_while_covered(pose
     assert len(beats) == 15  # 15 s of frames, one heartbeat a second (gap 2 s / 2)
     assert all(live for _, live in beats)
     assert beats[0] == (True, True) and (False, True) in beats and beats[-1] == (True, True)
+
+
+def test_lights_dimmed_is_not_tamper(pose):
+    bg = background("coffee.png")
+    dim = (bg.astype(np.float32) * 0.6).astype(np.uint8)
+    ev = _tamper_run(pose, [dim] * 60)
+    assert of(ev, "tamper") == []
