@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "custody.provision_cmd",
     "custody.board_cmd",
     "edge_agent.cli",
+    "edge_agent.vision.cli",
 )
 
 
