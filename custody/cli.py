@@ -10,6 +10,10 @@ from protocol.config import ConfigError
 # Each module has `register(subparsers)`; order is the order of `custody --help`.
 COMMAND_MODULES = (
     "custody.site_cmd",
+    "supervisor.cli",
+    "supervisor.staff_cli",
+    "supervisor.watch",
+    "supervisor.report",
 )
 
 
