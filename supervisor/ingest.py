@@ -8,13 +8,16 @@ reason and never reaches the state as an event.
 """
 
 import contextlib
+import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.envelope import VerifyError, open_payload, verify
+from protocol import PROTOCOL_VERSION
+from protocol.envelope import VerifyError, mac_hex, open_payload, verify
+from protocol.ids import ID_RE
 from protocol.replay import ReplayWindow
 from protocol.topics import TopicError, Topics
 from protocol.verifier import ack_payload
@@ -36,6 +39,22 @@ class IngestCounts:
     def add(self, name: str, n: int = 1) -> None:
         """Count `n` of `name`."""
         self.counts[name] += n
+
+
+def fast_ack_payload(key: bytes, node: str, ack_seq: int, ts_ms: int, epoch: int,
+                     seqs: list[int]) -> bytes:
+    """Byte for byte protocol.verifier.ack_payload, built with the C JSON encoder.
+
+    An ack holds only integers and a [a-z0-9-] node id, for which sorted-key, compact,
+    ASCII json.dumps is exactly canonical JSON; the pure-Python encoder was the hot spot.
+    """
+    if not ID_RE.match(node):
+        return ack_payload(key, node, ack_seq, ts_ms, epoch, seqs)
+    env = json.dumps({"v": PROTOCOL_VERSION, "node": node, "epoch": 1, "seq": ack_seq,
+                      "ts": ts_ms, "type": "ack", "body": {"epoch": epoch, "seqs": sorted(seqs)}},
+                     sort_keys=True, separators=(",", ":"))
+    return json.dumps({"env": env, "mac": mac_hex(key, env.encode("ascii"))},
+                      sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
 class Ingest:
@@ -153,5 +172,6 @@ class Ingest:
         self._ack_seq[node] = ack_seq
         for i in range(0, len(seqs), 500):  # stay well under the 8 KiB payload limit
             self.publish(self.topics.node(node, "ack"),
-                         ack_payload(key, node, ack_seq, now, epoch, seqs[i:i + 500]), 1, False)
+                         fast_ack_payload(key, node, ack_seq, now, epoch, seqs[i:i + 500]), 1,
+                         False)
         self.stats.add("acks")

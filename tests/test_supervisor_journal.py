@@ -127,3 +127,14 @@ def test_forged_checkpoint_is_refused(tmp_path):
     cp.write_bytes(cp.read_bytes().replace(b'"count":12', b'"count":11'))
     r = audit(db, cp)
     assert r.returncode == 1 and "signature" in r.stderr
+
+
+def test_header_fast_path_matches_canonical_json():
+    import hashlib
+
+    from protocol.canonical import dumpb
+    from supervisor.journal import GENESIS, entry_hash
+
+    for node, kind in (("node-a", "event"), ("supervisor", "alert"), ("Odd Node", "k\u00e9")):
+        want = hashlib.sha256(GENESIS + dumpb([node, 1, 2, kind, 3]) + b"\n" + b"abc").digest()
+        assert entry_hash(GENESIS, node, 1, 2, kind, b"abc") == want

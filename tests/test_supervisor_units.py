@@ -266,3 +266,12 @@ def test_report_and_record_from_the_journal(tmp_path):
     for text in ("registered by o1", "enters medical", "ALERT never-alone",
                  "acknowledged by o2", "disposition release", "exit (release)"):
         assert text in rec.stdout, rec.stdout
+
+
+def test_fast_ack_is_byte_identical_to_the_protocol_ack():
+    from protocol.verifier import ack_payload
+    from supervisor.ingest import fast_ack_payload
+
+    for node, seqs in (("node-entry", [3, 1, 2]), ("n", []), ("node-9", list(range(500)))):
+        assert fast_ack_payload(b"k" * 32, node, 77, T0, 4, seqs) == \
+            ack_payload(b"k" * 32, node, 77, T0, 4, seqs)
