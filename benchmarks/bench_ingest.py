@@ -249,20 +249,21 @@ def main() -> None:
     lats.sort()
     p50 = statistics.median(lats)
     p99 = lats[min(len(lats) - 1, int(0.99 * len(lats)))]
-    body = f"""
-| figure | value |
-|---|---|
-| raw paho → Mosquitto → paho, QoS 1 (median of {args.repeats}) | {raw:,.0f} events/s |
-| supervisor ingest: verified, journaled (WAL, synchronous=FULL), state, rules, signed ack | {sup:,.0f} events/s |
-| **ratio supervisor / raw** | **{sup / raw:.2f}** |
-| alert latency p50 (fall event sent → alert received), {args.load} events/s background | {p50:.1f} ms |
-| alert latency p99 | {p99:.1f} ms |
-
-{args.events} signed door events per run from {len(NODES)} nodes; runs: raw
-{', '.join(f'{r:,.0f}' for r in raws)}; supervisor {', '.join(f'{s:,.0f}' for s in sups)}.
-Latency over {len(lats)} alerts (every 100th event is a `fall`, i.e. one every 100 ms). The supervisor runs as its own
-process (`custody supervisor`); both measurements share one Mosquitto and this machine.
-"""
+    rows = [
+        (f"raw paho → Mosquitto → paho, QoS 1 (median of {args.repeats})", f"{raw:,.0f} events/s"),
+        ("supervisor ingest: verified, journaled (WAL, synchronous=FULL), state, rules, "
+         "signed ack", f"{sup:,.0f} events/s"),
+        ("**ratio supervisor / raw**", f"**{sup / raw:.2f}**"),
+        (f"alert latency p50 (fall event sent → alert received), {args.load} events/s "
+         "background", f"{p50:.1f} ms"),
+        ("alert latency p99", f"{p99:.1f} ms"),
+    ]
+    body = "| figure | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+    body += (f"\n{args.events} signed door events per run from {len(NODES)} nodes; runs: raw "
+             f"{', '.join(f'{r:,.0f}' for r in raws)}; supervisor "
+             f"{', '.join(f'{s:,.0f}' for s in sups)}. Latency over {len(lats)} alerts (every "
+             "100th event is a `fall`, one every 100 ms). The supervisor runs as its own process "
+             "(`custody supervisor`); both measurements share one Mosquitto and this machine.\n")
     print(body)
     write_section("Supervisor ingest and alert latency", command_line(), body)
 
