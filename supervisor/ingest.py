@@ -17,6 +17,7 @@ from typing import Any
 
 from protocol import PROTOCOL_VERSION
 from protocol.envelope import VerifyError, mac_hex, open_payload, verify
+from protocol.events import Event
 from protocol.ids import ID_RE
 from protocol.replay import ReplayWindow
 from protocol.topics import TopicError, Topics
@@ -67,6 +68,7 @@ class Ingest:
         self.window = ReplayWindow()
         self.stats = IngestCounts()
         self._ack_seq: dict[str, int] = {}
+        self.events: dict[int, Event] = {}  # entry idx -> verified event, to spare a re-parse
         for e in journal.entries():  # the replay window as the journal left it
             if e.kind == "event":
                 with contextlib.suppress(VerifyError):
@@ -107,7 +109,8 @@ class Ingest:
             self.journal.rollback()
             raise
         for entry in entries:
-            self.state.apply(entry)
+            self.state.apply(entry, self.events.pop(entry.idx, None))
+        self.events.clear()
         for (node, epoch), seqs in acks.items():
             self._ack(node, epoch, seqs, now)
         return entries
@@ -119,26 +122,26 @@ class Ingest:
         except VerifyError as e:
             entries.append(self._reject(topic, payload, e.reason, e.detail, node, now))
             return
-        earlier = self.journal.payload_of(ev.node, ev.epoch, ev.seq)
-        if earlier is not None:
-            if earlier != payload:  # same sequence, other content: not a retransmission
-                entries.append(self._reject(topic, payload, "replay", f"{ev.node} epoch "
-                                            f"{ev.epoch} seq {ev.seq} already journaled with "
-                                            "other content", node, now))
-                return
-            self.stats.add("duplicates")
-            acks[(ev.node, ev.epoch)].append(ev.seq)
-            return
-        try:
+        try:  # the window answers from memory; the journal is asked only when it objects
             self.window.admit(ev.node, ev.epoch, ev.seq)
         except VerifyError as e:
-            entries.append(self._reject(topic, payload, e.reason, e.detail, node, now))
+            earlier = self.journal.payload_of(ev.node, ev.epoch, ev.seq)
+            if earlier == payload:  # a retransmission: the node's ack may have been lost
+                self.stats.add("duplicates")
+                acks[(ev.node, ev.epoch)].append(ev.seq)
+                return
+            reason, detail = e.reason, e.detail
+            if earlier is not None:  # same sequence, other content: not a retransmission
+                reason, detail = "replay", (f"{ev.node} epoch {ev.epoch} seq {ev.seq} already "
+                                            "journaled with other content")
+            entries.append(self._reject(topic, payload, reason, detail, node, now))
             return
         entry = self.journal.append(ev.node, ev.epoch, ev.seq, "event", payload)
-        if entry is None:  # same (node, epoch, seq) twice in one batch
+        if entry is None:  # only if the window and the journal disagree; the journal wins
             self.stats.add("duplicates")
         else:
             entries.append(entry)
+            self.events[entry.idx] = ev
             self.stats.add("events")
         acks[(ev.node, ev.epoch)].append(ev.seq)
 

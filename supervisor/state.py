@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.envelope import open_payload
+from protocol.events import Event
 from protocol.site import Site
 
 from .journal import Entry
@@ -92,9 +93,12 @@ class State:
 
     # ---- folding -------------------------------------------------------------------------
 
-    def apply(self, e: Entry) -> None:
-        """Fold one journal entry into the state."""
+    def apply(self, e: Entry, event: Event | None = None) -> None:
+        """Fold one journal entry into the state (`event`: the entry, already parsed)."""
         self.count = e.idx
+        if e.kind == "event" and event is not None:
+            self._event(event.node, event.epoch, event.seq, event.ts_ms, event.type, event.body)
+            return
         if e.kind == "event":
             opened = open_payload(e.payload)
             env = json.loads(opened.env_text)
