@@ -99,13 +99,15 @@ class Supervisor:
         self.start()
         try:
             self.alerts.snapshot_dirty = True
-            last_rules = 0.0
+            last_rules, dirty = 0.0, False
             while not self.stop_event.is_set():
-                got = self.step(timeout=RULE_TICK_S)
+                wait = RULE_MIN_GAP_S if dirty else RULE_TICK_S
+                got = self.step(timeout=max(0.0, last_rules + wait - time.monotonic()))
+                dirty = dirty or got > 0
                 mono = time.monotonic()
-                if mono - last_rules >= (RULE_MIN_GAP_S if got else RULE_TICK_S):
+                if mono - last_rules >= (RULE_MIN_GAP_S if dirty else RULE_TICK_S):
                     self.tick()
-                    last_rules = mono
+                    last_rules, dirty = mono, False
         finally:
             self.close()
 
@@ -113,7 +115,8 @@ class Supervisor:
         """Take up to BATCH queued messages and handle them; return how many."""
         items: list[tuple[str, bytes]] = []
         try:
-            items.append(self.inbox.get(timeout=timeout))
+            items.append(self.inbox.get(timeout=timeout) if timeout > 0 else
+                         self.inbox.get_nowait())
             while len(items) < BATCH:
                 items.append(self.inbox.get_nowait())
         except queue.Empty:
