@@ -154,6 +154,19 @@ class Journal:
         self.db.close()
 
 
+def read_entries(path: str | Path) -> Iterator[Entry]:
+    """Every entry of a journal, opened read-only (a running supervisor may be writing)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such journal")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for r in db.execute("SELECT idx, node, epoch, seq, kind, payload, hash FROM journal "
+                            "ORDER BY idx"):
+            yield Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6])
+    finally:
+        db.close()
+
+
 # ---- checkpoint ----------------------------------------------------------------------------
 
 def checkpoint(key: bytes, count: int, head: bytes, ts_ms: int) -> bytes:
