@@ -63,6 +63,7 @@ class Supervisor:
         self.staff = Staff(self.state, self.journal, self.alerts, clock.now_ms)
         self._roster_published = -1
         self._rooms_published: dict[str, Any] = {}
+        self._detainees_published: dict[str, Any] = {}
         self._last_checkpoint = 0.0
         self.stop_event = threading.Event()
 
@@ -146,6 +147,7 @@ class Supervisor:
         self.alerts.reconcile(now)
         self.alerts.publish_snapshot(now)
         self._publish_rooms(now)
+        self._publish_detainees(now)
         self._publish_roster(now)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.write_checkpoint()
@@ -169,6 +171,24 @@ class Supervisor:
             if self._rooms_published.get(room.id) != view:
                 self._rooms_published[room.id] = view
                 self.publish(self.topics.state("room", room.id), dumpb({**view, "ts": now}), 1,
+                             True)
+
+    def _publish_detainees(self, now: int) -> None:
+        for c in self.state.detainees.values():
+            status = ("exited" if c.exit_ms is not None else
+                      "temporary-exit" if c.temp_out is not None else "in-custody")
+            view = {"detainee": c.id, "case": c.case, "status": status,
+                    "room": c.visit.room if c.visit is not None else None,
+                    "custody_type": c.custody_type, "observation": c.observation,
+                    "arrived_ts": c.arrived_ms, "registered_ts": c.registered_ms,
+                    "searched": c.search is not None and c.search["result"] == "completed",
+                    "belongings_logged": bool(c.belongings),
+                    "last_welfare_ts": c.last_verified_ms or None,
+                    "disposition": c.disposition["disposition"] if c.disposition else None,
+                    "exit_ts": c.exit_ms}
+            if self._detainees_published.get(c.id) != view:
+                self._detainees_published[c.id] = view
+                self.publish(self.topics.state("detainee", c.id), dumpb({**view, "ts": now}), 1,
                              True)
 
     def roster_body(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class RoomState:
     cam_last_rec: int | None = None  # last heartbeat with live and recording
     tamper: dict[str, int] = field(default_factory=dict)  # "node/id" -> since
     person_count: int = 0
+    person_count_ts: int = 0
     officer_stay_max: dict[str, int] = field(default_factory=dict)  # band -> max count seen
 
 
@@ -189,7 +190,7 @@ class State:
         elif etype == "person_count":
             room = self.rooms.get(body["room"])
             if room is not None:
-                room.person_count = body["count"]
+                room.person_count, room.person_count_ts = body["count"], ts
                 for b in room.officer_stay_max:
                     room.officer_stay_max[b] = max(room.officer_stay_max[b], body["count"])
         elif etype == "behaviour":

@@ -56,6 +56,8 @@ def test_roster_room_state_and_checkpoint(broker, tmp_path):
             assert ev.body["bands"][BANDS["o1"]]["role"] == "officer"
         room = json.loads(retained(broker.host, broker.port, d.topics.state("room", "entry")))
         assert room["officers"] == ["o1"] and room["detainees"] == ["d1"]
+        det = json.loads(retained(broker.host, broker.port, d.topics.state("detainee", "d1")))
+        assert det["status"] == "in-custody" and det["room"] == "entry" and not det["searched"]
     finally:
         d.close()
         sup.stop()
