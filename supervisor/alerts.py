@@ -64,9 +64,7 @@ class AlertManager:
                 elif d.message != a["message"]:
                     self._change(a, "updated", now_ms, message=d.message)
         limit = self.state.rules.alert_escalate_after_s * 1000
-        for a in list(alerts.values()):
-            if a["state"] in CLOSED:
-                continue
+        for a in self.state.open_alerts():
             if a["id"] not in wanted:
                 self._change(a, "resolved", now_ms)
             elif (a.get("acked_ts") is None and not a.get("timer_escalated")

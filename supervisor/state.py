@@ -89,6 +89,7 @@ class State:
         self.incidents: dict[str, Incident] = {}
         self.open_incident: dict[tuple[str, str], str] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
+        self.open_ids: set[str] = set()  # alerts neither resolved nor false (kept small)
         self.false_alarms: dict[str, int] = {}
         self.security_count = 0
         self.txns: dict[str, int] = {}
@@ -507,9 +508,11 @@ class State:
         rec = {**prev, **msg}
         if st == "raised":
             rec["raised_ts"] = msg["raised_ts"]
+            self.open_ids.add(aid)
         if st == "acknowledged":
             rec["acked_ts"], rec["acked_by"] = msg["ts"], msg["by"]
         if st in ("resolved", "false_alarm"):
+            self.open_ids.discard(aid)
             rec["closed_ts"] = msg["ts"]
             if st == "false_alarm":
                 self.false_alarms[msg["rule"]] = self.false_alarms.get(msg["rule"], 0) + 1
@@ -521,8 +524,7 @@ class State:
 
     def open_alerts(self) -> list[dict[str, Any]]:
         """Alerts not resolved nor marked false, oldest first."""
-        return sorted((a for a in self.alerts.values()
-                       if a["state"] not in ("resolved", "false_alarm")),
+        return sorted((self.alerts[i] for i in self.open_ids),
                       key=lambda a: (a["raised_ts"], a["id"]))
 
     def snapshot(self) -> dict[str, Any]:
