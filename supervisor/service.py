@@ -76,7 +76,10 @@ class Supervisor:
             return
         t = self.topics
         client.subscribe([(t.node_filter("event"), 1), (t.node_filter("availability"), 1),
-                          (t.node_filter("health"), 1), (f"{t.base}/request/+", 1)])
+                          (t.node_filter("health"), 1),
+                          # QoS 0: the persistent session must not keep staff requests while
+                          # we are down, or a command the tool gave up on would apply later.
+                          (f"{t.base}/request/+", 0)])
         client.publish(t.supervisor("availability"), b"online", qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s:%d", self.link.host, self.link.port)
