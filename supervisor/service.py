@@ -28,7 +28,7 @@ from .staff import Staff
 from .state import State
 
 log = logging.getLogger(__name__)
-BATCH = 500  # messages per journal transaction at most
+BATCH = 200  # messages per journal transaction at most (bounds the wait of an urgent one)
 RULE_TICK_S = 0.1  # real seconds between rule evaluations when nothing arrives
 RULE_MIN_GAP_S = 0.02  # under load, rules run at most this often (bounds alert latency)
 
