@@ -87,9 +87,10 @@ class Supervisor:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put((msg.topic, bytes(msg.payload)))
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        """Publish through the supervisor's client."""
-        self.client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool
+                ) -> mqtt.MQTTMessageInfo:
+        """Publish through the supervisor's client (queued by paho while disconnected)."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     # ---- the worker ----------------------------------------------------------------------
 
@@ -102,6 +103,9 @@ class Supervisor:
         """Work until stop_event is set, then stop cleanly."""
         self.start()
         try:
+            resent = self.alerts.resend_pending()
+            if resent:
+                log.warning("re-sending %d alert message(s) journaled before a crash", resent)
             self.alerts.snapshot_dirty = True
             last_rules, dirty = 0.0, False
             while not self.stop_event.is_set():
@@ -148,6 +152,7 @@ class Supervisor:
         """Rules, alerts, retained snapshots, roster and checkpoint."""
         now = self.clock.now_ms()
         self.alerts.reconcile(now)
+        self.alerts.confirm()
         self.alerts.publish_snapshot(now)
         self._publish_rooms(now)
         self._publish_detainees(now)
@@ -221,6 +226,12 @@ class Supervisor:
     def close(self) -> None:
         """Final checkpoint, 'offline', disconnect, close the journal."""
         try:
+            if self.connected.is_set():  # let in-flight alert messages be confirmed
+                deadline = time.monotonic() + 2.0
+                for _pid, pinfo in self.alerts.unconfirmed:
+                    if pinfo is not None:
+                        pinfo.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            self.alerts.confirm()
             self.write_checkpoint()
             info = self.client.publish(self.topics.supervisor("availability"), b"offline", qos=1,
                                        retain=True)

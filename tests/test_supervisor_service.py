@@ -96,3 +96,32 @@ def test_staff_cli_and_alerts_watch(broker, tmp_path):
         assert "panic" in watch.stdout and "Active alerts (1)" in watch.stdout, watch.stdout
     finally:
         sup.stop()
+
+
+def test_alert_journaled_but_never_sent_is_sent_after_restart(broker, tmp_path):
+    from supervisor.journal import Journal
+
+    site, clock = make_site(), sped_up(30)
+    d = Driver(broker.host, broker.port, site, clock)
+    j = Journal(tmp_path / "journal.db")  # as a supervisor killed between commit and publish
+    msg = {"id": "panic-0123456789ab", "rule": "panic", "state": "raised",
+           "severity": "critical", "detainee": None, "room": "holding-1", "raised_ts": 1,
+           "ts": 1, "message": "panic button p1 pressed", "by": None, "action": None}
+    j.begin()
+    j.append_own("alert", msg)
+    j.add_pending(d.topics.alert("critical", "panic"), json.dumps(msg).encode())
+    j.commit()
+    j.close()
+    sup = InProcess(site, tmp_path, broker.host, broker.port, clock)
+    try:
+        got = d.wait_for("panic")
+        assert got["id"] == "panic-0123456789ab"
+        d.wait(3)
+    finally:
+        sup.stop()
+        d.close()
+    j = Journal(tmp_path / "journal.db")
+    assert j.pending() == []  # confirmed by the broker, so never sent again
+    j.close()
+    # no rule wants it any more (no panic incident in this journal), so it was resolved
+    assert sup.sup.state.alerts["panic-0123456789ab"]["state"] == "resolved"
