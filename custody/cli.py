@@ -14,6 +14,10 @@ COMMAND_MODULES = (
     "custody.board_cmd",
     "edge_agent.cli",
     "edge_agent.vision.cli",
+    "supervisor.cli",
+    "supervisor.staff_cli",
+    "supervisor.watch",
+    "supervisor.report",
 )
 
 
