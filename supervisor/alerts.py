@@ -29,6 +29,17 @@ def rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 
 
+def delivery(info: Any) -> str:
+    """'delivered', 'waiting' or 'refused' (published while offline: paho's is_published()
+    raises for those even after a reconnect, so they are sent again; at least once)."""
+    if info is None:
+        return "delivered"
+    try:
+        return "delivered" if info.is_published() else "waiting"
+    except (RuntimeError, ValueError):
+        return "refused"
+
+
 class AlertManager:
     """Turns the rules' wanted alerts into lifecycle changes, journaled then published."""
 
@@ -36,7 +47,8 @@ class AlertManager:
         self.state, self.journal, self.topics, self.publish = state, journal, topics, publish
         self.snapshot_dirty = True
         self.published = 0
-        self.unconfirmed: list[tuple[int, Any]] = []  # (pending id, MQTTMessageInfo or None)
+        # (pending id, topic, payload, MQTTMessageInfo or None) until the broker's PUBACK.
+        self.unconfirmed: list[tuple[int, str, bytes, Any]] = []
 
     def _change(self, alert: dict[str, Any], new_state: str, ts: int, **fields: Any) -> None:
         msg = {"id": alert["id"], "rule": alert["rule"], "state": new_state,
@@ -54,7 +66,7 @@ class AlertManager:
             self.journal.rollback()
             raise
         self.state.apply(entry)
-        self.unconfirmed.append((pid, self.publish(topic, payload, 1, False)))
+        self.unconfirmed.append((pid, topic, payload, self.publish(topic, payload, 1, False)))
         self.published += 1
         self.snapshot_dirty = True
 
@@ -91,15 +103,24 @@ class AlertManager:
         """After a restart: publish alert messages journaled but never confirmed."""
         items = self.journal.pending()
         for pid, topic, payload in items:
-            self.unconfirmed.append((pid, self.publish(topic, payload, 1, False)))
+            self.unconfirmed.append((pid, topic, payload, self.publish(topic, payload, 1, False)))
         return len(items)
 
-    def confirm(self) -> None:
-        """Forget pending messages the broker has acknowledged."""
-        done = [pid for pid, info in self.unconfirmed if info is None or info.is_published()]
+    def confirm(self, connected: bool = True) -> None:
+        """Forget messages the broker has acknowledged; re-send those refused while offline."""
+        done: list[int] = []
+        keep: list[tuple[int, str, bytes, Any]] = []
+        for pid, topic, payload, info in self.unconfirmed:
+            status = delivery(info)
+            if status == "delivered":
+                done.append(pid)
+            elif status == "refused" and connected:
+                keep.append((pid, topic, payload, self.publish(topic, payload, 1, False)))
+            else:
+                keep.append((pid, topic, payload, info))
         if done:
             self.journal.sent(done)
-            self.unconfirmed = [(p, i) for p, i in self.unconfirmed if p not in set(done)]
+        self.unconfirmed = keep
 
     def staff_action(self, command: str, alert_id: str, user: str, text: str,
                      now_ms: int) -> dict[str, Any]:

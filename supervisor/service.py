@@ -20,7 +20,7 @@ from protocol.site import Site
 from protocol.topics import TopicError, Topics
 from protocol.transport import CallbackErrors, LinkConf, make_client
 
-from .alerts import AlertManager
+from .alerts import AlertManager, delivery
 from .ingest import Ingest
 from .journal import SUPERVISOR_NODE, Journal, checkpoint, supervisor_key, write_checkpoint
 from .rules.recording import camera_dead_since
@@ -152,7 +152,7 @@ class Supervisor:
         """Rules, alerts, retained snapshots, roster and checkpoint."""
         now = self.clock.now_ms()
         self.alerts.reconcile(now)
-        self.alerts.confirm()
+        self.alerts.confirm(self.connected.is_set())
         self.alerts.publish_snapshot(now)
         self._publish_rooms(now)
         self._publish_detainees(now)
@@ -228,10 +228,11 @@ class Supervisor:
         try:
             if self.connected.is_set():  # let in-flight alert messages be confirmed
                 deadline = time.monotonic() + 2.0
-                for _pid, pinfo in self.alerts.unconfirmed:
-                    if pinfo is not None:
+                self.alerts.confirm()  # re-sends what was refused while offline
+                for _pid, _topic, _payload, pinfo in self.alerts.unconfirmed:
+                    if delivery(pinfo) == "waiting":
                         pinfo.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            self.alerts.confirm()
+            self.alerts.confirm(self.connected.is_set())
             self.write_checkpoint()
             info = self.client.publish(self.topics.supervisor("availability"), b"offline", qos=1,
                                        retain=True)

@@ -289,3 +289,29 @@ def test_fast_ack_is_byte_identical_to_the_protocol_ack():
     for node, seqs in (("node-entry", [3, 1, 2]), ("n", []), ("node-9", list(range(500)))):
         assert fast_ack_payload(b"k" * 32, node, 77, T0, 4, seqs) == \
             ack_payload(b"k" * 32, node, 77, T0, 4, seqs)
+
+
+def test_alert_published_while_offline_is_resent_not_fatal(broker):
+    """paho's is_published() raises for a message queued while offline; confirm() re-sends."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from supervisor.alerts import delivery
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="offline-alerts")
+    refused = client.publish("t/alert", b"x", qos=1)
+    assert delivery(refused) == "refused"
+    connected = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: connected.set()
+    client.connect(broker.host, broker.port, 5)
+    client.loop_start()
+    try:
+        assert connected.wait(5)
+        again = client.publish("t/alert", b"x", qos=1)
+        again.wait_for_publish(5)
+        assert delivery(again) == "delivered"
+        assert delivery(None) == "delivered"
+    finally:
+        client.loop_stop()
+        client.disconnect()
