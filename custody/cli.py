@@ -10,6 +10,7 @@ from protocol.config import ConfigError
 # Each module has `register(subparsers)`; order is the order of `custody --help`.
 COMMAND_MODULES = (
     "custody.site_cmd",
+    "edge_agent.cli",
 )
 
 

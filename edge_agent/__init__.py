@@ -1,0 +1,1 @@
+"""The room node: readers, doors, presence, local rules, outbox and MQTT link."""

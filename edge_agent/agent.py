@@ -1,0 +1,406 @@
+"""The room node process: one main loop that owns presence, rules, outbox and publishing.
+
+Reader, door and vision threads and paho's thread only put items on one queue; the loop
+handles them, ticks presence and the local rules against the custody clock, publishes the
+outbox in sequence order, retransmits what the supervisor has not acked, sends health, and
+pings the systemd watchdog.
+"""
+
+import importlib
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from types import FrameType
+from typing import Any
+
+from protocol.clock import Clock, from_env
+from protocol.envelope import VerifyError, seal, verify
+from protocol.events import BodyError, validate_body
+from protocol.topics import TopicError, Topics
+
+from .config import AgentConfig
+from .doors import DoorInput, make_door
+from .drivers import Read
+from .drivers.serial_reader import SerialReader
+from .health import HostStats
+from .link import Link
+from .local_rules import Inputs, LocalRules
+from .outbox import Outbox, OutboxFull
+from .presence import Presence, ReaderRole
+from .roster import Roster, RosterError, load_json, verify_roster
+from .sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+SEND_WINDOW = 200  # events published and not yet acked
+SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
+
+
+class Agent:
+    """One room node."""
+
+    def __init__(self, conf: AgentConfig, clock: Clock | None = None) -> None:
+        self.conf = conf
+        self.clock = clock or from_env()
+        self.node = conf.node.id
+        self.room = conf.site.room(conf.node.room)
+        self.topics = Topics(conf.site.id, conf.site.topic_prefix)
+        self.items: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.stopping = threading.Event()
+        self.started_mono = time.monotonic()
+        self.counts: Counter[str] = Counter()
+        self.outbox = Outbox(conf.outbox, self.node, conf.key, self.clock, conf.outbox_max_events)
+        self.roster: Roster | None = None
+        saved = self.outbox.get("roster")
+        if saved is not None:
+            try:
+                self.roster = load_json(saved)
+            except (RosterError, ValueError):
+                log.warning("stored roster unreadable; waiting for the supervisor's")
+        roles = {}
+        for r in conf.readers:
+            side = r.side if r.role == "door" and r.side else self.room.id
+            roles[r.id] = ReaderRole(r.id, r.role, side, r.door)
+        self.presence = Presence(self.room.id, roles, conf.site.rules.presence_ttl_s,
+                                 conf.crossing_window_s, conf.tap_rearm_s)
+        self.rules = LocalRules(self.room, conf.site.rules,
+                                self.room.id in conf.site.doorway_rooms())
+        self.readers = [SerialReader(r.id, r.type, r.port, r.baud, self._on_reads,
+                                     self._on_port, conf.start_inventory.get(r.id, True))
+                        for r in conf.readers]
+        self.doors: list[DoorInput] = [make_door(d.door, d.source, d.active_low, d.debounce_s)
+                                       for d in conf.doors]
+        self.cameras: dict[str, Any] = {}
+        self.link = Link(self.node, self.topics, conf.mqtt, self.items.put)
+        self.notifier = Notifier()
+        self.host = HostStats()
+        self.online = False  # the loop's view: set when it has handled ("connected",)
+        self.cursor = 0  # highest seq published since the last (re)connect / go-back
+        self.inflight: dict[int, float] = {}  # seq -> monotonic time published
+        self.faults: dict[str, str] = {}  # active fault key -> fault id
+        self._fault_n = 0
+        self._checksum_seen: dict[str, int] = {}
+
+    # ---- items from other threads -------------------------------------------------------
+
+    def _on_reads(self, reader_id: str, reads: list[Read]) -> None:
+        self.items.put(("reads", reader_id, reads))
+
+    def _on_port(self, reader_id: str, ok: bool, detail: str) -> None:
+        self.items.put(("port", reader_id, ok, detail))
+
+    def _on_door(self, door: str, state: str) -> None:
+        self.items.put(("emit", "door", {"door": door, "state": state}))
+
+    def emit_threadsafe(self, event_type: str, body: dict[str, Any]) -> None:
+        """What vision workers call: queue an event for the loop to commit and publish."""
+        self.items.put(("emit", event_type, body))
+
+    # ---- events ---------------------------------------------------------------------------
+
+    def emit(self, event_type: str, body: dict[str, Any]) -> int | None:
+        """Validate, commit to the outbox, publish; return the seq (None if refused)."""
+        try:
+            validate_body(event_type, body)
+        except BodyError as e:
+            self.counts["bad_events"] += 1
+            log.error("refused a malformed %s event: %s", event_type, e)
+            return None
+        try:
+            stored = self.outbox.append(event_type, body, reserved=event_type in SYSTEM_EVENTS)
+        except OutboxFull as e:
+            if self.outbox.rejected == 1 or self.outbox.rejected % 1000 == 0:
+                log.error("%s; %d events rejected so far", e, self.outbox.rejected)
+            return None
+        self.pump()
+        return stored.seq
+
+    def fault(self, key: str, phase: str, device: str, kind: str, detail: str = "",
+              count: int | None = None) -> None:
+        """Publish a fault lifecycle event under a stable id per key."""
+        if phase == "new":
+            if key in self.faults:
+                phase = "update"
+            else:
+                self._fault_n += 1
+                self.faults[key] = f"{kind}-{int(self.clock.now()):x}-{self._fault_n}"[:64]
+        fid = self.faults.get(key)
+        if fid is None:
+            return
+        if phase == "end":
+            del self.faults[key]
+        body: dict[str, Any] = {"id": fid, "phase": phase, "device": device, "kind": kind}
+        if detail:
+            body["detail"] = detail[:500]
+        if count is not None:
+            body["count"] = count
+        self.emit("fault", body)
+
+    # ---- publishing -----------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Publish unacked events in sequence order while the send window has room."""
+        if not self.online:
+            return
+        room = SEND_WINDOW - len(self.inflight)
+        if room <= 0 or self.cursor >= self.outbox.next_seq - 1:
+            return
+        topic = self.topics.node(self.node, "event")
+        now = time.monotonic()
+        for ev in self.outbox.after(self.cursor, room):
+            if not self.link.publish(topic, ev.payload):
+                return  # the link went down; ("disconnected",) is on its way
+            self.inflight[ev.seq] = now
+            self.cursor = ev.seq
+
+    def _retransmit_due(self) -> None:
+        if not self.inflight or not self.online:
+            return
+        oldest = min(self.inflight.values())
+        if time.monotonic() - oldest >= self.conf.retransmit_s:
+            self.counts["retransmits"] += 1
+            self._go_back()
+
+    def _go_back(self) -> None:
+        """Send again from the oldest unacked event, in order."""
+        self.inflight.clear()
+        first = self.outbox.oldest()
+        self.cursor = 0 if first is None else first - 1
+        self.pump()
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            parsed = self.topics.parse(topic)
+        except TopicError:
+            self.counts["bad_topic"] += 1
+            return
+        if parsed.kind != "node" or parsed.node != self.node:
+            return
+        if parsed.channel == "ack":
+            self._on_ack(payload)
+        elif parsed.channel == "roster":
+            self._on_roster(payload)
+
+    def _on_ack(self, payload: bytes) -> None:
+        try:
+            ev = verify(payload, {self.node: self.conf.key}, topic_node=self.node)
+            if ev.type != "ack":
+                raise VerifyError("bad_field", f"type {ev.type!r} on the ack topic")
+        except VerifyError as e:
+            self.counts["ack_rejected"] += 1
+            log.warning("ack refused: %s", e)
+            return
+        epoch, seqs = ev.body["epoch"], ev.body["seqs"]
+        if epoch != self.outbox.epoch:
+            self.counts["ack_other_epoch"] += 1
+            return
+        for s in self.outbox.ack(epoch, seqs):
+            self.inflight.pop(s, None)
+        self.pump()
+
+    def _on_roster(self, payload: bytes) -> None:
+        if not payload:
+            return  # a cleared retained roster: keep the one we have
+        try:
+            roster = verify_roster(payload, self.node, self.conf.key)
+        except (VerifyError, RosterError) as e:
+            self.counts["roster_rejected"] += 1
+            log.warning("roster refused: %s", e)
+            return
+        if self.roster is not None and roster.version < self.roster.version:
+            self.counts["roster_rejected"] += 1
+            log.warning("roster version %d older than %d: refused", roster.version,
+                        self.roster.version)
+            return
+        self.roster = roster
+        self.outbox.put("roster", roster.to_json())
+        log.info("roster version %d: %d bands", roster.version, len(roster.bands))
+
+    # ---- loop -----------------------------------------------------------------------------
+
+    def handle(self, item: tuple[Any, ...]) -> None:
+        """Act on one queued item."""
+        kind = item[0]
+        if kind == "reads":
+            now, mono = self.clock.now(), time.monotonic()
+            for read in item[2]:
+                for etype, body in self.presence.on_read(item[1], read, now, mono):
+                    self.emit(etype, body)
+        elif kind == "emit":
+            self.emit(item[1], item[2])
+        elif kind == "port":
+            _, rid, ok, detail = item
+            self.fault(f"port-{rid}", "end" if ok else "new", rid, "port-lost", detail)
+        elif kind == "connected":
+            self.online = True
+            self._go_back()  # replay every unacked event in order
+        elif kind == "disconnected":
+            self.online = False
+            self.inflight.clear()
+        elif kind == "message":
+            self._on_message(item[1], item[2])
+        elif kind == "stop":
+            self.stopping.set()
+
+    def tick(self) -> None:
+        """Presence TTL and the local rules, against the custody clock."""
+        now, mono = self.clock.now(), time.monotonic()
+        for etype, body in self.presence.tick(now, mono):
+            self.emit(etype, body)
+        inputs = Inputs(frozenset(self.presence.present), frozenset(self.presence.recently_seen()),
+                        dict(self.presence.status), self.roster, self.outbox.high_water)
+        events = self.rules.evaluate(now, inputs)
+        for etype, body in events:
+            self.emit(etype, body)
+        if events:
+            self.outbox.put_json("local_alerts", self.rules.saved())
+
+    def _checksum_faults(self) -> None:
+        for r in self.readers:
+            n = r.parser.counts["checksum"]
+            seen = self._checksum_seen.get(r.id, 0)
+            key = f"checksum-{r.id}"
+            if n > seen:
+                self.fault(key, "new", r.id, "checksum", f"{n - seen} bad frame(s)", n)
+            elif key in self.faults:
+                self.fault(key, "end", r.id, "checksum", "no bad frames this interval", n)
+            self._checksum_seen[r.id] = n
+
+    def health_body(self) -> dict[str, Any]:
+        """The health message body."""
+        obj: dict[str, Any] = {
+            "readers": {r.id: r.stats() for r in self.readers},
+            "doors": {d.door: d.stats() for d in self.doors},
+            "outbox": {"capacity": self.outbox.capacity, "rejected": self.outbox.rejected,
+                       "epoch": self.outbox.epoch, "next_seq": self.outbox.next_seq},
+            "ack_rejected": self.counts["ack_rejected"],
+            "roster_rejected": self.counts["roster_rejected"],
+            "roster_version": -1 if self.roster is None else self.roster.version,
+            "callback_errors": sum(self.link.errors.counts.values()),
+            "retransmits": self.counts["retransmits"],
+            "connects": self.link.connects,
+        }
+        obj.update(self.host.sample())
+        if self.cameras:
+            cams = {}
+            for cid, w in self.cameras.items():
+                try:
+                    cams[cid] = {k: int(v) for k, v in w.health().items()}
+                except Exception:  # a broken worker must not stop health
+                    log.exception("camera %s health failed", cid)
+            obj["cameras"] = cams
+        return {"uptime_s": int(time.monotonic() - self.started_mono),
+                "queue": self.outbox.depth, "obj": obj}
+
+    def publish_health(self) -> None:
+        """Seal health (seq 0) and publish it retained."""
+        try:
+            payload = seal(self.conf.key, self.node, self.outbox.epoch, 0, self.clock.now_ms(),
+                           "health", self.health_body())
+        except Exception:
+            log.exception("health not built")
+            return
+        self.link.publish(self.topics.node(self.node, "health"), payload, retain=True)
+
+    def _start_vision(self) -> None:
+        if not (self.conf.vision and self.conf.cameras):
+            return
+        try:
+            vision = importlib.import_module("edge_agent.vision")  # the vision part's package
+        except Exception as e:  # missing or broken vision: run on, and say so
+            for cam in self.conf.cameras:
+                self.fault(f"vision-{cam.id}", "new", cam.id, "vision-unavailable", str(e))
+            return
+        for cam in self.conf.cameras:
+            try:
+                w = vision.open_camera(cam, self.room.id, self.emit_threadsafe, self.clock,
+                                       self.conf.site.rules)
+                w.start()
+                self.cameras[cam.id] = w
+            except Exception as e:
+                log.exception("camera %s did not start", cam.id)
+                self.fault(f"vision-{cam.id}", "new", cam.id, "camera-start", str(e))
+
+    def run(self) -> int:
+        """Run until stop(); return the exit status."""
+        for etype, body in self.rules.ended_after_restart(self.outbox.get_json("local_alerts",
+                                                                                [])):
+            self.emit(etype, body)
+        self.outbox.put_json("local_alerts", [])
+        self.link.start()
+        for r in self.readers:
+            r.start()
+        for d in self.doors:
+            d.start(self._on_door)
+        self._start_vision()
+        self.notifier.notify("READY=1")
+        log.info("agent %s up: room %s, epoch %d, %d unacked", self.node, self.room.id,
+                 self.outbox.epoch, self.outbox.depth)
+        step = max(0.005, min(0.2, 0.2 / self.clock.speed))
+        next_health = time.monotonic() + 1.0
+        wd = self.notifier.watchdog_interval()
+        next_wd = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    item = self.items.get(timeout=step)
+                    self.handle(item)
+                    for _ in range(500):  # drain a burst without starving the tick
+                        self.handle(self.items.get_nowait())
+                except queue.Empty:
+                    pass
+                except Exception:  # one bad item must not stop the node
+                    self.counts["loop_errors"] += 1
+                    log.exception("main loop error (kept running)")
+                try:
+                    self.tick()
+                    self._retransmit_due()
+                    self.pump()
+                    mono = time.monotonic()
+                    if mono >= next_health:
+                        next_health = mono + self.conf.health_interval_s
+                        self._checksum_faults()
+                        self.publish_health()
+                except Exception:
+                    self.counts["loop_errors"] += 1
+                    log.exception("main loop error (kept running)")
+                if wd and time.monotonic() >= next_wd:
+                    next_wd = time.monotonic() + wd
+                    self.notifier.notify("WATCHDOG=1")
+        finally:
+            self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        """Ask the loop to stop (safe from a signal handler or another thread)."""
+        self.stopping.set()
+
+    def _shutdown(self) -> None:
+        self.notifier.notify("STOPPING=1")
+        for w in self.cameras.values():
+            try:
+                w.stop()
+            except Exception:
+                log.exception("camera stop failed")
+        for d in self.doors:
+            d.stop()
+        for r in self.readers:
+            r.stop()
+        self.link.stop()
+        self.outbox.close()
+        log.info("agent %s stopped", self.node)
+
+
+def run_agent(conf: AgentConfig) -> int:
+    """Run an agent in this process with SIGTERM/SIGINT as a clean stop."""
+    agent = Agent(conf)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return agent.run()

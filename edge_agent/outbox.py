@@ -1,0 +1,154 @@
+"""The durable outbox: every event is sealed and committed to SQLite before it is published.
+
+WAL journal with synchronous=FULL, so a committed event survives power loss. The node's
+epoch is chosen once, when the database is created (real Unix seconds, so a replaced
+database always gets a higher epoch); sequences start at 1 in each epoch. Rows are deleted
+only when a verified supervisor ack names them. When full, new events are rejected and
+counted (never drop-oldest); a small reserve lets the agent still store its own alerts.
+"""
+
+import contextlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from protocol.clock import Clock
+from protocol.envelope import seal
+
+# 72 h of peak traffic at an assumed sustained peak of 1 event/s per room node.
+PEAK_EVENTS_PER_S = 1
+DEFAULT_CAPACITY = 72 * 3600 * PEAK_EVENTS_PER_S
+RESERVE = 64
+HIGH_WATER, LOW_WATER = 0.5, 0.4
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
+                                   type TEXT NOT NULL, payload BLOB NOT NULL);
+"""
+
+
+class OutboxFull(Exception):
+    """The outbox is at capacity; the event was rejected (and counted)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One committed event."""
+
+    seq: int
+    payload: bytes
+
+
+class Outbox:
+    """One node's outbox database (use from one thread)."""
+
+    def __init__(self, path: str | Path, node: str, key: bytes, clock: Clock,
+                 capacity: int = 0, reserve: int = RESERVE) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.node, self.key, self.clock = node, key, clock
+        self.capacity = capacity or DEFAULT_CAPACITY
+        self.reserve = reserve
+        self.rejected = 0
+        self.high_water = False
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        with self._tx():
+            if self.get("epoch") is None:
+                # A new database: a new epoch, higher than any earlier one of this node.
+                self.db.execute("INSERT INTO meta VALUES ('epoch', ?), ('next_seq', '1')",
+                                (str(max(1, int(time.time()))),))
+        self.epoch = int(self.get("epoch") or 1)
+        self.next_seq = int(self.get("next_seq") or 1)
+        self.depth = int(self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        self._update_high_water()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Any:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def get(self, k: str) -> str | None:
+        """A value of the meta table."""
+        row = self.db.execute("SELECT v FROM meta WHERE k = ?", (k,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put(self, k: str, v: str) -> None:
+        """Set a value of the meta table (committed)."""
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
+
+    def put_json(self, k: str, value: Any) -> None:
+        """Store a JSON value in the meta table."""
+        self.put(k, json.dumps(value))
+
+    def get_json(self, k: str, default: Any = None) -> Any:
+        """A JSON value of the meta table."""
+        v = self.get(k)
+        return default if v is None else json.loads(v)
+
+    def append(self, event_type: str, body: dict[str, Any], *, reserved: bool = False
+               ) -> Stored:
+        """Seal and commit one event; raise OutboxFull (counted) when at capacity."""
+        limit = self.capacity + (self.reserve if reserved else 0)
+        if self.depth >= limit:
+            self.rejected += 1
+            raise OutboxFull(f"outbox holds {self.depth} events (capacity {self.capacity})")
+        seq = self.next_seq
+        ts = self.clock.now_ms()
+        payload = seal(self.key, self.node, self.epoch, seq, ts, event_type, body)
+        with self._tx():
+            self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
+                            (seq, ts, event_type, payload))
+            self.db.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(seq + 1),))
+        self.next_seq = seq + 1
+        self.depth += 1
+        self._update_high_water()
+        return Stored(seq, payload)
+
+    def after(self, seq: int, limit: int) -> list[Stored]:
+        """Unacked events with a sequence above `seq`, oldest first."""
+        rows = self.db.execute("SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq "
+                               "LIMIT ?", (seq, limit)).fetchall()
+        return [Stored(int(s), bytes(p)) for s, p in rows]
+
+    def oldest(self) -> int | None:
+        """The lowest unacked sequence, if any."""
+        row = self.db.execute("SELECT MIN(seq) FROM events").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def ack(self, epoch: int, seqs: list[int]) -> list[int]:
+        """Delete exactly the acked (epoch, seq) events; return the sequences deleted."""
+        if epoch != self.epoch or not seqs:
+            return []
+        deleted: list[int] = []
+        with self._tx():
+            for s in seqs:
+                cur = self.db.execute("DELETE FROM events WHERE seq = ?", (s,))
+                if cur.rowcount:
+                    deleted.append(s)
+        self.depth -= len(deleted)
+        self._update_high_water()
+        return deleted
+
+    def _update_high_water(self) -> None:
+        fill = self.depth / self.capacity
+        if fill >= HIGH_WATER:
+            self.high_water = True
+        elif fill < LOW_WATER:
+            self.high_water = False
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
