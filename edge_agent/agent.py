@@ -29,7 +29,7 @@ from .health import HostStats
 from .link import Link
 from .local_rules import Inputs, LocalRules
 from .outbox import Outbox, OutboxFull
-from .presence import Presence, ReaderRole
+from .presence import Presence, PresentBand, ReaderRole
 from .roster import Roster, RosterError, load_json, verify_roster
 from .sdnotify import Notifier
 
@@ -66,6 +66,11 @@ class Agent:
             roles[r.id] = ReaderRole(r.id, r.role, side, r.door)
         self.presence = Presence(self.room.id, roles, conf.site.rules.presence_ttl_s,
                                  conf.crossing_window_s, conf.tap_rearm_s)
+        # Presence survives a restart: bands present before it stay until their TTL runs out.
+        now = self.clock.now()
+        for band, reader in (self.outbox.get_json("present", {}) or {}).items():
+            self.presence.present[band] = PresentBand(reader, now, now)
+        self._present_saved = set(self.presence.present)
         self.rules = LocalRules(self.room, conf.site.rules,
                                 self.room.id in conf.site.doorway_rooms())
         self.readers = [SerialReader(r.id, r.type, r.port, r.baud, self._on_reads,
@@ -245,11 +250,18 @@ class Agent:
         elif kind == "stop":
             self.stopping.set()
 
+    def _save_presence(self) -> None:
+        if set(self.presence.present) != self._present_saved:
+            self._present_saved = set(self.presence.present)
+            self.outbox.put_json("present", {b: p.reader
+                                             for b, p in self.presence.present.items()})
+
     def tick(self) -> None:
         """Presence TTL and the local rules, against the custody clock."""
         now, mono = self.clock.now(), time.monotonic()
         for etype, body in self.presence.tick(now, mono):
             self.emit(etype, body)
+        self._save_presence()
         inputs = Inputs(frozenset(self.presence.present), frozenset(self.presence.recently_seen()),
                         dict(self.presence.status), self.roster, self.outbox.high_water)
         events = self.rules.evaluate(now, inputs)
