@@ -18,9 +18,9 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.results import command_line, write_section  # noqa: E402
-from custody.broker import BrokerConfig, Mosquitto  # noqa: E402
-from protocol.envelope import seal  # noqa: E402
+from benchmarks.results import command_line, write_section
+from custody.broker import BrokerConfig, Mosquitto
+from protocol.envelope import seal
 
 TOPIC = "custody/v1/bench/node/node-a/event"
 

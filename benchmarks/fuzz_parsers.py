@@ -25,15 +25,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.mutators import mutate_bytes, mutate_tree, random_value  # noqa: E402
-from benchmarks.results import command_line, write_section  # noqa: E402
-from protocol.canonical import CanonicalError, dumps  # noqa: E402
-from protocol.config import ConfigError  # noqa: E402
-from protocol.envelope import VerifyError, mac_hex, seal, verify  # noqa: E402
-from protocol.replay import ReplayWindow  # noqa: E402
-from protocol.site import DEMO_SITE, parse_site  # noqa: E402
-from protocol.staff import COMMANDS, StaffError, parse_request, request_payload  # noqa: E402
-from protocol.topics import TopicError, Topics  # noqa: E402
+from benchmarks.mutators import mutate_bytes, mutate_tree, random_value
+from benchmarks.results import command_line, write_section
+from protocol.canonical import CanonicalError, dumps
+from protocol.config import ConfigError
+from protocol.envelope import VerifyError, mac_hex, seal, verify
+from protocol.replay import ReplayWindow
+from protocol.site import DEMO_SITE, parse_site
+from protocol.staff import COMMANDS, StaffError, parse_request, request_payload
+from protocol.topics import TopicError, Topics
 
 
 class Broken(AssertionError):

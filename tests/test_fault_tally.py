@@ -32,13 +32,12 @@ def test_missing_duplicated_out_of_order_and_late_are_counted():
 
 @pytest.mark.skipif(not netns_available(), reason="network namespaces need root and iproute2")
 def test_netns_cut_and_restore_with_a_real_broker(tmp_path):
-    with NetNs(9) as ns:
-        with Mosquitto(BrokerConfig(host=ns.host_ip)) as b:
-            pub = [*ns.prefix(), "mosquitto_pub", "-h", b.host, "-p", str(b.port), "-t", "t",
-                   "-m", "x", "-q", "1"]
-            assert subprocess.run(pub, capture_output=True, timeout=20).returncode == 0
-            ns.cut()
-            r = subprocess.run(["timeout", "5", *pub], capture_output=True, timeout=30)
-            assert r.returncode != 0, "the cut node must not reach the broker"
-            ns.restore()
-            assert subprocess.run(pub, capture_output=True, timeout=20).returncode == 0
+    with NetNs(9) as ns, Mosquitto(BrokerConfig(host=ns.host_ip)) as b:
+        pub = [*ns.prefix(), "mosquitto_pub", "-h", b.host, "-p", str(b.port), "-t", "t",
+               "-m", "x", "-q", "1"]
+        assert subprocess.run(pub, capture_output=True, timeout=20).returncode == 0
+        ns.cut()
+        r = subprocess.run(["timeout", "5", *pub], capture_output=True, timeout=30)
+        assert r.returncode != 0, "the cut node must not reach the broker"
+        ns.restore()
+        assert subprocess.run(pub, capture_output=True, timeout=20).returncode == 0
