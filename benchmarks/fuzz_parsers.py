@@ -291,6 +291,25 @@ class _StreamReject(ValueError):
     pass
 
 
+def _kp_target() -> Callable[[random.Random], str]:
+    from edge_agent.vision.capture import parse_kp_line
+    from protocol.clock import from_env
+
+    clock = from_env()
+    person = [[round(0.3 + i / 100, 3), round(0.2 + i / 50, 3), 0.9] for i in range(33)]
+
+    def run(rng: random.Random) -> str:
+        good = {"ts": 1_764_000_000_000, "persons": [person] * rng.randint(0, 2)}
+        if rng.random() < 0.5:
+            line = mutate_bytes(json.dumps(good).encode(), rng).decode("utf-8", "replace")
+        else:
+            line = json.dumps(mutate_tree(good, rng)[0], default=str)
+        parse_kp_line(line, clock)
+        return "accepted"
+
+    return run
+
+
 TARGETS: dict[str, tuple[Callable[[], Callable[[random.Random], str]], tuple[type, ...]]] = {
     "canonical JSON": (lambda: t_canonical, (CanonicalError,)),
     "envelope verify": (lambda: t_envelope, (VerifyError,)),
@@ -300,6 +319,7 @@ TARGETS: dict[str, tuple[Callable[[], Callable[[random.Random], str]], tuple[typ
     "staff commands": (lambda: t_staff, (StaffError,)),
     "rdm6300 frames": (lambda: _stream_target("rdm6300"), (_StreamReject,)),
     "uhf m100 frames": (lambda: _stream_target("uhf"), (_StreamReject,)),
+    "vision kp: lines": (_kp_target, (ValueError,)),
 }
 
 
