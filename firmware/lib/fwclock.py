@@ -1,0 +1,31 @@
+# Wall-clock milliseconds for event timestamps. On a board the clock is set by NTP in
+# boot.py; under the unix port the simulator's CUSTODY_CLOCK_* variables are honoured so
+# the firmware shares the simulated custody time of protocol/clock.py.
+import os
+import time
+
+# Ports whose epoch is 2000-01-01 need the offset to Unix time.
+_OFFSET_S = 946684800 if time.gmtime(0)[0] == 2000 else 0
+_sim = None
+_getenv = getattr(os, "getenv", None)
+if _getenv is not None and _getenv("CUSTODY_CLOCK_SPEED"):
+    _sim = (float(_getenv("CUSTODY_CLOCK_SPEED")), float(_getenv("CUSTODY_CLOCK_START") or 0),
+            float(_getenv("CUSTODY_CLOCK_ANCHOR") or 0))
+
+
+def real_ms():
+    """Unix time in integer milliseconds from the board's clock."""
+    return time.time_ns() // 1000000 + _OFFSET_S * 1000
+
+
+def now_ms():
+    """Custody time in integer milliseconds (simulated when the environment says so)."""
+    if _sim is None or (_sim[0] == 1.0 and _sim[1] == _sim[2]):
+        return real_ms()
+    speed, start, anchor = _sim
+    return int((start + (real_ms() / 1000 - anchor) * speed) * 1000)
+
+
+def clock_valid():
+    """True once the clock holds a plausible date (after NTP), so epochs can use it."""
+    return real_ms() > 1700000000000
