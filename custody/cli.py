@@ -12,6 +12,10 @@ COMMAND_MODULES = (
     "custody.site_cmd",
     "edge_agent.cli",
     "custody.provision_cmd",
+    "supervisor.cli",
+    "supervisor.staff_cli",
+    "supervisor.watch",
+    "supervisor.report",
 )
 
 
