@@ -2,11 +2,19 @@
 against journal entries, and a network namespace to cut a node off."""
 
 import contextlib
+import json
 import os
+import signal
+import sqlite3
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import paho.mqtt.client as mqtt
 
 from edge_agent.drivers import rdm6300
 from tests.agent_support import Pty
@@ -149,3 +157,182 @@ class NetNs:
 
     def __exit__(self, *exc: Any) -> None:
         self.delete()
+
+
+# ---- processes and what they left behind ----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+INJECTOR = Path(__file__).resolve().parent / "fault_supervisor.py"
+
+
+class Proc:
+    """A child process with a log file, killable with -9, stoppable with SIGSTOP."""
+
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.argv, self.log = argv, log
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Proc":
+        """Start (again)."""
+        with self.log.open("ab") as logf:
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=logf,
+                                         stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The running child's pid."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """Still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send a signal if running."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        """kill -9 and reap."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for exit; the exit status."""
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGCONT (in case it was stopped), SIGTERM, wait; kill if it will not go."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def text(self) -> str:
+        """The log so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    log_text = text  # the name tests.agent_support's helpers call
+
+
+def supervisor_argv(site: Path, keys: Path, db: Path, host: str, port: int,
+                    inject: str | None = None) -> list[str]:
+    """`custody supervisor` for a site; with `inject`, through tests/fault_supervisor.py."""
+    args = ["supervisor", "--config", str(site), "--keys", str(keys), "--db", str(db),
+            "--checkpoint", str(db.with_suffix(".checkpoint")), "--host", host,
+            "--port", str(port)]
+    if inject is not None:
+        return [sys.executable, str(INJECTOR), inject, *args]
+    return [sys.executable, "-m", "custody", *args]
+
+
+def journal_rows(db: Path, kind: str | None = None) -> list[tuple[int, str, int, int, str, bytes]]:
+    """(idx, node, epoch, seq, kind, payload) in journal order, read-only."""
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        q = "SELECT idx, node, epoch, seq, kind, payload FROM journal"
+        rows = con.execute(q + (" WHERE kind = ?" if kind else "") + " ORDER BY idx",
+                           (kind,) if kind else ()).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+    return [(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+
+
+def journal_events(db: Path, node: str, etype: str) -> list[tuple[tuple[int, int], str]]:
+    """((epoch, seq), band) of one node's journaled events of one type, in journal order."""
+    out = []
+    for _, n, epoch, seq, _, payload in journal_rows(db, "event"):
+        if n != node:
+            continue
+        env = json.loads(json.loads(payload)["env"])
+        if env["type"] == etype:
+            out.append(((epoch, seq), env["body"]["band"]))
+    return out
+
+
+def journal_own(db: Path, kind: str) -> list[dict[str, Any]]:
+    """The supervisor's own entries of a kind ("alert", "security", "availability"...)."""
+    return [json.loads(p) for *_, p in journal_rows(db, kind)]
+
+
+def outbox_committed(outbox: Path) -> int:
+    """How many events the node has committed to its outbox so far (next_seq - 1)."""
+    if not outbox.exists():
+        return 0
+    con = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
+    try:
+        row = con.execute("SELECT v FROM meta WHERE k = 'next_seq'").fetchone()
+        return int(row[0]) - 1 if row else 0
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+def outbox_unacked(outbox: Path) -> int:
+    """Events still waiting for the supervisor's ack."""
+    con = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    finally:
+        con.close()
+
+
+class AlertListener:
+    """Records every message on the site's alert topics (what staff would receive)."""
+
+    def __init__(self, host: str, port: int, base: str) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"alerts-{time.monotonic_ns()}")
+        self.client.on_connect = lambda c, *a: c.subscribe(f"{base}/alert/#", 1)
+        self.client.on_message = self._on_message
+        self.client.connect_async(host, port, 5)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append({**json.loads(msg.payload), "_topic": msg.topic,
+                                  "_rx": time.monotonic()})
+
+    def of(self, rule: str, state: str | None = None) -> list[dict[str, Any]]:
+        """Messages of one rule (and lifecycle state)."""
+        with self.lock:
+            return [m for m in self.messages
+                    if m["rule"] == rule and (state is None or m["state"] == state)]
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_until(pred: Any, timeout: float, what: str, *logs: Any) -> Any:
+    """Poll until pred() is truthy; fail naming `what` with the tails of the given logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    tails = "\n".join(f"--- {getattr(p, 'log', p)} ---\n{p.text()[-2500:]}" for p in logs)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
