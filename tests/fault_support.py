@@ -299,11 +299,14 @@ def outbox_unacked(outbox: Path) -> int:
 class AlertListener:
     """Records every message on the site's alert topics (what staff would receive)."""
 
-    def __init__(self, host: str, port: int, base: str) -> None:
+    def __init__(self, host: str, port: int, base: str,
+                 auth: tuple[str, str] | None = None) -> None:
         self.messages: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"alerts-{time.monotonic_ns()}")
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         self.client.on_connect = lambda c, *a: c.subscribe(f"{base}/alert/#", 1)
         self.client.on_message = self._on_message
         self.client.connect_async(host, port, 5)
