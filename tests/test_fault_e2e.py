@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,46 +113,55 @@ def _assert_clean(c: Chain) -> None:
     assert t.journaled == t.generated
 
 
-def test_broker_kill9_with_a_backlog_waiting(chain: Chain) -> None:
-    c = chain
+def scenario_broker_kill(c: Chain, before: int = 20, backlog: int = 80) -> None:
+    """kill -9 of the broker while `backlog` events wait in it for the supervisor."""
     c.sup.start()
     c.agent.start()
     c.wait_up()
-    c.taps.burst(20)
-    c.wait_journaled(20)
+    c.taps.burst(before)
+    c.wait_journaled(before)
     # The supervisor goes away cleanly: its persistent session makes the broker queue for it.
     assert c.sup.stop() == 0
-    c.taps.burst(80)
-    wait_until(lambda: outbox_committed(c.outbox) >= 100, 30, "80 more taps committed",
-               c.agent)
+    c.taps.burst(backlog)
+    wait_until(lambda: outbox_committed(c.outbox) >= before + backlog, 60,
+               "the backlog committed", c.agent)
     time.sleep(1.0)  # let the node publish them into the broker's queue
     c.broker.kill()  # kill -9 with the backlog in memory
     c.broker.start()
     c.sup.start()
-    c.wait_journaled(100, timeout=90)
-    _assert_clean(c)
-    wait_until(lambda: outbox_unacked(c.outbox) == 0, 30, "an empty outbox", c.agent)
+    c.wait_journaled(before + backlog, timeout=120)
+    wait_until(lambda: outbox_unacked(c.outbox) == 0, 60, "an empty outbox", c.agent)
 
 
-def test_node_kill9_mid_publish(chain: Chain) -> None:
-    c = chain
+def test_broker_kill9_with_a_backlog_waiting(chain: Chain) -> None:
+    scenario_broker_kill(chain)
+    _assert_clean(chain)
+
+
+def scenario_node_kill(c: Chain, rounds: int = 3, burst: int = 150) -> int:
+    """kill -9 of the node right after a burst is committed; returns kills that left
+    events unacked (landed mid-publish)."""
     c.sup.start()
     c.agent.start()
     c.wait_up()
-    mid_publish = False
-    for _ in range(3):
+    mid_publish = 0
+    for _ in range(rounds):
         start = outbox_committed(c.outbox)
-        c.taps.burst(150, rate_hz=2000)
+        c.taps.burst(burst, rate_hz=2000)
         # Kill the moment every tap is committed, while publishing and acking go on.
-        wait_until(lambda s=start: outbox_committed(c.outbox) >= s + 150, 30,
+        wait_until(lambda s=start: outbox_committed(c.outbox) >= s + burst, 60,
                    "the burst committed", c.agent)
         c.agent.kill9()
-        mid_publish = mid_publish or outbox_unacked(c.outbox) > 0
+        mid_publish += outbox_unacked(c.outbox) > 0
         c.agent.start()
         c.wait_up()
-        c.wait_journaled(len(c.taps.generated), timeout=60)
-    assert mid_publish, "no kill landed while events were still unacked"
-    _assert_clean(c)
+        c.wait_journaled(len(c.taps.generated), timeout=120)
+    return mid_publish
+
+
+def test_node_kill9_mid_publish(chain: Chain) -> None:
+    assert scenario_node_kill(chain) > 0, "no kill landed while events were still unacked"
+    _assert_clean(chain)
 
 
 def test_supervisor_kill9_between_rule_evaluation_and_journal_commit(tmp_path: Path) -> None:
@@ -191,15 +201,14 @@ def test_supervisor_kill9_between_rule_evaluation_and_journal_commit(tmp_path: P
             c.close()
 
 
-def test_node_cut_off_from_the_network(tmp_path: Path) -> None:
-    """The node in its own network namespace, its cable pulled for CUT_S seconds while the
+def scenario_cut(d: Path, cut_s: float, tap_hz: float = 10.0) -> dict[str, Any]:
+    """The node in its own network namespace, its cable pulled for `cut_s` seconds while the
     device keeps producing; without namespaces, its traffic is stopped (SIGSTOP)."""
-    use_ns = netns_available()
-    ns = NetNs(1).create() if use_ns else None
+    ns = NetNs(1).create() if netns_available() else None
+    out: dict[str, Any] = {"method": "network namespace, veth down" if ns else "SIGSTOP"}
     try:
-        host = ns.host_ip if ns else "127.0.0.1"
-        with Mosquitto(BrokerConfig(host=host)) as b:
-            c = Chain(tmp_path, b, prefix=ns.prefix() if ns else [])
+        with Mosquitto(BrokerConfig(host=ns.host_ip if ns else "127.0.0.1")) as b:
+            c = Chain(d, b, prefix=ns.prefix() if ns else [])
             try:
                 c.sup.start()
                 c.agent.start()
@@ -211,40 +220,50 @@ def test_node_cut_off_from_the_network(tmp_path: Path) -> None:
                 else:
                     c.agent.signal(signal.SIGSTOP)
                 t_cut, cut_ms = time.monotonic(), int(time.time() * 1000)
-                while time.monotonic() - t_cut < CUT_S:
+                while time.monotonic() - t_cut < cut_s:
                     if ns:  # the device keeps producing while the node is cut off
                         c.taps.tap()
-                    time.sleep(0.1)
+                    time.sleep(1.0 / tap_hz)
+                out["through_during_cut"] = len({b for _, b in c.journaled_taps()}) - 20
                 if ns:
-                    during = len(c.taps.generated) - 20
-                    assert len({b for _, b in c.journaled_taps()}) == 20, "nothing got through"
                     ns.restore()
                 else:
                     c.agent.signal(signal.SIGCONT)
-                    during = 0
                 c.taps.burst(20, rate_hz=20)
-                c.wait_journaled(40 + during, timeout=90)
-                _assert_clean(c)
-                offline = [a["ts"] - cut_ms for a in journal_own(c.db, "availability")
-                           if a["status"] == "offline"]
-                print(f"cut {CUT_S}s: node offline in the journal {offline} ms after the cut")
-                if CUT_S >= 15 and ns:  # Mosquitto 2.0 noticed a silent client 3-8 s late here
-                    assert offline and offline[0] < CUT_S * 1000
-                    wait_until(lambda: c.alerts.of("device-offline", "resolved"), 30,
-                               "device-offline raised then resolved", c.sup)
+                c.wait_journaled(len(c.taps.generated), timeout=120)
+                out["tally"] = tally(c.taps.generated, c.journaled_taps())
+                out["offline_ms"] = [a["ts"] - cut_ms for a in journal_own(c.db, "availability")
+                                     if a["status"] == "offline"]
+                if cut_s >= 15 and ns:  # Mosquitto 2.0 noticed a silent client 3-9 s late here
+                    with contextlib.suppress(AssertionError):
+                        wait_until(lambda: c.alerts.of("device-offline", "resolved"), 30,
+                                   "device-offline resolved", c.sup)
+                out["device_offline"] = [m["state"] for m in c.alerts.of("device-offline")]
             finally:
                 c.close()
     finally:
         if ns:
             ns.delete()
+    return out
 
 
-def test_slow_supervisor_overflows_the_broker_queue_and_the_gap_detector_fires(
-        tmp_path: Path) -> None:
-    # A tiny broker queue; a supervisor throttled to a crawl (stopped 90 % of the time).
-    with Mosquitto(BrokerConfig(max_queued_messages=10, extra=["max_inflight_messages 5"])
+def test_node_cut_off_from_the_network(tmp_path: Path) -> None:
+    r = scenario_cut(tmp_path, CUT_S)
+    t = r["tally"]
+    assert t.clean() and t.journaled == t.generated, t
+    if r["method"] != "SIGSTOP":
+        assert r["through_during_cut"] == 0, "nothing gets through a pulled cable"
+        assert r["offline_ms"] and r["offline_ms"][0] < CUT_S * 1000, r
+        assert r["device_offline"][:1] == ["raised"] and "resolved" in r["device_offline"], r
+
+
+def scenario_overflow(d: Path, burst: int = 300, queue: int = 10) -> dict[str, Any]:
+    """A tiny broker queue and a supervisor throttled to a crawl (stopped 90 % of the time)
+    while the node sends a burst; then new events overtake the ones the broker dropped."""
+    out: dict[str, Any] = {}
+    with Mosquitto(BrokerConfig(max_queued_messages=queue, extra=["max_inflight_messages 5"])
                    ) as b:
-        c = Chain(tmp_path, b)
+        c = Chain(d, b)
         try:
             c.sup.start()
             c.agent.start()
@@ -262,9 +281,9 @@ def test_slow_supervisor_overflows_the_broker_queue_and_the_gap_detector_fires(
 
             th = threading.Thread(target=throttle, daemon=True)
             th.start()
-            c.taps.burst(300, rate_hz=300)
-            wait_until(lambda: outbox_committed(c.outbox) >= 310, 30, "the burst committed",
-                       c.agent)
+            c.taps.burst(burst, rate_hz=300)
+            wait_until(lambda: outbox_committed(c.outbox) >= 10 + burst, 60,
+                       "the burst committed", c.agent)
             time.sleep(2.0)
             slow.set()
             th.join(5)
@@ -272,18 +291,28 @@ def test_slow_supervisor_overflows_the_broker_queue_and_the_gap_detector_fires(
             # New events right away: they overtake the dropped ones, which come back only by
             # the node's retransmission.
             c.taps.burst(30, rate_hz=100)
-            c.wait_journaled(len(c.taps.generated), timeout=120)
-            _assert_clean(c)
-            log = b.log_tail(400)
-            assert "dropped" in log.lower(), log
-            gaps = c.alerts.of("missing-events", "raised")
-            assert gaps, "the broker dropped messages: the gap detector must fire"
-            wait_until(lambda: c.alerts.of("missing-events", "resolved"), 60,
-                       "missing-events resolved once the gap filled", c.sup)
-            t = tally(c.taps.generated, c.journaled_taps())
-            assert t.late > 0  # some were journaled after later ones: the gap was real
+            c.wait_journaled(len(c.taps.generated), timeout=180)
+            out["tally"] = tally(c.taps.generated, c.journaled_taps())
+            out["broker_dropped"] = "dropped" in b.log_tail(2000).lower()
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: c.alerts.of("missing-events", "resolved"), 60,
+                           "missing-events resolved once the gap filled", c.sup)
+            out["missing_events"] = [m["state"] for m in c.alerts.of("missing-events")]
+            out["gap_messages"] = [m["message"] for m in c.alerts.of("missing-events", "raised")]
         finally:
             c.close()
+    return out
+
+
+def test_slow_supervisor_overflows_the_broker_queue_and_the_gap_detector_fires(
+        tmp_path: Path) -> None:
+    r = scenario_overflow(tmp_path)
+    t = r["tally"]
+    assert t.clean() and t.journaled == t.generated, t
+    assert r["broker_dropped"], "the broker queue must have overflowed"
+    assert r["missing_events"][:1] == ["raised"], "the gap detector must fire"
+    assert "resolved" in r["missing_events"], "and resolve once the gap is filled"
+    assert t.late > 0  # some were journaled after later ones: the gap was real
 
 
 def test_chain_stops_cleanly(chain: Chain) -> None:
