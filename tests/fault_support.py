@@ -339,3 +339,13 @@ def wait_until(pred: Any, timeout: float, what: str, *logs: Any) -> Any:
         time.sleep(0.1)
     tails = "\n".join(f"--- {getattr(p, 'log', p)} ---\n{p.text()[-2500:]}" for p in logs)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
+
+
+def journal_count(db: Path, kind: str) -> int:
+    """How many entries of a kind the journal holds."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM journal WHERE kind = ?",
+                               (kind,)).fetchone()[0])
+    finally:
+        con.close()
