@@ -1,0 +1,25 @@
+"""Vision on the room node: camera capture, motion gating, pose, tracking, behaviour, tamper.
+
+The agent calls `open_camera(...)` once per camera and `start()`s the worker; events go out
+through `emit(event_type, body)` (thread-safe, provided by the agent).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from protocol.clock import Clock
+from protocol.site import Camera, Rules
+
+from .pipeline import CameraWorker
+
+__all__ = ["CameraWorker", "open_camera"]
+
+
+def open_camera(camera: Camera, room: str, emit: Callable[[str, dict[str, Any]], None],
+                clock: Clock, rules: Rules, **options: Any) -> CameraWorker:
+    """A worker for one camera of a room node (not started; call `start()`).
+
+    Options (all optional): threads=1, classifier="heuristic"|"model", snapshots=False,
+    snapshot_dir=None, stall_s=10.0.
+    """
+    return CameraWorker(camera, room, emit, clock, rules, **options)

@@ -1,0 +1,359 @@
+"""Behaviour over windows of pose keypoints: features, classifiers, and the event logic.
+
+A classifier sees the last WINDOW_MS of one track and says normal / fall / lying_still /
+agitated. The monitor turns those per-window classes into events: a fall at once; lying still
+only after `rules.lying_still_s` of it; agitated, or fight when two or more people are in view.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+CLASSES = ("normal", "fall", "lying_still", "agitated")
+WINDOW_MS = 3000
+MIN_VIS = 0.3
+MODEL_PATH = Path(__file__).resolve().parent.parent.parent / "models" / "behaviour.tflite"
+# Which classifier the pipeline uses unless told otherwise; chosen by models/eval_behaviour.py
+# (see models/MODEL_CARD.md).
+DEFAULT_CLASSIFIER = "heuristic"
+
+L_SH, R_SH, L_HIP, R_HIP = 11, 12, 23, 24
+L_KNEE, R_KNEE = 25, 26
+LIMBS = (15, 16, 27, 28)  # wrists and ankles
+NOSE = 0
+
+FEATURE_NAMES = (
+    "angle_last", "angle_first", "angle_range", "log_aspect_last", "log_aspect_first",
+    "drop", "max_down_speed", "mean_centre_speed", "mean_limb_speed", "max_limb_speed",
+    "recent_limb_speed", "max_angle_rate", "mean_visibility", "head_above_hips",
+    "log_height_ratio", "span_s",
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+
+@dataclass(frozen=True)
+class PoseSummary:
+    """Geometry of one pose: torso angle from vertical (deg), scale, centre, box, limbs."""
+
+    angle: float
+    scale: float
+    centre: np.ndarray
+    width: float
+    height: float
+    limbs: np.ndarray  # (4, 2), NaN where not visible
+    head_above_hips: float
+    visibility: float
+
+
+def _mid(kp: np.ndarray, a: int, b: int) -> np.ndarray | None:
+    pts = [kp[i, :2] for i in (a, b) if kp[i, 2] >= MIN_VIS]
+    return np.mean(pts, axis=0) if pts else None
+
+
+def summarise(kp: np.ndarray, aspect: float = 4 / 3) -> PoseSummary:
+    """Summarise one (33, 3) keypoint set in aspect-corrected coordinates."""
+    k = kp.astype(np.float64).copy()
+    k[:, 0] *= aspect
+    vis = k[:, 2] >= MIN_VIS
+    pts = k[vis, :2] if vis.any() else k[:, :2]
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    w, h = max(x1 - x0, 1e-3), max(y1 - y0, 1e-3)
+    sh = _mid(k, L_SH, R_SH)
+    hip = _mid(k, L_HIP, R_HIP)
+    if hip is None:
+        hip = _mid(k, L_KNEE, R_KNEE)
+    if sh is not None and hip is not None and np.hypot(*(sh - hip)) > 1e-3:
+        v = sh - hip
+        angle = math.degrees(math.atan2(abs(v[0]), -v[1]))
+        scale = float(np.hypot(*v))
+    else:
+        angle = 90.0 if w > 1.3 * h else 0.0
+        scale = h / 2.5
+    scale = max(scale, 0.3 * max(w, h), 1e-3)
+    centre = hip if hip is not None else np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    limbs = np.full((len(LIMBS), 2), np.nan)
+    for j, i in enumerate(LIMBS):
+        if k[i, 2] >= MIN_VIS:
+            limbs[j] = k[i, :2] - centre
+    head = k[NOSE, 1] if k[NOSE, 2] >= MIN_VIS else (sh[1] if sh is not None else centre[1])
+    return PoseSummary(angle, scale, np.asarray(centre), w, h, limbs,
+                       float((centre[1] - head) / scale), float(k[:, 2].mean()))
+
+
+def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4 / 3
+                    ) -> np.ndarray | None:
+    """The feature vector (FEATURE_NAMES) of a window of (ts_ms, keypoints); None if < 2."""
+    if len(samples) < 2:
+        return None
+    s = [summarise(kp, aspect) for _, kp in samples]
+    t = np.array([ts for ts, _ in samples], dtype=np.float64) / 1000.0
+    scale = float(np.median([p.scale for p in s]))
+    ang = np.array([p.angle for p in s])
+    cy = np.array([p.centre[1] for p in s])
+    down, centre_v, limb_v, ang_v, recent = [], [], [], [], []
+    for i in range(1, len(s)):
+        dt = t[i] - t[i - 1]
+        if dt < 0.03:
+            continue
+        dt = min(dt, 2.0)
+        down.append((cy[i] - cy[i - 1]) / scale / dt)
+        centre_v.append(float(np.hypot(*(s[i].centre - s[i - 1].centre))) / scale / dt)
+        d = np.hypot(*(s[i].limbs - s[i - 1].limbs).T)
+        d = d[np.isfinite(d)]
+        lv = float(d.mean()) / scale / dt if d.size else 0.0
+        limb_v.append(lv)
+        if t[-1] - t[i] <= 1.0:
+            recent.append(lv)
+        ang_v.append(abs(ang[i] - ang[i - 1]) / dt)
+    if not centre_v:
+        return None
+    return np.array([
+        ang[-1] / 90, ang[0] / 90, (ang.max() - ang.min()) / 90,
+        math.log(s[-1].height / s[-1].width), math.log(s[0].height / s[0].width),
+        (cy[-1] - cy[0]) / scale, max(max(down), 0.0), float(np.mean(centre_v)),
+        float(np.mean(limb_v)), float(np.max(limb_v)),
+        float(np.mean(recent)) if recent else float(limb_v[-1]), max(ang_v) / 90,
+        float(np.mean([p.visibility for p in s])), s[-1].head_above_hips,
+        math.log(s[-1].height / s[0].height), t[-1] - t[0],
+    ], dtype=np.float32)
+
+
+class Classifier(Protocol):
+    """Anything that maps a feature vector to per-class probabilities (CLASSES order)."""
+
+    name: str
+
+    def probs(self, features: np.ndarray) -> np.ndarray:
+        """Probabilities over CLASSES."""
+        ...
+
+
+class HeuristicClassifier:
+    """Plain thresholds on the window features: the baseline the model must beat."""
+
+    name = "heuristic"
+
+    def probs(self, features: np.ndarray) -> np.ndarray:
+        """One-hot (with a soft score) over CLASSES from fixed thresholds."""
+        f = dict(zip(FEATURE_NAMES, features.tolist(), strict=True))
+        lying = f["angle_last"] > 0.6 and f["log_aspect_last"] < 0.4
+        out = np.zeros(len(CLASSES), dtype=np.float32)
+        if (lying and f["angle_first"] < 0.45 and f["max_angle_rate"] > 0.6
+                and (f["drop"] > 0.4 or f["max_down_speed"] > 0.8)):
+            out[1] = min(1.0, 0.6 + 0.2 * f["max_angle_rate"])
+        elif lying and f["recent_limb_speed"] < 0.35 and f["mean_centre_speed"] < 0.3:
+            out[2] = 0.8
+        elif not lying and f["mean_limb_speed"] > 2.2 and f["max_limb_speed"] > 3.5:
+            out[3] = min(1.0, 0.4 + 0.1 * f["mean_limb_speed"])
+        else:
+            out[0] = 0.8
+        rest = (1.0 - out.max()) / (len(CLASSES) - 1)
+        out[out == 0] = rest
+        return out
+
+
+class ModelClassifier:
+    """The project's int8 behaviour model (models/behaviour.tflite) on LiteRT."""
+
+    name = "model"
+
+    def __init__(self, path: Path = MODEL_PATH, threads: int = 1) -> None:
+        from .pose import load_interpreter
+
+        self.it = load_interpreter(path, threads)
+        self.inp = self.it.get_input_details()[0]
+        self.out = self.it.get_output_details()[0]
+        meta = path.with_suffix(".json")
+        import json
+
+        norm = json.loads(meta.read_text())
+        self.mean = np.asarray(norm["mean"], dtype=np.float32)
+        self.std = np.asarray(norm["std"], dtype=np.float32)
+        if list(norm["features"]) != list(FEATURE_NAMES) or list(norm["classes"]) != list(CLASSES):
+            raise ValueError(f"{meta}: features/classes do not match this code; retrain")
+
+    def probs(self, features: np.ndarray) -> np.ndarray:
+        """Softmax over CLASSES from the model (int8 or float I/O)."""
+        x = ((features - self.mean) / self.std).astype(np.float32)[None]
+        if self.inp["dtype"] != np.float32:
+            sc, zp = self.inp["quantization"]
+            info = np.iinfo(self.inp["dtype"])
+            x = np.clip(np.round(x / sc + zp), info.min, info.max).astype(self.inp["dtype"])
+        self.it.set_tensor(self.inp["index"], x)
+        self.it.invoke()
+        y = self.it.get_tensor(self.out["index"])[0]
+        if self.out["dtype"] != np.float32:
+            sc, zp = self.out["quantization"]
+            y = (y.astype(np.float32) - zp) * sc
+        y = np.asarray(y, dtype=np.float32)
+        return y / max(float(y.sum()), 1e-6)
+
+
+def make_classifier(kind: str = DEFAULT_CLASSIFIER, threads: int = 1) -> Classifier:
+    """The classifier named `kind` ("model" or "heuristic"); the model falls back to the
+    heuristic when its file is missing, which the caller sees in `.name`."""
+    if kind == "model":
+        try:
+            return ModelClassifier(threads=threads)
+        except (FileNotFoundError, ValueError, KeyError):
+            return HeuristicClassifier()
+    if kind == "heuristic":
+        return HeuristicClassifier()
+    raise ValueError(f"unknown behaviour classifier {kind!r}: use 'model' or 'heuristic'")
+
+
+def classify_window(clf: Classifier, samples: Sequence[tuple[int, np.ndarray]],
+                    aspect: float = 4 / 3) -> tuple[str, float] | None:
+    """Class and probability for one window, or None when the window is too short."""
+    f = window_features(samples, aspect)
+    if f is None:
+        return None
+    p = clf.probs(f)
+    i = int(np.argmax(p))
+    return CLASSES[i], float(p[i])
+
+
+# --- events -------------------------------------------------------------------------------
+
+BehaviourEvent = tuple[str, dict[str, Any]]  # (phase, body without camera/room)
+
+
+@dataclass
+class _Open:
+    id: str
+    cls: str
+    score: int
+    track: int
+    persons: int
+    last_true_ms: int
+
+
+@dataclass
+class _TrackState:
+    still_since: int | None = None
+    not_still_since: int | None = None
+    upright_since: int | None = None
+
+
+@dataclass
+class BehaviourMonitor:
+    """Turns per-window classes into behaviour events with new/update/end and stable ids."""
+
+    camera: str
+    lying_still_ms: int = 600_000
+    agitated_end_ms: int = 5000
+    min_score: float = 0.5
+    classifier: Classifier = field(default_factory=HeuristicClassifier)
+    open: dict[tuple[str, int], _Open] = field(default_factory=dict)
+    states: dict[int, _TrackState] = field(default_factory=dict)
+    last_cls: dict[int, tuple[str, float]] = field(default_factory=dict)
+
+    def _event_id(self, cls: str, track: int, ts: int) -> str:
+        return f"{self.camera[:30]}-{cls.replace('_', '-')}-{track}-{ts}"[:64]
+
+    def _start(self, cls: str, track: int, score: float, persons: int, ts: int
+               ) -> list[tuple[str, dict[str, Any]]]:
+        o = _Open(self._event_id(cls, track, ts), cls, round(score * 100), track, persons,
+                  ts)
+        self.open[(cls, track)] = o
+        return [("new", self._body(o))]
+
+    def _body(self, o: _Open) -> dict[str, Any]:
+        return {"id": o.id, "cls": o.cls, "score_pct": o.score, "track": o.track,
+                "persons": o.persons}
+
+    def _end(self, cls: str, track: int) -> list[tuple[str, dict[str, Any]]]:
+        o = self.open.pop((cls, track), None)
+        return [("end", self._body(o))] if o else []
+
+    def _touch(self, cls: str, track: int, score: float, persons: int, ts: int
+               ) -> list[tuple[str, dict[str, Any]]]:
+        o = self.open[(cls, track)]
+        o.last_true_ms = ts
+        pct = round(score * 100)
+        if abs(pct - o.score) >= 20 or persons != o.persons:
+            o.score, o.persons = pct, persons
+            return [("update", self._body(o))]
+        return []
+
+    def step(self, ts: int, tracks: Sequence[Any], aspect: float = 4 / 3
+             ) -> list[tuple[str, dict[str, Any]]]:
+        """Classify every track seen at `ts`; return (phase, body) behaviour events."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        persons = len(tracks)
+        agitated: list[tuple[int, float]] = []
+        for tr in tracks:
+            res = classify_window(self.classifier, tr.window(WINDOW_MS), aspect)
+            if res is None:
+                continue
+            cls, p = res
+            self.last_cls[tr.id] = (cls, p)
+            st = self.states.setdefault(tr.id, _TrackState())
+            upright = summarise(tr.history[-1][1], aspect).angle < 40
+            # fall: at once; over once the person has been upright again for 2 s
+            if cls == "fall" and p >= self.min_score:
+                if ("fall", tr.id) not in self.open:
+                    out += self._start("fall", tr.id, p, persons, ts)
+                else:
+                    out += self._touch("fall", tr.id, p, persons, ts)
+            if upright:
+                st.upright_since = st.upright_since if st.upright_since is not None else ts
+            else:
+                st.upright_since = None
+            if ("fall", tr.id) in self.open and st.upright_since is not None \
+                    and ts - st.upright_since >= 2000:
+                out += self._end("fall", tr.id)
+            # lying still: the class must have held (gaps under 3 s forgiven) for lying_still_ms
+            if cls == "lying_still" or (cls == "fall" and not upright):
+                st.not_still_since = None
+                if st.still_since is None:
+                    st.still_since = ts
+                if ts - st.still_since >= self.lying_still_ms:
+                    if ("lying_still", tr.id) not in self.open:
+                        out += self._start("lying_still", tr.id, p, persons, ts)
+                    else:
+                        out += self._touch("lying_still", tr.id, p, persons, ts)
+            else:
+                if st.not_still_since is None:
+                    st.not_still_since = ts
+                if ts - st.not_still_since >= 3000:
+                    st.still_since = None
+                    out += self._end("lying_still", tr.id)
+            if cls == "agitated" and p >= self.min_score:
+                agitated.append((tr.id, p))
+        # agitated / fight are about the room: one event, fight when >= 2 people are in view
+        if agitated:
+            track, p = max(agitated, key=lambda a: a[1])
+            want = "fight" if persons >= 2 else "agitated"
+            other = "agitated" if want == "fight" else "fight"
+            for key in [k for k in self.open if k[0] == other]:
+                out += self._end(*key)
+            current = [k for k in self.open if k[0] == want]
+            if current:
+                out += self._touch(want, current[0][1], p, persons, ts)
+            else:
+                out += self._start(want, track, p, persons, ts)
+        for key in [k for k in self.open if k[0] in ("agitated", "fight")]:
+            if ts - self.open[key].last_true_ms >= self.agitated_end_ms:
+                out += self._end(*key)
+        return out
+
+    def track_gone(self, track: int) -> list[tuple[str, dict[str, Any]]]:
+        """End a vanished track's events (fall, lying still)."""
+        self.states.pop(track, None)
+        self.last_cls.pop(track, None)
+        return self._end("fall", track) + self._end("lying_still", track)
+
+    def close_all(self) -> list[tuple[str, dict[str, Any]]]:
+        """End every open event (camera stopping)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for key in list(self.open):
+            out += self._end(*key)
+        return out

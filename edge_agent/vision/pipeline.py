@@ -1,0 +1,257 @@
+"""One camera's pipeline: source -> tamper path + motion gate -> pose -> tracker -> behaviour
+-> events, with a stall watchdog and a heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from protocol.clock import Clock
+from protocol.site import Camera, Rules
+
+from .behaviour import DEFAULT_CLASSIFIER, BehaviourMonitor, make_classifier
+from .capture import Frame, Source, VideoSource, open_source
+from .motion import MotionGate, small_gray
+from .tamper import TamperDetector
+from .tracker import Tracker
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class _Faults:
+    """Device faults of one camera as new/update/end events, one open event per kind."""
+
+    def __init__(self, camera: str, emit: Emit, clock: Clock) -> None:
+        self.camera, self.emit, self.clock = camera, emit, clock
+        self.open: dict[str, tuple[str, int, float]] = {}  # kind -> (id, count, last emit)
+        self._lock = threading.Lock()
+
+    def raise_(self, kind: str, detail: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if kind not in self.open:
+                fid = f"{self.camera[:30]}-{kind.replace('_', '-')}-{self.clock.now_ms()}"[:64]
+                self.open[kind] = (fid, 1, now)
+                self.emit("fault", {"id": fid, "phase": "new", "device": self.camera,
+                                    "kind": kind, "count": 1, "detail": detail[:500]})
+                return
+            fid, count, last = self.open[kind]
+            count += 1
+            if now - last >= 30:
+                self.emit("fault", {"id": fid, "phase": "update", "device": self.camera,
+                                    "kind": kind, "count": count, "detail": detail[:500]})
+                last = now
+            self.open[kind] = (fid, count, last)
+
+    def clear(self, kind: str) -> None:
+        with self._lock:
+            item = self.open.pop(kind, None)
+            if item is not None:
+                self.emit("fault", {"id": item[0], "phase": "end", "device": self.camera,
+                                    "kind": kind, "count": item[1]})
+
+
+class CameraWorker:
+    """Runs one camera: `start()`, `stop()`, `health()`; `process(frame)` for one frame."""
+
+    def __init__(self, camera: Camera, room: str, emit: Emit, clock: Clock, rules: Rules, *,
+                 threads: int = 1, classifier: str = DEFAULT_CLASSIFIER, snapshots: bool = False,
+                 snapshot_dir: str | None = None, stall_s: float = 10.0,
+                 occupied_interval_ms: int = 2000, empty_interval_ms: int = 10000,
+                 pace: bool = True, pose: Any = None) -> None:
+        self.camera, self.room, self.emit, self.clock, self.rules = camera, room, emit, clock, rules
+        self.threads = threads
+        self.stall_s = stall_s
+        self.occupied_interval_ms = occupied_interval_ms
+        self.empty_interval_ms = empty_interval_ms
+        self.pace = pace
+        self._pose = pose  # shared PoseEstimator (tests, benchmarks) or built lazily
+        self.gate = MotionGate()
+        self.tamper = TamperDetector(camera.id)
+        self.tracker = Tracker()
+        self.monitor = BehaviourMonitor(camera.id, lying_still_ms=rules.lying_still_s * 1000,
+                                        classifier=make_classifier(classifier, threads))
+        self.faults = _Faults(camera.id, emit, clock)
+        self.snapshots = snapshots
+        self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else None
+        self._snapshotter: Any = None
+        self.source: Source | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_pose_ts: int | None = None
+        self._occupied = False
+        self._count_emitted = 0
+        self._count_candidate = 0
+        self._count_since = 0
+        self._frame_times: deque[float] = deque()
+        self._last_heartbeat = 0
+        self._stalled = False
+        self.stats = {"frames": 0, "pose_runs": 0, "persons": 0, "motion_frames": 0,
+                      "events": 0, "errors": 0}
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the source and start the processing thread."""
+        self.source = open_source(self.camera.source, self.clock, pace=self.pace)
+        self.source.on_error = self.faults.raise_
+        self.source.start()
+        self._thread = threading.Thread(target=self._run, name=f"vision-{self.camera.id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the threads; say the camera is no longer live."""
+        self._stop.set()
+        if self.source is not None:
+            self.source.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": False})
+
+    def health(self) -> dict[str, int]:
+        """Counters for the node's health message (all integers)."""
+        src = self.source.stats if self.source is not None else None
+        return {"fps_x10": self._fps_x10(), "frames": self.stats["frames"],
+                "pose_runs": self.stats["pose_runs"], "persons": self._count_emitted,
+                "motion_frames": self.stats["motion_frames"],
+                "reconnects": src.reconnects if src else 0,
+                "bad_lines": src.bad_lines if src else 0,
+                "stalled": int(self._stalled), "tamper": len(self.tamper.active),
+                "errors": self.stats["errors"]}
+
+    # --- loop ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        assert self.source is not None
+        last_frame = time.monotonic()
+        while not self._stop.is_set():
+            frame = self.source.read(timeout=0.5)
+            now = time.monotonic()
+            if frame is None:
+                if not self._stalled and now - last_frame >= self.stall_s:
+                    self._stalled = True
+                    self._emit("camera", {"camera": self.camera.id, "room": self.room,
+                                          "live": False, "fps_x10": 0})
+                    self.faults.raise_("no_frames", f"no frame for {self.stall_s:.0f} s from "
+                                       f"{self.camera.source}")
+                continue
+            last_frame = now
+            if self._stalled:
+                self._stalled = False
+                self.faults.clear("no_frames")
+                self._last_heartbeat = 0  # say live at once
+            for kind in ("open_failed", "read_failed"):
+                self.faults.clear(kind)
+            try:
+                self.process(frame)
+            except Exception as exc:  # one bad frame must not stop the camera
+                self.stats["errors"] += 1
+                self.faults.raise_("pipeline_error", f"{type(exc).__name__}: {exc}")
+
+    def _fps_x10(self) -> int:
+        now = time.monotonic()
+        while self._frame_times and now - self._frame_times[0] > 5.0:
+            self._frame_times.popleft()
+        if len(self._frame_times) < 2:
+            return 0
+        span = max(now - self._frame_times[0], 1e-3)
+        return round(10 * (len(self._frame_times) - 1) / span)
+
+    def _emit(self, event_type: str, body: dict[str, Any]) -> None:
+        self.stats["events"] += 1
+        self.emit(event_type, body)
+
+    # --- one frame -----------------------------------------------------------------------
+    def process(self, frame: Frame) -> None:
+        """Run one frame through the pipeline (tamper, gate, pose, tracker, behaviour)."""
+        self.stats["frames"] += 1
+        self._frame_times.append(time.monotonic())
+        self._heartbeat()
+        if frame.persons is not None:  # kp: feed, pixels skipped
+            self._persons(frame.ts_ms, frame.persons, frame.aspect, None)
+            return
+        img = frame.image
+        assert img is not None
+        gray = small_gray(img)
+        for kind, phase, tid, score in self.tamper.check(gray, frame.ts_ms, self.gate.moving):
+            self._emit("tamper", {"id": tid, "phase": phase, "camera": self.camera.id,
+                                  "room": self.room, "kind": kind, "score_pct": score})
+        self.gate.update(gray)
+        if self.gate.moving:
+            self.stats["motion_frames"] += 1
+        if self._pose_due(frame.ts_ms):
+            self._last_pose_ts = frame.ts_ms
+            self.stats["pose_runs"] += 1
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            persons = [p.landmarks for p in self.pose.estimate(rgb)]
+            h, w = img.shape[:2]
+            self._persons(frame.ts_ms, persons, w / h, img)
+
+    @property
+    def pose(self) -> Any:
+        """The pose estimator, built on first use (a kp: camera never loads it)."""
+        if self._pose is None:
+            from .pose import PoseEstimator
+
+            self._pose = PoseEstimator(threads=self.threads)
+        return self._pose
+
+    def _pose_due(self, ts: int) -> bool:
+        if self._last_pose_ts is None or self.gate.moving:
+            return True
+        interval = self.occupied_interval_ms if self._occupied else self.empty_interval_ms
+        return ts - self._last_pose_ts >= interval
+
+    def _heartbeat(self) -> None:
+        now = self.clock.now_ms()
+        if now - self._last_heartbeat >= self.rules.recording_gap_s * 500:
+            self._last_heartbeat = now
+            self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": True,
+                                  "fps_x10": self._fps_x10()})
+
+    def _persons(self, ts: int, persons: list[np.ndarray], aspect: float,
+                 img: np.ndarray | None) -> None:
+        tracks = self.tracker.update(ts, persons)
+        self._occupied = bool(tracks) or bool(self.tracker.tracks)
+        self._count(ts, len(persons))
+        events = []
+        for tid in self.tracker.dropped:
+            events += self.monitor.track_gone(tid)
+        events += self.monitor.step(ts, tracks, aspect)
+        for phase, body in events:
+            self._emit("behaviour", {**body, "phase": phase, "camera": self.camera.id,
+                                     "room": self.room})
+            if phase == "new" and img is not None and self.snapshots:
+                self._snapshot(img, persons, body["cls"], body["id"])
+
+    def _count(self, ts: int, n: int) -> None:
+        if n != self._count_candidate:
+            self._count_candidate, self._count_since = n, ts
+        if n != self._count_emitted and ts - self._count_since >= 1000:
+            self._count_emitted = n
+            self.stats["persons"] = n
+            self._emit("person_count", {"camera": self.camera.id, "room": self.room,
+                                        "count": n})
+
+    def _snapshot(self, img: np.ndarray, persons: list[np.ndarray], alert: str,
+                  name: str) -> None:
+        if self._snapshotter is None:
+            from .snapshot import Snapshotter
+
+            self._snapshotter = Snapshotter(self.camera.masked_regions, self.snapshot_dir,
+                                            self.threads)
+        _, thumb = self._snapshotter.take(img, persons, name)
+        if thumb is not None:
+            self._emit("snapshot", {"camera": self.camera.id, "room": self.room,
+                                    "alert": alert, "jpeg_b64": thumb, "masked": True})
+
+
+def is_file_source(worker: CameraWorker) -> bool:
+    """Whether the worker reads a video file (played once)."""
+    return isinstance(worker.source, VideoSource) and worker.source.is_file
