@@ -11,6 +11,7 @@ from protocol.config import ConfigError
 COMMAND_MODULES = (
     "custody.site_cmd",
     "edge_agent.cli",
+    "sim.cli",
 )
 
 

@@ -1,0 +1,1 @@
+"""The simulator: a virtual custody centre that drives the real programs without hardware."""
