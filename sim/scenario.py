@@ -7,6 +7,7 @@
     speed = 40                           # clock speed (custody seconds per real second)
     seed = 1
     tail_s = 120                         # custody seconds to keep running after the last step
+    pace = 1.0                           # < 1 shortens stages that have no legal minimum
     [rules]                              # optional: overrides of the site's [rules]
     [[officers]]    id, sex ("f"|"m")
     [[detainees]]   id, case, sex, custody_type, observation, holding, team = [o1, o2],
@@ -32,7 +33,7 @@ from protocol.staff import OBSERVATION_LEVELS, SEXES
 
 from .actors import OUTSIDE
 from .centre import BandMaker, Centre, Detainee, Officer
-from .timetable import VIOLATIONS, Expected, Plan, Planner, Stay, make_team
+from .timetable import VIOLATIONS, Expected, Plan, Planner, Stay, make_team, predicted
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SITES_DIR = Path(__file__).resolve().parent.parent / "sites"
@@ -95,6 +96,7 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     sc_speed = sc.number("speed", 30.0, lo=0.1, hi=1000.0)
     sc_seed = sc.integer("seed", 1)
     tail = sc.number("tail_s", 120.0, lo=0.0)
+    pace = sc.number("pace", 1.0, lo=0.05, hi=10.0)
     sc.done()
     site_data = read_toml(site_file)
     overrides = top.section("rules")
@@ -108,12 +110,15 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     bands = BandMaker(seed)
     rand = top.section("random")
     stays = _random_day(rand, centre, bands, seed) if rand.data else _people(top, centre, bands)
-    planner = Planner(centre, seed)
+    planner = Planner(centre, seed, pace)
     planner.register_people()
     end = 0.0
     for stay in stays:
         end = max(end, planner.detainee_day(stay))
     plan = planner.plan
+    last = max((s.at_s for s in plan.steps), default=0.0)
+    plan.duration_s = max(end, last) + tail
+    plan.expected += predicted(planner, planner.arrivals)
     generated = list(plan.expected)
     for i, st in enumerate(top.sections("steps")):
         step_at = st.number("at_s", lo=0.0)

@@ -81,13 +81,15 @@ class Planner:
 
     SINGLE_USE = ("search", "information", "medical", "property", "interview")
 
-    def __init__(self, centre: Centre, seed: int = 0) -> None:
+    def __init__(self, centre: Centre, seed: int = 0, pace: float = 1.0) -> None:
+        self.pace = pace  # < 1: stages without a legal minimum go faster (short test days)
         self.c = centre
         self.rules = centre.site.rules
         self.rng = random.Random(seed)
         self.plan = Plan()
         self.busy: dict[str, list[tuple[float, float]]] = {}
         self._visitor = ""
+        self.arrivals: dict[str, float] = {}  # detainee -> custody s of arrival (arrived_ts)
         self.graph: dict[str, set[str]] = {r.id: set() for r in centre.site.rooms}
         for d in centre.site.doors:
             a, b = d.between
@@ -135,7 +137,7 @@ class Planner:
     def walk(self, t: float, people: list[str], a: str, b: str) -> float:
         """Move a group from a to b room by room; returns the arrival time."""
         for room in self.route(a, b):
-            t += WALK_S
+            t += WALK_S * self.pace
             self.plan.add(t, "move", people=people, room=room)
         return t
 
@@ -164,6 +166,7 @@ class Planner:
         t = stay.arrive_s
         # Arrival: band issued and registered at the entry desk.
         late = r.registration_limit_s + 300 if "late-registration" in v else 120
+        self.arrivals[d.id] = t - late
         self.plan.add(t, "command", command="register-detainee", user=o1,
                       args={"detainee": d.id, "band": d.band, "case": d.case, "sex": d.sex,
                             "custody_type": d.custody_type, "observation": d.observation,
@@ -177,13 +180,13 @@ class Planner:
         entry_taps = self.c.readers("entry", "tap")
         if entry_taps:
             self.plan.add(t + 10, "tap", person=d.id, reader=entry_taps[0].id)
-        t += 90
+        t += 90 * self.pace
         here = "entry"
         if "no-search" in v:
             # Straight to information collection, searched only afterwards.
             t_in = self.walk(t, everyone, here, "information")
             self.expect("search-first", t + WALK_S, 60, detainee=d.id)
-            t, here = t_in + 300, "information"
+            t, here = t_in + 300 * self.pace, "information"
         # Search.
         searchers = [o1] if "one-officer-search" in v else team
         dur = 60.0 if "short-search" in v else SEARCH_S
@@ -201,19 +204,20 @@ class Planner:
             self.plan.add(t, "move", people=[o2], room=here)
         # Information collection (unless done before the search).
         if "no-search" not in v:
-            room, start = self.book("information", t, 600)
+            stage = 600 * self.pace
+            room, start = self.book("information", t, stage)
             t = self.walk(max(t, start), everyone, here, room)
             if "left-alone" in v:
-                self.plan.add(t + 120, "move", people=team, room=OUTSIDE)
-                self.expect("never-alone", t + 120, r.never_alone_grace_s + 30, detainee=d.id,
+                self.plan.add(t + 20, "move", people=team, room=OUTSIDE)
+                self.expect("never-alone", t + 20, r.never_alone_grace_s + 30, detainee=d.id,
                             room=room)
-                self.plan.add(t + 180, "move", people=team, room=room)
-            t += 600
+                self.plan.add(t + 80, "move", people=team, room=room)
+            t += max(stage, 100)
             here = room
         # Property store: belongings logged.
         if self.c.rooms_of_kind("property"):
-            room, start = self.book("property", t, 240)
-            t = self.walk(max(t, start), everyone, here, room) + 180
+            room, start = self.book("property", t, 240 * self.pace)
+            t = self.walk(max(t, start), everyone, here, room) + 180 * self.pace
             here = room
         if "belongings-late" not in v:
             self.plan.add(t, "command", command="log-belongings", user=o1,
@@ -221,8 +225,8 @@ class Planner:
                                 "items": ["wallet", "phone", "keys"]})
         # Medical.
         if self.c.rooms_of_kind("medical"):
-            room, start = self.book("medical", t, 300)
-            t = self.walk(max(t, start), everyone, here, room) + 300
+            room, start = self.book("medical", t, 300 * self.pace)
+            t = self.walk(max(t, start), everyone, here, room) + 300 * self.pace
             here = room
         # Holding, welfare visits and interviews until disposition.
         end = stay.arrive_s + stay.stay_s
@@ -328,7 +332,7 @@ class Planner:
 
     def _interview(self, t: float, d: Detainee, team: list[str], holding: str,
                    one_officer: bool, camera_off: bool) -> float:
-        dur = 2400.0
+        dur = 2400.0 * self.pace
         room, start = self.book("interview", t, dur + 4 * WALK_S + 60)
         t = max(t, start)
         self.plan.add(t, "move", people=team, room=holding)
@@ -382,3 +386,42 @@ def make_team(officers: list[Officer], sex: str, rng: random.Random) -> tuple[st
     first = rng.choice(same)
     second = rng.choice([o.id for o in officers if o.id != first])
     return first, second
+
+
+def predicted(planner: Planner, arrivals: dict[str, float]) -> list[Expected]:
+    """Alerts that follow from the whole plan rather than one violation: co-suspects sharing a
+    room longer than the grace, and custody time passing the first warning of its limit."""
+    c, r, plan = planner.c, planner.rules, planner.plan
+    out: list[Expected] = []
+    where: dict[str, str] = {}
+    together: dict[tuple[str, str, str], float] = {}  # (room, d1, d2) -> since
+    flagged: set[tuple[str, str, str]] = set()
+    gone: dict[str, float] = {}
+    for s in plan.sorted_steps():
+        if s.action != "move":
+            continue
+        for p in s.args["people"]:
+            where[p] = s.args["room"]
+            if p in c.detainees and s.args["room"] == OUTSIDE:
+                gone[p] = s.at_s
+        dets = sorted(d for d in c.detainees if where.get(d, OUTSIDE) != OUTSIDE)
+        now_pairs = {(where[a], a, b) for i, a in enumerate(dets) for b in dets[i + 1:]
+                     if where[a] == where[b] and c.detainees[a].case == c.detainees[b].case}
+        for k in list(together):
+            if k not in now_pairs:
+                since = together.pop(k)
+                if s.at_s - since >= r.co_suspects_grace_s and k not in flagged:
+                    flagged.add(k)
+                    out.append(Expected("co-suspects", None, k[0], since,
+                                        r.co_suspects_grace_s + 30, "co-suspects together"))
+        for k in now_pairs:
+            together.setdefault(k, s.at_s)
+    for d, arrived in arrivals.items():
+        limit_s = r.custody_type(c.detainees[d].custody_type).limit_h * 3600
+        first = min([limit_s * p / 100 for p in r.time_limit_warn_pct]
+                    + [limit_s - r.time_limit_final_warn_s])
+        left = gone.get(d, plan.duration_s)
+        if arrived + first < left:
+            out.append(Expected("time-limit", d, None, arrived + first, 60,
+                                "custody time past its first warning"))
+    return out
