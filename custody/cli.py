@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "custody.site_cmd",
     "edge_agent.cli",
     "sim.cli",
+    "sim.demo",
 )
 
 
