@@ -177,6 +177,11 @@ class Planner:
             self.expect("property", t + r.belongings_limit_s, 120, detainee=d.id)
         t += 2
         self.plan.add(t, "move", people=everyone, room="entry")
+        if "belongings-late" not in v:
+            # Belongings are taken and logged at the booking-in desk.
+            self.plan.add(t + 60, "command", command="log-belongings", user=o1,
+                          args={"detainee": d.id, "locker": f"locker-{d.id}",
+                                "items": ["wallet", "phone", "keys"]})
         entry_taps = self.c.readers("entry", "tap")
         if entry_taps:
             self.plan.add(t + 10, "tap", person=d.id, reader=entry_taps[0].id)
@@ -201,7 +206,8 @@ class Planner:
             self.expect("real-search", t - dur, dur + 60, detainee=d.id)
         here = room
         if "one-officer-search" in v:
-            self.plan.add(t, "move", people=[o2], room=here)
+            self.plan.add(t + 5, "move", people=[o2], room=here)
+            t += 5
         # Information collection (unless done before the search).
         if "no-search" not in v:
             stage = 600 * self.pace
@@ -216,13 +222,15 @@ class Planner:
             here = room
         # Property store: belongings logged.
         if self.c.rooms_of_kind("property"):
+            # One officer takes the detainee to the locker (two officers with a detainee in the
+            # property store for a minute would look like an interview outside the rooms).
             room, start = self.book("property", t, 240 * self.pace)
-            t = self.walk(max(t, start), everyone, here, room) + 180 * self.pace
+            t = self.walk(max(t, start), [d.id, o1], here, room)
+            self.plan.add(t - WALK_S * self.pace, "move", people=[o2], room=OUTSIDE)
+            t += min(180 * self.pace, r.interview_grace_s * 0.5)
+            self.plan.add(t, "move", people=[o2], room=room)
+            t += 5
             here = room
-        if "belongings-late" not in v:
-            self.plan.add(t, "command", command="log-belongings", user=o1,
-                          args={"detainee": d.id, "locker": f"locker-{d.id}",
-                                "items": ["wallet", "phone", "keys"]})
         # Medical.
         if self.c.rooms_of_kind("medical"):
             room, start = self.book("medical", t, 300 * self.pace)
@@ -232,6 +240,7 @@ class Planner:
         end = stay.arrive_s + stay.stay_s
         holding = d.holding or self.c.rooms_of_kind("holding")[0]
         t = self.walk(t, everyone, here, holding)
+        in_holding = t
         t += 20
         self.plan.add(t, "move", people=team, room=OUTSIDE)  # officers leave the cell
         interval = r.welfare_interval_s(d.observation)
@@ -254,14 +263,17 @@ class Planner:
             self.expect("band-tamper", t + 200, 30, room=holding)
             self.plan.add(t + 260, "band", person=d.id, tamper=False, battery_low=False)
         if "node-offline" in v:
-            node = self.c.node_of_room(holding)
+            # A node of a room nobody uses today (the toilet's, else the last interview
+            # room's): a dead node in an occupied room would also stop its camera.
+            spare = (self.c.rooms_of_kind("toilet") or self.c.rooms_of_kind("interview"))[-1]
+            node = self.c.node_of_room(spare)
             if node is not None:
                 self.plan.add(t + 200, "fault", kind="kill-node", target=node.id)
-                self.expect("device-offline", t + 200, r.device_offline_s + 30, room=holding)
+                self.expect("device-offline", t + 200, r.device_offline_s + 30, room=spare)
                 self.plan.add(t + 200 + r.device_offline_s + 60, "fault", kind="start-node",
                               target=node.id)
         if "missed-welfare" in v:
-            self.expect("welfare-check", t + interval - r.welfare_warn_before_s, 120,
+            self.expect("welfare-check", in_holding + interval - r.welfare_warn_before_s, 60,
                         detainee=d.id)
             # Nobody visits, until the escalation point.
             events = [e for e in events if e[0] > t + interval + r.welfare_escalate_after_s
@@ -282,7 +294,8 @@ class Planner:
                 cam = self._camera(holding)
                 if cam:
                     self.plan.add(t, "camera", camera=cam, covered=True)
-                    self.expect("holding-watch", t, r.holding_watch_grace_s + 30,
+                    self.expect("holding-watch", t, r.holding_watch_grace_s
+                                + r.recording_gap_s + 30,
                                 detainee=d.id, room=holding)
                     self.expect("recording-gap", t, r.recording_gap_s + 30, room=holding)
                     self.plan.add(t + 120, "camera", camera=cam, covered=False)
