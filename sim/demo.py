@@ -113,7 +113,7 @@ def demo(args: argparse.Namespace) -> int:
     view = View()
     live_ok = sys.stdout.isatty() and not args.plain
     view.plain = not live_ok
-    broker = start_broker(BrokerConfig(port=args.port), workdir / "broker")
+    broker = start_broker(BrokerConfig(port=args.port))
     run = Run(sc, RunOptions(workdir=workdir, keep=True, on_event=view.on_event,
                              broker=broker))
     score: Score | None = None
@@ -149,7 +149,7 @@ def demo(args: argparse.Namespace) -> int:
     finally:
         with contextlib.suppress(KeyboardInterrupt):
             run.stop()
-            broker.stop()
+            broker.close()
     print(f"custody demo: stopped; files and logs in {workdir}")
     return 0 if score is not None and score.passed else 1
 

@@ -105,6 +105,7 @@ class RunOptions:
     noise: Noise = field(default_factory=Noise)
     on_event: Callable[[str, Any], None] | None = None  # live view hook: ("alert", Raised) ...
     broker: Mosquitto | None = None  # an already running broker (the demo's)
+    supervisor: bool = True  # False: nodes and devices only (to test the devices and nodes)
 
 
 class Run:
@@ -151,10 +152,13 @@ class Run:
     def setup(self) -> None:
         """Broker, files, devices, supervisor and agents (custody time not yet running)."""
         if self.broker is None:
-            self.broker = start_broker(BrokerConfig(), self.dir / "broker")
+            # The broker's own temp dir: Mosquitto (run as root) drops to its user, which must
+            # be able to reach the directory.
+            self.broker = start_broker(BrokerConfig())
         self.relay = Relay(self.broker.host, self.broker.port)
         site = self.sc.centre.site
         keys = {n.id: os.urandom(32) for n in site.nodes}
+        self.keys = keys
         (self.dir / "keys.toml").write_text(dump_keys(keys))
         data = json.loads(json.dumps(self.sc.site_data))
         data["broker"] = {**data.get("broker", {}), "host": self.broker.host,
@@ -255,8 +259,9 @@ class Run:
         self.setup()
         assert self.supervisor is not None
         self._connect()
-        self.supervisor.start()
-        time.sleep(1.0)
+        if self.opts.supervisor:
+            self.supervisor.start()
+            time.sleep(1.0)
         for a in self.agents.values():
             a.start()
         self._pump_thread = threading.Thread(target=self._pump, name="sim-devices",
@@ -266,7 +271,7 @@ class Run:
         # Custody time t=0 is now: the clock keeps running from the run's creation, steps are
         # timed from this moment.
         self.start_ms = self.clock.now_ms()
-        if not self.supervisor.running:
+        if self.opts.supervisor and not self.supervisor.running:
             raise RuntimeError("supervisor exited at start:\n" + self.supervisor.tail())
 
     def t(self) -> float:
@@ -437,7 +442,7 @@ class Run:
         for c in self.cameras.values():
             c.close()
         if self.own_broker and self.broker is not None:
-            self.broker.stop()
+            self.broker.close()
         if not self.opts.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
