@@ -217,8 +217,9 @@ class Run:
 
     def _connect(self) -> None:
         assert self.broker is not None
+        # A persistent session: alerts published while the broker restarts still reach us.
         c = make_client(f"sim-{os.getpid()}-{id(self) % 10000}",
-                        LinkConf(self.broker.host, self.broker.port))
+                        LinkConf(self.broker.host, self.broker.port), clean_start=False)
         base = self.topics.base
         c.on_message = self._on_message
         c.on_connect = lambda cl, *_: cl.subscribe([(f"{base}/alert/#", 1),
