@@ -40,7 +40,8 @@ from .score import Raised, Score, score
 from .timetable import Step
 
 log = logging.getLogger(__name__)
-SETTLE_S = 3.0  # real seconds for nodes to connect and rosters to arrive before custody starts
+SETTLE_S = 3.0
+BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown  # real seconds for nodes to connect and rosters to arrive before custody starts
 
 
 def _toml_value(v: Any) -> str:
@@ -407,8 +408,15 @@ class Run:
                     n = len(occ.get(room, []))
                     shown = self.floor.behaviour_of(room)
                     kind = shown[0] if shown else ""
-                    cam.frame(ts, n, falling=1 if kind == "fall" else 0,
-                              lying=1 if kind == "lying" else 0, fighting=kind == "fight")
+                    # Fast motion needs frames close together in custody time: while a fall
+                    # or a fight is shown, catch up at BURST_MS steps (at most 40 a round).
+                    stamps = [ts]
+                    if kind in ("fall", "fight") and cam.last_ts:
+                        stamps = list(range(cam.last_ts + BURST_MS, ts + 1, BURST_MS))[-40:]
+                    for stamp in stamps:
+                        cam.frame(stamp, max(n, shown[1] if shown else 0),
+                                  falling=1 if kind == "fall" else 0,
+                                  lying=1 if kind == "lying" else 0, fighting=kind == "fight")
             time.sleep(min(uhf_period, cam_period) / 2)
 
     # -- ending --------------------------------------------------------------------------

@@ -151,3 +151,106 @@ def test_devices_become_the_right_events(tmp_path):
     assert bands == {a, b}
     assert not [e for e in events if e.type == "fault"], json.dumps(
         [e.body for e in events if e.type == "fault"])
+
+
+BEHAVIOURS = """
+[scenario]
+site = "mini.toml"
+speed = 10
+tail_s = 10
+
+[rules]
+lying_still_s = 60
+
+[[officers]]
+id = "off-a"
+sex = "f"
+
+[[officers]]
+id = "off-b"
+sex = "m"
+
+[[steps]]
+at_s = 3
+action = "move"
+people = ["off-a"]
+room = "entry"
+
+[[steps]]
+at_s = 15
+action = "behaviour"
+room = "entry"
+kind = "fall"
+
+[[steps]]
+at_s = 40
+action = "behaviour"
+room = "entry"
+kind = "none"
+
+[[steps]]
+at_s = 60
+action = "move"
+people = ["off-a", "off-b"]
+room = "entry"
+
+[[steps]]
+at_s = 70
+action = "behaviour"
+room = "entry"
+kind = "fight"
+
+[[steps]]
+at_s = 100
+action = "behaviour"
+room = "entry"
+kind = "none"
+
+[[steps]]
+at_s = 110
+action = "move"
+people = ["off-b"]
+room = "outside"
+
+[[steps]]
+at_s = 120
+action = "behaviour"
+room = "entry"
+kind = "lying"
+
+[[steps]]
+at_s = 220
+action = "behaviour"
+room = "entry"
+kind = "none"
+"""
+
+
+def test_keypoint_camera_shows_fall_fight_and_lying_still_to_the_node(tmp_path):
+    (tmp_path / "mini.toml").write_text(SITE)
+    (tmp_path / "day.toml").write_text(BEHAVIOURS)
+    sc = load_scenario(tmp_path / "day.toml")
+    run = Run(sc, RunOptions(workdir=tmp_path / "run", supervisor=False))
+    events = []
+    try:
+        run.start()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c.on_message = lambda cl, u, m: events.append(
+            verify(m.payload, run.keys, topic_node=m.topic.split("/")[-2]))
+        c.connect(run.broker.host, run.broker.port)
+        c.subscribe(f"{run.topics.base}/node/+/event", qos=1)
+        c.loop_start()
+        run.run_steps()
+        time.sleep(1.0)
+        c.loop_stop()
+        c.disconnect()
+    finally:
+        run.stop()
+    started = {}
+    for e in events:
+        if e.type == "behaviour" and e.body["phase"] == "new":
+            started.setdefault(e.body["cls"], (e.ts_ms - run.start_ms) / 1000)
+    assert set(started) == {"fall", "fight", "lying_still"}, started
+    assert 15 <= started["fall"] <= 25
+    assert 70 <= started["fight"] <= 80
+    assert 180 <= started["lying_still"] <= 195  # lying from 120 s, lying_still_s = 60

@@ -59,6 +59,7 @@ class VirtualCamera:
         self.rng = random.Random(seed)
         self.covered = False
         self.lines = 0
+        self.last_ts = 0
         self._fall_start: dict[int, int] = {}  # person slot -> custody ms the fall began
 
     @property
@@ -70,8 +71,9 @@ class VirtualCamera:
               fighting: bool = False) -> None:
         """Write one line: `people` in view, of whom the first `falling` are falling (or down)
         and the next `lying` lie still; `fighting` makes everyone's limbs fly."""
-        if self.covered:
+        if self.covered or ts_ms <= self.last_ts:
             return
+        self.last_ts = ts_ms
         persons = []
         for i in range(people):
             cx = 0.2 + 0.6 * ((i * 0.37) % 1.0)
@@ -81,7 +83,7 @@ class VirtualCamera:
                 tilt = min(1.0, (ts_ms - start) / 500.0)
             elif i < falling + lying:
                 tilt = 1.0
-            flail = 0.12 if fighting and tilt == 0.0 else 0.0
+            flail = 0.3 if fighting and tilt == 0.0 else 0.0
             persons.append(pose(cx, 0.92, 0.7, tilt, self.rng, flail))
         for i in list(self._fall_start):
             if i >= falling:
