@@ -13,6 +13,10 @@ COMMAND_MODULES = (
     "edge_agent.cli",
     "sim.cli",
     "sim.demo",
+    "supervisor.cli",
+    "supervisor.staff_cli",
+    "supervisor.watch",
+    "supervisor.report",
 )
 
 

@@ -93,7 +93,7 @@ def dump_toml(data: dict[str, Any]) -> str:
 
 def supervisor_argv(site_file: Path) -> list[str]:
     """How the supervisor is started (its CLI entry point)."""
-    return [sys.executable, "-m", "custody", "supervisor", "run", "--site", str(site_file)]
+    return [sys.executable, "-m", "custody", "supervisor", "--config", str(site_file), "-v"]
 
 
 @dataclass

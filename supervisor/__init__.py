@@ -1,0 +1,1 @@
+"""The central supervisor: ingest, journal, custody state, rules, alerts, staff commands."""

@@ -1,0 +1,114 @@
+"""Alert lifecycle: raise, update, escalate, acknowledge, resolve, false alarm.
+
+Every change is journaled first (kind "alert", the message itself), folded into the state,
+then published on alert/<severity>/<rule> (QoS 1, not retained); the retained state/alerts
+snapshot follows. Because the state holds every alert ever raised (rebuilt by replay), an id is
+never raised twice, across restarts too.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from protocol.canonical import dumpb
+from protocol.topics import SEVERITIES, Topics
+
+from .journal import Journal
+from .rules import Desired, evaluate
+from .state import State
+
+Publish = Callable[[str, bytes, int, bool], None]
+CLOSED = ("resolved", "false_alarm")
+
+
+class AlertError(ValueError):
+    """A staff action on an alert that does not exist or is in the wrong state."""
+
+
+def rank(severity: str) -> int:
+    """0 info, 1 warning, 2 critical."""
+    return SEVERITIES.index(severity)
+
+
+class AlertManager:
+    """Turns the rules' wanted alerts into lifecycle changes, journaled then published."""
+
+    def __init__(self, state: State, journal: Journal, topics: Topics, publish: Publish) -> None:
+        self.state, self.journal, self.topics, self.publish = state, journal, topics, publish
+        self.snapshot_dirty = True
+        self.published = 0
+
+    def _change(self, alert: dict[str, Any], new_state: str, ts: int, **fields: Any) -> None:
+        msg = {"id": alert["id"], "rule": alert["rule"], "state": new_state,
+               "severity": alert["severity"], "detainee": alert["detainee"],
+               "room": alert["room"], "raised_ts": alert["raised_ts"], "ts": ts,
+               "message": alert["message"], "by": None, "action": None}
+        msg.update(fields)
+        entry = self.journal.append_own("alert", msg)
+        self.state.apply(entry)
+        self.publish(self.topics.alert(msg["severity"], msg["rule"]), dumpb(msg), 1, False)
+        self.published += 1
+        self.snapshot_dirty = True
+
+    def reconcile(self, now_ms: int) -> int:
+        """Bring the alerts in line with the rules at `now_ms`; return changes made."""
+        before = self.published
+        wanted = evaluate(self.state, now_ms)
+        alerts = self.state.alerts
+        for d in wanted.values():
+            a = alerts.get(d.id)
+            if a is None:
+                self._raise(d, now_ms)
+            elif a["state"] not in CLOSED:
+                if rank(d.severity) > rank(a["severity"]):
+                    self._change(a, "escalated", now_ms, severity=d.severity, message=d.message)
+                elif d.message != a["message"]:
+                    self._change(a, "updated", now_ms, message=d.message)
+        limit = self.state.rules.alert_escalate_after_s * 1000
+        for a in list(alerts.values()):
+            if a["state"] in CLOSED:
+                continue
+            if a["id"] not in wanted:
+                self._change(a, "resolved", now_ms)
+            elif (a.get("acked_ts") is None and not a.get("timer_escalated")
+                  and now_ms - a["raised_ts"] >= limit):
+                sev = SEVERITIES[min(rank(a["severity"]) + 1, len(SEVERITIES) - 1)]
+                self._change(a, "escalated", now_ms, severity=sev, timer_escalated=True)
+        return self.published - before
+
+    def _raise(self, d: Desired, now_ms: int) -> None:
+        alert = {"id": d.id, "rule": d.rule, "severity": d.severity, "detainee": d.detainee,
+                 "room": d.room, "raised_ts": now_ms, "message": d.message}
+        self._change(alert, "raised", now_ms)
+
+    def staff_action(self, command: str, alert_id: str, user: str, text: str,
+                     now_ms: int) -> dict[str, Any]:
+        """ack-alert / resolve-alert / false-alarm by `user`; raise AlertError when refused."""
+        self.check_action(command, alert_id)
+        a = self.state.alerts[alert_id]
+        new = {"ack-alert": "acknowledged", "resolve-alert": "resolved",
+               "false-alarm": "false_alarm"}[command]
+        self._change(a, new, now_ms, by=user, action=text or None)
+        return dict(self.state.alerts[alert_id])
+
+    def check_action(self, command: str, alert_id: str) -> None:
+        """Refuse an action on an unknown, closed or (for ack) already acknowledged alert."""
+        a = self.state.alerts.get(alert_id)
+        if a is None:
+            raise AlertError(f"alert {alert_id!r} does not exist")
+        if a["state"] in CLOSED:
+            raise AlertError(f"alert {alert_id!r} is already {a['state']}")
+        if command == "ack-alert" and a.get("acked_ts") is not None:
+            raise AlertError(f"alert {alert_id!r} was already acknowledged by {a['acked_by']}")
+
+    def snapshot(self, now_ms: int) -> bytes:
+        """The retained state/alerts payload."""
+        active = [{k: a.get(k) for k in ("id", "rule", "state", "severity", "detainee", "room",
+                                          "raised_ts", "ts", "message", "by", "action")}
+                  for a in self.state.open_alerts()]
+        return dumpb({"ts": now_ms, "active": active})
+
+    def publish_snapshot(self, now_ms: int) -> None:
+        """Publish state/alerts (retained) if anything changed since the last one."""
+        if self.snapshot_dirty:
+            self.publish(self.topics.state("alerts"), self.snapshot(now_ms), 1, True)
+            self.snapshot_dirty = False

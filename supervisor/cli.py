@@ -1,0 +1,149 @@
+"""`custody supervisor`, `custody audit verify` and `custody record`."""
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from protocol.clock import from_env
+from protocol.config import ConfigError
+from protocol.keys import load_keys
+from protocol.site import DEMO_SITE, load_site
+from protocol.transport import LinkConf
+
+from .journal import Journal, supervisor_key, verify_journal
+from .state import State
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .service import Supervisor
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s supervisor %(levelname)s %(message)s")
+    site = load_site(args.config)
+    keys_file = args.keys or site.supervisor.keys_file
+    if not keys_file:
+        raise ConfigError(args.config, "supervisor.keys_file", "a keys file (or --keys FILE)")
+    keys = load_keys(keys_file)
+    link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
+                    username=args.username, password=args.password,
+                    ca_file=args.ca_file or None, keepalive_s=site.broker.keepalive_s)
+    sup = Supervisor(site, keys, args.db or site.supervisor.db,
+                     args.checkpoint or site.supervisor.checkpoint_file, link, from_env())
+    signal.signal(signal.SIGTERM, lambda *_: sup.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: sup.stop_event.set())
+    print(f"supervisor: site {site.id}, journal {sup.journal.path} ({sup.journal.count} entries"
+          f"), broker {link.host}:{link.port}", flush=True)
+    sup.run()
+    return 0
+
+
+def _key_for_audit(args: argparse.Namespace) -> bytes | None:
+    if args.keys:
+        keys = load_keys(args.keys)
+        if "supervisor" in keys:
+            return keys["supervisor"]
+    kp = Path(str(args.db) + ".key")
+    if kp.exists():
+        return supervisor_key({}, args.db)
+    return None
+
+
+def _verify(args: argparse.Namespace) -> int:
+    cp = None
+    if args.checkpoint:
+        try:
+            cp = Path(args.checkpoint).read_bytes()
+        except OSError as e:
+            print(f"audit: cannot read checkpoint {args.checkpoint}: {e.strerror}",
+                  file=sys.stderr)
+            return 1
+    result = verify_journal(args.db, _key_for_audit(args), cp)
+    if result.ok:
+        note = " and matches the checkpoint" if cp is not None else ""
+        print(f"{args.db}: {result.checked} entries, hash chain intact{note}: OK")
+        return 0
+    print(f"{args.db}: TAMPERED: {result.problem}", file=sys.stderr)
+    return 1
+
+
+def replay(site_path: str, db: str) -> State:
+    """Rebuild the state from a journal."""
+    state = State(load_site(site_path))
+    j = Journal(db)
+    try:
+        for e in j.entries():
+            state.apply(e)
+    finally:
+        j.close()
+    return state
+
+
+def fmt_ts(ms: int | None) -> str:
+    """Custody ms as UTC text."""
+    import datetime as dt
+
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _record(args: argparse.Namespace) -> int:
+    state = replay(args.config, args.db)
+    c = state.detainees.get(args.detainee)
+    if c is None:
+        print(f"record: no detainee {args.detainee!r} in {args.db}", file=sys.stderr)
+        return 1
+    print(f"{c.id}: case {c.case}, sex {c.sex}, {c.custody_type}, observation {c.observation}, "
+          f"band {c.band}")
+    lines: list[tuple[int, str]] = list(c.timeline)
+    for v in c.visits:
+        officers = ", ".join(sorted(v.officers)) or "no officer"
+        lines.append((v.enter_ms, f"enters {v.room} ({v.kind}); officers present: {officers}"))
+        if v.leave_ms is not None:
+            lines.append((v.leave_ms, f"leaves {v.room}"))
+    for a in state.alerts.values():
+        if a.get("detainee") == c.id:
+            lines.append((a["raised_ts"], f"ALERT {a['rule']} ({a['severity']}): {a['message']}"
+                                          f" [{a['state']}]"))
+            if a.get("acked_ts"):
+                lines.append((a["acked_ts"], f"alert {a['rule']} acknowledged by "
+                                             f"{a['acked_by']}: {a.get('action') or ''}"))
+    for ts, text in sorted(lines, key=lambda x: x[0]):
+        print(f"{fmt_ts(ts)}  {text}")
+    return 0
+
+
+def _add_site(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=str(DEMO_SITE), help="site file (default: the demo)")
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `custody supervisor`, `custody audit` and `custody record`."""
+    p = sub.add_parser("supervisor", help="run the central supervisor for a site")
+    _add_site(p)
+    p.add_argument("--keys", help="node keys file ([nodes] node = \"hex\")")
+    p.add_argument("--db", help="journal database (default: the site's supervisor.db)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the site's)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--username")
+    p.add_argument("--password")
+    p.add_argument("--ca-file", default="")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_run)
+
+    a = sub.add_parser("audit", help="verify the journal's hash chain and checkpoint")
+    s = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    v = s.add_parser("verify", help="exit 0 when intact, else name the first bad entry, exit 1")
+    v.add_argument("--db", required=True)
+    v.add_argument("--checkpoint")
+    v.add_argument("--keys", help="keys file holding the supervisor key (else DB.key)")
+    v.set_defaults(func=_verify)
+
+    r = sub.add_parser("record", help="print one detainee's custody timeline")
+    r.add_argument("detainee")
+    r.add_argument("--db", required=True)
+    _add_site(r)
+    r.set_defaults(func=_record)

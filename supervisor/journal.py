@@ -1,0 +1,258 @@
+"""The append-only, hash-chained journal in SQLite, and its signed checkpoint.
+
+Each entry's hash is SHA-256(previous hash || header || payload) where header is the
+canonical JSON of [node, epoch, seq, kind, len(payload)] plus a newline. The first entry
+chains from 32 zero bytes. UNIQUE (node, epoch, seq) makes dedupe part of the append's own
+transaction. A checkpoint (count, head hash, HMAC under the supervisor key) catches a
+truncated tail, which the chain alone cannot.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from protocol.canonical import dumpb
+
+GENESIS = bytes(32)
+SUPERVISOR_NODE = "supervisor"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    idx INTEGER PRIMARY KEY,
+    node TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (node, epoch, seq)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal row."""
+
+    idx: int
+    node: str
+    epoch: int
+    seq: int
+    kind: str
+    payload: bytes
+    hash: str
+
+    def json(self) -> Any:
+        """The payload parsed as JSON."""
+        return json.loads(self.payload)
+
+
+def entry_hash(prev: bytes, node: str, epoch: int, seq: int, kind: str, payload: bytes) -> bytes:
+    """Chain hash of one entry over the previous hash and the entry's exact bytes."""
+    header = dumpb([node, epoch, seq, kind, len(payload)]) + b"\n"
+    return hashlib.sha256(prev + header + payload).digest()
+
+
+class Journal:
+    """The supervisor's journal: appends in transactions, dedupes, reads back in order."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        row = self.db.execute("SELECT idx, hash FROM journal ORDER BY idx DESC LIMIT 1").fetchone()
+        self.count = 0 if row is None else int(row[0])
+        self.head = GENESIS if row is None else bytes.fromhex(row[1])
+        row = self.db.execute("SELECT MAX(seq) FROM journal WHERE node = ?",
+                              (SUPERVISOR_NODE,)).fetchone()
+        self.own_seq = int(row[0] or 0)
+        self._in_txn = False
+
+    # Transactions: the caller groups a batch of appends into one commit.
+    def begin(self) -> None:
+        """Start a write transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self._in_txn = True
+        self._saved = (self.count, self.head, self.own_seq)
+
+    def commit(self) -> None:
+        """Commit the batch durably (synchronous=FULL)."""
+        self.db.execute("COMMIT")
+        self._in_txn = False
+
+    def rollback(self) -> None:
+        """Abandon the batch."""
+        self.db.execute("ROLLBACK")
+        self._in_txn = False
+        self.count, self.head, self.own_seq = self._saved
+
+    def contains(self, node: str, epoch: int, seq: int) -> bool:
+        """Whether (node, epoch, seq) is already journaled."""
+        return self.db.execute("SELECT 1 FROM journal WHERE node=? AND epoch=? AND seq=?",
+                               (node, epoch, seq)).fetchone() is not None
+
+    def payload_of(self, node: str, epoch: int, seq: int) -> bytes | None:
+        """The journaled payload of (node, epoch, seq), or None."""
+        row = self.db.execute("SELECT payload FROM journal WHERE node=? AND epoch=? AND seq=?",
+                              (node, epoch, seq)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def append(self, node: str, epoch: int, seq: int, kind: str, payload: bytes) -> Entry | None:
+        """Append one entry; None when (node, epoch, seq) is already there (a duplicate)."""
+        own = not self._in_txn
+        if own:
+            self.begin()
+        try:
+            h = entry_hash(self.head, node, epoch, seq, kind, payload)
+            try:
+                cur = self.db.execute(
+                    "INSERT INTO journal (node, epoch, seq, kind, payload, hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (node, epoch, seq, kind, payload, h.hex()))
+            except sqlite3.IntegrityError:
+                if own:
+                    self.rollback()
+                return None
+            idx = int(cur.lastrowid or 0)
+            self.count, self.head = idx, h
+            if own:
+                self.commit()
+            return Entry(idx, node, epoch, seq, kind, payload, h.hex())
+        except BaseException:
+            if own and self._in_txn:
+                self.rollback()
+            raise
+
+    def append_own(self, kind: str, obj: Any) -> Entry:
+        """Append an entry the supervisor itself writes (staff, alert, security...)."""
+        self.own_seq += 1
+        entry = self.append(SUPERVISOR_NODE, 1, self.own_seq, kind, dumpb(obj))
+        assert entry is not None
+        return entry
+
+    def entries(self, after: int = 0) -> Iterator[Entry]:
+        """Every entry after index `after`, in order."""
+        cur = self.db.execute("SELECT idx, node, epoch, seq, kind, payload, hash FROM journal "
+                              "WHERE idx > ? ORDER BY idx", (after,))
+        for r in cur:
+            yield Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6])
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+
+# ---- checkpoint ----------------------------------------------------------------------------
+
+def checkpoint(key: bytes, count: int, head: bytes, ts_ms: int) -> bytes:
+    """A signed checkpoint: canonical JSON {count, head, ts, mac}."""
+    body = {"count": count, "head": head.hex(), "ts": ts_ms}
+    mac = hmac.new(key, dumpb(body), hashlib.sha256).hexdigest()
+    return dumpb({**body, "mac": mac})
+
+
+def open_checkpoint(key: bytes, data: bytes) -> tuple[int, str]:
+    """Check a checkpoint's MAC; return (count, head hex) or raise ValueError."""
+    try:
+        obj = json.loads(data)
+        count, head, ts = int(obj["count"]), str(obj["head"]), int(obj["ts"])
+        mac = str(obj["mac"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"checkpoint is malformed: {e}") from None
+    want = hmac.new(key, dumpb({"count": count, "head": head, "ts": ts}),
+                    hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(want, mac):
+        raise ValueError("checkpoint signature does not match the supervisor key")
+    return count, head
+
+
+def write_checkpoint(path: str | Path, data: bytes) -> None:
+    """Write a checkpoint file atomically (write, fsync, rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+def supervisor_key(keys: dict[str, bytes], db_path: str | Path) -> bytes:
+    """The checkpoint key: `supervisor` in the keys file, else `<db>.key` (made on first use)."""
+    if SUPERVISOR_NODE in keys:
+        return keys[SUPERVISOR_NODE]
+    kp = Path(str(db_path) + ".key")
+    if kp.exists():
+        return bytes.fromhex(kp.read_text().strip())
+    kp.parent.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32)
+    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+    return key
+
+
+# ---- verification --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Outcome of verifying a journal: ok, entries checked, and what is wrong first."""
+
+    ok: bool
+    checked: int
+    problem: str = ""
+
+
+def _describe(e: tuple[Any, ...]) -> str:
+    return f"entry #{e[0]} (node {e[1]}, epoch {e[2]}, seq {e[3]}, kind {e[4]})"
+
+
+def verify_journal(db_path: str | Path, key: bytes | None = None,
+                   checkpoint_data: bytes | None = None) -> AuditResult:
+    """Walk the chain from the start; compare with a checkpoint when given."""
+    if not Path(db_path).exists():
+        return AuditResult(False, 0, f"{db_path}: no such journal")
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        prev, expect_idx, n = GENESIS, 1, 0
+        cp: tuple[int, str] | None = None
+        if checkpoint_data is not None:
+            if key is None:
+                return AuditResult(False, 0, "a checkpoint needs the supervisor key")
+            try:
+                cp = open_checkpoint(key, checkpoint_data)
+            except ValueError as e:
+                return AuditResult(False, 0, str(e))
+        rows = db.execute("SELECT idx, node, epoch, seq, kind, payload, hash FROM journal "
+                          "ORDER BY idx")
+        for row in rows:
+            if row[0] != expect_idx:
+                what = "missing (deleted)" if row[0] > expect_idx else "out of order"
+                return AuditResult(False, n, f"entry #{expect_idx} is {what}; next row is "
+                                   f"{_describe(row)}")
+            h = entry_hash(prev, row[1], row[2], row[3], row[4], bytes(row[5]))
+            if h.hex() != row[6]:
+                return AuditResult(False, n, f"{_describe(row)}: hash does not chain (edited, "
+                                   "inserted, reordered, or an entry before it was removed)")
+            prev, expect_idx, n = h, expect_idx + 1, n + 1
+            if cp is not None and n == cp[0] and h.hex() != cp[1]:
+                return AuditResult(False, n, f"{_describe(row)}: head hash differs from the "
+                                   "checkpoint (the chain was rewritten)")
+        if cp is not None and n < cp[0]:
+            return AuditResult(False, n, f"journal has {n} entries but the checkpoint says "
+                               f"{cp[0]}: entries #{n + 1}..#{cp[0]} are missing (truncated)")
+        return AuditResult(True, n)
+    except sqlite3.DatabaseError as e:
+        return AuditResult(False, 0, f"{db_path}: not a readable journal ({e})")
+    finally:
+        db.close()
+

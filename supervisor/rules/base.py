@@ -1,0 +1,43 @@
+"""What a rule returns, and helpers every rule shares."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from protocol.alerts import RULES
+
+from ..process import Custody, incident_id
+from ..state import RoomState, State
+
+
+@dataclass(frozen=True)
+class Desired:
+    """An alert that should be open now."""
+
+    id: str
+    rule: str
+    severity: str
+    detainee: str | None
+    room: str | None
+    since: int  # when the condition started (ms)
+    message: str
+
+
+def desired(rule: str, key: str, since: int, detainee: str | None, room: str | None,
+            message: str, severity: str | None = None) -> Desired:
+    """A Desired with the stable id of (rule, key, since) and the rule's default severity."""
+    return Desired(incident_id(rule, key, since), rule, severity or RULES[rule], detainee, room,
+                   since, message)
+
+
+def detainees_in_rooms(state: State) -> Iterator[tuple[Custody, RoomState, int]]:
+    """(custody, room, entered ms) for every registered detainee band present in a room."""
+    for room in state.rooms.values():
+        for band, entered in room.bands.items():
+            p = state.bands.get(band)
+            if p is not None and p.role == "detainee":
+                yield state.detainees[p.person], room, entered
+
+
+def held_for(since: int, now_ms: int, grace_s: float) -> bool:
+    """Whether a condition that started at `since` has lasted `grace_s`."""
+    return now_ms - since >= grace_s * 1000

@@ -1,0 +1,79 @@
+"""Presence rules: never alone, holding room watch, interview, co-suspects apart."""
+
+from collections import defaultdict
+
+from protocol.site import Rules
+
+from ..state import State
+from .base import Desired, desired, detainees_in_rooms, held_for
+from .recording import camera_dead_since
+
+INTERVIEW_ELSEWHERE = ("holding", "corridor", "toilet", "property")
+
+
+def never_alone(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+    """A detainee outside holding with no officer band for the grace."""
+    out = []
+    for c, room, entered in detainees_in_rooms(state):
+        if room.kind == "holding" or room.officer_count > 0:
+            continue
+        since = max(entered, room.officers_zero_since)
+        grace = (rules.never_alone_doorway_grace_s if room.kind == "corridor"
+                 else rules.never_alone_grace_s)
+        if held_for(since, now_ms, grace):
+            out.append(desired("never-alone", f"{c.id}/{room.id}", since, c.id, room.id,
+                               f"{c.id} alone in {room.id} (no officer)"))
+    return out
+
+
+def holding_watch(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+    """A detainee alone in holding while the room's camera is not live."""
+    out = []
+    for c, room, entered in detainees_in_rooms(state):
+        if room.kind != "holding" or room.officer_count > 0:
+            continue
+        dead = camera_dead_since(room, now_ms, rules)
+        if dead is None:
+            continue
+        since = max(entered, room.officers_zero_since, dead)
+        if held_for(since, now_ms, rules.holding_watch_grace_s):
+            out.append(desired("holding-watch", f"{c.id}/{room.id}", since, c.id, room.id,
+                               f"{c.id} alone in {room.id} and its camera is not live"))
+    return out
+
+
+def interview(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+    """Interview with too few officers, or officers interviewing outside an interview room."""
+    out = []
+    k = rules.interview_min_officers
+    for c, room, entered in detainees_in_rooms(state):
+        if room.kind == "interview" and room.officer_count < k:
+            since = max(entered, room.below_min_since)
+            msg = f"{c.id} in {room.id} with {room.officer_count} officer(s) < {k}"
+        elif room.kind in INTERVIEW_ELSEWHERE and room.min_since is not None:
+            since = max(entered, room.min_since)
+            msg = f"{c.id} with {room.officer_count} officers in {room.id}: interview " \
+                  "outside an interview room"
+        else:
+            continue
+        if held_for(since, now_ms, rules.interview_grace_s):
+            out.append(desired("interview", f"{c.id}/{room.id}", since, c.id, room.id, msg))
+    return out
+
+
+def co_suspects(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+    """Two or more detainees of one case in one room for the grace."""
+    by_case: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    for c, room, entered in detainees_in_rooms(state):
+        by_case[(room.id, c.case)].append((entered, c.id))
+    out = []
+    for (room_id, case), members in sorted(by_case.items()):
+        if len(members) < 2:
+            continue
+        since = sorted(members)[1][0]
+        if held_for(since, now_ms, rules.co_suspects_grace_s):
+            ids = sorted(m[1] for m in members)
+            out.append(desired("co-suspects", f"{room_id}/{case}", since, ids[0], room_id,
+                               f"co-suspects of case {case} together in {room_id}: "
+                               f"{', '.join(ids)}"))
+    return out

@@ -1,0 +1,205 @@
+"""The supervisor process: MQTT in, one worker thread doing ingest, rules, alerts, staff.
+
+paho's network thread only queues messages; the worker owns the journal and the state, so
+everything that changes them happens in one thread, in arrival order.
+"""
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from protocol.canonical import dumpb
+from protocol.clock import Clock
+from protocol.envelope import seal
+from protocol.site import Site
+from protocol.topics import TopicError, Topics
+from protocol.transport import CallbackErrors, LinkConf, make_client
+
+from .alerts import AlertManager
+from .ingest import Ingest
+from .journal import SUPERVISOR_NODE, Journal, checkpoint, supervisor_key, write_checkpoint
+from .rules.recording import camera_dead_since
+from .staff import Staff
+from .state import State
+
+log = logging.getLogger(__name__)
+BATCH = 500  # messages per journal transaction at most
+RULE_TICK_S = 0.1  # real seconds between rule evaluations when nothing arrives
+
+
+class Supervisor:
+    """One site's supervisor: journal, state, ingest, alerts, staff commands, roster."""
+
+    def __init__(self, site: Site, keys: dict[str, bytes], db: str | Path,
+                 checkpoint_file: str | Path, link: LinkConf, clock: Clock,
+                 checkpoint_interval_s: float | None = None) -> None:
+        self.site, self.clock, self.link = site, clock, link
+        self.topics = Topics(site.id, site.topic_prefix)
+        self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
+        self.journal = Journal(db)
+        self.key = supervisor_key(keys, db)
+        self.checkpoint_file = Path(checkpoint_file)
+        self.checkpoint_interval_s = float(checkpoint_interval_s or
+                                           site.supervisor.checkpoint_interval_s)
+        self.state = State(site)
+        for e in self.journal.entries():  # state is a pure function of the journal
+            self.state.apply(e)
+        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.errors = CallbackErrors()
+        self.client = make_client(f"custody-supervisor-{site.id}", link, clean_start=False,
+                                  will=(self.topics.supervisor("availability"), b"offline", True))
+        self.client.on_connect = self.errors.guard(self._on_connect)
+        self.client.on_message = self.errors.guard(self._on_message)
+        self.connected = threading.Event()
+        self.ingest = Ingest(self.journal, self.state, self.topics, self.node_keys, self.publish,
+                             clock.now_ms)
+        self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
+        self.staff = Staff(self.state, self.journal, self.alerts, clock.now_ms)
+        self._roster_published = -1
+        self._rooms_published: dict[str, Any] = {}
+        self._last_checkpoint = 0.0
+        self.stop_event = threading.Event()
+
+    # ---- MQTT ----------------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        t = self.topics
+        client.subscribe([(t.node_filter("event"), 1), (t.node_filter("availability"), 1),
+                          (t.node_filter("health"), 1), (f"{t.base}/request/+", 1)])
+        client.publish(t.supervisor("availability"), b"online", qos=1, retain=True)
+        self.connected.set()
+        log.info("connected to %s:%d", self.link.host, self.link.port)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put((msg.topic, bytes(msg.payload)))
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """Publish through the supervisor's client."""
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    # ---- the worker ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background."""
+        self.client.connect_async(self.link.host, self.link.port, self.link.keepalive_s)
+        self.client.loop_start()
+
+    def run(self) -> None:
+        """Work until stop_event is set, then stop cleanly."""
+        self.start()
+        try:
+            self.alerts.snapshot_dirty = True
+            last_rules = 0.0
+            while not self.stop_event.is_set():
+                got = self.step(timeout=RULE_TICK_S)
+                mono = time.monotonic()
+                if got or mono - last_rules >= RULE_TICK_S:
+                    self.tick()
+                    last_rules = mono
+        finally:
+            self.close()
+
+    def step(self, timeout: float = 0.05) -> int:
+        """Take up to BATCH queued messages and handle them; return how many."""
+        items: list[tuple[str, bytes]] = []
+        try:
+            items.append(self.inbox.get(timeout=timeout))
+            while len(items) < BATCH:
+                items.append(self.inbox.get_nowait())
+        except queue.Empty:
+            pass
+        node_items = []
+        for topic, payload in items:
+            try:
+                parsed = self.topics.parse(topic)
+            except TopicError:
+                node_items.append((topic, payload))
+                continue
+            if parsed.kind == "request":
+                if node_items:
+                    self.ingest.process(node_items)
+                    node_items = []
+                resp = self.staff.handle(parsed.channel, payload)
+                self.publish(self.topics.response(parsed.channel), resp, 1, False)
+            elif parsed.kind == "node":
+                node_items.append((topic, payload))
+        if node_items:
+            self.ingest.process(node_items)
+        return len(items)
+
+    def tick(self) -> None:
+        """Rules, alerts, retained snapshots, roster and checkpoint."""
+        now = self.clock.now_ms()
+        self.alerts.reconcile(now)
+        self.alerts.publish_snapshot(now)
+        self._publish_rooms(now)
+        self._publish_roster(now)
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
+            self.write_checkpoint()
+
+    def write_checkpoint(self) -> bytes:
+        """Sign (count, head), file it and publish it retained."""
+        data = checkpoint(self.key, self.journal.count, self.journal.head, self.clock.now_ms())
+        write_checkpoint(self.checkpoint_file, data)
+        self.publish(self.topics.supervisor("checkpoint"), data, 1, True)
+        self._last_checkpoint = time.monotonic()
+        return data
+
+    def _publish_rooms(self, now: int) -> None:
+        for room in self.state.rooms.values():
+            view = {"room": room.id, "kind": room.kind,
+                    "officers": sorted(self.state.bands[b].person
+                                       for b in self.state.officers_in(room)),
+                    "detainees": self.state.detainees_in(room),
+                    "unregistered": sum(1 for b in room.bands if b not in self.state.bands),
+                    "camera_live": camera_dead_since(room, now, self.state.rules) is None}
+            if self._rooms_published.get(room.id) != view:
+                self._rooms_published[room.id] = view
+                self.publish(self.topics.state("room", room.id), dumpb({**view, "ts": now}), 1,
+                             True)
+
+    def roster_body(self) -> dict[str, Any]:
+        """The band roster every node gets."""
+        bands: dict[str, Any] = {}
+        for band, p in sorted(self.state.bands.items()):
+            entry = {"role": p.role, "sex": p.sex, "person": p.person}
+            if p.case is not None:
+                entry["case"] = p.case
+            bands[band] = entry
+        return {"version": self.state.roster_version, "bands": bands}
+
+    def _publish_roster(self, now: int) -> None:
+        version = self.state.roster_version
+        if version == self._roster_published or version == 0:
+            return
+        body = self.roster_body()
+        for node in sorted(self.node_keys):
+            try:
+                topic = self.topics.node(node, "roster")
+            except TopicError:
+                continue
+            self.publish(topic, seal(self.node_keys[node], node, 1, version, now, "roster",
+                                     body), 1, True)
+        self._roster_published = version
+
+    def close(self) -> None:
+        """Final checkpoint, 'offline', disconnect, close the journal."""
+        try:
+            self.write_checkpoint()
+            info = self.client.publish(self.topics.supervisor("availability"), b"offline", qos=1,
+                                       retain=True)
+            if self.connected.is_set():
+                info.wait_for_publish(timeout=2.0)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.journal.close()

@@ -1,0 +1,107 @@
+"""`custody staff <command> ...`: send a staff command over MQTT and print the answer.
+
+Options are made from protocol/staff.py's schemas: `--detainee d1 --band 0a0b0c0d0e ...`;
+list arguments are comma-separated (`--officers o1,o2`, `--items "phone,keys"`).
+"""
+
+import argparse
+import json
+import sys
+import threading
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from protocol.site import DEMO_SITE, load_site
+from protocol.staff import COMMANDS, request_payload
+from protocol.topics import Topics
+from protocol.transport import LinkConf, make_client
+
+
+def send(topics: Topics, link: LinkConf, command: str, user: str, args: dict[str, Any],
+         timeout: float = 10.0) -> dict[str, Any]:
+    """Send one request and wait for its response (raises TimeoutError)."""
+    txn = uuid.uuid4().hex[:16]
+    got: dict[str, Any] = {}
+    done = threading.Event()
+    client = make_client(f"custody-staff-{txn}", link)
+
+    def on_connect(c: mqtt.Client, *_: Any) -> None:
+        c.subscribe(topics.response(command), qos=1)
+
+    def on_subscribe(c: mqtt.Client, *_: Any) -> None:
+        c.publish(topics.request(command), request_payload(txn, user, args), qos=1)
+
+    def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(data, dict) and data.get("txn") == txn:
+            got.update(data)
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect(link.host, link.port, link.keepalive_s)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            raise TimeoutError(f"no response to {command} within {timeout:.0f} s "
+                               "(is the supervisor running?)")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got
+
+
+def _convert(kind: str, text: str) -> Any:
+    if kind == "int":
+        return int(text)
+    if kind in ("ids", "strs"):
+        return [x.strip() for x in text.split(",") if x.strip()]
+    return text
+
+
+def _run(args: argparse.Namespace) -> int:
+    site = load_site(args.config)
+    link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
+                    username=args.username, password=args.password)
+    schema = COMMANDS[args.staff_command]
+    cmd_args: dict[str, Any] = {}
+    for key, (kind, _required) in schema.items():
+        value = getattr(args, f"arg_{key}")
+        if value is not None:
+            cmd_args[key] = _convert(kind, value)
+    try:
+        resp = send(Topics(site.id, site.topic_prefix), link, args.staff_command, args.user,
+                    cmd_args, args.timeout)
+    except (TimeoutError, OSError) as e:
+        print(f"staff: {e}", file=sys.stderr)
+        return 1
+    if resp.get("ok"):
+        print(json.dumps(resp.get("result", {}), sort_keys=True))
+        return 0
+    print(f"staff: {args.staff_command} refused: {resp.get('error')}", file=sys.stderr)
+    return 1
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `custody staff <command>`."""
+    p = sub.add_parser("staff", help="send a staff command to the supervisor")
+    s = p.add_subparsers(dest="staff_command", metavar="COMMAND", required=True)
+    for command, schema in COMMANDS.items():
+        c = s.add_parser(command, help=f"{command} ({', '.join(schema)})")
+        c.add_argument("--config", default=str(DEMO_SITE), help="site file")
+        c.add_argument("--user", required=True, help="officer id doing this")
+        c.add_argument("--host")
+        c.add_argument("--port", type=int)
+        c.add_argument("--username")
+        c.add_argument("--password")
+        c.add_argument("--timeout", type=float, default=10.0)
+        for key, (kind, required) in schema.items():
+            c.add_argument(f"--{key.replace('_', '-')}", dest=f"arg_{key}", required=required,
+                           help=kind + (" (comma-separated)" if kind in ("ids", "strs") else ""))
+        c.set_defaults(func=_run)

@@ -1,0 +1,518 @@
+"""Supervisor state as a pure function of the journal: `State.apply(entry)` folded in order.
+
+Nothing here reads a clock: every time comes from the entries (event `ts`, or the `ts` the
+supervisor wrote into its own entries), so replaying a journal rebuilds exactly the state the
+live supervisor had. See PROCESS.md for what each event and command means.
+"""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.envelope import open_payload
+from protocol.site import Site
+
+from .journal import Entry
+from .process import Custody, Incident, Person, Visit, incident_id
+
+
+@dataclass
+class RoomState:
+    """Occupancy and devices of one room."""
+
+    id: str
+    kind: str
+    bands: dict[str, int] = field(default_factory=dict)  # band -> entered (ms)
+    officer_count: int = 0
+    officers_zero_since: int = 0  # when officer count last fell to 0 (0: never had one)
+    below_min_since: int = 0  # when officer count last fell below interview_min_officers
+    min_since: int | None = None  # since when officer count >= interview_min_officers
+    detainee_since: int | None = None  # since when at least one detainee is inside
+    cam_last_live: int | None = None  # last heartbeat with live = true
+    cam_dead_since: int | None = None  # first live = false heartbeat after a live one
+    cam_last_rec: int | None = None  # last heartbeat with live and recording
+    tamper: dict[str, int] = field(default_factory=dict)  # "node/id" -> since
+    person_count: int = 0
+    officer_stay_max: dict[str, int] = field(default_factory=dict)  # band -> max count seen
+
+
+@dataclass
+class NodeState:
+    """What one node has sent: its epoch, highest sequence and unfilled gaps."""
+
+    room: str | None
+    epoch: int = 0
+    highest: int = 0
+    gaps: list[list[int]] = field(default_factory=list)  # [from, to, first noticed ms]
+    availability: str = "unknown"
+    availability_since: int = 0
+    events: int = 0
+
+
+@dataclass
+class Activity:
+    """A duration event from a node (behaviour, tamper, fault, local alert) while open."""
+
+    kind: str  # behaviour cls / tamper kind / fault kind / local rule
+    room: str | None
+    since: int
+    detail: str = ""
+    bands: tuple[str, ...] = ()
+
+
+class State:
+    """Everything the rules look at, rebuilt by folding journal entries."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.rules = site.rules
+        self.rooms = {r.id: RoomState(r.id, r.kind) for r in site.rooms}
+        self.node_room = {n.id: n.room for n in site.nodes}
+        self.nodes: dict[str, NodeState] = {}
+        self.bands: dict[str, Person] = {}
+        self.officers: dict[str, Person] = {}
+        self.detainees: dict[str, Custody] = {}
+        self.arrivals: dict[str, tuple[int, str]] = {}  # unregistered band -> (first ms, room)
+        self.seen_outside: dict[str, str] = {}  # unregistered band -> first non-entry room
+        self.roster_version = 0
+        self.property: dict[str, dict[str, Any]] = {}
+        self.behaviours: dict[str, Activity] = {}
+        self.tampers: dict[str, Activity] = {}
+        self.faults: dict[str, Activity] = {}
+        self.local_alerts: dict[str, Activity] = {}
+        self.band_flags: dict[tuple[str, str], tuple[int, str | None]] = {}  # (band, flag)
+        self.incidents: dict[str, Incident] = {}
+        self.open_incident: dict[tuple[str, str], str] = {}
+        self.alerts: dict[str, dict[str, Any]] = {}
+        self.false_alarms: dict[str, int] = {}
+        self.security_count = 0
+        self.txns: dict[str, int] = {}
+        self.count = 0
+        self.last_ts = 0
+
+    # ---- folding -------------------------------------------------------------------------
+
+    def apply(self, e: Entry) -> None:
+        """Fold one journal entry into the state."""
+        self.count = e.idx
+        if e.kind == "event":
+            opened = open_payload(e.payload)
+            env = json.loads(opened.env_text)
+            self._event(env["node"], env["epoch"], env["seq"], env["ts"], env["type"],
+                        env["body"])
+            return
+        obj = e.json()
+        ts = int(obj.get("ts", 0))
+        self.last_ts = max(self.last_ts, ts)
+        if e.kind == "staff":
+            self.txns[obj["txn"]] = e.idx
+            self._staff(obj["command"], obj["user"], obj["args"], ts)
+        elif e.kind == "alert":
+            self._alert(obj)
+        elif e.kind == "security":
+            self.security_count += 1
+            node = obj.get("node") or "unknown"
+            room = self.node_room.get(node)
+            self._incident("security", f"{node}/{obj['reason']}", ts, None, room,
+                           f"rejected message from {node}: {obj['reason']}: {obj['detail']}")
+        elif e.kind == "availability":
+            ns = self._node(obj["node"])
+            if obj["status"] != ns.availability:
+                ns.availability, ns.availability_since = obj["status"], ts
+
+    def _node(self, node: str) -> NodeState:
+        ns = self.nodes.get(node)
+        if ns is None:
+            ns = self.nodes[node] = NodeState(self.node_room.get(node))
+        return ns
+
+    def _sequence(self, node: str, epoch: int, seq: int, ts: int) -> None:
+        ns = self._node(node)
+        ns.events += 1
+        if epoch > ns.epoch:
+            ns.epoch, ns.highest, ns.gaps = epoch, 0, []
+        elif epoch < ns.epoch:
+            return
+        if seq > ns.highest + 1:
+            ns.gaps.append([ns.highest + 1, seq - 1, ts])
+        elif seq <= ns.highest:
+            gaps = []
+            for lo, hi, t in ns.gaps:
+                if lo <= seq <= hi:
+                    if lo < seq:
+                        gaps.append([lo, seq - 1, t])
+                    if seq < hi:
+                        gaps.append([seq + 1, hi, t])
+                else:
+                    gaps.append([lo, hi, t])
+            ns.gaps = gaps
+        ns.highest = max(ns.highest, seq)
+
+    def _event(self, node: str, epoch: int, seq: int, ts: int, etype: str,
+               body: dict[str, Any]) -> None:
+        self._sequence(node, epoch, seq, ts)
+        self.last_ts = max(self.last_ts, ts)
+        key = f"{node}/{body.get('id', '')}"
+        if etype == "presence.enter":
+            self._sighting(body["band"], body["room"], ts)
+            self._enter(body["band"], body["room"], ts)
+        elif etype == "presence.leave":
+            self._leave(body["band"], body["room"], ts)
+        elif etype == "crossing":
+            self._leave(body["band"], body["from_room"], ts)
+            self._sighting(body["band"], body["to_room"], ts)
+            self._enter(body["band"], body["to_room"], ts)
+        elif etype == "tap":
+            self._sighting(body["band"], body["room"], ts)
+        elif etype == "camera":
+            self._camera(body, ts)
+        elif etype == "person_count":
+            room = self.rooms.get(body["room"])
+            if room is not None:
+                room.person_count = body["count"]
+                for b in room.officer_stay_max:
+                    room.officer_stay_max[b] = max(room.officer_stay_max[b], body["count"])
+        elif etype == "behaviour":
+            self._activity(self.behaviours, key, body["phase"], body["cls"], body["room"], ts)
+        elif etype == "tamper":
+            self._activity(self.tampers, key, body["phase"], body["kind"], body["room"], ts)
+            room = self.rooms.get(body["room"])
+            if room is not None:
+                if body["phase"] == "end":
+                    room.tamper.pop(key, None)
+                else:
+                    room.tamper.setdefault(key, ts)
+        elif etype == "fault":
+            self._activity(self.faults, key, body["phase"], body["kind"],
+                           self.node_room.get(node), ts,
+                           f"{body['device']}: {body['kind']} {body.get('detail', '')}".strip())
+        elif etype == "local_alert":
+            self._activity(self.local_alerts, key, body["phase"], body["rule"], body["room"], ts,
+                           body.get("detail", ""), tuple(body.get("bands", ())))
+        elif etype == "band.status":
+            node_room = self.node_room.get(node)
+            for flag in ("tamper", "battery_low"):
+                if flag not in body:
+                    continue
+                if body[flag]:
+                    self.band_flags.setdefault((body["band"], flag), (ts, node_room))
+                else:
+                    self.band_flags.pop((body["band"], flag), None)
+        elif etype == "button" and body["kind"] == "panic":
+            where = body.get("room") or self.node_room.get(node)
+            self._incident("panic", body["button"], ts, self._only_detainee(where), where,
+                           f"panic button {body['button']} pressed")
+
+    def _activity(self, table: dict[str, Activity], key: str, phase: str, kind: str,
+                  room: str | None, ts: int, detail: str = "", bands: tuple[str, ...] = ()
+                  ) -> None:
+        if phase == "end":
+            table.pop(key, None)
+        elif key not in table:
+            table[key] = Activity(kind, room, ts, detail, bands)
+        else:
+            table[key].bands = bands or table[key].bands
+
+    def _camera(self, body: dict[str, Any], ts: int) -> None:
+        room = self.rooms.get(body["room"])
+        if room is None:
+            return
+        if body["live"]:
+            room.cam_last_live, room.cam_dead_since = ts, None
+            if body.get("recording", False):
+                room.cam_last_rec = ts
+        elif room.cam_dead_since is None:
+            room.cam_dead_since = ts
+
+    # ---- occupancy -----------------------------------------------------------------------
+
+    def role(self, band: str) -> str | None:
+        """'officer', 'detainee' or None for an unregistered band."""
+        p = self.bands.get(band)
+        return None if p is None else p.role
+
+    def officers_in(self, room: RoomState) -> list[str]:
+        """Officer bands in a room."""
+        return sorted(b for b in room.bands if self.role(b) == "officer")
+
+    def detainees_in(self, room: RoomState) -> list[str]:
+        """Detainee ids in a room."""
+        return sorted(self.bands[b].person for b in room.bands if self.role(b) == "detainee")
+
+    def _only_detainee(self, room_id: str | None) -> str | None:
+        room = self.rooms.get(room_id or "")
+        if room is None:
+            return None
+        ds = self.detainees_in(room)
+        return ds[0] if len(ds) == 1 else None
+
+    def _recount(self, room: RoomState, ts: int) -> None:
+        n, old = len(self.officers_in(room)), room.officer_count
+        k = self.rules.interview_min_officers
+        if n == 0 and old != 0:
+            room.officers_zero_since = ts
+        if n < k <= old:
+            room.below_min_since = ts
+        if n >= k > old:
+            room.min_since = ts
+        if n < k:
+            room.min_since = None
+        room.officer_count = n
+        has_detainee = bool(self.detainees_in(room))
+        if has_detainee and room.detainee_since is None:
+            room.detainee_since = ts
+        elif not has_detainee:
+            room.detainee_since = None
+
+    def _sighting(self, band: str, room_id: str, ts: int) -> None:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        p = self.bands.get(band)
+        if p is None:
+            if room.kind == "entry":
+                self.arrivals.setdefault(band, (ts, room_id))
+            else:
+                self.seen_outside.setdefault(band, room_id)
+            return
+        if p.role != "detainee":
+            return
+        c = self.detainees[p.person]
+        if room.kind == "exit":
+            self._exit_read(c, room_id, ts)
+        elif c.temp_out is not None:
+            c.timeline.append((ts, f"returned from temporary exit (seen in {room_id})"))
+            c.temp_out["returned_ms"] = ts
+            c.temp_exits.append(c.temp_out)
+            c.temp_out = None
+
+    def _exit_read(self, c: Custody, room_id: str, ts: int) -> None:
+        if c.exit_ms is not None or c.temp_out is not None:
+            return
+        if c.disposition is not None:
+            c.exit_ms = ts
+            c.timeline.append((ts, f"exit ({c.disposition['disposition']}) at {room_id}"))
+            self._release(c, ts)
+        elif c.temp_approval is not None:
+            c.temp_out = {**c.temp_approval, "out_ms": ts}
+            c.temp_approval = None
+            c.timeline.append((ts, f"out on temporary exit at {room_id}, return by "
+                                   f"{c.temp_out['return_by_ts']}"))
+        else:
+            c.timeline.append((ts, f"EXIT READ without approval at {room_id}"))
+            self._incident("exit", c.id, ts, c.id, room_id,
+                           f"{c.id} at the exit without an approved disposition or temporary exit")
+
+    def _release(self, c: Custody, ts: int) -> None:
+        self.bands.pop(c.band, None)
+        self.roster_version += 1
+        for room in self.rooms.values():
+            if c.band in room.bands:
+                del room.bands[c.band]
+                self._recount(room, ts)
+        self._close_visit(c, ts)
+
+    def _enter(self, band: str, room_id: str, ts: int) -> None:
+        room = self.rooms.get(room_id)
+        if room is None or band in room.bands:
+            return
+        for other in self.rooms.values():
+            if other.id != room_id and band in other.bands:
+                self._leave(band, other.id, ts)
+        room.bands[band] = ts
+        p = self.bands.get(band)
+        if p is not None and p.role == "officer":
+            room.officer_stay_max[band] = room.person_count
+            for d in self.detainees_in(room):
+                v = self.detainees[d].visit
+                if v is not None:
+                    v.officers.add(p.person)
+                    v.officer_sexes.add(p.sex)
+        elif p is not None and p.role == "detainee":
+            c = self.detainees[p.person]
+            self._close_visit(c, ts)
+            c.visit = Visit(room_id, room.kind, ts)
+            for ob in self.officers_in(room):
+                c.visit.officers.add(self.bands[ob].person)
+                c.visit.officer_sexes.add(self.bands[ob].sex)
+            c.visits.append(c.visit)
+            if room.kind == "holding":
+                c.holding_since = ts
+        self._recount(room, ts)
+
+    def _close_visit(self, c: Custody, ts: int) -> None:
+        if c.visit is not None:
+            c.visit.leave_ms = ts
+            c.visit = None
+        c.holding_since = None
+
+    def _leave(self, band: str, room_id: str, ts: int) -> None:
+        room = self.rooms.get(room_id)
+        if room is None or band not in room.bands:
+            return
+        entered = room.bands.pop(band)
+        p = self.bands.get(band)
+        if p is not None and p.role == "officer":
+            top = room.officer_stay_max.pop(band, 0)
+            if (room.kind == "holding" and ts - entered >= self.rules.welfare_visit_min_s * 1000
+                    and top >= 2):
+                for d in self.detainees_in(room):
+                    c = self.detainees[d]
+                    c.last_verified_ms = ts
+                    c.welfare.append({"ts": ts, "officer": p.person, "room": room_id,
+                                      "verified": True})
+                    c.timeline.append((ts, f"welfare visit by {p.person} (sensor-verified)"))
+        elif p is not None and p.role == "detainee":
+            self._close_visit(self.detainees[p.person], ts)
+        self._recount(room, ts)
+
+    # ---- staff commands ------------------------------------------------------------------
+
+    def _staff(self, cmd: str, user: str, a: dict[str, Any], ts: int) -> None:
+        if cmd == "register-officer":
+            old = self.officers.get(a["officer"])
+            if old is not None:
+                self.bands.pop(old.band, None)
+            p = Person("officer", a["officer"], a["sex"], a["band"], None)
+            self.officers[p.person] = p
+            self.bands[a["band"]] = p
+            self.arrivals.pop(a["band"], None)
+            self.seen_outside.pop(a["band"], None)
+            self.roster_version += 1
+            return
+        if cmd == "register-detainee":
+            self._register(user, a, ts)
+            return
+        if cmd in ("log-case-property", "property-out", "property-in"):
+            self._property(cmd, user, a, ts)
+            return
+        c = self.detainees.get(a.get("detainee", ""))
+        if c is None:
+            return  # ack/resolve/false-alarm: the alert entries that follow carry the change
+        if cmd == "set-observation":
+            c.observation = a["observation"]
+            c.timeline.append((ts, f"observation level {a['observation']} by {user}"))
+        elif cmd == "record-search":
+            self._search(c, user, a, ts)
+        elif cmd == "log-belongings":
+            c.belongings.append({"ts": ts, "by": user, "locker": a["locker"],
+                                 "items": list(a["items"])})
+            c.timeline.append((ts, f"belongings in locker {a['locker']} by {user}: "
+                                   f"{', '.join(a['items'])}"))
+        elif cmd == "approve-temporary-exit":
+            c.temp_approval = {"approved_ms": ts, "by": user, "return_by_ts": a["return_by_ts"],
+                               "reason": a["reason"]}
+            c.timeline.append((ts, f"temporary exit approved by {user} until "
+                                   f"{a['return_by_ts']}: {a['reason']}"))
+        elif cmd == "approve-extension":
+            c.extension_h = a["hours"]
+            c.timeline.append((ts, f"extension to {a['hours']} h approved by {user}"))
+        elif cmd == "approve-disposition":
+            c.disposition = {"ts": ts, "by": user, "disposition": a["disposition"],
+                             "note": a.get("note", "")}
+            c.timeline.append((ts, f"disposition {a['disposition']} approved by {user}"))
+        elif cmd == "record-welfare-check":
+            c.welfare.append({"ts": ts, "officer": user, "note": a.get("note", ""),
+                              "verified": False})
+            c.timeline.append((ts, f"welfare check logged by {user}"))
+
+    def _register(self, user: str, a: dict[str, Any], ts: int) -> None:
+        band = a["band"]
+        first = self.arrivals.pop(band, None)
+        outside = self.seen_outside.pop(band, None)
+        arrived = a.get("arrived_ts") or (first[0] if first else ts)
+        c = Custody(a["detainee"], band, a["case"], a["sex"], a["custody_type"],
+                    a["observation"], arrived, ts, user)
+        c.timeline.append((arrived, "arrival"))
+        c.timeline.append((ts, f"registered by {user} (case {a['case']}, {a['custody_type']}, "
+                               f"{a['observation']})"))
+        self.detainees[c.id] = c
+        self.bands[band] = Person("detainee", c.id, a["sex"], band, a["case"])
+        self.roster_version += 1
+        late = ts - arrived > self.rules.registration_limit_s * 1000
+        if late or outside:
+            why = []
+            if late:
+                why.append(f"registered {(ts - arrived) // 60000} min after arrival")
+            if outside:
+                why.append(f"band seen in {outside} before registration")
+            self._incident("brought-straight-in", c.id, ts, c.id, outside,
+                           f"{c.id}: {'; '.join(why)}")
+        for room in self.rooms.values():
+            if band in room.bands:  # already inside somewhere: start the visit now
+                del room.bands[band]
+                self._enter(band, room.id, ts)
+
+    def _search(self, c: Custody, user: str, a: dict[str, Any], ts: int) -> None:
+        visits = [v for v in c.visits if v.kind == "search"]
+        v = visits[-1] if visits else None
+        c.search = {"ts": ts, "by": user, "result": a["result"],
+                    "officers_claimed": list(a["officers"]),
+                    "items_found": a.get("items_found", ""),
+                    "room": v.room if v else None,
+                    "officers": sorted(v.officers) if v else [],
+                    "officer_sexes": sorted(s for s in v.officer_sexes if s) if v else [],
+                    "duration_ms": ((v.leave_ms or ts) - v.enter_ms) if v else 0}
+        c.timeline.append((ts, f"search recorded by {user}: {a['result']}; officers present "
+                               f"{', '.join(c.search['officers']) or 'none'}"))
+
+    def _property(self, cmd: str, user: str, a: dict[str, Any], ts: int) -> None:
+        if cmd == "log-case-property":
+            self.property[a["item"]] = {"case": a["case"], "description": a["description"],
+                                        "detainee": a.get("detainee"), "out": None,
+                                        "logged_ms": ts, "by": user}
+        elif cmd == "property-out":
+            self.property[a["item"]]["out"] = {"ts": ts, "by": user, "due_ts": a["due_ts"],
+                                               "reason": a.get("reason", "")}
+        else:
+            self.property[a["item"]]["out"] = None
+
+    # ---- incidents and alerts ------------------------------------------------------------
+
+    def _incident(self, rule: str, key: str, ts: int, detainee: str | None, room: str | None,
+                  message: str) -> None:
+        """Open a latched incident, or count into the one open for (rule, key)."""
+        open_id = self.open_incident.get((rule, key))
+        if open_id is not None:
+            self.incidents[open_id].count += 1
+            return
+        iid = incident_id(rule, key, ts)
+        self.incidents[iid] = Incident(iid, rule, key, ts, detainee, room, message)
+        self.open_incident[(rule, key)] = iid
+
+    def _alert(self, msg: dict[str, Any]) -> None:
+        aid, st = msg["id"], msg["state"]
+        prev = self.alerts.get(aid, {})
+        rec = {**prev, **msg}
+        if st == "raised":
+            rec["raised_ts"] = msg["raised_ts"]
+        if st == "acknowledged":
+            rec["acked_ts"], rec["acked_by"] = msg["ts"], msg["by"]
+        if st in ("resolved", "false_alarm"):
+            rec["closed_ts"] = msg["ts"]
+            if st == "false_alarm":
+                self.false_alarms[msg["rule"]] = self.false_alarms.get(msg["rule"], 0) + 1
+            inc = self.incidents.get(aid)
+            if inc is not None:
+                inc.open = False
+                self.open_incident.pop((inc.rule, inc.key), None)
+        self.alerts[aid] = rec
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        """Alerts not resolved nor marked false, oldest first."""
+        return sorted((a for a in self.alerts.values()
+                       if a["state"] not in ("resolved", "false_alarm")),
+                      key=lambda a: (a["raised_ts"], a["id"]))
+
+    def snapshot(self) -> dict[str, Any]:
+        """A comparable summary of the whole state (used to prove replay equals live)."""
+        return {
+            "count": self.count,
+            "rooms": {r.id: sorted(r.bands.items()) for r in self.rooms.values()},
+            "detainees": {d: c.summary() for d, c in sorted(self.detainees.items())},
+            "alerts": {a: dict(sorted(v.items())) for a, v in sorted(self.alerts.items())},
+            "incidents": sorted((i.id, i.count, i.open) for i in self.incidents.values()),
+            "nodes": {n: (s.epoch, s.highest, s.gaps, s.availability)
+                      for n, s in sorted(self.nodes.items())},
+            "roster_version": self.roster_version,
+        }
