@@ -17,6 +17,7 @@ import numpy as np
 
 CLASSES = ("normal", "fall", "lying_still", "agitated")
 WINDOW_MS = 3000
+STEP_S = 0.2  # seconds between the two poses a speed is measured over
 MIN_VIS = 0.3
 MODEL_PATH = Path(__file__).resolve().parent.parent.parent / "models" / "behaviour.tflite"
 # Which classifier the pipeline uses unless told otherwise; chosen by models/eval_behaviour.py
@@ -98,20 +99,24 @@ def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4
     ang = np.array([p.angle for p in s])
     cy = np.array([p.centre[1] for p in s])
     down, centre_v, limb_v, ang_v, recent = [], [], [], [], []
+    j = 0
     for i in range(1, len(s)):
-        dt = t[i] - t[i - 1]
-        if dt < 0.03:
+        # Speeds over at least STEP_S, so that keypoint jitter does not grow with frame rate.
+        while j + 1 < i and t[i] - t[j + 1] >= STEP_S:
+            j += 1
+        dt = t[i] - t[j]
+        if dt < STEP_S * 0.5:
             continue
         dt = min(dt, 2.0)
-        down.append((cy[i] - cy[i - 1]) / scale / dt)
-        centre_v.append(float(np.hypot(*(s[i].centre - s[i - 1].centre))) / scale / dt)
-        d = np.hypot(*(s[i].limbs - s[i - 1].limbs).T)
+        down.append((cy[i] - cy[j]) / scale / dt)
+        centre_v.append(float(np.hypot(*(s[i].centre - s[j].centre))) / scale / dt)
+        d = np.hypot(*(s[i].limbs - s[j].limbs).T)
         d = d[np.isfinite(d)]
         lv = float(d.mean()) / scale / dt if d.size else 0.0
         limb_v.append(lv)
         if t[-1] - t[i] <= 1.0:
             recent.append(lv)
-        ang_v.append(abs(ang[i] - ang[i - 1]) / dt)
+        ang_v.append(abs(ang[i] - ang[j]) / dt)
     if not centre_v:
         return None
     return np.array([
@@ -148,9 +153,9 @@ class HeuristicClassifier:
         if (lying and f["angle_first"] < 0.45 and f["max_angle_rate"] > 0.6
                 and (f["drop"] > 0.4 or f["max_down_speed"] > 0.8)):
             out[1] = min(1.0, 0.6 + 0.2 * f["max_angle_rate"])
-        elif lying and f["recent_limb_speed"] < 0.35 and f["mean_centre_speed"] < 0.3:
+        elif lying and f["recent_limb_speed"] < 0.6 and f["mean_centre_speed"] < 0.5:
             out[2] = 0.8
-        elif not lying and f["mean_limb_speed"] > 2.2 and f["max_limb_speed"] > 3.5:
+        elif not lying and f["mean_limb_speed"] > 2.5 and f["max_limb_speed"] > 5.0:
             out[3] = min(1.0, 0.4 + 0.1 * f["mean_limb_speed"])
         else:
             out[0] = 0.8

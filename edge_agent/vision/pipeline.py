@@ -219,7 +219,8 @@ class CameraWorker:
                  img: np.ndarray | None) -> None:
         tracks = self.tracker.update(ts, persons)
         self._occupied = bool(tracks) or bool(self.tracker.tracks)
-        self._count(ts, len(persons))
+        # Count live tracks, not this frame's detections: pose misses a person now and then.
+        self._count(ts, len(self.tracker.tracks))
         events = []
         for tid in self.tracker.dropped:
             events += self.monitor.track_gone(tid)

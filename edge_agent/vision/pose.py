@@ -46,7 +46,7 @@ def load_interpreter(path: str | Path, threads: int = 1) -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # devices with the older runtime only
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        from tflite_runtime.interpreter import Interpreter
     it = Interpreter(model_path=str(path), num_threads=threads)
     it.allocate_tensors()
     return it
@@ -224,9 +224,10 @@ class PoseEstimator:
         self._lm_points, self._lm_flag = l_out[(1, 195)], l_out[(1, 1)]
 
     def _check_shapes(self) -> None:
-        want = {"pose_detection": (self.det, [1, 224, 224, 3], {(1, 2254, 12), (1, 2254, 1)}),
-                "pose_landmark_full": (self.lm, [1, 256, 256, 3], {(1, 195), (1, 1)})}
-        for name, (it, shape_in, outs) in want.items():
+        want: list[tuple[str, Any, list[int], set[tuple[int, ...]]]] = [
+            ("pose_detection", self.det, [1, 224, 224, 3], {(1, 2254, 12), (1, 2254, 1)}),
+            ("pose_landmark_full", self.lm, [1, 256, 256, 3], {(1, 195), (1, 1)})]
+        for name, it, shape_in, outs in want:
             got_in = list(it.get_input_details()[0]["shape"])
             got_out = {tuple(d["shape"]) for d in it.get_output_details()}
             if got_in != shape_in or not outs <= got_out:

@@ -1,0 +1,1 @@
+"""Models, their training and evaluation scripts (run as python -m models.<script>)."""
