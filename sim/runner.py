@@ -123,6 +123,7 @@ class Run:
         self.broker: Mosquitto | None = self.opts.broker
         self.own_broker = self.opts.broker is None
         self.relay: Relay | None = None
+        self.use_relay = False
         self.supervisor: Child | None = None
         self.agents: dict[str, Child] = {}
         self.readers: dict[str, VirtualReader] = {}
@@ -135,6 +136,7 @@ class Run:
         self.raised: dict[str, Raised] = {}
         self.alert_log: list[dict[str, Any]] = []
         self.responses: dict[str, dict[str, Any]] = {}
+        self.healthy: set[str] = set()  # nodes whose agent has published health (it is up)
         self.command_errors: list[str] = []
         self.client: mqtt.Client | None = None
         self.topics = Topics(sc.centre.site.id, sc.centre.site.topic_prefix)
@@ -156,6 +158,9 @@ class Run:
             # The broker's own temp dir: Mosquitto (run as root) drops to its user, which must
             # be able to reach the directory.
             self.broker = start_broker(BrokerConfig())
+        # Nodes go through a relay only when the scenario cuts one off (it costs a hop).
+        self.use_relay = any(s.action == "fault" and s.args.get("kind") == "cut-node"
+                             for s in self.sc.plan.steps)
         self.relay = Relay(self.broker.host, self.broker.port)
         site = self.sc.centre.site
         keys = {n.id: os.urandom(32) for n in site.nodes}
@@ -177,7 +182,8 @@ class Run:
                 "agent": {"node": node.id, "site": str(site_file), "key": keys[node.id].hex(),
                           "outbox": str(self.dir / node.id / "outbox.db"),
                           "health_interval_s": 5, "vision": self.opts.vision},
-                "mqtt": {"host": "127.0.0.1", "port": self.relay.add(node.id)},
+                "mqtt": {"host": self.broker.host,
+                         "port": self.relay.add(node.id) if self.use_relay else self.broker.port},
             }
             readers: dict[str, Any] = {}
             for r in node.readers:
@@ -212,7 +218,8 @@ class Run:
             self.agents[node.id] = Child(node.id, [sys.executable, "-m", "custody", "agent",
                                                    "--config", str(path)],
                                          env_with(self.clock.env()), self.dir / f"{node.id}.log")
-        self.relay.start()
+        if self.use_relay:
+            self.relay.start()
         self.supervisor = Child("supervisor", supervisor_argv(site_file),
                                 env_with(self.clock.env()), self.dir / "supervisor.log")
 
@@ -224,17 +231,22 @@ class Run:
         base = self.topics.base
         c.on_message = self._on_message
         c.on_connect = lambda cl, *_: cl.subscribe([(f"{base}/alert/#", 1),
-                                                    (f"{base}/response/#", 1)])
+                                                    (f"{base}/response/#", 1),
+                                                    (f"{base}/node/+/health", 0)])
         c.connect(self.broker.host, self.broker.port, keepalive=5)
         c.loop_start()
         self.client = c
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        if parts[-1] == "health" and len(parts) >= 2:
+            with self._lock:
+                self.healthy.add(parts[-2])
+            return
         try:
             data = json.loads(msg.payload)
         except ValueError:
             return
-        parts = msg.topic.split("/")
         if "response" in parts:
             with self._lock:
                 self.responses[str(data.get("txn"))] = data
@@ -269,12 +281,31 @@ class Run:
         self._pump_thread = threading.Thread(target=self._pump, name="sim-devices",
                                              daemon=True)
         self._pump_thread.start()
-        time.sleep(SETTLE_S)
+        self.wait_ready()
         # Custody time t=0 is now: the clock keeps running from the run's creation, steps are
         # timed from this moment.
         self.start_ms = self.clock.now_ms()
         if self.opts.supervisor and not self.supervisor.running:
             raise RuntimeError("supervisor exited at start:\n" + self.supervisor.tail())
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until every agent is up (its first health message) and then SETTLE_S more:
+        agents that start together on a small machine take seconds to import and open."""
+        deadline = time.monotonic() + timeout
+        want = set(self.agents)
+        while time.monotonic() < deadline:
+            with self._lock:
+                missing = want - self.healthy
+            if not missing:
+                break
+            for name in missing:
+                a = self.agents[name]
+                if not a.running:
+                    raise RuntimeError(f"agent {name} exited at start:\n{a.tail()}")
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"agents not up after {timeout:.0f} s: {sorted(missing)}")
+        time.sleep(SETTLE_S)
 
     def t(self) -> float:
         """Custody seconds since the start."""
@@ -377,6 +408,7 @@ class Run:
         uhf_period = max(0.01, min(0.25, rules.presence_ttl_s / speed / 4))
         cam_period = max(0.02, min(0.5, rules.recording_gap_s / 2 / speed / 3))
         next_uhf = next_cam = 0.0
+        cam_last: dict[str, float] = {}
         while not self._stop.is_set():
             now = time.time()
             if now >= next_uhf:
@@ -408,6 +440,11 @@ class Run:
                     n = len(occ.get(room, []))
                     shown = self.floor.behaviour_of(room)
                     kind = shown[0] if shown else ""
+                    # An empty room's camera sends a line twice a (real) second, enough to
+                    # stay live; an occupied one at the full rate its heartbeats need.
+                    if not n and not shown and now - cam_last.get(cam_id, 0.0) < 0.5:
+                        continue
+                    cam_last[cam_id] = now
                     # Fast motion needs frames close together in custody time: while a fall
                     # or a fight is shown, catch up at BURST_MS steps (at most 40 a round).
                     stamps = [ts]
@@ -442,7 +479,7 @@ class Run:
             self.client.loop_stop()
             with contextlib.suppress(Exception):
                 self.client.disconnect()
-        if self.relay is not None:
+        if self.relay is not None and self.use_relay:
             self.relay.stop()
         for r in self.readers.values():
             r.close()
