@@ -153,15 +153,15 @@ class State:
         self._sequence(node, epoch, seq, ts)
         self.last_ts = max(self.last_ts, ts)
         key = f"{node}/{body.get('id', '')}"
-        if etype == "presence.enter":
-            self._sighting(body["band"], body["room"], ts)
+        if etype == "presence.enter":  # enter first: an exit read may release the band
             self._enter(body["band"], body["room"], ts)
+            self._sighting(body["band"], body["room"], ts)
         elif etype == "presence.leave":
             self._leave(body["band"], body["room"], ts)
         elif etype == "crossing":
             self._leave(body["band"], body["from_room"], ts)
-            self._sighting(body["band"], body["to_room"], ts)
             self._enter(body["band"], body["to_room"], ts)
+            self._sighting(body["band"], body["to_room"], ts)
         elif etype == "tap":
             self._sighting(body["band"], body["room"], ts)
         elif etype == "camera":
@@ -272,7 +272,7 @@ class State:
         if p is None:
             if room.kind == "entry":
                 self.arrivals.setdefault(band, (ts, room_id))
-            else:
+            elif room.kind != "exit":  # bands handed back at the exit are not arrivals
                 self.seen_outside.setdefault(band, room_id)
             return
         if p.role != "detainee":

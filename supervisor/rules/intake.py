@@ -52,10 +52,10 @@ def real_search(state: State, now_ms: int, rules: Rules) -> list[Desired]:
 
 
 def unknown_band(state: State, now_ms: int, rules: Rules) -> list[Desired]:
-    """An unregistered band present in a room that is not an entry room."""
+    """An unregistered band present in a room that is not an entry or exit room."""
     out = []
     for room in state.rooms.values():
-        if room.kind == "entry":
+        if room.kind in ("entry", "exit"):
             continue
         for band, entered in room.bands.items():
             if band not in state.bands:
