@@ -20,7 +20,7 @@ class Floor:
 
     where: dict[str, str] = field(default_factory=dict)  # person -> room or OUTSIDE
     flags: dict[str, BandFlags] = field(default_factory=dict)
-    behaviour: dict[str, tuple[str, int]] = field(default_factory=dict)  # room -> (kind, people)
+    behaviour: dict[str, tuple[str, float]] = field(default_factory=dict)  # room -> (kind, since)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def move(self, people: list[str], room: str) -> dict[str, str]:
@@ -55,15 +55,16 @@ class Floor:
         with self._lock:
             return self.flags.get(person, BandFlags())
 
-    def set_behaviour(self, room: str, kind: str, people: int = 1) -> None:
-        """What the people in a room's camera view are doing ('none' clears it)."""
+    def set_behaviour(self, room: str, kind: str, since: float) -> None:
+        """What the people in a room's camera view are doing from custody time `since`
+        ('none' clears it)."""
         with self._lock:
             if kind == "none":
                 self.behaviour.pop(room, None)
             else:
-                self.behaviour[room] = (kind, people)
+                self.behaviour[room] = (kind, since)
 
-    def behaviour_of(self, room: str) -> tuple[str, int] | None:
+    def behaviour_of(self, room: str) -> tuple[str, float] | None:
         """The behaviour shown in a room, if any."""
         with self._lock:
             return self.behaviour.get(room)

@@ -40,8 +40,9 @@ from .score import Raised, Score, score
 from .timetable import Step
 
 log = logging.getLogger(__name__)
-SETTLE_S = 3.0
-BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown  # real seconds for nodes to connect and rosters to arrive before custody starts
+SETTLE_S = 1.0  # real seconds after every agent is up, for rosters to arrive
+BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown
+BURST_S = {"fall": 3.0, "fight": 8.0}  # custody seconds of dense frames from the start
 
 
 def _toml_value(v: Any) -> str:
@@ -341,7 +342,7 @@ class Run:
             with self._lock:
                 self.taps.append((self.readers[str(a["reader"])], band, time.time() + 0.3))
         elif step.action == "behaviour":
-            self.floor.set_behaviour(str(a["room"]), str(a["kind"]), int(a.get("people", 1)))
+            self.floor.set_behaviour(str(a["room"]), str(a["kind"]), self.t())
         elif step.action == "band":
             self.floor.set_flags(str(a["person"]), bool(a.get("tamper")),
                                  bool(a.get("battery_low")))
@@ -437,23 +438,27 @@ class Run:
                 occ = self.floor.occupied()
                 for cam_id, cam in self.cameras.items():
                     room = self.camera_room[cam_id]
-                    n = len(occ.get(room, []))
+                    people = occ.get(room, [])
                     shown = self.floor.behaviour_of(room)
                     kind = shown[0] if shown else ""
                     # An empty room's camera sends a line twice a (real) second, enough to
                     # stay live; an occupied one at the full rate its heartbeats need.
-                    if not n and not shown and now - cam_last.get(cam_id, 0.0) < 0.5:
+                    if not people and now - cam_last.get(cam_id, 0.0) < 0.5:
                         continue
                     cam_last[cam_id] = now
-                    # Fast motion needs frames close together in custody time: while a fall
-                    # or a fight is shown, catch up at BURST_MS steps (at most 40 a round).
+                    # The person who falls or lies still: the room's detainee if any.
+                    dets = [p for p in people if p in self.sc.centre.detainees] or people
+                    subject = dets[0] if dets else None
+                    # Fast motion needs frames close together in custody time: for the first
+                    # seconds of a fall or a fight, catch up in BURST_MS steps.
                     stamps = [ts]
-                    if kind in ("fall", "fight") and cam.last_ts:
-                        stamps = list(range(cam.last_ts + BURST_MS, ts + 1, BURST_MS))[-40:]
+                    if (shown and kind in BURST_S and cam.last_ts
+                            and ts - self.start_ms - shown[1] * 1000 < BURST_S[kind] * 1000):
+                        stamps = list(range(cam.last_ts + BURST_MS, ts + 1, BURST_MS))[-12:]
                     for stamp in stamps:
-                        cam.frame(stamp, max(n, shown[1] if shown else 0),
-                                  falling=1 if kind == "fall" else 0,
-                                  lying=1 if kind == "lying" else 0, fighting=kind == "fight")
+                        cam.frame(stamp, people, falling=subject if kind == "fall" else None,
+                                  lying=subject if kind == "lying" else None,
+                                  fighting=kind == "fight")
             time.sleep(min(uhf_period, cam_period) / 2)
 
     # -- ending --------------------------------------------------------------------------

@@ -89,8 +89,8 @@ def test_camera_writes_kp_lines_with_33_landmarks():
     cam = VirtualCamera("c1")
     try:
         with serial.Serial(cam.path, timeout=1) as port:
-            cam.frame(1000, 2)
-            cam.frame(1400, 1, falling=1)
+            cam.frame(1000, ["off-a", "det-1"])
+            cam.frame(1400, ["det-1"], falling="det-1")
             lines = [json.loads(port.readline()) for _ in range(2)]
         assert lines[0]["ts"] == 1000 and len(lines[0]["persons"]) == 2
         assert all(len(p) == 33 and all(len(k) == 3 for k in p) for p in lines[0]["persons"])
@@ -165,3 +165,18 @@ def test_score_matches_misses_and_flags_false():
     assert not s.passed
     assert set(s.as_json()) >= {"scenario", "expected", "raised", "missed", "false",
                                 "latency_ms"}
+
+
+def test_people_keep_their_spot_when_someone_leaves():
+    import json
+
+    cam = VirtualCamera("c2")
+    try:
+        with serial.Serial(cam.path, timeout=1) as port:
+            cam.frame(1000, ["det-1", "off-a"])
+            cam.frame(1200, ["det-1"])
+            two, one = (json.loads(port.readline()) for _ in range(2))
+        x = one["persons"][0][0][0]  # det-1's nose, alone now
+        assert min(abs(p[0][0] - x) for p in two["persons"]) < 0.02
+    finally:
+        cam.close()

@@ -9,6 +9,7 @@ sends nothing (keypoints carry no pixels, so "covered" reaches the node as a sta
 import json
 import math
 import random
+import zlib
 
 from .pty_port import PtyPort
 
@@ -50,6 +51,11 @@ def pose(cx: float, foot_y: float, height: float, tilt: float, rng: random.Rando
     return out
 
 
+def spot(person: str) -> float:
+    """Where a person stands in the picture (x of the feet), the same every time."""
+    return 0.15 + 0.7 * (zlib.crc32(person.encode()) % 1000) / 1000
+
+
 class VirtualCamera:
     """The keypoint feed of one camera; the world tells it who is in view and doing what."""
 
@@ -60,34 +66,35 @@ class VirtualCamera:
         self.covered = False
         self.lines = 0
         self.last_ts = 0
-        self._fall_start: dict[int, int] = {}  # person slot -> custody ms the fall began
+        self._fall_start: dict[str, int] = {}  # person -> custody ms the fall began
 
     @property
     def path(self) -> str:
         """The pty path the agent's `kp:` source opens."""
         return self.port.path
 
-    def frame(self, ts_ms: int, people: int, falling: int = 0, lying: int = 0,
-              fighting: bool = False) -> None:
-        """Write one line: `people` in view, of whom the first `falling` are falling (or down)
-        and the next `lying` lie still; `fighting` makes everyone's limbs fly."""
+    def frame(self, ts_ms: int, people: list[str], falling: str | None = None,
+              lying: str | None = None, fighting: bool = False) -> None:
+        """Write one line showing `people` (each at their own spot, so nobody jumps when
+        someone leaves); `falling` tips that person over (and keeps them down), `lying`
+        keeps that person flat, `fighting` makes everyone's limbs fly."""
         if self.covered or ts_ms <= self.last_ts:
             return
         self.last_ts = ts_ms
         persons = []
-        for i in range(people):
-            cx = 0.2 + 0.6 * ((i * 0.37) % 1.0)
+        for who in people:
+            cx = spot(who)
             tilt = 0.0
-            if i < falling:
-                start = self._fall_start.setdefault(i, ts_ms)
+            if who == falling:
+                start = self._fall_start.setdefault(who, ts_ms)
                 tilt = min(1.0, (ts_ms - start) / 500.0)
-            elif i < falling + lying:
+            elif who == lying:
                 tilt = 1.0
             flail = 0.3 if fighting and tilt == 0.0 else 0.0
             persons.append(pose(cx, 0.92, 0.7, tilt, self.rng, flail))
-        for i in list(self._fall_start):
-            if i >= falling:
-                del self._fall_start[i]
+        for who in list(self._fall_start):
+            if who != falling:
+                del self._fall_start[who]
         line = json.dumps({"ts": ts_ms, "persons": persons}, separators=(",", ":")) + "\n"
         if self.port.write(line.encode()):
             self.lines += 1
