@@ -12,6 +12,8 @@ COMMAND_MODULES = (
     "custody.site_cmd",
     "edge_agent.cli",
     "custody.provision_cmd",
+    "sim.cli",
+    "sim.demo",
     "supervisor.cli",
     "supervisor.staff_cli",
     "supervisor.watch",

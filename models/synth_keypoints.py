@@ -245,8 +245,8 @@ def motion_for(kind: str, sc: Scene) -> tuple[Motion, str]:
     if kind == "lying_still":
         return _lying(sc, moving=False), "lying_still"
     if kind == "agitated":
-        f = rng.uniform(1.5, 4.0)
-        amp = rng.uniform(50, 110)
+        f = rng.uniform(2.0, 5.0)
+        amp = rng.uniform(60, 120)
         base = _upright(sc) if rng.random() < 0.3 else _stand(sc)
         kick = rng.random() < 0.3
 

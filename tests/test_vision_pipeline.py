@@ -57,11 +57,11 @@ def test_person_present_is_counted_then_leaves(pose):
     w = make_worker(pose, ev)
     bg = background("coffee.png")
     end = run(w, noisy(standing(bg, 25)))
-    run(w, noisy([bg] * 30, 1), start_ms=end + 100)
+    run(w, noisy([bg] * 80, 1), start_ms=end + 100)  # gone: the track expires after ~3 s
     counts = [b["count"] for b in of(ev, "person_count")]
     assert counts == [1, 0]
     assert not of(ev, "behaviour") and not of(ev, "tamper")
-    assert w.health()["persons"] == 0 and w.health()["frames"] == 55
+    assert w.health()["persons"] == 0 and w.health()["frames"] == 105
 
 
 def test_person_rotated_to_the_floor_is_a_fall_then_lying_still(pose):

@@ -155,7 +155,7 @@ class HeuristicClassifier:
             out[1] = min(1.0, 0.6 + 0.2 * f["max_angle_rate"])
         elif lying and f["recent_limb_speed"] < 0.6 and f["mean_centre_speed"] < 0.5:
             out[2] = 0.8
-        elif not lying and f["mean_limb_speed"] > 1.8 and f["max_limb_speed"] > 3.5:
+        elif not lying and f["mean_limb_speed"] > 2.5 and f["max_limb_speed"] > 5.0:
             out[3] = min(1.0, 0.4 + 0.1 * f["mean_limb_speed"])
         else:
             out[0] = 0.8

@@ -146,6 +146,9 @@ class VideoSource(Source):
             period = 1.0 / fps if self.is_file and self.pace and 0 < fps < 240 else 0.0
             next_t = time.monotonic()
             got_any = False
+            # A file's frames are stamped with their own position in the video, so behaviour
+            # timings are those of the recording however fast it is processed.
+            t0, index = self.clock.now_ms(), 0
             while not self._stop.is_set():
                 ok, img = cap.read()
                 if not ok or img is None:
@@ -153,7 +156,10 @@ class VideoSource(Source):
                 got_any = True
                 backoff = self.BACKOFF_MIN_S
                 self.stats.frames += 1
-                self.mailbox.put(Frame(self.clock.now_ms(), image=img), self._stop)
+                ts = t0 + round(index * 1000 / fps) if self.is_file and fps > 0 else \
+                    self.clock.now_ms()
+                index += 1
+                self.mailbox.put(Frame(ts, image=img), self._stop)
                 if period:
                     next_t += period
                     self._stop.wait(max(0.0, next_t - time.monotonic()))

@@ -212,14 +212,17 @@ class CameraWorker:
         now = self.clock.now_ms()
         if now - self._last_heartbeat >= self.rules.recording_gap_s * 500:
             self._last_heartbeat = now
+            # `recording` is part of the heartbeat contract (common.md); the supervisor's
+            # recording-gap rule counts only heartbeats that carry it.
             self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": True,
-                                  "fps_x10": self._fps_x10()})
+                                  "recording": True, "fps_x10": self._fps_x10()})
 
     def _persons(self, ts: int, persons: list[np.ndarray], aspect: float,
                  img: np.ndarray | None) -> None:
         tracks = self.tracker.update(ts, persons)
         self._occupied = bool(tracks) or bool(self.tracker.tracks)
-        self._count(ts, len(persons))
+        # Count live tracks, not this frame's detections: pose misses a person now and then.
+        self._count(ts, len(self.tracker.tracks))
         events = []
         for tid in self.tracker.dropped:
             events += self.monitor.track_gone(tid)

@@ -55,10 +55,13 @@ class Track:
 class Tracker:
     """Greedy IoU / centre-distance matching between consecutive pose runs.
 
-    A track is dropped after `max_misses` pose runs without it, or `max_age_ms` unseen.
+    A track is dropped once it has been missing from `max_misses` pose runs in a row and unseen
+    for `grace_ms` (pose loses people for a few frames mid-fall), or unseen for `max_age_ms`.
     """
 
-    def __init__(self, max_misses: int = 3, max_age_ms: int = 30000) -> None:
+    def __init__(self, max_misses: int = 3, grace_ms: int = 2500,
+                 max_age_ms: int = 30000) -> None:
+        self.grace_ms = grace_ms
         self.tracks: dict[int, Track] = {}
         self.max_misses = max_misses
         self.max_age_ms = max_age_ms
@@ -76,7 +79,7 @@ class Tracker:
             for i, b in enumerate(boxes):
                 iou = box_iou(tb, b)
                 dist = float(np.hypot(*((b[:2] + b[2:]) / 2 - tc))) / diag
-                if iou > 0.05 or dist < 0.6:
+                if iou > 0.05 or dist < 1.0:
                     pairs.append((iou - dist, tid, i))
         pairs.sort(reverse=True)
         used_t: set[int] = set()
@@ -103,7 +106,9 @@ class Tracker:
                 tr.history.popleft()
             if tid not in used_t and tr not in seen:
                 tr.misses += 1
-                if tr.misses >= self.max_misses or ts_ms - tr.last_ts > self.max_age_ms:
+                unseen = ts_ms - tr.last_ts
+                if (tr.misses >= self.max_misses and unseen > self.grace_ms) \
+                        or unseen > self.max_age_ms:
                     del self.tracks[tid]
                     self.dropped.append(tid)
         return sorted(seen, key=lambda t: t.id)
