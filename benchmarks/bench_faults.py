@@ -12,6 +12,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,12 @@ def _chain_run(fn: Any, **kw: Any) -> tuple[Any, Any]:
             c.close()
 
 
+def _states(states: list[str]) -> str:
+    """Alert lifecycle messages counted by state, e.g. '12 raised, 12 resolved'."""
+    counts = Counter(states)
+    return ", ".join(f"{n} {st}" for st, n in counts.items()) or "none"
+
+
 def main() -> int:
     """Run every scenario and write the section."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -61,14 +68,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="custody-cut-") as tmp:
         r = scenario_cut(Path(tmp), args.cut)
     rows.append((f"node cut off {args.cut:.0f} s ({r['method']}), device tapping at 10/s",
-                 r["tally"], f"offline in journal after {r['offline_ms'][:1]} ms; "
-                 f"device-offline {r['device_offline']}"))
+                 r["tally"], f"node offline in the journal {r['offline_ms'][0] / 1000:.1f} s "
+                 f"after the cut; device-offline alert: {_states(r['device_offline'])}"))
     with tempfile.TemporaryDirectory(prefix="custody-overflow-") as tmp:
         r = scenario_overflow(Path(tmp), burst=args.burst)
     rows.append((f"supervisor throttled (stopped 90 %), broker max_queued_messages 10, "
                  f"{args.burst}-event burst", r["tally"],
-                 f"broker dropped: {r['broker_dropped']}; missing-events "
-                 f"{r['missing_events']}"))
+                 f"broker dropped: {r['broker_dropped']}; missing-events alerts: "
+                 f"{_states(r['missing_events'])}"))
     lines = ["| scenario | device events | journaled | missing | duplicated | out of order | "
              "late | notes |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     ok = True

@@ -2,7 +2,7 @@
 
 import contextlib
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from edge_agent.drivers import rdm6300, uhf_m100
@@ -131,6 +131,8 @@ def test_m100_a_truncated_frame_does_not_swallow_the_next_one(epc, rssi, extra, 
     real = uhf_m100.inventory_notice(epc, rssi)
     plen = len(real) - 2 + extra
     stream = bytes([0xBB, ftype, 0x22, plen >> 8, plen & 0xFF]) + bytes(extra) + real
+    # A one-byte checksum lets 1 lookalike in 256 pass as a frame: nothing can catch that one.
+    assume(uhf_m100.checksum(stream[1:5 + plen]) != stream[5 + plen])
     p = M100Parser()
     assert [r.band for r in p.feed(stream)] == [uhf_m100.band_of_epc(epc)]
 
