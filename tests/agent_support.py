@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from protocol.envelope import VerifyError, seal, verify
 from protocol.events import Event
 from protocol.topics import Topics
+from protocol.transport import LinkConf, make_client
 from protocol.verifier import ack_payload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,17 +193,19 @@ class AgentProcess:
 class Observer:
     """Subscribes to the node's topics, verifies events and health, keeps them in order."""
 
-    def __init__(self, broker: Any, client_id: str = "observer") -> None:
+    def __init__(self, broker: Any, client_id: str = "observer",
+                 conf: LinkConf | None = None) -> None:
         self.events: list[Event] = []
         self.health: list[dict[str, Any]] = []
         self.availability: list[str] = []
         self.bad: list[str] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=False)
+        conf = conf or LinkConf(broker.host, broker.port)
+        self.client = make_client(client_id, conf, clean_start=False)
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.connect_async(broker.host, broker.port, 5)
+        self.client.connect_async(conf.host, conf.port, 5)
         self.client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, *a: Any) -> None:
@@ -249,17 +252,26 @@ class Observer:
 class Acker:
     """Acts like the supervisor's ingest: verify, dedupe by (node, epoch, seq), ack."""
 
-    def __init__(self, broker: Any, client_id: str = "acker") -> None:
+    def __init__(self, broker: Any, client_id: str = "acker",
+                 conf: LinkConf | None = None, announce: bool = False) -> None:
+        self.announce = announce
         self.first: list[tuple[int, int]] = []  # (epoch, seq) in first-arrival order
         self.seen: set[tuple[int, int]] = set()
         self.duplicates = 0
         self.ack_seq = 0
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        self.client.on_connect = lambda c, *a: c.subscribe(TOPICS.node(NODE, "event"), 1)
+        conf = conf or LinkConf(broker.host, broker.port)
+        self.client = make_client(client_id, conf)
+        self.client.reconnect_delay_set(1, 2)
+        self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.connect_async(broker.host, broker.port, 5)
+        self.client.connect_async(conf.host, conf.port, 5)
         self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, *a: Any) -> None:
+        client.subscribe(TOPICS.node(NODE, "event"), 1)
+        if self.announce:  # as the supervisor does: its retained availability
+            client.publish(TOPICS.supervisor("availability"), b"online", qos=1, retain=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         ev = verify(bytes(msg.payload), {NODE: KEY}, topic_node=NODE)
@@ -370,9 +382,10 @@ def run_outage(broker: Any, tmp: Path, outage_s: float, n_before: int = 20,
         seqs = assert_in_order_without_gaps(acker)
         enters = {e.body["band"] for e in obs.unique("presence.enter")}
         assert enters == {band(i) for i in range(n_before + n_during)}
+        availability = list(obs.availability)
         assert agent.terminate() == 0
         return {"events": len(seqs), "duplicates": acker.duplicates,
-                "caught_up_s": caught_up_s, "availability": list(obs.availability)}
+                "caught_up_s": caught_up_s, "availability": availability}
     finally:
         agent.close()
         acker.close()

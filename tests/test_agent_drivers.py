@@ -143,3 +143,9 @@ def test_random_corruption_counts_every_bad_frame():
     for i in range(0, len(stream), 37):
         reads += p.feed(stream[i:i + 37])
     assert len(reads) == good and p.counts["checksum"] == bad
+
+
+def test_m100_overlong_epc_is_counted_not_a_band():
+    p = M100Parser()
+    assert p.feed(uhf_m100.inventory_notice(bytes(40))) == []
+    assert p.counts["bad_epc"] == 1 and p.counts["frames"] == 1

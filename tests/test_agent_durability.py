@@ -60,3 +60,28 @@ def test_broker_outage_loses_nothing_and_availability_goes_offline_then_online(b
                                                                                 tmp_path):
     result = run_outage(broker, tmp_path, OUTAGE_S)
     assert result["events"] == 80
+
+
+def test_supervisor_coming_back_online_gets_everything_at_once(broker, tmp_path):
+    rig = Rig()
+    # Ack timeouts far beyond the test: only the supervisor's availability can trigger this.
+    cfg = write_config(tmp_path, broker, rig, write_site(tmp_path), retransmit_s=120)
+    obs = Observer(broker)
+    agent = AgentProcess(cfg).start()
+    acker = None
+    try:
+        wait_up(obs, agent)
+        read_bands(rig, range(10))
+        wait_for(lambda: len(obs.unique("presence.enter", "presence.leave")) == 20, 15,
+                 "20 events, unacked", agent.log_text)
+        acker = Acker(broker, announce=True)  # the supervisor starts and says "online"
+        wait_for(lambda: len(acker.first) == 20, 15, "a replay on supervisor online",
+                 agent.log_text)
+        assert_in_order_without_gaps(acker)
+        wait_for(lambda: obs.health[-1]["queue"] == 0, 10, "empty outbox", agent.log_text)
+    finally:
+        agent.close()
+        if acker is not None:
+            acker.close()
+        obs.close()
+        rig.close()

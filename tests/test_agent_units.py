@@ -181,3 +181,54 @@ def test_sd_notify_datagrams(tmp_path):
     assert sock.recv(100) == b"READY=1"
     sock.close()
     assert not Notifier({}).notify("READY=1")
+
+
+def test_cli_config_error_is_one_line_and_status_2(tmp_path, capsys):
+    from custody.cli import main
+
+    assert main(["agent", "--config", str(_conf(tmp_path, "vison = true\n"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "agent.vison" in err and "a.toml" in err
+
+
+def test_presence_set_commits_with_its_event(tmp_path):
+    from edge_agent.outbox import Outbox
+    from protocol.clock import REAL
+
+    box = Outbox(tmp_path / "o.db", "node-a", KEY, REAL)
+    box.append("presence.enter", {"band": "aa", "room": "r", "reader": "u"},
+               meta={"present": '{"aa": "u"}'})
+    assert box.get_json("present") == {"aa": "u"}
+    box.close()
+
+
+def test_deadlines_tell_the_loop_when_to_wake():
+    rules = LocalRules(Room("r", "medical", "r", False), Rules(), doorway=False)
+    assert rules.next_deadline() is None
+    rules.evaluate(100.0, _inputs({"dd"}))
+    assert rules.next_deadline() == 110.0
+    rules.evaluate(110.0, _inputs({"dd"}))  # raised: nothing pending any more
+    assert rules.next_deadline() is None
+    p = Presence("r", {"u": ReaderRole("u", "presence", "r")}, ttl_s=5)
+    assert p.next_change() is None
+    p.on_read("u", Read("aa"), 3.0, 3.0)
+    assert p.next_change() == 8.0
+
+
+def test_link_callbacks_never_raise_into_paho():
+    import paho.mqtt.client as mqtt
+
+    from edge_agent.link import Link, jittered
+    from protocol.topics import Topics
+    from protocol.transport import LinkConf
+
+    def sink(item):
+        raise RuntimeError("a bug downstream")
+
+    link = Link("node-a", Topics("s"), LinkConf(), sink)
+    msg = mqtt.MQTTMessage(topic=b"custody/v1/s/node/node-a/ack")
+    msg.payload = b"x"
+    assert link.client.on_message(link.client, None, msg) is None
+    assert link.errors.counts["_on_message"] == 1
+    delays = [jittered(n) for n in range(12)]
+    assert all(0.25 <= d <= 22.5 for d in delays) and delays[-1] >= 7.5
