@@ -16,7 +16,7 @@ from .journal import Journal
 from .rules import Desired, evaluate
 from .state import State
 
-Publish = Callable[[str, bytes, int, bool], None]
+Publish = Callable[[str, bytes, int, bool], Any]  # may return a paho MQTTMessageInfo
 CLOSED = ("resolved", "false_alarm")
 
 
@@ -36,6 +36,7 @@ class AlertManager:
         self.state, self.journal, self.topics, self.publish = state, journal, topics, publish
         self.snapshot_dirty = True
         self.published = 0
+        self.unconfirmed: list[tuple[int, Any]] = []  # (pending id, MQTTMessageInfo or None)
 
     def _change(self, alert: dict[str, Any], new_state: str, ts: int, **fields: Any) -> None:
         msg = {"id": alert["id"], "rule": alert["rule"], "state": new_state,
@@ -43,9 +44,17 @@ class AlertManager:
                "room": alert["room"], "raised_ts": alert["raised_ts"], "ts": ts,
                "message": alert["message"], "by": None, "action": None}
         msg.update(fields)
-        entry = self.journal.append_own("alert", msg)
+        topic, payload = self.topics.alert(msg["severity"], msg["rule"]), dumpb(msg)
+        self.journal.begin()
+        try:
+            entry = self.journal.append_own("alert", msg)
+            pid = self.journal.add_pending(topic, payload)
+            self.journal.commit()
+        except BaseException:
+            self.journal.rollback()
+            raise
         self.state.apply(entry)
-        self.publish(self.topics.alert(msg["severity"], msg["rule"]), dumpb(msg), 1, False)
+        self.unconfirmed.append((pid, self.publish(topic, payload, 1, False)))
         self.published += 1
         self.snapshot_dirty = True
 
@@ -64,9 +73,7 @@ class AlertManager:
                 elif d.message != a["message"]:
                     self._change(a, "updated", now_ms, message=d.message)
         limit = self.state.rules.alert_escalate_after_s * 1000
-        for a in list(alerts.values()):
-            if a["state"] in CLOSED:
-                continue
+        for a in self.state.open_alerts():
             if a["id"] not in wanted:
                 self._change(a, "resolved", now_ms)
             elif (a.get("acked_ts") is None and not a.get("timer_escalated")
@@ -79,6 +86,20 @@ class AlertManager:
         alert = {"id": d.id, "rule": d.rule, "severity": d.severity, "detainee": d.detainee,
                  "room": d.room, "raised_ts": now_ms, "message": d.message}
         self._change(alert, "raised", now_ms)
+
+    def resend_pending(self) -> int:
+        """After a restart: publish alert messages journaled but never confirmed."""
+        items = self.journal.pending()
+        for pid, topic, payload in items:
+            self.unconfirmed.append((pid, self.publish(topic, payload, 1, False)))
+        return len(items)
+
+    def confirm(self) -> None:
+        """Forget pending messages the broker has acknowledged."""
+        done = [pid for pid, info in self.unconfirmed if info is None or info.is_published()]
+        if done:
+            self.journal.sent(done)
+            self.unconfirmed = [(p, i) for p, i in self.unconfirmed if p not in set(done)]
 
     def staff_action(self, command: str, alert_id: str, user: str, text: str,
                      now_ms: int) -> dict[str, Any]:

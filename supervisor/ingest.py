@@ -27,7 +27,7 @@ from .journal import Entry, Journal
 from .state import State
 
 log = logging.getLogger(__name__)
-Publish = Callable[[str, bytes, int, bool], None]
+Publish = Callable[[str, bytes, int, bool], Any]
 MAX_KEPT_PAYLOAD = 1024  # bytes of a rejected payload kept in the journal for forensics
 
 

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS journal (
     hash TEXT NOT NULL,
     UNIQUE (node, epoch, seq)
 );
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
 """
 
 
@@ -142,6 +147,24 @@ class Journal:
         assert entry is not None
         return entry
 
+    # Alert messages journaled but not yet confirmed by the broker (outside the hash chain):
+    # written in the alert entry's transaction, deleted on PUBACK, re-sent after a crash.
+    def add_pending(self, topic: str, payload: bytes) -> int:
+        """Remember a message to publish; returns its id (call inside a transaction)."""
+        cur = self.db.execute("INSERT INTO pending (topic, payload) VALUES (?, ?)",
+                              (topic, payload))
+        return int(cur.lastrowid or 0)
+
+    def pending(self) -> list[tuple[int, str, bytes]]:
+        """Messages journaled but not confirmed sent, oldest first."""
+        return [(r[0], r[1], bytes(r[2])) for r in
+                self.db.execute("SELECT id, topic, payload FROM pending ORDER BY id")]
+
+    def sent(self, ids: list[int]) -> None:
+        """Forget messages the broker has confirmed."""
+        if ids:
+            self.db.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in ids])
+
     def entries(self, after: int = 0) -> Iterator[Entry]:
         """Every entry after index `after`, in order."""
         cur = self.db.execute("SELECT idx, node, epoch, seq, kind, payload, hash FROM journal "
@@ -152,6 +175,19 @@ class Journal:
     def close(self) -> None:
         """Close the database."""
         self.db.close()
+
+
+def read_entries(path: str | Path) -> Iterator[Entry]:
+    """Every entry of a journal, opened read-only (a running supervisor may be writing)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such journal")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for r in db.execute("SELECT idx, node, epoch, seq, kind, payload, hash FROM journal "
+                            "ORDER BY idx"):
+            yield Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6])
+    finally:
+        db.close()
 
 
 # ---- checkpoint ----------------------------------------------------------------------------

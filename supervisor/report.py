@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from protocol.site import DEMO_SITE
+from protocol.site import DEMO_SITE, load_site
 
 from .cli import fmt_ts, replay
 from .rules.limits import limit_ms
@@ -158,7 +158,8 @@ def write_report(state: State, start: int, end: int, out: Path) -> dict[str, Any
 
 
 def _run(args: argparse.Namespace) -> int:
-    state = replay(args.config, args.db)
+    db = args.db or load_site(args.config).supervisor.db
+    state = replay(args.config, db)
     start = parse_time(args.from_) if args.from_ else 0
     end = parse_time(args.to) if args.to else 2**62
     f = write_report(state, start, end, Path(args.out))
@@ -170,8 +171,9 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `custody report`."""
     p = sub.add_parser("report", help="compliance report for a period (HTML with charts + CSV)")
-    p.add_argument("--db", required=True)
-    p.add_argument("--config", default=str(DEMO_SITE), help="site file the journal belongs to")
+    p.add_argument("--db", help="journal (default: the site's supervisor.db)")
+    p.add_argument("--config", "--site", dest="config", default=str(DEMO_SITE),
+                   help="site file the journal belongs to")
     p.add_argument("--from", dest="from_", help="start (ISO time, UTC, or Unix ms)")
     p.add_argument("--to", help="end (ISO time, UTC, or Unix ms)")
     p.add_argument("--out", required=True, help="directory to write into")

@@ -28,7 +28,7 @@ from .staff import Staff
 from .state import State
 
 log = logging.getLogger(__name__)
-BATCH = 500  # messages per journal transaction at most
+BATCH = 200  # messages per journal transaction at most (bounds the wait of an urgent one)
 RULE_TICK_S = 0.1  # real seconds between rule evaluations when nothing arrives
 RULE_MIN_GAP_S = 0.02  # under load, rules run at most this often (bounds alert latency)
 
@@ -63,6 +63,7 @@ class Supervisor:
         self.staff = Staff(self.state, self.journal, self.alerts, clock.now_ms)
         self._roster_published = -1
         self._rooms_published: dict[str, Any] = {}
+        self._detainees_published: dict[str, Any] = {}
         self._last_checkpoint = 0.0
         self.stop_event = threading.Event()
 
@@ -75,7 +76,10 @@ class Supervisor:
             return
         t = self.topics
         client.subscribe([(t.node_filter("event"), 1), (t.node_filter("availability"), 1),
-                          (t.node_filter("health"), 1), (f"{t.base}/request/+", 1)])
+                          (t.node_filter("health"), 1),
+                          # QoS 0: the persistent session must not keep staff requests while
+                          # we are down, or a command the tool gave up on would apply later.
+                          (f"{t.base}/request/+", 0)])
         client.publish(t.supervisor("availability"), b"online", qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s:%d", self.link.host, self.link.port)
@@ -83,9 +87,10 @@ class Supervisor:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put((msg.topic, bytes(msg.payload)))
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        """Publish through the supervisor's client."""
-        self.client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool
+                ) -> mqtt.MQTTMessageInfo:
+        """Publish through the supervisor's client (queued by paho while disconnected)."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     # ---- the worker ----------------------------------------------------------------------
 
@@ -98,14 +103,19 @@ class Supervisor:
         """Work until stop_event is set, then stop cleanly."""
         self.start()
         try:
+            resent = self.alerts.resend_pending()
+            if resent:
+                log.warning("re-sending %d alert message(s) journaled before a crash", resent)
             self.alerts.snapshot_dirty = True
-            last_rules = 0.0
+            last_rules, dirty = 0.0, False
             while not self.stop_event.is_set():
-                got = self.step(timeout=RULE_TICK_S)
+                wait = RULE_MIN_GAP_S if dirty else RULE_TICK_S
+                got = self.step(timeout=max(0.0, last_rules + wait - time.monotonic()))
+                dirty = dirty or got > 0
                 mono = time.monotonic()
-                if mono - last_rules >= (RULE_MIN_GAP_S if got else RULE_TICK_S):
+                if mono - last_rules >= (RULE_MIN_GAP_S if dirty else RULE_TICK_S):
                     self.tick()
-                    last_rules = mono
+                    last_rules, dirty = mono, False
         finally:
             self.close()
 
@@ -113,7 +123,8 @@ class Supervisor:
         """Take up to BATCH queued messages and handle them; return how many."""
         items: list[tuple[str, bytes]] = []
         try:
-            items.append(self.inbox.get(timeout=timeout))
+            items.append(self.inbox.get(timeout=timeout) if timeout > 0 else
+                         self.inbox.get_nowait())
             while len(items) < BATCH:
                 items.append(self.inbox.get_nowait())
         except queue.Empty:
@@ -141,8 +152,10 @@ class Supervisor:
         """Rules, alerts, retained snapshots, roster and checkpoint."""
         now = self.clock.now_ms()
         self.alerts.reconcile(now)
+        self.alerts.confirm()
         self.alerts.publish_snapshot(now)
         self._publish_rooms(now)
+        self._publish_detainees(now)
         self._publish_roster(now)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.write_checkpoint()
@@ -166,6 +179,24 @@ class Supervisor:
             if self._rooms_published.get(room.id) != view:
                 self._rooms_published[room.id] = view
                 self.publish(self.topics.state("room", room.id), dumpb({**view, "ts": now}), 1,
+                             True)
+
+    def _publish_detainees(self, now: int) -> None:
+        for c in self.state.detainees.values():
+            status = ("exited" if c.exit_ms is not None else
+                      "temporary-exit" if c.temp_out is not None else "in-custody")
+            view = {"detainee": c.id, "case": c.case, "status": status,
+                    "room": c.visit.room if c.visit is not None else None,
+                    "custody_type": c.custody_type, "observation": c.observation,
+                    "arrived_ts": c.arrived_ms, "registered_ts": c.registered_ms,
+                    "searched": c.search is not None and c.search["result"] == "completed",
+                    "belongings_logged": bool(c.belongings),
+                    "last_welfare_ts": c.last_verified_ms or None,
+                    "disposition": c.disposition["disposition"] if c.disposition else None,
+                    "exit_ts": c.exit_ms}
+            if self._detainees_published.get(c.id) != view:
+                self._detainees_published[c.id] = view
+                self.publish(self.topics.state("detainee", c.id), dumpb({**view, "ts": now}), 1,
                              True)
 
     def roster_body(self) -> dict[str, Any]:
@@ -195,6 +226,12 @@ class Supervisor:
     def close(self) -> None:
         """Final checkpoint, 'offline', disconnect, close the journal."""
         try:
+            if self.connected.is_set():  # let in-flight alert messages be confirmed
+                deadline = time.monotonic() + 2.0
+                for _pid, pinfo in self.alerts.unconfirmed:
+                    if pinfo is not None:
+                        pinfo.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            self.alerts.confirm()
             self.write_checkpoint()
             info = self.client.publish(self.topics.supervisor("availability"), b"offline", qos=1,
                                        retain=True)

@@ -6,6 +6,7 @@ live supervisor had. See PROCESS.md for what each event and command means.
 """
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,8 @@ from protocol.site import Site
 
 from .journal import Entry
 from .process import Custody, Incident, Person, Visit, incident_id
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +37,7 @@ class RoomState:
     cam_last_rec: int | None = None  # last heartbeat with live and recording
     tamper: dict[str, int] = field(default_factory=dict)  # "node/id" -> since
     person_count: int = 0
+    person_count_ts: int = 0
     officer_stay_max: dict[str, int] = field(default_factory=dict)  # band -> max count seen
 
 
@@ -85,17 +89,31 @@ class State:
         self.incidents: dict[str, Incident] = {}
         self.open_incident: dict[tuple[str, str], str] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
+        self.open_ids: set[str] = set()  # alerts neither resolved nor false (kept small)
         self.false_alarms: dict[str, int] = {}
         self.security_count = 0
         self.txns: dict[str, int] = {}
+        self.fold_errors = 0
         self.count = 0
         self.last_ts = 0
 
     # ---- folding -------------------------------------------------------------------------
 
     def apply(self, e: Entry, event: Event | None = None) -> None:
-        """Fold one journal entry into the state (`event`: the entry, already parsed)."""
+        """Fold one journal entry into the state (`event`: the entry, already parsed).
+
+        An entry the fold cannot use is counted and logged, never fatal: the same entry fails
+        the same way on replay, so live and replayed state still agree.
+        """
         self.count = e.idx
+        try:
+            self._apply(e, event)
+        except Exception:
+            self.fold_errors += 1
+            log.exception("journal entry #%d (%s) could not be folded into the state", e.idx,
+                          e.kind)
+
+    def _apply(self, e: Entry, event: Event | None) -> None:
         if e.kind == "event" and event is not None:
             self._event(event.node, event.epoch, event.seq, event.ts_ms, event.type, event.body)
             return
@@ -173,7 +191,7 @@ class State:
         elif etype == "person_count":
             room = self.rooms.get(body["room"])
             if room is not None:
-                room.person_count = body["count"]
+                room.person_count, room.person_count_ts = body["count"], ts
                 for b in room.officer_stay_max:
                     room.officer_stay_max[b] = max(room.officer_stay_max[b], body["count"])
         elif etype == "behaviour":
@@ -490,9 +508,11 @@ class State:
         rec = {**prev, **msg}
         if st == "raised":
             rec["raised_ts"] = msg["raised_ts"]
+            self.open_ids.add(aid)
         if st == "acknowledged":
             rec["acked_ts"], rec["acked_by"] = msg["ts"], msg["by"]
         if st in ("resolved", "false_alarm"):
+            self.open_ids.discard(aid)
             rec["closed_ts"] = msg["ts"]
             if st == "false_alarm":
                 self.false_alarms[msg["rule"]] = self.false_alarms.get(msg["rule"], 0) + 1
@@ -504,8 +524,7 @@ class State:
 
     def open_alerts(self) -> list[dict[str, Any]]:
         """Alerts not resolved nor marked false, oldest first."""
-        return sorted((a for a in self.alerts.values()
-                       if a["state"] not in ("resolved", "false_alarm")),
+        return sorted((self.alerts[i] for i in self.open_ids),
                       key=lambda a: (a["raised_ts"], a["id"]))
 
     def snapshot(self) -> dict[str, Any]:

@@ -98,6 +98,20 @@ def test_never_alone_waits_for_its_grace_and_uses_the_doorway_grace(w):
     assert w.rule(R.never_alone) == []
 
 
+def test_never_alone_prefers_corroboration_by_the_camera(w):
+    w.people()
+    w.at(0).enter("o1", "medical")
+    w.enter("d1", "medical")
+    w.at(1).leave("o1", "medical")
+    w.at(11).event("node-medical", "camera", {"camera": "c", "room": "medical", "live": True})
+    w.event("node-medical", "person_count", {"camera": "c", "room": "medical", "count": 2})
+    [d] = R.never_alone(w.state, w.at(12).now, w.site.rules)
+    assert d.severity == "warning" and "unconfirmed" in d.message
+    w.event("node-medical", "person_count", {"camera": "c", "room": "medical", "count": 1})
+    [d] = R.never_alone(w.state, w.at(13).now, w.site.rules)
+    assert d.severity == "critical" and "camera agrees" in d.message
+
+
 def test_real_search_checks_officers_sex_and_duration(w):
     w.people()
     w.at(0).enter("o2", "search")  # a woman only: detainee is a man, and one officer

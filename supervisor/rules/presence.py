@@ -4,7 +4,7 @@ from collections import defaultdict
 
 from protocol.site import Rules
 
-from ..state import State
+from ..state import RoomState, State
 from .base import Desired, desired, detainees_in_rooms, held_for
 from .recording import camera_dead_since
 
@@ -21,9 +21,27 @@ def never_alone(state: State, now_ms: int, rules: Rules) -> list[Desired]:
         grace = (rules.never_alone_doorway_grace_s if room.kind == "corridor"
                  else rules.never_alone_grace_s)
         if held_for(since, now_ms, grace):
+            note, severity = corroboration(room, since, now_ms, rules)
             out.append(desired("never-alone", f"{c.id}/{room.id}", since, c.id, room.id,
-                               f"{c.id} alone in {room.id} (no officer)"))
+                               f"{c.id} alone in {room.id} (no officer band; {note})", severity))
     return out
+
+
+def corroboration(room: RoomState, since: int, now_ms: int, rules: Rules
+                  ) -> tuple[str, str | None]:
+    """Does the camera agree the detainee is alone? (note, severity override or None).
+
+    A live camera that counted two or more people since the condition began contradicts the
+    bands (an officer without a band, a band misread): the alert is raised as a warning until
+    the camera agrees, so that staff learn to trust the critical ones.
+    """
+    if camera_dead_since(room, now_ms, rules) is not None:
+        return "no live camera to confirm", None
+    if room.person_count_ts >= since and room.person_count >= 2:
+        return f"camera sees {room.person_count} people: unconfirmed", "warning"
+    if room.person_count_ts >= since:
+        return "camera agrees", None
+    return "camera has not counted since", None
 
 
 def holding_watch(state: State, now_ms: int, rules: Rules) -> list[Desired]:
