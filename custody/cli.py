@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "supervisor.staff_cli",
     "supervisor.watch",
     "supervisor.report",
+    "custody.board_cmd",
 )
 
 

@@ -10,7 +10,6 @@ ack) is played with protocol/ over a real Mosquitto.
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from custody.board_cmd import board_argv, board_env, prepare_flash
 from protocol.envelope import VerifyError
 from protocol.events import Event
 from protocol.topics import Topics
@@ -55,20 +55,16 @@ class Board:
         self.flash = flash
         self.pins = flash.parent / (flash.name + "-pins")
         self.pins.mkdir(parents=True, exist_ok=True)
-        self.flash.mkdir(parents=True, exist_ok=True)
-        for name in ("boot.py", "main.py"):
-            shutil.copy(FIRMWARE / name, flash / name)
-        shutil.copytree(FIRMWARE / "lib", flash / "lib", dirs_exist_ok=True)
         self.master: int | None = None
         self.slave: int | None = None
-        self.env = dict(os.environ, MICROPYPATH=f"{FIRMWARE / 'test_support'}:.:.frozen:lib",
-                        CUSTODY_FW_PINS=str(self.pins), CUSTODY_FW_WDT=str(flash / "wdt"))
+        uarts: dict[int, str] = {}
         if with_reader:
             self.master, self.slave = os.openpty()
             tty.setraw(self.slave)
-            self.env["CUSTODY_FW_UART_1"] = os.ttyname(self.slave)
+            uarts[1] = os.ttyname(self.slave)
             config = dict(config, reader={"id": "property-desk", "uart": 1, "repeat_ms": 300})
-        (flash / "config.json").write_text(json.dumps(config))
+        prepare_flash(flash, json.dumps(config))
+        self.env = board_env(self.pins, uarts, flash / "wdt")
         self.set_pin(4, 0)  # door closed (contact pulls low)
         self.set_pin(5, 1)  # button released (pull-up)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -94,7 +90,7 @@ class Board:
     def start(self) -> "Board":
         """Reset the board: boot.py then main.py, as MicroPython does at power-on."""
         out = self.log.open("ab")
-        self.proc = subprocess.Popen([str(MICROPYTHON), "-c", "import boot\nimport main"],
+        self.proc = subprocess.Popen(board_argv(),
                                      cwd=self.flash, env=self.env, stdout=out,
                                      stderr=subprocess.STDOUT)
         out.close()

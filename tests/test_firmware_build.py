@@ -65,3 +65,20 @@ def test_mpy_cross_rejects_what_micropython_rejects(tmp_path):
     bad.write_text("def f():\n    return (yield from)\n")
     r = subprocess.run([str(MPY_CROSS), str(bad)], capture_output=True, text=True)
     assert r.returncode != 0
+
+
+def test_firmware_units_inside_micropython(tmp_path):
+    r = _micropython(FIRMWARE / "test_support" / "unit_checks.py", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["ok", "rdm6300", "ok", "outbox-sequence", "ok",
+                                "outbox-torn-write", "ok", "outbox-full"]
+
+
+def test_shipped_example_config_is_refused_until_provisioned(tmp_path):
+    # firmware/config.json documents every key; its placeholder key must stop a board cold.
+    (tmp_path / "config.json").write_text((FIRMWARE / "config.json").read_text())
+    r = subprocess.run([str(MICROPYTHON), "-c", "import fwconfig\nfwconfig.load('config.json')"],
+                       cwd=tmp_path, env={"MICROPYPATH": str(FIRMWARE / "lib")},
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "config.json: key: expected hex digits" in r.stdout + r.stderr

@@ -1,6 +1,8 @@
 """The real firmware main loop in MicroPython against a real Mosquitto, acked with protocol/."""
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from custody.broker import Mosquitto
+from protocol.envelope import seal
 from tests.fw_harness import KEY, Acker, Board, board_config
 
 NODE = "sensor-property"
@@ -44,7 +47,16 @@ def _types(acker: Acker) -> list[tuple[str, dict]]:
     return [(e.type, e.body) for e in acker.events]
 
 
+def _health_obj(payload: bytes) -> dict:
+    return json.loads(json.loads(payload)["env"])["body"]["obj"]
+
+
 def test_door_button_and_tap_become_signed_events_the_supervisor_accepts(board, acker):
+    roster = seal(KEY, NODE, 1, 3, 0, "roster", {"version": 3, "bands": {
+        "0a1b2c3d4e": {"role": "detainee", "sex": "m", "person": "p-1", "case": "c-1"}}})
+    forged = seal(b"\x02" * 32, NODE, 1, 4, 0, "roster", {"version": 4, "bands": {}})
+    acker.client.publish(acker.topics.node(NODE, "roster"), roster, qos=1,
+                         retain=True).wait_for_publish(5)
     board.start()
     assert acker.wait(lambda: acker.availability.get(NODE) == "online"), board.log_text()
     board.set_pin(4, 1)  # door opens
@@ -77,6 +89,12 @@ def test_door_button_and_tap_become_signed_events_the_supervisor_accepts(board, 
     health = verify(acker.health[-1], {NODE: KEY}, topic_node=NODE)
     assert health.type == "health" and health.seq == 0
     assert health.body["obj"]["nodelay"] is True
+    # The retained roster was verified and taken; a forged newer one is refused.
+    assert acker.wait(lambda: _health_obj(acker.health[-1])["roster_version"] == 3)
+    assert _health_obj(acker.health[-1])["roster_bands"] == 1
+    acker.client.publish(acker.topics.node(NODE, "roster"), forged, qos=1)
+    assert acker.wait(lambda: _health_obj(acker.health[-1])["bad_roster"] == 1)
+    assert _health_obj(acker.health[-1])["roster_version"] == 3
 
 
 def test_corrupt_reader_frame_is_counted_and_reported_not_published_as_a_tap(board, acker):
@@ -157,3 +175,47 @@ def test_broker_outage_and_board_reset_lose_nothing(board, acker, broker):
     assert acker.rejected == []
     state = json.loads((board.flash / "outbox" / "state.json").read_text())
     assert state["seq"] == max(seqs)
+
+
+def test_custody_board_command_runs_the_firmware(tmp_path, broker, acker):
+    # What the simulator uses: `custody board` with a config.json and a pin directory.
+    cfg = tmp_path / "cfg" / "config.json"
+    cfg.parent.mkdir()
+    cfg.write_text(json.dumps(board_config(NODE, broker.port)))
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    (pins / "4").write_text("0")
+    (pins / "5").write_text("1")
+    exe = Path(sys.executable).with_name("custody")
+    log = (tmp_path / "board.log").open("wb")
+    proc = subprocess.Popen([str(exe), "board", "--config", str(cfg), "--flash",
+                             str(tmp_path / "flash"), "--pins", str(pins)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert acker.wait(lambda: acker.availability.get(NODE) == "online"), \
+            (tmp_path / "board.log").read_text()
+        (pins / "4").write_text("1")
+        assert acker.wait(lambda: len(acker.events) == 1)
+        assert acker.events[0].body == {"door": "d-property", "state": "open"}
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+def test_firmware_pings_so_an_idle_board_keeps_its_connection(tmp_path, broker, acker):
+    # umqtt.simple never pings: with a 1 s keepalive and nothing to send, only the
+    # firmware's own pings keep Mosquitto (which cuts at 1.5 x keepalive) from dropping it.
+    cfg = board_config(NODE, broker.port, health_interval_s=600)
+    cfg["mqtt"]["keepalive_s"] = 1
+    board = Board(tmp_path / "flash", cfg)
+    try:
+        board.start()
+        assert acker.wait(lambda: acker.availability.get(NODE) == "online"), board.log_text()
+        time.sleep(6)
+        assert "link: lost" not in board.log_text(), board.log_text()
+        assert board.log_text().count("link: connected") == 1
+        assert "exceeded timeout" not in broker.log_tail(200)
+        assert acker.availability.get(NODE) == "online"
+    finally:
+        board.close()

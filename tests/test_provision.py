@@ -319,6 +319,23 @@ def test_sensor_board_firmware_over_tls_with_provisioned_files(site_broker, tmp_
         acker.close()
 
 
+def test_sensor_board_with_another_ca_never_connects(site_broker, tmp_path):
+    cfg = json.loads((site_broker.out / "nodes" / "sensor-b" / "config.json").read_text())
+    cfg["mqtt"].update(host="127.0.0.1", backoff_max_s=1)
+    cfg.update(ntp=False, poll_ms=5)
+    board = Board(tmp_path / "flash", cfg, with_reader=True)
+    (board.flash / "ca.der").write_bytes(pki.cert_der(pki.make_ca("someone-else").cert))
+    try:
+        board.start()
+        deadline = time.monotonic() + 20
+        while board.log_text().count("connect failed") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert board.log_text().count("connect failed") >= 2, board.log_text()
+        assert "link: connected" not in board.log_text()
+    finally:
+        board.close()
+
+
 def test_revoked_node_is_refused_and_others_stay(site_broker):
     ca = site_broker.out / "ca" / "ca.crt"
     password = site_broker.secret("nodes/sensor-b/mqtt.password")

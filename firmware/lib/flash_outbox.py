@@ -23,7 +23,13 @@ def _write_atomic(path, data):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
-    os.rename(tmp, path)
+    try:
+        os.rename(tmp, path)  # atomic replace on LittleFS (the ESP32 default)
+    except OSError:
+        # FAT refuses to rename onto an existing file: remove it first. A reset in between
+        # loses only state.json, and a lost state starts a new (clock-derived) epoch.
+        os.remove(path)
+        os.rename(tmp, path)
 
 
 class Outbox:

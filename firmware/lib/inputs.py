@@ -63,7 +63,9 @@ class Button:
         if down and not self._down:
             presses = 1
         latched, self._latched = self._latched, 0
-        if latched and not presses and not down:
-            presses = 1  # pressed and released between two polls: the IRQ saw it
+        if latched and not presses and not down and not self._down:
+            # Pressed and released between two polls: only the IRQ saw it. (Edges while
+            # the last poll saw it held are release bounce, not a new press.)
+            presses = 1
         self._down = down
         return presses

@@ -114,6 +114,8 @@ class Node:
         now = time.ticks_ms()
         resend_ms = self.cfg.resend_s * 1000
         for key in list(self.outbox.pending):
+            if key not in self.outbox.pending:
+                continue  # acked (and deleted) while an earlier publish waited for its PUBACK
             last = self.sent.get(key)
             if last is not None and time.ticks_diff(now, last) < resend_ms:
                 continue
