@@ -11,7 +11,7 @@ from edge_agent.drivers.uhf_m100 import M100Parser
 from tests.proof_strategies import PROPS
 
 band_ids = st.binary(min_size=5, max_size=5).map(bytes.hex)
-epcs = st.binary(min_size=1, max_size=62)
+epcs = st.binary(min_size=1, max_size=uhf_m100.MAX_BAND_EPC)  # longer: not a band
 rssis = st.integers(-128, 127)
 pcs = st.integers(0, 0xFFFF)
 
@@ -83,6 +83,14 @@ def test_rdm6300_arbitrary_bytes_never_raise(data, cuts):
     assert len(p.buf) < rdm6300.FRAME_LEN  # never holds more than one partial frame
     with contextlib.suppress(ValueError):
         rdm6300.decode(data[:14])
+
+
+@PROPS
+@given(st.binary(min_size=uhf_m100.MAX_BAND_EPC + 1, max_size=62), rssis)
+def test_m100_an_epc_longer_than_any_band_is_counted_not_read(epc, rssi):
+    p = M100Parser()
+    assert p.feed(uhf_m100.inventory_notice(epc, rssi)) == []
+    assert p.counts["bad_epc"] == 1
 
 
 @PROPS
