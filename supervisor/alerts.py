@@ -29,6 +29,18 @@ def rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 
 
+def _delivered(info: Any) -> bool:
+    """Whether the broker acknowledged a publish. Published while not connected, paho keeps
+    the message and sends it once connected, but its is_published() raises RuntimeError (rc
+    NO_CONN) for good: such a message stays pending (re-sent after a restart: at least once)."""
+    if info is None:
+        return True
+    try:
+        return bool(info.is_published())
+    except (RuntimeError, ValueError):
+        return False
+
+
 class AlertManager:
     """Turns the rules' wanted alerts into lifecycle changes, journaled then published."""
 
@@ -96,7 +108,7 @@ class AlertManager:
 
     def confirm(self) -> None:
         """Forget pending messages the broker has acknowledged."""
-        done = [pid for pid, info in self.unconfirmed if info is None or info.is_published()]
+        done = [pid for pid, info in self.unconfirmed if _delivered(info)]
         if done:
             self.journal.sent(done)
             self.unconfirmed = [(p, i) for p, i in self.unconfirmed if p not in set(done)]

@@ -300,11 +300,13 @@ class AlertListener:
     """Records every message on the site's alert topics (what staff would receive)."""
 
     def __init__(self, host: str, port: int, base: str,
-                 auth: tuple[str, str] | None = None) -> None:
+                 auth: tuple[str, str] | None = None, persistent: bool = False) -> None:
         self.messages: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        # persistent: a QoS 1 session that outlives a broker restart, as a staff console's.
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"alerts-{time.monotonic_ns()}")
+                                  client_id=f"alerts-{time.monotonic_ns()}",
+                                  clean_session=not persistent)
         if auth is not None:
             self.client.username_pw_set(*auth)
         self.client.on_connect = lambda c, *a: c.subscribe(f"{base}/alert/#", 1)

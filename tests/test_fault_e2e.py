@@ -72,7 +72,8 @@ class Chain:
         self.sup = Proc(supervisor_argv(self.site, self.keys, self.db, self.broker.host,
                                         self.broker.port, self.inject), self.d / "supervisor.log")
         self.taps = TapDevice(self.rig.desk)
-        self.alerts = AlertListener(self.broker.host, self.broker.port, TOPICS.base)
+        self.alerts = AlertListener(self.broker.host, self.broker.port, TOPICS.base,
+                                    persistent=True)
         self.obs = Observer(self.broker, client_id=f"obs-{time.monotonic_ns()}")
 
     def journaled_taps(self) -> list[tuple[tuple[int, int], str]]:
@@ -145,14 +146,21 @@ def scenario_node_kill(c: Chain, rounds: int = 3, burst: int = 150) -> int:
     c.agent.start()
     c.wait_up()
     mid_publish = 0
-    for _ in range(rounds):
+    for i in range(rounds):
         start = outbox_committed(c.outbox)
+        # Odd rounds hold the acks back (supervisor stopped for a moment) so that the kill
+        # surely lands with events published but unacknowledged; even rounds race freely.
+        hold = i % 2 == 0
+        if hold:
+            c.sup.signal(signal.SIGSTOP)
         c.taps.burst(burst, rate_hz=2000)
         # Kill the moment every tap is committed, while publishing and acking go on.
         wait_until(lambda s=start: outbox_committed(c.outbox) >= s + burst, 60,
                    "the burst committed", c.agent)
         c.agent.kill9()
         mid_publish += outbox_unacked(c.outbox) > 0
+        if hold:
+            c.sup.signal(signal.SIGCONT)
         c.agent.start()
         c.wait_up()
         c.wait_journaled(len(c.taps.generated), timeout=120)
@@ -186,7 +194,15 @@ def test_supervisor_kill9_between_rule_evaluation_and_journal_commit(tmp_path: P
             assert c.sup.wait(30) == -signal.SIGKILL, c.sup.text()
             assert "fault: SIGKILL before journaling alert" in c.sup.text()
             assert not journal_own(c.db, "alert")
+            # Restart it while the broker is down too: it raises the alert before it can
+            # publish (found by this test: that used to crash the supervisor).
+            c.broker.stop()
             c.sup = Proc([*c.sup.argv[:1], "-m", "custody", *c.sup.argv[3:]], c.sup.log).start()
+            wait_until(lambda: any(a["state"] == "raised" for a in journal_own(c.db, "alert")),
+                       30, "the alert journaled while the broker is down", c.sup)
+            time.sleep(1.0)
+            assert c.sup.alive(), c.sup.text()
+            c.broker.start()
             wait_until(lambda: c.alerts.of("unknown-band", "raised"), 30,
                        "the alert raised by the restarted supervisor", c.sup)
             time.sleep(1.0)
