@@ -9,6 +9,8 @@ never raised twice, across restarts too.
 from collections.abc import Callable
 from typing import Any
 
+import paho.mqtt.client as mqtt
+
 from protocol.canonical import dumpb
 from protocol.topics import SEVERITIES, Topics
 
@@ -30,14 +32,19 @@ def rank(severity: str) -> int:
 
 
 def _delivered(info: Any) -> bool:
-    """Whether the broker acknowledged a publish. Published while not connected, paho keeps
-    the message and sends it once connected, but its is_published() raises RuntimeError (rc
-    NO_CONN) for good: such a message stays pending (re-sent after a restart: at least once)."""
+    """Whether the broker acknowledged a publish.
+
+    Published while not connected (a restart re-sends before the connection is up), paho
+    keeps the QoS 1 message and sends it once connected, but is_published() raises
+    RuntimeError for it (rc NO_CONN) even after its PUBACK: read paho's own flag instead.
+    """
     if info is None:
         return True
+    if info.rc == mqtt.MQTT_ERR_NO_CONN:
+        return bool(getattr(info, "_published", False))
     try:
         return bool(info.is_published())
-    except (RuntimeError, ValueError):
+    except (RuntimeError, ValueError):  # not queued at all: stays pending, re-sent on restart
         return False
 
 
