@@ -14,6 +14,8 @@ COMMAND_MODULES = (
     "custody.board_cmd",
     "edge_agent.cli",
     "edge_agent.vision.cli",
+    "sim.cli",
+    "sim.demo",
     "supervisor.cli",
     "supervisor.staff_cli",
     "supervisor.watch",

@@ -53,9 +53,10 @@ def _value(v: Any, out: list[str], depth: int) -> None:
         out.append("]")
     elif isinstance(v, dict):
         out.append("{")
-        for i, key in enumerate(sorted(v)):
+        for key in v:  # before sorting: mixed key types would make sorted() raise TypeError
             if not isinstance(key, str):
                 raise CanonicalError(f"object key {key!r} is not a string")
+        for i, key in enumerate(sorted(v)):
             if i:
                 out.append(",")
             _string(key, out)

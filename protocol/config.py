@@ -26,6 +26,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(p, "(file)", "an existing TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(p, "(syntax)", f"valid TOML ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(p, "(syntax)", f"UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        # tomllib parses nested arrays/tables by recursion; refuse, don't crash.
+        raise ConfigError(p, "(syntax)", "valid TOML (nested too deeply)") from None
     except OSError as e:
         raise ConfigError(p, "(file)", f"a readable file ({e.strerror})") from None
 

@@ -89,7 +89,8 @@ def open_payload(payload: bytes) -> Opened:
         raise VerifyError(Reason.OVERSIZE, f"{len(payload)} bytes > {MAX_PAYLOAD}")
     try:
         outer = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        # RecursionError: json nests arrays by recursion; a deep `[[[[...` must not escape.
         raise VerifyError(Reason.MALFORMED, f"not JSON: {e}") from None
     if not isinstance(outer, dict) or set(outer) != {"env", "mac"}:
         raise VerifyError(Reason.MALFORMED, "payload must be an object with 'env' and 'mac'")
@@ -100,7 +101,7 @@ def open_payload(payload: bytes) -> Opened:
         raise VerifyError(Reason.MALFORMED, "'mac' must be 64 lower-case hex digits")
     try:
         env = json.loads(env_text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise VerifyError(Reason.MALFORMED, f"'env' is not JSON: {e}") from None
     if not isinstance(env, dict):
         raise VerifyError(Reason.MALFORMED, "'env' must be an object")

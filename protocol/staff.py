@@ -78,7 +78,7 @@ def parse_request(command: str, payload: bytes) -> Request:
         raise StaffError(f"request larger than {MAX_REQUEST} bytes")
     try:
         data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise StaffError(f"request is not JSON: {e}") from None
     if not isinstance(data, dict) or set(data) != {"txn", "user", "args"}:
         raise StaffError("request must be an object with exactly 'txn', 'user' and 'args'")

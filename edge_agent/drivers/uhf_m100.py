@@ -142,7 +142,9 @@ class M100Parser:
                 continue
             if checksum(buf[1:5 + plen]) != buf[5 + plen]:
                 self.counts["checksum"] += 1
-                del buf[:total]
+                # Drop only the header byte: a lookalike header (noise, a truncated frame) can
+                # span the start of a good frame, which a rescan still finds.
+                del buf[:1]
                 continue
             f = Frame(buf[1], buf[2], bytes(buf[5:5 + plen]))
             del buf[:total]

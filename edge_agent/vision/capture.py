@@ -180,6 +180,8 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
         obj: Any = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:  # json nests by recursion: a deep `[[[...` must not kill the feed
+        raise ValueError("not JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise ValueError("a line must be a JSON object")
     ts = obj.get("ts")
@@ -197,7 +199,7 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
     for i, p in enumerate(persons):
         try:
             arr = np.asarray(p, dtype=np.float32)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: ints past float range
             raise ValueError(f"persons[{i}] must be 33 [x, y, visibility] numbers") from None
         if arr.shape != (NUM_LANDMARKS, 3) or not np.all(np.isfinite(arr)):
             raise ValueError(f"persons[{i}] must have shape (33, 3) of finite numbers, "

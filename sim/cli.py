@@ -1,0 +1,62 @@
+"""`custody sim list` and `custody sim run SCENARIO|FILE [--seed N] [--json OUT] [--speed X]`."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .runner import RunOptions, run_scenario
+from .scenario import describe, find_scenario, list_scenarios, load_scenario
+from .score import Score
+
+
+def _list(args: argparse.Namespace) -> int:
+    for p in list_scenarios():
+        print(describe(load_scenario(p)))
+    return 0
+
+
+def print_score(s: Score, out: "object" = sys.stdout) -> None:
+    """The scorecard as text."""
+    w = out.write  # type: ignore[attr-defined]
+    w(f"scenario {s.scenario}: expected {len(s.expected)}, raised {len(s.raised)}, "
+      f"matched {len(s.matched)}, missed {len(s.missed)}, false {len(s.false)}"
+      f" -> {'PASS' if s.passed else 'FAIL'}\n")
+    for m in s.matched:
+        e = m["expected"]
+        w(f"  matched {e['rule']:<24} {e['detainee'] or e['room']:<14} "
+          f"latency {m['latency_ms'] / 1000:.1f} s (custody)\n")
+    for e in s.missed:
+        w(f"  MISSED  {e['rule']:<24} {e['detainee'] or e['room']:<14} "
+          f"from {e['from_s']:.0f} s within {e['within_s']:.0f} s\n")
+    for r in s.false:
+        w(f"  FALSE   {r['rule']:<24} {r['detainee'] or r['room'] or '-':<14} {r['message']}\n")
+
+
+def _run(args: argparse.Namespace) -> int:
+    sc = load_scenario(find_scenario(args.scenario), seed=args.seed, speed=args.speed)
+    opts = RunOptions(workdir=Path(args.workdir) if args.workdir else None,
+                      keep=bool(args.workdir), vision=not args.no_vision)
+    print(f"sim: {describe(sc)}", flush=True)
+    s = run_scenario(sc, opts)
+    print_score(s)
+    if args.json:
+        Path(args.json).write_text(json.dumps(s.as_json(), indent=2) + "\n")
+    return 0 if s.passed else 1
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `custody sim`."""
+    p = sub.add_parser("sim", help="run simulated custody days against the real programs")
+    s = p.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+    ls = s.add_parser("list", help="list the scenarios in sim/scenarios/")
+    ls.set_defaults(func=_list)
+    r = s.add_parser("run", help="run a scenario and score it (exit 0 only if it passes)")
+    r.add_argument("scenario", help="a name from `custody sim list` or a scenario file")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--speed", type=float, default=None,
+                   help="clock speed: custody seconds per real second (scenario's default)")
+    r.add_argument("--json", default=None, help="write the score as JSON to this file")
+    r.add_argument("--workdir", default=None, help="keep configs, logs and databases here")
+    r.add_argument("--no-vision", action="store_true", help="run nodes without cameras")
+    r.set_defaults(func=_run)

@@ -1,0 +1,166 @@
+"""`custody demo`: a busy custody day on embedded defaults, live in the terminal.
+
+Mosquitto from the harness (amqtt where Mosquitto is absent), the supervisor on SQLite, one
+agent per room of sites/demo-centre.toml, virtual readers, doors and cameras, a seeded day
+with injected violations. Shows rooms and alerts live with a progress bar (or plain lines
+when there is no terminal), prints the mosquitto_sub line for staff, and ends with the
+scorecard and the compliance report's path. Ctrl-C stops everything cleanly.
+"""
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from custody.broker import BrokerConfig, start_broker
+
+from .cli import print_score
+from .runner import Run, RunOptions
+from .scenario import SCENARIO_DIR, describe, load_scenario
+from .score import Score
+
+DEMO_SCENARIO = SCENARIO_DIR / "demo-day.toml"
+
+
+class View:
+    """What the live view shows: recent alerts and counts (fed from the run's callbacks)."""
+
+    def __init__(self) -> None:
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=12)
+        self.counts = {"raised": 0, "resolved": 0, "other": 0}
+        self.notes: deque[str] = deque(maxlen=4)
+        self.lock = threading.Lock()
+        self.plain = False
+
+    def on_event(self, kind: str, data: Any) -> None:
+        """Run callback: remember alerts; in plain mode print them as they come."""
+        if kind == "alert":
+            with self.lock:
+                self.alerts.appendleft(data)
+                st = data.get("state")
+                self.counts["raised" if st == "raised" else "resolved" if st == "resolved"
+                            else "other"] += 1
+            if self.plain:
+                print(f"ALERT {data.get('state', '?'):<12} {data.get('severity', ''):<8} "
+                      f"{data.get('rule', ''):<22} {data.get('detainee') or '-':<8} "
+                      f"{data.get('room') or '-':<12} {data.get('message', '')}", flush=True)
+        elif kind in ("fault", "command_error"):
+            with self.lock:
+                self.notes.appendleft(f"{kind}: {data}")
+            if self.plain:
+                print(f"{kind.upper()} {data}", flush=True)
+
+
+def _render(run: Run, view: View, t: float, total: float) -> Any:
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    site = run.sc.centre.site
+    occ = run.floor.occupied()
+    rooms = Table(title=f"{site.name}  —  custody time {t / 3600:4.1f} h of {total / 3600:.1f} h"
+                  f"  (x{run.sc.speed:g})", expand=True)
+    rooms.add_column("room")
+    rooms.add_column("kind")
+    rooms.add_column("detainees")
+    rooms.add_column("officers")
+    for r in site.rooms:
+        people = occ.get(r.id, [])
+        dets = [p for p in people if p in run.sc.centre.detainees]
+        offs = [p for p in people if p in run.sc.centre.officers]
+        rooms.add_row(r.id, r.kind, " ".join(dets) or "·", " ".join(offs) or "·",
+                      style="bold" if dets else "dim")
+    alerts = Table(title=f"alerts (raised {view.counts['raised']}, resolved "
+                   f"{view.counts['resolved']})", expand=True)
+    for col in ("state", "severity", "rule", "detainee", "room", "message"):
+        alerts.add_column(col)
+    with view.lock:
+        for a in view.alerts:
+            sev = a.get("severity", "")
+            style = "red" if sev == "critical" else "yellow" if sev == "warning" else ""
+            alerts.add_row(str(a.get("state", "")), sev, str(a.get("rule", "")),
+                           str(a.get("detainee") or "-"), str(a.get("room") or "-"),
+                           str(a.get("message", ""))[:60], style=style)
+        notes = list(view.notes)
+    bar = ProgressBar(total=total, completed=t)
+    return Group(rooms, alerts, bar, *notes)
+
+
+def report(run: Run, out: Path) -> Path | None:
+    """Ask the supervisor's `custody report` for the compliance report; None if it failed."""
+    cmd = [sys.executable, "-m", "custody", "report", "--site", str(run.site_file),
+           "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=run.supervisor.env
+                       if run.supervisor else None, timeout=120, check=False)
+    if r.returncode != 0:
+        print(f"demo: compliance report failed: {(r.stderr or r.stdout).strip()[-400:]}")
+        return None
+    return out
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Run the demo day."""
+    sc = load_scenario(args.scenario, seed=args.seed, speed=args.speed)
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(
+        prefix="custody-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    view = View()
+    live_ok = sys.stdout.isatty() and not args.plain
+    view.plain = not live_ok
+    broker = start_broker(BrokerConfig(port=args.port))
+    run = Run(sc, RunOptions(workdir=workdir, keep=True, on_event=view.on_event,
+                             broker=broker))
+    score: Score | None = None
+    print(f"custody demo: {describe(sc)}")
+    print(f"broker: {broker.kind} on {broker.host}:{broker.port}; files and logs in {workdir}")
+    print("staff can watch the alerts live with:\n  mosquitto_sub -h 127.0.0.1 -p "
+          f"{broker.port} -t '{sc.centre.site.topic_prefix}/+/alert/#' -v", flush=True)
+    total = sc.duration_s
+    try:
+        run.start()
+        if live_ok:
+            from rich.live import Live
+
+            with Live(_render(run, view, 0, total), refresh_per_second=4) as live:
+                run.run_steps(lambda t: live.update(_render(run, view, t, total)))
+        else:
+            marks = [i / 10 for i in range(1, 11)]
+
+            def progress(t: float) -> None:
+                while marks and t >= total * marks[0]:
+                    print(f"progress {marks.pop(0) * 100:3.0f} %  custody time "
+                          f"{t / 3600:.2f} h", flush=True)
+
+            run.run_steps(progress)
+        time.sleep(1.0)
+        score = run.score()
+        print_score(score)
+        path = report(run, workdir / "compliance-report")
+        if path is not None:
+            print(f"compliance report: {path}")
+    except KeyboardInterrupt:
+        print("\ncustody demo: interrupted, stopping everything...", flush=True)
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):
+            run.stop()
+            broker.close()
+    print(f"custody demo: stopped; files and logs in {workdir}")
+    return 0 if score is not None and score.passed else 1
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `custody demo`."""
+    p = sub.add_parser("demo", help="run a busy simulated custody day with a live view")
+    p.add_argument("--scenario", default=str(DEMO_SCENARIO), help="scenario file to run")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--speed", type=float, default=None, help="clock speed (default 90)")
+    p.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
+    p.add_argument("--workdir", default=None, help="where files, logs and the report go")
+    p.add_argument("--plain", action="store_true", help="plain lines instead of a live view")
+    p.set_defaults(func=demo)

@@ -1,0 +1,1 @@
+"""Virtual devices behind the real drivers: pty serial readers, door lines, keypoint cameras."""

@@ -1,0 +1,104 @@
+"""A virtual camera: BlazePose keypoint lines (`kp:` feed) for the people in its room.
+
+Each line is {"ts": custody ms, "persons": [[[x, y, visibility] * 33], ...]} (the vision
+part's README). People stand at their own spot; a fall tips one of them over within half a
+second of custody time; a fight makes two people's wrists and ankles fly. A covered camera
+sends nothing (keypoints carry no pixels, so "covered" reaches the node as a stalled feed).
+"""
+
+import json
+import math
+import random
+import zlib
+
+from .pty_port import PtyPort
+
+# Standing pose, BlazePose order, relative to the feet centre, in units of body height.
+_STAND: list[tuple[float, float]] = [
+    (0.00, -0.93),  # 0 nose
+    (-0.01, -0.95), (-0.02, -0.95), (-0.03, -0.95),  # 1-3 left eye inner/eye/outer
+    (0.01, -0.95), (0.02, -0.95), (0.03, -0.95),  # 4-6 right eye
+    (-0.05, -0.93), (0.05, -0.93),  # 7-8 ears
+    (-0.02, -0.90), (0.02, -0.90),  # 9-10 mouth
+    (-0.11, -0.80), (0.11, -0.80),  # 11-12 shoulders
+    (-0.13, -0.62), (0.13, -0.62),  # 13-14 elbows
+    (-0.14, -0.46), (0.14, -0.46),  # 15-16 wrists
+    (-0.15, -0.43), (0.15, -0.43), (-0.14, -0.42), (0.14, -0.42),  # 17-20 pinky, index
+    (-0.13, -0.44), (0.13, -0.44),  # 21-22 thumbs
+    (-0.07, -0.50), (0.07, -0.50),  # 23-24 hips
+    (-0.07, -0.26), (0.07, -0.26),  # 25-26 knees
+    (-0.07, -0.03), (0.07, -0.03),  # 27-28 ankles
+    (-0.08, 0.00), (0.08, 0.00),  # 29-30 heels
+    (-0.05, 0.00), (0.05, 0.00),  # 31-32 foot index
+]
+_WRISTS_ANKLES = (15, 16, 17, 18, 19, 20, 21, 22, 27, 28)
+
+
+def pose(cx: float, foot_y: float, height: float, tilt: float, rng: random.Random,
+         flail: float = 0.0) -> list[list[float]]:
+    """33 landmarks of a person; `tilt` 0 = upright, 1 = lying; `flail` moves the limbs."""
+    a = tilt * math.pi / 2
+    ca, sa = math.cos(a), math.sin(a)
+    out = []
+    for i, (dx, dy) in enumerate(_STAND):
+        if flail and i in _WRISTS_ANKLES:
+            dx += rng.uniform(-flail, flail)
+            dy += rng.uniform(-flail, flail) * 0.5
+        # Rotate about the feet; lying people lie on the floor line.
+        x = cx + (dx * ca - dy * sa) * height * 0.75
+        y = foot_y + (dx * sa + dy * ca) * height
+        out.append([round(x + rng.gauss(0, 0.002), 3), round(y + rng.gauss(0, 0.002), 3), 0.95])
+    return out
+
+
+def spot(person: str) -> float:
+    """Where a person stands in the picture (x of the feet), the same every time."""
+    return 0.15 + 0.7 * (zlib.crc32(person.encode()) % 1000) / 1000
+
+
+class VirtualCamera:
+    """The keypoint feed of one camera; the world tells it who is in view and doing what."""
+
+    def __init__(self, camera_id: str, seed: int = 0) -> None:
+        self.id = camera_id
+        self.port = PtyPort(camera_id)
+        self.rng = random.Random(seed)
+        self.covered = False
+        self.lines = 0
+        self.last_ts = 0
+        self._fall_start: dict[str, int] = {}  # person -> custody ms the fall began
+
+    @property
+    def path(self) -> str:
+        """The pty path the agent's `kp:` source opens."""
+        return self.port.path
+
+    def frame(self, ts_ms: int, people: list[str], falling: str | None = None,
+              lying: str | None = None, fighting: bool = False) -> None:
+        """Write one line showing `people` (each at their own spot, so nobody jumps when
+        someone leaves); `falling` tips that person over (and keeps them down), `lying`
+        keeps that person flat, `fighting` makes everyone's limbs fly."""
+        if self.covered or ts_ms <= self.last_ts:
+            return
+        self.last_ts = ts_ms
+        persons = []
+        for who in people:
+            cx = spot(who)
+            tilt = 0.0
+            if who == falling:
+                start = self._fall_start.setdefault(who, ts_ms)
+                tilt = min(1.0, (ts_ms - start) / 500.0)
+            elif who == lying:
+                tilt = 1.0
+            flail = 0.3 if fighting and tilt == 0.0 else 0.0
+            persons.append(pose(cx, 0.92, 0.7, tilt, self.rng, flail))
+        for who in list(self._fall_start):
+            if who != falling:
+                del self._fall_start[who]
+        line = json.dumps({"ts": ts_ms, "persons": persons}, separators=(",", ":")) + "\n"
+        if self.port.write(line.encode()):
+            self.lines += 1
+
+    def close(self) -> None:
+        """Close the pty."""
+        self.port.close()

@@ -1,0 +1,512 @@
+"""Run a scenario: broker, supervisor and one agent per room node, devices on ptys, steps on
+the simulated clock, alerts collected from alert/#, and the score.
+
+All children share one sped-up clock (protocol.clock, CUSTODY_CLOCK_* in their environment),
+so the site's rule timings stay exactly as written while a day takes minutes.
+"""
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from custody.broker import BrokerConfig, Mosquitto, start_broker
+from protocol.clock import Clock, simulated
+from protocol.keys import dump_keys
+from protocol.staff import request_payload
+from protocol.topics import Topics
+from protocol.transport import LinkConf, make_client
+
+from .actors import OUTSIDE, Floor
+from .devices.camera import VirtualCamera
+from .devices.door import VirtualDoor
+from .devices.frames import Noise
+from .devices.readers import VirtualReader
+from .faults import Child, Relay, env_with
+from .scenario import Scenario
+from .score import Raised, Score, score
+from .timetable import Step
+
+log = logging.getLogger(__name__)
+SETTLE_S = 1.0  # real seconds after every agent is up, for rosters to arrive
+BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown
+BURST_S = {"fall": 3.0, "fight": 8.0}  # custody seconds of dense frames from the start
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Write the subset of TOML site and agent files use (tables, arrays of tables)."""
+    out: list[str] = []
+
+    def table(prefix: str, d: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and not (
+            isinstance(v, list) and v and isinstance(v[0], dict))}
+        if prefix:
+            out.append(f"\n[{prefix}]")
+        out.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        for k, v in d.items():
+            if isinstance(v, dict):
+                table(f"{prefix}.{k}" if prefix else k, v)
+        for k, v in d.items():
+            if isinstance(v, list) and v and isinstance(v[0], dict):
+                for item in v:
+                    name = f"{prefix}.{k}" if prefix else k
+                    sub_scalars = {a: b for a, b in item.items()
+                                   if not isinstance(b, dict) and not (
+                                       isinstance(b, list) and b and isinstance(b[0], dict))}
+                    out.append(f"\n[[{name}]]")
+                    out.extend(f"{a} = {_toml_value(b)}" for a, b in sub_scalars.items())
+                    for a, b in item.items():
+                        if isinstance(b, list) and b and isinstance(b[0], dict):
+                            for sub in b:
+                                out.append(f"\n[[{name}.{a}]]")
+                                out.extend(f"{x} = {_toml_value(y)}" for x, y in sub.items())
+                        elif isinstance(b, dict):
+                            out.append(f"\n[{name}.{a}]")
+                            out.extend(f"{x} = {_toml_value(y)}" for x, y in b.items())
+
+    table("", data)
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def supervisor_argv(site_file: Path) -> list[str]:
+    """How the supervisor is started (its CLI entry point)."""
+    return [sys.executable, "-m", "custody", "supervisor", "--config", str(site_file), "-v"]
+
+
+@dataclass
+class RunOptions:
+    """Knobs of a run."""
+
+    workdir: Path | None = None
+    keep: bool = False
+    vision: bool = True
+    noise: Noise = field(default_factory=Noise)
+    on_event: Callable[[str, Any], None] | None = None  # live view hook: ("alert", Raised) ...
+    broker: Mosquitto | None = None  # an already running broker (the demo's)
+    supervisor: bool = True  # False: nodes and devices only (to test the devices and nodes)
+
+
+class Run:
+    """One scenario run with all its processes and devices."""
+
+    def __init__(self, sc: Scenario, opts: RunOptions | None = None) -> None:
+        self.sc = sc
+        self.opts = opts or RunOptions()
+        self.dir = Path(self.opts.workdir or tempfile.mkdtemp(prefix=f"custody-sim-{sc.name}-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.floor = Floor()
+        self.clock: Clock = simulated(sc.speed, time.time())
+        self.start_ms = 0
+        self.broker: Mosquitto | None = self.opts.broker
+        self.own_broker = self.opts.broker is None
+        self.relay: Relay | None = None
+        self.use_relay = False
+        self.supervisor: Child | None = None
+        self.agents: dict[str, Child] = {}
+        self.readers: dict[str, VirtualReader] = {}
+        self.uhf_of_room: dict[str, list[VirtualReader]] = {}
+        self.doors: dict[str, VirtualDoor] = {}
+        self.cameras: dict[str, VirtualCamera] = {}
+        self.camera_room: dict[str, str] = {}
+        self.taps: list[tuple[VirtualReader, str, float]] = []  # reader, band, until (real)
+        self.door_close: list[tuple[str, float]] = []  # door, when (real)
+        self.raised: dict[str, Raised] = {}
+        self.alert_log: list[dict[str, Any]] = []
+        self.responses: dict[str, dict[str, Any]] = {}
+        self.healthy: set[str] = set()  # nodes whose agent has published health (it is up)
+        self.command_errors: list[str] = []
+        self.client: mqtt.Client | None = None
+        self.topics = Topics(sc.centre.site.id, sc.centre.site.topic_prefix)
+        self._stop = threading.Event()
+        self._pump_thread: threading.Thread | None = None
+        self._txn = itertools.count(1)
+        self._lock = threading.Lock()
+        self.report_path: Path | None = None
+
+    # -- set-up --------------------------------------------------------------------------
+    def _emit(self, kind: str, data: Any) -> None:
+        if self.opts.on_event is not None:
+            with contextlib.suppress(Exception):
+                self.opts.on_event(kind, data)
+
+    def setup(self) -> None:
+        """Broker, files, devices, supervisor and agents (custody time not yet running)."""
+        if self.broker is None:
+            # The broker's own temp dir: Mosquitto (run as root) drops to its user, which must
+            # be able to reach the directory.
+            self.broker = start_broker(BrokerConfig())
+        # Nodes go through a relay only when the scenario cuts one off (it costs a hop).
+        self.use_relay = any(s.action == "fault" and s.args.get("kind") == "cut-node"
+                             for s in self.sc.plan.steps)
+        self.relay = Relay(self.broker.host, self.broker.port)
+        site = self.sc.centre.site
+        keys = {n.id: os.urandom(32) for n in site.nodes}
+        self.keys = keys
+        (self.dir / "keys.toml").write_text(dump_keys(keys))
+        data = json.loads(json.dumps(self.sc.site_data))
+        data["broker"] = {**data.get("broker", {}), "host": self.broker.host,
+                          "port": self.broker.port}
+        data["supervisor"] = {**data.get("supervisor", {}),
+                              "db": str(self.dir / "supervisor.db"),
+                              "checkpoint_file": str(self.dir / "checkpoint.json"),
+                              "keys_file": str(self.dir / "keys.toml")}
+        site_file = self.dir / "site.toml"
+        site_file.write_text(dump_toml(data))
+        self.site_file = site_file
+        seed = self.sc.seed
+        for node in self.sc.centre.room_nodes():
+            conf: dict[str, Any] = {
+                "agent": {"node": node.id, "site": str(site_file), "key": keys[node.id].hex(),
+                          "outbox": str(self.dir / node.id / "outbox.db"),
+                          "health_interval_s": 5, "vision": self.opts.vision},
+                "mqtt": {"host": self.broker.host,
+                         "port": self.relay.add(node.id) if self.use_relay else self.broker.port},
+            }
+            readers: dict[str, Any] = {}
+            for r in node.readers:
+                seed += 1
+                vr = VirtualReader(r.id, r.type, self.opts.noise, seed)
+                self.readers[r.id] = vr
+                readers[r.id] = {"port": vr.path}
+                if r.role == "presence":
+                    self.uhf_of_room.setdefault(node.room, []).append(vr)
+            doors: dict[str, Any] = {}
+            for d in node.doors:
+                if d.type == "gpio":
+                    vd = VirtualDoor(d.door)
+                    self.doors[d.door] = vd
+                    doors[d.door] = {"source": f"line:{vd.path}"}
+            cams: dict[str, Any] = {}
+            for c in node.cameras:
+                seed += 1
+                vc = VirtualCamera(c.id, seed)
+                self.cameras[c.id] = vc
+                self.camera_room[c.id] = node.room
+                cams[c.id] = {"source": f"kp:{vc.path}"}
+            if readers:
+                conf["readers"] = readers
+            if doors:
+                conf["doors"] = doors
+            if cams and self.opts.vision:
+                conf["cameras"] = cams
+            path = self.dir / f"{node.id}.toml"
+            (self.dir / node.id).mkdir(exist_ok=True)
+            path.write_text(dump_toml(conf))
+            self.agents[node.id] = Child(node.id, [sys.executable, "-m", "custody", "agent",
+                                                   "--config", str(path)],
+                                         env_with(self.clock.env()), self.dir / f"{node.id}.log")
+        if self.use_relay:
+            self.relay.start()
+        self.supervisor = Child("supervisor", supervisor_argv(site_file),
+                                env_with(self.clock.env()), self.dir / "supervisor.log")
+
+    def _connect(self) -> None:
+        assert self.broker is not None
+        # A persistent session: alerts published while the broker restarts still reach us.
+        c = make_client(f"sim-{os.getpid()}-{id(self) % 10000}",
+                        LinkConf(self.broker.host, self.broker.port), clean_start=False)
+        base = self.topics.base
+        c.on_message = self._on_message
+        c.on_connect = lambda cl, *_: cl.subscribe([(f"{base}/alert/#", 1),
+                                                    (f"{base}/response/#", 1),
+                                                    (f"{base}/node/+/health", 0)])
+        c.connect(self.broker.host, self.broker.port, keepalive=5)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        if parts[-1] == "health" and len(parts) >= 2:
+            with self._lock:
+                self.healthy.add(parts[-2])
+            return
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            return
+        if "response" in parts:
+            with self._lock:
+                self.responses[str(data.get("txn"))] = data
+            if not data.get("ok"):
+                self.command_errors.append(f"{parts[-1]}: {data.get('error')}")
+                self._emit("command_error", f"{parts[-1]}: {data.get('error')}")
+            return
+        if "alert" in parts and isinstance(data, dict) and "id" in data:
+            with self._lock:
+                self.alert_log.append(data)
+                new = data["id"] not in self.raised
+                if new:
+                    r = Raised(str(data["id"]), str(data.get("rule")),
+                               str(data.get("severity", parts[-2])), data.get("detainee"),
+                               data.get("room"), int(data.get("raised_ts") or data.get("ts")
+                                                     or 0), time.time(),
+                               str(data.get("message", "")))
+                    self.raised[r.id] = r
+            self._emit("alert", data)
+
+    # -- running -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every process and the device pump; custody time starts now."""
+        self.setup()
+        assert self.supervisor is not None
+        self._connect()
+        if self.opts.supervisor:
+            self.supervisor.start()
+            time.sleep(1.0)
+        for a in self.agents.values():
+            a.start()
+        self._pump_thread = threading.Thread(target=self._pump, name="sim-devices",
+                                             daemon=True)
+        self._pump_thread.start()
+        self.wait_ready()
+        # Custody time t=0 is now: the clock keeps running from the run's creation, steps are
+        # timed from this moment.
+        self.start_ms = self.clock.now_ms()
+        if self.opts.supervisor and not self.supervisor.running:
+            raise RuntimeError("supervisor exited at start:\n" + self.supervisor.tail())
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until every agent is up (its first health message) and then SETTLE_S more:
+        agents that start together on a small machine take seconds to import and open."""
+        deadline = time.monotonic() + timeout
+        want = set(self.agents)
+        while time.monotonic() < deadline:
+            with self._lock:
+                missing = want - self.healthy
+            if not missing:
+                break
+            for name in missing:
+                a = self.agents[name]
+                if not a.running:
+                    raise RuntimeError(f"agent {name} exited at start:\n{a.tail()}")
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"agents not up after {timeout:.0f} s: {sorted(missing)}")
+        time.sleep(SETTLE_S)
+
+    def t(self) -> float:
+        """Custody seconds since the start."""
+        return (self.clock.now_ms() - self.start_ms) / 1000.0
+
+    def run_steps(self, progress: Callable[[float], None] | None = None) -> None:
+        """Do every step at its time, then wait out the tail."""
+        steps = self.sc.plan.sorted_steps()
+        i = 0
+        end = self.sc.duration_s
+        while not self._stop.is_set():
+            now = self.t()
+            while i < len(steps) and steps[i].at_s <= now:
+                self.do(steps[i])
+                i += 1
+            if progress is not None:
+                progress(min(now, end))
+            if now >= end and i >= len(steps):
+                break
+            nxt = steps[i].at_s if i < len(steps) else end
+            time.sleep(max(0.0, min(0.1, self.clock.real_seconds(nxt - now))))
+
+    def do(self, step: Step) -> None:
+        """Carry out one step."""
+        a = step.args
+        self._emit("step", step)
+        if step.action == "move":
+            self._move(list(a["people"]), str(a["room"]))
+        elif step.action == "command":
+            self.command(str(a["command"]), str(a["user"]), dict(a["args"]))
+        elif step.action == "tap":
+            band = self.sc.centre.band_of(str(a["person"]))
+            with self._lock:
+                self.taps.append((self.readers[str(a["reader"])], band, time.time() + 0.3))
+        elif step.action == "behaviour":
+            self.floor.set_behaviour(str(a["room"]), str(a["kind"]), self.t())
+        elif step.action == "band":
+            self.floor.set_flags(str(a["person"]), bool(a.get("tamper")),
+                                 bool(a.get("battery_low")))
+        elif step.action == "camera":
+            self.cameras[str(a["camera"])].covered = bool(a["covered"])
+        elif step.action == "noise":
+            n = Noise(float(a.get("junk_rate", 0)), float(a.get("corrupt_rate", 0)),
+                      float(a.get("split_rate", 0)))
+            targets = [str(a["reader"])] if "reader" in a else list(self.readers)
+            for r in targets:
+                self.readers[r].noise = n
+        elif step.action == "fault":
+            self.fault(str(a["kind"]), str(a.get("target", "")), float(a.get("duration_s", 0)))
+
+    def _move(self, people: list[str], room: str) -> None:
+        before = self.floor.move(people, room)
+        for prev in set(before.values()):
+            if prev == OUTSIDE or room == OUTSIDE:
+                continue
+            door = self.sc.centre.door_between(prev, room)
+            if door in self.doors:
+                self.doors[door].set("open")
+                with self._lock:
+                    self.door_close.append((door, time.time() + self.clock.real_seconds(3)))
+
+    def command(self, command: str, user: str, args: dict[str, Any]) -> str:
+        """Send a staff command (times given relative to now are made absolute)."""
+        now = self.clock.now_ms()
+        out: dict[str, Any] = {}
+        for k, v in args.items():
+            if k.endswith("_s_ago"):
+                out[k[: -len("_s_ago")] + "_ts"] = now - int(float(v) * 1000)
+            elif k.endswith("_in_s"):
+                out[k[: -len("_in_s")] + "_by_ts"] = now + int(float(v) * 1000)
+            else:
+                out[k] = v
+        txn = f"sim-{next(self._txn)}"
+        assert self.client is not None
+        self.client.publish(self.topics.request(command), request_payload(txn, user, out), qos=1)
+        return txn
+
+    def fault(self, kind: str, target: str, duration_s: float) -> None:
+        """Inject a fault."""
+        self._emit("fault", f"{kind} {target}".strip())
+        if kind == "kill-broker" and self.broker is not None:
+            self.broker.kill()
+        elif kind == "start-broker" and self.broker is not None:
+            self.broker.start()
+        elif kind == "kill-node":
+            self.agents[target].kill()
+        elif kind == "start-node":
+            self.agents[target].start()
+        elif kind == "cut-node" and self.relay is not None:
+            self.relay.cut(target, self.clock.real_seconds(duration_s))
+        elif kind == "kill-supervisor" and self.supervisor is not None:
+            self.supervisor.kill()
+        elif kind == "start-supervisor" and self.supervisor is not None:
+            self.supervisor.start()
+
+    def _pump(self) -> None:
+        """Write what every device sees, at real-hardware rates scaled to the clock."""
+        rules = self.sc.centre.site.rules
+        speed = self.sc.speed
+        uhf_period = max(0.01, min(0.25, rules.presence_ttl_s / speed / 4))
+        cam_period = max(0.02, min(0.5, rules.recording_gap_s / 2 / speed / 3))
+        next_uhf = next_cam = 0.0
+        cam_last: dict[str, float] = {}
+        while not self._stop.is_set():
+            now = time.time()
+            if now >= next_uhf:
+                next_uhf = now + uhf_period
+                occ = self.floor.occupied()
+                for room, readers in self.uhf_of_room.items():
+                    people = occ.get(room, [])
+                    for vr in readers:
+                        for p in people:
+                            f = self.floor.flags_of(p)
+                            vr.read_band(self.sc.centre.band_of(p), tamper=f.tamper,
+                                         battery_low=f.battery_low)
+                        vr.port.flush()
+                with self._lock:
+                    self.taps = [(r, b, u) for r, b, u in self.taps if u > now]
+                    taps = list(self.taps)
+                    closing = [d for d, w in self.door_close if w <= now]
+                    self.door_close = [(d, w) for d, w in self.door_close if w > now]
+                for r, b, _ in taps:
+                    r.read_band(b)
+                for d in closing:
+                    self.doors[d].set("closed")
+            if now >= next_cam and self.opts.vision:
+                next_cam = now + cam_period
+                ts = self.clock.now_ms()
+                occ = self.floor.occupied()
+                for cam_id, cam in self.cameras.items():
+                    room = self.camera_room[cam_id]
+                    people = occ.get(room, [])
+                    shown = self.floor.behaviour_of(room)
+                    kind = shown[0] if shown else ""
+                    # An empty room's camera sends a line twice a (real) second, enough to
+                    # stay live; an occupied one at the full rate its heartbeats need.
+                    if not people and now - cam_last.get(cam_id, 0.0) < 0.5:
+                        continue
+                    cam_last[cam_id] = now
+                    # The person who falls or lies still: the room's detainee if any.
+                    dets = [p for p in people if p in self.sc.centre.detainees] or people
+                    subject = dets[0] if dets else None
+                    # Fast motion needs frames close together in custody time: for the first
+                    # seconds of a fall or a fight, catch up in BURST_MS steps.
+                    stamps = [ts]
+                    if (shown and kind in BURST_S and cam.last_ts
+                            and ts - self.start_ms - shown[1] * 1000 < BURST_S[kind] * 1000):
+                        stamps = list(range(cam.last_ts + BURST_MS, ts + 1, BURST_MS))[-12:]
+                    for stamp in stamps:
+                        cam.frame(stamp, people, falling=subject if kind == "fall" else None,
+                                  lying=subject if kind == "lying" else None,
+                                  fighting=kind == "fight")
+            time.sleep(min(uhf_period, cam_period) / 2)
+
+    # -- ending --------------------------------------------------------------------------
+    def score(self) -> Score:
+        """Score what was raised against what was expected."""
+        with self._lock:
+            raised = list(self.raised.values())
+        return score(self.sc.name, self.sc.plan.expected, raised, self.start_ms)
+
+    def stop(self) -> None:
+        """Stop everything, agents first (they publish 'offline'), then supervisor, broker."""
+        self._stop.set()
+        if self._pump_thread is not None:
+            self._pump_thread.join(2)
+        for a in self.agents.values():
+            if a.proc is not None and a.proc.poll() is None:
+                a.proc.terminate()
+        for a in self.agents.values():
+            a.stop(10)
+        if self.supervisor is not None:
+            self.supervisor.stop(10)
+        if self.client is not None:
+            self.client.loop_stop()
+            with contextlib.suppress(Exception):
+                self.client.disconnect()
+        if self.relay is not None and self.use_relay:
+            self.relay.stop()
+        for r in self.readers.values():
+            r.close()
+        for d in self.doors.values():
+            d.close()
+        for c in self.cameras.values():
+            c.close()
+        if self.own_broker and self.broker is not None:
+            self.broker.close()
+        if not self.opts.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_scenario(sc: Scenario, opts: RunOptions | None = None,
+                 progress: Callable[[float], None] | None = None) -> Score:
+    """Run a scenario start to finish and score it (everything stopped afterwards)."""
+    run = Run(sc, opts)
+    try:
+        run.start()
+        run.run_steps(progress)
+        # Alerts raised at the very end still have to reach us.
+        time.sleep(1.0)
+        return run.score()
+    finally:
+        run.stop()

@@ -1,0 +1,255 @@
+"""Scenario files (TOML under sim/scenarios/) and the seeded random day, turned into a Plan.
+
+    [scenario]
+    name = "never-alone"                 # defaults to the file name
+    description = "..."
+    site = "demo-centre"                 # sites/<name>.toml, or a path relative to this file
+    speed = 40                           # clock speed (custody seconds per real second)
+    seed = 1
+    tail_s = 120                         # custody seconds to keep running after the last step
+    pace = 1.0                           # < 1 shortens stages that have no legal minimum
+    [rules]                              # optional: overrides of the site's [rules]
+    [[officers]]    id, sex ("f"|"m")
+    [[detainees]]   id, case, sex, custody_type, observation, holding, team = [o1, o2],
+                    arrive_s, stay_s, interviews, violations = [...]
+    [[steps]]       at_s, action, ... (extra timed steps, e.g. faults)
+    [[expect]]      rule, detainee and/or room, within_s, from_s (for extra steps only)
+    [random]        detainees, hours, violation_rate (a generated day instead of people)
+
+Every alert a scenario must raise is listed in [[expect]]; the planned violations must agree
+with that list exactly (a scenario whose file and plan disagree is refused), and any other
+alert that fires counts as false.
+"""
+
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from protocol.alerts import RULES
+from protocol.config import ConfigError, Section, read_toml
+from protocol.site import parse_site
+from protocol.staff import OBSERVATION_LEVELS, SEXES
+
+from .actors import OUTSIDE
+from .centre import BandMaker, Centre, Detainee, Officer
+from .timetable import VIOLATIONS, Expected, Plan, Planner, Stay, make_team, predicted
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+SITES_DIR = Path(__file__).resolve().parent.parent / "sites"
+ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera")
+FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node",
+          "kill-supervisor", "start-supervisor")
+
+
+@dataclass
+class Scenario:
+    """A loaded scenario: where, who, what happens, and what must be raised."""
+
+    name: str
+    description: str
+    path: str
+    site_data: dict[str, Any]
+    centre: Centre
+    plan: Plan
+    speed: float
+    seed: int
+    tail_s: float
+    stays: list[Stay] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        """Custody seconds from start to the end of the run."""
+        return self.plan.duration_s
+
+
+def list_scenarios() -> list[Path]:
+    """The scenario files shipped in sim/scenarios/."""
+    return sorted(SCENARIO_DIR.glob("*.toml"))
+
+
+def find_scenario(name_or_file: str) -> Path:
+    """A scenario by name (sim/scenarios/<name>.toml) or by path."""
+    p = Path(name_or_file)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    return SCENARIO_DIR / f"{name_or_file}.toml"
+
+
+def _site_path(s: Section, base: Path) -> Path:
+    name = s.text("site", "demo-centre")
+    p = Path(name)
+    if p.suffix != ".toml":
+        return SITES_DIR / f"{name}.toml"
+    return p if p.is_absolute() else base / p
+
+
+def load_scenario(path: str | Path, seed: int | None = None, speed: float | None = None
+                  ) -> Scenario:
+    """Load, check and plan a scenario file; ConfigError names the file and key on error."""
+    path = Path(path)
+    top = Section(path, "", read_toml(path))
+    sc = top.section("scenario", required=True)
+    name = sc.text("name", path.stem)
+    desc = sc.text("description", "")
+    site_file = _site_path(sc, path.parent)
+    sc_speed = sc.number("speed", 30.0, lo=0.1, hi=1000.0)
+    sc_seed = sc.integer("seed", 1)
+    tail = sc.number("tail_s", 120.0, lo=0.0)
+    pace = sc.number("pace", 1.0, lo=0.05, hi=10.0)
+    sc.done()
+    site_data = read_toml(site_file)
+    overrides = top.section("rules")
+    overrides.seen.update(overrides.data)
+    if overrides.data:
+        site_data.setdefault("rules", {}).update(overrides.data)
+    site = parse_site(site_data, site_file)
+    seed = sc_seed if seed is None else seed
+    speed = sc_speed if speed is None else speed
+    centre = Centre(site)
+    bands = BandMaker(seed)
+    rand = top.section("random")
+    stays = _random_day(rand, centre, bands, seed) if rand.data else _people(top, centre, bands)
+    planner = Planner(centre, seed, pace)
+    planner.register_people()
+    end = 0.0
+    for stay in stays:
+        end = max(end, planner.detainee_day(stay))
+    plan = planner.plan
+    last = max((s.at_s for s in plan.steps), default=0.0)
+    plan.duration_s = max(end, last) + tail
+    plan.expected += predicted(planner, planner.arrivals)
+    generated = list(plan.expected)
+    for i, st in enumerate(top.sections("steps")):
+        step_at = st.number("at_s", lo=0.0)
+        action = st.text("action", choices=ACTIONS)
+        args = {k: v for k, v in st.data.items() if k not in ("at_s", "action")}
+        st.seen.update(st.data)
+        if action == "fault" and args.get("kind") not in FAULTS:
+            raise ConfigError(path, f"steps[{i}].kind", f"one of {', '.join(FAULTS)}",
+                              args.get("kind"))
+        plan.add(step_at, action, **args)
+        end = max(end, step_at + float(args.get("duration_s", 0)))
+    if not rand.data:
+        plan.expected = _expectations(top, path, generated, centre)
+    top.done()
+    last = max((s.at_s for s in plan.steps), default=0.0)
+    plan.duration_s = max(end, last) + tail
+    return Scenario(name, desc, str(path), site_data, centre, plan, speed, seed, tail, stays)
+
+
+def _people(top: Section, centre: Centre, bands: BandMaker) -> list[Stay]:
+    for o in top.sections("officers"):
+        off = Officer(o.text("id"), o.text("sex", choices=SEXES), bands.new(), o.text("name", ""))
+        o.done()
+        centre.officers[off.id] = off
+    stays = []
+    holding_rooms = centre.rooms_of_kind("holding")
+    for i, d in enumerate(top.sections("detainees")):
+        det = Detainee(d.text("id"), d.text("case"), d.text("sex", choices=SEXES),
+                       d.text("custody_type", "administrative-questioning"),
+                       d.text("observation", "level1", choices=OBSERVATION_LEVELS),
+                       bands.new(), d.text("holding", holding_rooms[i % len(holding_rooms)]),
+                       d.text("name", ""))
+        try:
+            centre.site.rules.custody_type(det.custody_type)
+        except KeyError:
+            raise d.fail("custody_type", "a custody type of the site", det.custody_type) \
+                from None
+        if det.holding not in holding_rooms:
+            raise d.fail("holding", "a holding room of the site", det.holding)
+        team = d.array("team")
+        if len(team) != 2 or not all(t in centre.officers for t in team):
+            raise d.fail("team", "two officer ids from [[officers]]", team)
+        viol = d.array("violations", [])
+        for x in viol:
+            if x not in VIOLATIONS:
+                raise d.fail("violations", f"names from {', '.join(VIOLATIONS)}", x)
+        stays.append(Stay(det.id, (team[0], team[1]), d.number("arrive_s", 60.0, lo=0.0),
+                          d.number("stay_s", 5400.0, lo=600.0), d.integer("interviews", 1, lo=0),
+                          tuple(viol)))
+        d.done()
+        centre.detainees[det.id] = det
+    return stays
+
+
+def _expectations(top: Section, path: Path, generated: list[Expected], centre: Centre
+                  ) -> list[Expected]:
+    """The file's [[expect]] list, timed by the plan; file and plan must agree exactly."""
+    listed = []
+    for i, e in enumerate(top.sections("expect")):
+        rule = e.text("rule")
+        if rule not in RULES:
+            raise e.fail("rule", "a rule id of protocol/alerts.py", rule)
+        det = e.text("detainee", "") or None
+        room = e.text("room", "") or None
+        if det is None and room is None:
+            raise e.fail("detainee", "a detainee or a room (the alert's subject)")
+        within = e.number("within_s", 0.0, lo=0.0)
+        from_s = e.number("from_s", -1.0)
+        e.done()
+        match = [g for g in generated if (g.rule, g.detainee, g.room) == (rule, det, room)]
+        if match:
+            g = match[0]
+            generated.remove(g)
+            listed.append(replace(g, within_s=within or g.within_s))
+        elif from_s >= 0 and within > 0:
+            listed.append(Expected(rule, det, room, from_s, within, "listed"))
+        else:
+            raise ConfigError(path, f"expect[{i}]", "an alert the planned violations raise "
+                              "(or from_s and within_s for one raised by extra steps)",
+                              f"{rule} {det or ''} {room or ''}".strip())
+    if generated:
+        g = generated[0]
+        raise ConfigError(path, "expect", "every alert the violations raise to be listed; "
+                          f"missing rule={g.rule} detainee={g.detainee} room={g.room}")
+    return listed
+
+
+def _random_day(s: Section, centre: Centre, bands: BandMaker, seed: int) -> list[Stay]:
+    """A seeded day: detainees arriving over the first half, some violations injected."""
+    n = s.integer("detainees", 10, lo=1, hi=100)
+    hours = s.number("hours", 8.0, lo=0.5, hi=48.0)
+    rate = s.number("violation_rate", 0.3, lo=0.0, hi=1.0)
+    kinds = s.array("violations", [v for v in VIOLATIONS if v not in ("node-offline",)])
+    s.done()
+    return random_day(centre, bands, seed, n, hours, rate, kinds)
+
+
+def random_day(centre: Centre, bands: BandMaker, seed: int, n: int, hours: float,
+               rate: float, kinds: list[str]) -> list[Stay]:
+    """Fill `centre` with a team of two officers per detainee and plan a day for each."""
+    rng = random.Random(seed)
+    holding = centre.rooms_of_kind("holding")
+    span = hours * 3600
+    stays = []
+    for i in range(n):
+        sex = rng.choice(SEXES)
+        f = Officer(f"off-{i + 1:02d}a", "f", bands.new())
+        m = Officer(f"off-{i + 1:02d}b", "m", bands.new())
+        centre.officers[f.id], centre.officers[m.id] = f, m
+        det = Detainee(f"det-{i + 1:02d}", f"case-{i + 1:02d}", sex,
+                       rng.choice(["administrative-questioning", "criminal-summons",
+                                   "continued-questioning"]),
+                       rng.choice(OBSERVATION_LEVELS), bands.new(), holding[i % len(holding)])
+        centre.detainees[det.id] = det
+        arrive = 60 + (span * 0.45) * i / max(1, n)
+        stay = rng.uniform(0.3, 0.5) * span
+        stay = min(stay, span - arrive - 1800, 0.7 * 3600 * 8)
+        viol: tuple[str, ...] = ()
+        if kinds and rng.random() < rate:
+            viol = (rng.choice(kinds),)
+        team = make_team([f, m], sex, rng)
+        stays.append(Stay(det.id, team, arrive, max(stay, 3000.0), rng.choice([1, 1, 2]), viol))
+    return stays
+
+
+def describe(sc: Scenario) -> str:
+    """One line about a scenario for `custody sim list`."""
+    return (f"{sc.name}: {len(sc.centre.detainees)} detainees, {len(sc.centre.officers)} "
+            f"officers, {sc.duration_s / 3600:.1f} h at x{sc.speed:g}, expects "
+            f"{', '.join(sorted({e.rule for e in sc.plan.expected})) or 'no alerts'}")
+
+
+__all__ = ["OUTSIDE", "Scenario", "describe", "find_scenario", "list_scenarios",
+           "load_scenario"]

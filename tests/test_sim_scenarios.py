@@ -1,0 +1,53 @@
+"""Every scenario in sim/scenarios/ passes end to end: `custody sim run` starts Mosquitto, the
+supervisor and one agent per room node, drives them through virtual devices, and the alerts
+on alert/# are exactly the expected ones (nothing missed, nothing false).
+
+The random and demo days are longer: benchmarks/bench_sim_day.py and the demo test run them.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.scenario import list_scenarios
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG = {"random-day", "demo-day"}
+SCENARIOS = [p.stem for p in list_scenarios() if p.stem not in LONG]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario_passes(name, tmp_path):
+    out = tmp_path / "score.json"
+    r = subprocess.run([sys.executable, "-m", "custody", "sim", "run", name, "--json", str(out),
+                        "--workdir", str(tmp_path / "run")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    assert out.exists(), r.stdout + r.stderr
+    s = json.loads(out.read_text())
+    assert s["scenario"] == name
+    assert not s["missed"] and not s["false"], r.stdout
+    assert len(s["latency_ms"]) == len(s["expected"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    if name == "normal-day":
+        assert s["raised"] == []
+
+
+def test_sim_run_exits_nonzero_when_an_expected_alert_is_missing(tmp_path):
+    """A scenario expecting an alert the day never causes fails with exit status 1."""
+    text = (ROOT / "sim/scenarios/never-alone.toml").read_text()
+    text = text.replace('violations = ["left-alone"]', "violations = []")
+    text = text.replace('site = "demo-centre"', f'site = "{ROOT}/sites/demo-centre.toml"')
+    text += "\nfrom_s = 100\n"
+    f = tmp_path / "wrong.toml"
+    f.write_text(text)
+    out = tmp_path / "score.json"
+    r = subprocess.run([sys.executable, "-m", "custody", "sim", "run", str(f), "--json",
+                        str(out), "--speed", "120"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    s = json.loads(out.read_text())
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [m["rule"] for m in s["missed"]] == ["never-alone"]

@@ -1,0 +1,182 @@
+"""Simulator units: frame encoders (checked against hand-made bytes from the formats and the
+agent's parsers), noisy lines, ptys with pyserial, scenario loading, plans, scoring."""
+
+import random
+from pathlib import Path
+
+import pytest
+import serial
+
+from edge_agent.drivers.rdm6300 import Rdm6300Parser
+from edge_agent.drivers.uhf_m100 import M100Parser
+from protocol.config import ConfigError
+from sim.actors import OUTSIDE
+from sim.devices.camera import VirtualCamera
+from sim.devices.frames import Noise, impair, rdm6300_frame, uhf_error, uhf_inventory
+from sim.devices.readers import VirtualReader
+from sim.scenario import list_scenarios, load_scenario
+from sim.score import Raised, score
+from sim.timetable import Expected, Plan
+
+BAND = "0a1b2c3d4e"
+
+
+def test_rdm6300_frame_bytes():
+    # 0x02, "0A1B2C3D4E", XOR 0a^1b^2c^3d^4e = 0x4e, 0x03
+    assert rdm6300_frame(BAND) == b"\x020A1B2C3D4E4E\x03"
+
+
+def test_uhf_inventory_bytes_follow_the_manual():
+    f = uhf_inventory(BAND, rssi=-60)
+    assert f[0] == 0xBB and f[-1] == 0x7E
+    assert f[1:3] == bytes([0x02, 0x22])
+    pl = int.from_bytes(f[3:5], "big")
+    assert pl == 1 + 2 + 12 + 2 and len(f) == 5 + pl + 2
+    payload = f[5:5 + pl]
+    assert payload[0] == (-60) & 0xFF
+    assert payload[1:3] == bytes([0x30, 0x00])  # PC: 6 words, no status bits
+    assert payload[3:15] == bytes(7) + bytes.fromhex(BAND)
+    assert f[-2] == sum(f[1:-2]) & 0xFF
+    assert uhf_error() == bytes([0xBB, 0x01, 0xFF, 0x00, 0x01, 0x15, 0x16, 0x7E])
+
+
+def test_agent_parsers_read_our_frames_and_status_bits():
+    reads = Rdm6300Parser().feed(rdm6300_frame(BAND) * 2)
+    assert [r.band for r in reads] == [BAND, BAND]
+    p = M100Parser()
+    reads = p.feed(uhf_inventory(BAND, tamper=True) + uhf_error() + uhf_inventory(
+        BAND, battery_low=True))
+    assert [(r.band, r.tamper, r.battery_low) for r in reads] == [
+        (BAND, True, False), (BAND, False, True)]
+
+
+@pytest.mark.parametrize("kind", ["uhf", "rdm6300"])
+def test_noisy_split_frames_lose_only_the_corrupted_ones(kind):
+    rng = random.Random(7)
+    noise = Noise(junk_rate=0.3, corrupt_rate=0.1, split_rate=0.5)
+    parser = M100Parser() if kind == "uhf" else Rdm6300Parser()
+    stream, intact = b"", 0
+    for i in range(300):
+        band = f"{i:010x}"
+        frame = uhf_inventory(band) if kind == "uhf" else rdm6300_frame(band)
+        writes, ok = impair(frame, noise, rng)
+        assert b"".join(writes).endswith(frame[-1:])
+        intact += ok
+        stream += b"".join(writes)
+    got = []
+    for i in range(0, len(stream), 7):  # fed in arbitrary pieces, as a serial port delivers
+        got += [r.band for r in parser.feed(stream[i:i + 7])]
+    assert 200 < intact < 300
+    # Every intact frame is read; a corrupted one is never read as another band.
+    assert len(got) == intact
+    assert all(int(b, 16) < 300 for b in got)
+
+
+def test_pty_reader_delivers_frames_to_pyserial():
+    vr = VirtualReader("r1", "rdm6300")
+    try:
+        with serial.Serial(vr.path, 9600, timeout=1) as port:
+            vr.read_band(BAND)
+            data = port.read(14)
+        assert Rdm6300Parser().feed(data)[0].band == BAND
+    finally:
+        vr.close()
+
+
+def test_camera_writes_kp_lines_with_33_landmarks():
+    import json
+
+    cam = VirtualCamera("c1")
+    try:
+        with serial.Serial(cam.path, timeout=1) as port:
+            cam.frame(1000, ["off-a", "det-1"])
+            cam.frame(1400, ["det-1"], falling="det-1")
+            lines = [json.loads(port.readline()) for _ in range(2)]
+        assert lines[0]["ts"] == 1000 and len(lines[0]["persons"]) == 2
+        assert all(len(p) == 33 and all(len(k) == 3 for k in p) for p in lines[0]["persons"])
+        nose, ankle = lines[0]["persons"][0][0], lines[0]["persons"][0][27]
+        assert nose[1] < ankle[1]  # upright: head above feet
+    finally:
+        cam.close()
+
+
+def test_every_shipped_scenario_loads_and_lists_its_alerts():
+    paths = list_scenarios()
+    assert any(p.stem == "normal-day" for p in paths)
+    for p in paths:
+        sc = load_scenario(p)
+        if p.stem == "normal-day":
+            assert sc.plan.expected == []
+        elif p.stem != "random-day":
+            assert sc.plan.expected, p
+        assert sc.duration_s > 0
+
+
+def _replay(plan: Plan):
+    where: dict[str, str] = {}
+    for s in plan.sorted_steps():
+        if s.action == "move":
+            for p in s.args["people"]:
+                where[p] = s.args["room"]
+        yield s, dict(where)
+
+
+def test_compliant_plan_never_leaves_a_detainee_alone_outside_holding():
+    sc = load_scenario(Path("sim/scenarios/normal-day.toml"))
+    kinds = {r.id: r.kind for r in sc.centre.site.rooms}
+    searched: set[str] = set()
+    for step, where in _replay(sc.plan):
+        if step.action == "command" and step.args["command"] == "record-search":
+            searched.add(step.args["args"]["detainee"])
+        for d in sc.centre.detainees:
+            room = where.get(d, OUTSIDE)
+            if room == OUTSIDE:
+                continue
+            if d not in searched:
+                assert kinds[room] in ("entry", "search"), (step, d, room)
+            if kinds[room] != "holding":
+                officers = [p for p, r in where.items() if r == room and p in sc.centre.officers]
+                assert officers, (step, d, room)
+
+
+def test_scenario_that_does_not_list_its_alerts_is_refused(tmp_path):
+    text = Path("sim/scenarios/never-alone.toml").read_text()
+    cut = text[: text.index("[[expect]]")]
+    f = tmp_path / "bad.toml"
+    f.write_text(cut)
+    with pytest.raises(ConfigError, match="never-alone"):
+        load_scenario(f)
+
+
+def test_score_matches_misses_and_flags_false():
+    start = 1_000_000
+    exp = [Expected("never-alone", "det-1", "information", 100, 40),
+           Expected("fall", None, "holding-1", 500, 30)]
+    raised = [Raised("a1", "never-alone", "critical", "det-1", "information",
+                     start + 112_000, 0.0),
+              Raised("a2", "never-alone", "critical", "det-2", "information",
+                     start + 112_000, 0.0),
+              Raised("a3", "fall", "critical", None, "holding-1", start + 600_000, 0.0)]
+    s = score("t", exp, raised, start)
+    assert [m["alert"] for m in s.matched] == ["a1"]
+    assert s.latency_ms == [12_000]
+    assert [m["rule"] for m in s.missed] == ["fall"]  # raised too late
+    assert sorted(f["id"] for f in s.false) == ["a2", "a3"]
+    assert not s.passed
+    assert set(s.as_json()) >= {"scenario", "expected", "raised", "missed", "false",
+                                "latency_ms"}
+
+
+def test_people_keep_their_spot_when_someone_leaves():
+    import json
+
+    cam = VirtualCamera("c2")
+    try:
+        with serial.Serial(cam.path, timeout=1) as port:
+            cam.frame(1000, ["det-1", "off-a"])
+            cam.frame(1200, ["det-1"])
+            two, one = (json.loads(port.readline()) for _ in range(2))
+        x = one["persons"][0][0][0]  # det-1's nose, alone now
+        assert min(abs(p[0][0] - x) for p in two["persons"]) < 0.02
+    finally:
+        cam.close()
