@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_prints_a_working_mosquitto_sub_line_and_a_scorecard(tmp_path):
     scenario = (ROOT / "sim/scenarios/never-alone.toml").read_text().replace(
-        'site = "demo-centre"', f'site = "{ROOT}/sites/demo-centre.toml"')
+        'site = "../sites/compact.toml"', f'site = "{ROOT}/sim/sites/compact.toml"')
     f = tmp_path / "tiny.toml"
     f.write_text(scenario)
     demo = subprocess.Popen([sys.executable, "-m", "custody", "demo", "--scenario", str(f),

@@ -141,7 +141,8 @@ def test_compliant_plan_never_leaves_a_detainee_alone_outside_holding():
 
 def test_scenario_that_does_not_list_its_alerts_is_refused(tmp_path):
     text = Path("sim/scenarios/never-alone.toml").read_text()
-    cut = text[: text.index("[[expect]]")]
+    cut = text[: text.index("[[expect]]")].replace(
+        'site = "../sites/compact.toml"', f'site = "{Path("sim/sites/compact.toml").resolve()}"')
     f = tmp_path / "bad.toml"
     f.write_text(cut)
     with pytest.raises(ConfigError, match="never-alone"):
