@@ -3,6 +3,7 @@
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from protocol.keys import load_keys
 from protocol.site import DEMO_SITE, load_site
 from protocol.transport import LinkConf
 
-from .journal import Journal, supervisor_key, verify_journal
+from .journal import read_entries, supervisor_key, verify_journal
 from .state import State
 
 
@@ -71,12 +72,11 @@ def _verify(args: argparse.Namespace) -> int:
 def replay(site_path: str, db: str) -> State:
     """Rebuild the state from a journal."""
     state = State(load_site(site_path))
-    j = Journal(db)
     try:
-        for e in j.entries():
+        for e in read_entries(db):
             state.apply(e)
-    finally:
-        j.close()
+    except (FileNotFoundError, sqlite3.DatabaseError) as e:
+        raise ConfigError(db, "(journal)", f"a readable supervisor journal ({e})") from None
     return state
 
 
@@ -90,10 +90,11 @@ def fmt_ts(ms: int | None) -> str:
 
 
 def _record(args: argparse.Namespace) -> int:
-    state = replay(args.config, args.db)
+    db = args.db or load_site(args.config).supervisor.db
+    state = replay(args.config, db)
     c = state.detainees.get(args.detainee)
     if c is None:
-        print(f"record: no detainee {args.detainee!r} in {args.db}", file=sys.stderr)
+        print(f"record: no detainee {args.detainee!r} in {db}", file=sys.stderr)
         return 1
     print(f"{c.id}: case {c.case}, sex {c.sex}, {c.custody_type}, observation {c.observation}, "
           f"band {c.band}")
@@ -116,7 +117,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _add_site(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=str(DEMO_SITE), help="site file (default: the demo)")
+    p.add_argument("--config", "--site", dest="config", default=str(DEMO_SITE),
+                   help="site file (default: the demo)")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -144,6 +146,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
     r = sub.add_parser("record", help="print one detainee's custody timeline")
     r.add_argument("detainee")
-    r.add_argument("--db", required=True)
+    r.add_argument("--db", help="journal (default: the site's supervisor.db)")
     _add_site(r)
     r.set_defaults(func=_record)

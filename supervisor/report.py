@@ -1,2 +1,180 @@
-def register(sub):  # placeholder until report lands
-    """Add nothing yet."""
+"""`custody report`: a period's compliance report, like an inspection bulletin (HTML + CSV).
+
+Alerts per rule, per room and per officer (who acknowledged or closed them), time to
+acknowledge, false-alarm rate per rule, and each detainee's time in custody against the
+legal limit. Built by replaying the journal, so it shows exactly what the supervisor knew.
+"""
+
+import argparse
+import csv
+import datetime as dt
+import html
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from protocol.site import DEMO_SITE, load_site
+
+from .cli import fmt_ts, replay
+from .rules.limits import limit_ms
+from .state import State
+
+
+def parse_time(text: str) -> int:
+    """ISO date/time (UTC when no zone) or Unix ms -> ms."""
+    if text.isdigit():
+        return int(text)
+    t = dt.datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp() * 1000)
+
+
+def collect(state: State, start: int, end: int) -> dict[str, Any]:
+    """Every figure of the report for alerts raised in [start, end)."""
+    alerts = [a for a in state.alerts.values() if start <= a["raised_ts"] < end]
+    per_rule: Counter[str] = Counter()
+    per_room: Counter[str] = Counter()
+    per_officer: Counter[str] = Counter()
+    ack_s: dict[str, list[float]] = defaultdict(list)
+    false_by_rule: Counter[str] = Counter()
+    for a in alerts:
+        per_rule[a["rule"]] += 1
+        per_room[a.get("room") or "-"] += 1
+        if a.get("acked_by"):
+            per_officer[a["acked_by"]] += 1
+            ack_s[a["rule"]].append((a["acked_ts"] - a["raised_ts"]) / 1000)
+        elif a["state"] in ("resolved", "false_alarm") and a.get("by"):
+            per_officer[a["by"]] += 1
+        if a["state"] == "false_alarm":
+            false_by_rule[a["rule"]] += 1
+    rules = []
+    for rule, n in sorted(per_rule.items()):
+        times = ack_s.get(rule, [])
+        rules.append({"rule": rule, "alerts": n, "acknowledged": len(times),
+                      "median_ack_s": round(statistics.median(times), 1) if times else "",
+                      "max_ack_s": round(max(times), 1) if times else "",
+                      "false_alarms": false_by_rule[rule],
+                      "false_alarm_rate_pct": round(100 * false_by_rule[rule] / n, 1)})
+    custody = []
+    for c in sorted(state.detainees.values(), key=lambda c: c.arrived_ms):
+        if c.arrived_ms >= end or (c.exit_ms is not None and c.exit_ms < start):
+            continue
+        until = c.exit_ms if c.exit_ms is not None else min(end, max(state.last_ts, start))
+        held_h = (until - c.arrived_ms) / 3_600_000
+        limit_h = limit_ms(state, c.id) / 3_600_000
+        custody.append({"detainee": c.id, "case": c.case, "custody_type": c.custody_type,
+                        "arrived": fmt_ts(c.arrived_ms), "exit": fmt_ts(c.exit_ms),
+                        "hours": round(held_h, 2), "limit_h": round(limit_h, 2),
+                        "pct_of_limit": round(100 * held_h / limit_h, 1),
+                        "over_limit": held_h > limit_h})
+    return {"alerts": alerts, "rules": rules,
+            "rooms": [{"room": r, "alerts": n} for r, n in sorted(per_room.items())],
+            "officers": [{"officer": o, "alerts_handled": n} for o, n in
+                         sorted(per_officer.items())],
+            "custody": custody}
+
+
+def _csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _chart(path: Path, labels: list[str], values: list[float], title: str, xlabel: str,
+           limit: list[float] | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, max(2.0, 0.35 * len(labels) + 1)))
+    ax.barh(labels or ["(none)"], values or [0], color="#4477aa")
+    if limit:
+        ax.scatter(limit, labels, color="#cc3311", marker="|", s=300, label="legal limit")
+        ax.legend(loc="lower right")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _table(rows: list[dict[str, Any]], fields: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(f)}</th>" for f in fields)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(f, '')))}</td>" for f in fields)
+                   + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_report(state: State, start: int, end: int, out: Path) -> dict[str, Any]:
+    """Write report.html, charts and CSV files into `out`; return the figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    f = collect(state, start, end)
+    tables = {
+        "alerts_per_rule": (f["rules"], ["rule", "alerts", "acknowledged", "median_ack_s",
+                                         "max_ack_s", "false_alarms", "false_alarm_rate_pct"]),
+        "alerts_per_room": (f["rooms"], ["room", "alerts"]),
+        "alerts_per_officer": (f["officers"], ["officer", "alerts_handled"]),
+        "time_in_custody": (f["custody"], ["detainee", "case", "custody_type", "arrived",
+                                           "exit", "hours", "limit_h", "pct_of_limit",
+                                           "over_limit"]),
+        "alerts": (sorted(f["alerts"], key=lambda a: a["raised_ts"]),
+                   ["id", "rule", "severity", "state", "detainee", "room", "raised_ts",
+                    "acked_by", "acked_ts", "message"]),
+    }
+    for name, (rows, fields) in tables.items():
+        _csv(out / f"{name}.csv", rows, fields)
+    _chart(out / "alerts_per_rule.png", [r["rule"] for r in f["rules"]],
+           [r["alerts"] for r in f["rules"]], "Alerts per rule", "alerts")
+    _chart(out / "false_alarm_rate.png", [r["rule"] for r in f["rules"]],
+           [r["false_alarm_rate_pct"] for r in f["rules"]], "False-alarm rate per rule", "%")
+    _chart(out / "time_in_custody.png", [c["detainee"] for c in f["custody"]],
+           [c["hours"] for c in f["custody"]], "Time in custody", "hours",
+           limit=[c["limit_h"] for c in f["custody"]])
+    over = sum(1 for c in f["custody"] if c["over_limit"])
+    sections = [
+        f"<h1>Custody compliance report: {html.escape(state.site.name)}</h1>",
+        f"<p>Period {fmt_ts(start)} to {fmt_ts(end)} (UTC). {len(f['alerts'])} alerts, "
+        f"{len(f['custody'])} detainees, {over} held past their limit.</p>",
+        "<h2>Alerts per rule</h2><img src='alerts_per_rule.png'>",
+        _table(*tables["alerts_per_rule"]),
+        "<h2>False alarms</h2><img src='false_alarm_rate.png'>",
+        "<h2>Alerts per room</h2>", _table(*tables["alerts_per_room"]),
+        "<h2>Alerts handled per officer</h2>", _table(*tables["alerts_per_officer"]),
+        "<h2>Time in custody against the limit</h2><img src='time_in_custody.png'>",
+        _table(*tables["time_in_custody"]),
+    ]
+    style = ("<style>body{font-family:sans-serif;max-width:60em;margin:auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}"
+             "</style>")
+    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
+                                      f"<title>Custody report</title>{style}</head><body>"
+                                      + "\n".join(sections) + "</body></html>\n")
+    return f
+
+
+def _run(args: argparse.Namespace) -> int:
+    db = args.db or load_site(args.config).supervisor.db
+    state = replay(args.config, db)
+    start = parse_time(args.from_) if args.from_ else 0
+    end = parse_time(args.to) if args.to else 2**62
+    f = write_report(state, start, end, Path(args.out))
+    print(f"report: {len(f['alerts'])} alerts, {len(f['custody'])} detainees -> "
+          f"{Path(args.out) / 'report.html'}")
+    return 0
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `custody report`."""
+    p = sub.add_parser("report", help="compliance report for a period (HTML with charts + CSV)")
+    p.add_argument("--db", help="journal (default: the site's supervisor.db)")
+    p.add_argument("--config", "--site", dest="config", default=str(DEMO_SITE),
+                   help="site file the journal belongs to")
+    p.add_argument("--from", dest="from_", help="start (ISO time, UTC, or Unix ms)")
+    p.add_argument("--to", help="end (ISO time, UTC, or Unix ms)")
+    p.add_argument("--out", required=True, help="directory to write into")
+    p.set_defaults(func=_run)

@@ -30,6 +30,7 @@ from .state import State
 log = logging.getLogger(__name__)
 BATCH = 500  # messages per journal transaction at most
 RULE_TICK_S = 0.1  # real seconds between rule evaluations when nothing arrives
+RULE_MIN_GAP_S = 0.02  # under load, rules run at most this often (bounds alert latency)
 
 
 class Supervisor:
@@ -98,13 +99,15 @@ class Supervisor:
         self.start()
         try:
             self.alerts.snapshot_dirty = True
-            last_rules = 0.0
+            last_rules, dirty = 0.0, False
             while not self.stop_event.is_set():
-                got = self.step(timeout=RULE_TICK_S)
+                wait = RULE_MIN_GAP_S if dirty else RULE_TICK_S
+                got = self.step(timeout=max(0.0, last_rules + wait - time.monotonic()))
+                dirty = dirty or got > 0
                 mono = time.monotonic()
-                if got or mono - last_rules >= RULE_TICK_S:
+                if mono - last_rules >= (RULE_MIN_GAP_S if dirty else RULE_TICK_S):
                     self.tick()
-                    last_rules = mono
+                    last_rules, dirty = mono, False
         finally:
             self.close()
 
@@ -112,7 +115,8 @@ class Supervisor:
         """Take up to BATCH queued messages and handle them; return how many."""
         items: list[tuple[str, bytes]] = []
         try:
-            items.append(self.inbox.get(timeout=timeout))
+            items.append(self.inbox.get(timeout=timeout) if timeout > 0 else
+                         self.inbox.get_nowait())
             while len(items) < BATCH:
                 items.append(self.inbox.get_nowait())
         except queue.Empty:

@@ -6,14 +6,18 @@ live supervisor had. See PROCESS.md for what each event and command means.
 """
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.envelope import open_payload
+from protocol.events import Event
 from protocol.site import Site
 
 from .journal import Entry
 from .process import Custody, Incident, Person, Visit, incident_id
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,14 +91,30 @@ class State:
         self.false_alarms: dict[str, int] = {}
         self.security_count = 0
         self.txns: dict[str, int] = {}
+        self.fold_errors = 0
         self.count = 0
         self.last_ts = 0
 
     # ---- folding -------------------------------------------------------------------------
 
-    def apply(self, e: Entry) -> None:
-        """Fold one journal entry into the state."""
+    def apply(self, e: Entry, event: Event | None = None) -> None:
+        """Fold one journal entry into the state (`event`: the entry, already parsed).
+
+        An entry the fold cannot use is counted and logged, never fatal: the same entry fails
+        the same way on replay, so live and replayed state still agree.
+        """
         self.count = e.idx
+        try:
+            self._apply(e, event)
+        except Exception:
+            self.fold_errors += 1
+            log.exception("journal entry #%d (%s) could not be folded into the state", e.idx,
+                          e.kind)
+
+    def _apply(self, e: Entry, event: Event | None) -> None:
+        if e.kind == "event" and event is not None:
+            self._event(event.node, event.epoch, event.seq, event.ts_ms, event.type, event.body)
+            return
         if e.kind == "event":
             opened = open_payload(e.payload)
             env = json.loads(opened.env_text)

@@ -13,12 +13,13 @@ import pytest
 from tests.supervisor_support import (
     BANDS,
     KEYS,
+    ROOM_NODE,
     SEX,
     Driver,
     Heartbeats,
     InProcess,
-    sped_up,
     make_site,
+    sped_up,
 )
 
 SPEED = 30.0
@@ -241,15 +242,9 @@ def band_status(flag: str) -> Flow:
 
 
 def unknown_band(d: Driver, bad: bool) -> None:
-    d.event(ROOM("medical" if bad else "entry"), "presence.enter",
+    d.event(ROOM_NODE["medical" if bad else "entry"], "presence.enter",
             {"band": "00000000ff", "room": "medical" if bad else "entry", "reader": "r"})
     d.wait(3)
-
-
-def ROOM(room: str) -> str:  # noqa: N802 - reads like a lookup
-    from tests.supervisor_support import ROOM_NODE
-
-    return ROOM_NODE[room]
 
 
 def reader_fault(d: Driver, bad: bool) -> None:

@@ -1,0 +1,277 @@
+"""Rules as plain functions of (state, now, timings); alert lifecycle; staff checks; ingest.
+
+No broker here: entries go through a real journal and the state fold; time is whatever `now`
+the test passes (the injectable clock).
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol.envelope import seal
+from protocol.staff import request_payload
+from protocol.topics import Topics
+from supervisor import rules as R
+from supervisor.alerts import AlertManager
+from supervisor.ingest import Ingest
+from supervisor.journal import Journal
+from supervisor.staff import Staff
+from supervisor.state import State
+from tests.supervisor_support import BANDS, KEYS, ROOM_NODE, SEX, make_site
+
+T0 = 1_700_000_000_000
+
+
+class World:
+    """A journal + state + alert manager + staff, with time set by the test."""
+
+    def __init__(self, tmp: Path, **overrides: Any) -> None:
+        self.site = make_site(**overrides)
+        self.topics = Topics(self.site.id)
+        self.journal = Journal(tmp / "j.db")
+        self.state = State(self.site)
+        self.now = T0
+        self.published: list[tuple[str, dict[str, Any]]] = []
+        self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
+        self.staff_h = Staff(self.state, self.journal, self.alerts, lambda: self.now)
+        self.ingest = Ingest(self.journal, self.state, self.topics, KEYS, self.publish,
+                             lambda: self.now)
+        self.seq: dict[str, int] = {}
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.published.append((topic, json.loads(payload)))
+
+    def at(self, seconds: float) -> "World":
+        self.now = T0 + int(seconds * 1000)
+        return self
+
+    def event(self, node: str, etype: str, body: dict[str, Any], key: bytes | None = None
+              ) -> None:
+        self.seq[node] = self.seq.get(node, 0) + 1
+        payload = seal(key or KEYS[node], node, 1, self.seq[node], self.now, etype, body)
+        self.ingest.process([(self.topics.node(node, "event"), payload)])
+
+    def enter(self, who: str, room: str) -> None:
+        self.event(ROOM_NODE[room], "presence.enter", {"band": BANDS[who], "room": room,
+                                                       "reader": "r"})
+
+    def leave(self, who: str, room: str) -> None:
+        self.event(ROOM_NODE[room], "presence.leave", {"band": BANDS[who], "room": room,
+                                                       "reader": "r"})
+
+    def staff(self, command: str, args: dict[str, Any], user: str = "o1") -> dict[str, Any]:
+        txn = f"t{len(self.state.txns)}-{self.now}"
+        return json.loads(self.staff_h.handle(command, request_payload(txn, user, args)))
+
+    def people(self) -> None:
+        for o in ("o1", "o2", "o3"):
+            assert self.staff("register-officer", {"officer": o, "band": BANDS[o],
+                                                   "sex": SEX[o]})["ok"]
+        assert self.staff("register-detainee", {
+            "detainee": "d1", "band": BANDS["d1"], "case": "c1", "sex": "m",
+            "custody_type": "short", "observation": "level1"})["ok"]
+
+    def rule(self, fn: Any) -> list[tuple[str, str | None, str | None]]:
+        return [(d.rule, d.detainee, d.room) for d in fn(self.state, self.now, self.site.rules)]
+
+
+@pytest.fixture
+def w(tmp_path):
+    world = World(tmp_path)
+    yield world
+    world.journal.close()
+
+
+def test_never_alone_waits_for_its_grace_and_uses_the_doorway_grace(w):
+    w.people()
+    w.at(0).enter("o1", "medical")
+    w.enter("d1", "medical")
+    w.at(1).leave("o1", "medical")
+    assert w.at(10.9).rule(R.never_alone) == []
+    assert w.at(11).rule(R.never_alone) == [("never-alone", "d1", "medical")]
+    w.at(12).enter("d1", "corridor")
+    assert w.at(31.9).rule(R.never_alone) == []  # corridor: 20 s in the test site
+    assert w.at(32).rule(R.never_alone) == [("never-alone", "d1", "corridor")]
+    w.at(33).enter("o2", "corridor")
+    assert w.rule(R.never_alone) == []
+
+
+def test_real_search_checks_officers_sex_and_duration(w):
+    w.people()
+    w.at(0).enter("o2", "search")  # a woman only: detainee is a man, and one officer
+    w.enter("d1", "search")
+    w.at(10).staff("record-search", {"detainee": "d1", "officers": ["o2"],
+                                     "result": "completed"})
+    [d] = R.real_search(w.state, w.now, w.site.rules)
+    assert "1 officer(s)" in d.message and "sex" in d.message and "10 s" in d.message
+
+
+def test_welfare_visit_must_be_sensor_verified(w):
+    w.people()
+    w.at(0).enter("o1", "holding-1")
+    w.enter("d1", "holding-1")
+    w.leave("o1", "holding-1")
+    assert w.at(99).rule(R.welfare_check) == []
+    [d] = R.welfare_check(w.state, w.at(100).now, w.site.rules)  # level1 120 s, warn 20 s
+    assert d.severity == "info"
+    # an officer inside long enough but the camera never sees two people: not verified
+    w.at(101).enter("o1", "holding-1")
+    w.at(110).leave("o1", "holding-1")
+    assert R.welfare_check(w.state, w.at(120).now, w.site.rules)[0].severity == "warning"
+    assert R.welfare_check(w.state, w.at(140).now, w.site.rules)[0].severity == "critical"
+    w.at(141).enter("o1", "holding-1")
+    w.event("node-holding", "person_count", {"camera": "c", "room": "holding-1", "count": 2})
+    w.at(147).leave("o1", "holding-1")
+    assert w.rule(R.welfare_check) == []
+    assert w.state.detainees["d1"].last_verified_ms == T0 + 147_000
+
+
+def test_time_limit_stages_replace_each_other(w):
+    w.people()  # short: 1 h, warn at 75 %, 90 %, 10 min before
+    assert w.at(2699).rule(R.time_limit) == []
+    msgs = [R.time_limit(w.state, w.at(s).now, w.site.rules)[0].message
+            for s in (2700, 3000, 3240, 3600)]
+    assert [m.split(": time in custody ")[1].split(" of")[0] for m in msgs] == \
+        ["75 %", "10 min left", "90 %", "limit exceeded"]
+    assert w.staff("approve-extension", {"detainee": "d1", "hours": 2})["ok"]
+    assert w.rule(R.time_limit) == []
+
+
+def test_alert_lifecycle_escalates_unless_acknowledged_and_never_raises_twice(tmp_path):
+    w = World(tmp_path, alert_escalate_after_s=60)
+    w.people()
+    w.at(0).enter("d1", "medical")
+    w.at(20)
+    w.alerts.reconcile(w.now)
+    raised = [m for _, m in w.published if m.get("state") == "raised"]
+    assert sorted(m["rule"] for m in raised) == ["never-alone", "search-first"]
+    alone = next(m for m in raised if m["rule"] == "never-alone")
+    first = next(m for m in raised if m["rule"] == "search-first")
+    assert w.staff("ack-alert", {"alert": first["id"], "action": "on my way"})["ok"]
+    w.published.clear()
+    w.at(81)
+    w.alerts.reconcile(w.now)
+    states = [(m["rule"], m["state"], m["severity"]) for _, m in w.published if "rule" in m]
+    # never-alone (critical) escalates to... critical stays critical; search-first was acked
+    assert states == [("never-alone", "escalated", "critical")]
+    w.alerts.reconcile(w.now)
+    assert len([m for _, m in w.published if "rule" in m]) == 1  # no duplicate
+    w.at(82).enter("o1", "medical")
+    w.alerts.reconcile(w.now)
+    assert w.state.alerts[alone["id"]]["state"] == "resolved"
+    r = w.staff("false-alarm", {"alert": first["id"], "note": "drill"}, user="o2")
+    assert r["ok"] and w.state.false_alarms == {"search-first": 1}
+    assert not w.staff("resolve-alert", {"alert": first["id"]})["ok"]  # already closed
+    w.journal.close()
+
+
+def test_staff_refuses_bad_commands_whole(w):
+    w.people()
+    before = w.journal.count
+    bad = [
+        ("register-detainee", {"detainee": "d2", "band": BANDS["o1"], "case": "c", "sex": "m",
+                               "custody_type": "short", "observation": "level1"}, "in use"),
+        ("register-detainee", {"detainee": "d2", "band": "0101", "case": "c", "sex": "m",
+                               "custody_type": "nope", "observation": "level1"}, "custody_type"),
+        ("record-search", {"detainee": "dx", "officers": [], "result": "completed"},
+         "not registered"),
+        ("approve-extension", {"detainee": "d1", "hours": 5}, "one of [2]"),
+        ("approve-temporary-exit", {"detainee": "d1", "return_by_ts": T0 - 1, "reason": "x"},
+         "future"),
+        ("property-in", {"item": "knife"}, "not logged"),
+        ("ack-alert", {"alert": "nope", "action": "x"}, "does not exist"),
+        ("log-belongings", {"detainee": "d1", "locker": "l1"}, "missing argument 'items'"),
+    ]
+    for cmd, args, why in bad:
+        r = w.staff(cmd, args)
+        assert not r["ok"] and why in r["error"], (cmd, r)
+    assert w.journal.count == before
+
+
+def test_duplicates_are_acked_again_and_journaled_once(w):
+    payload = seal(KEYS["node-entry"], "node-entry", 1, 1, T0, "door",
+                   {"door": "d1", "state": "open"})
+    topic = w.topics.node("node-entry", "event")
+    w.ingest.process([(topic, payload), (topic, payload)])
+    w.ingest.process([(topic, payload)])
+    acks = [m for t, m in w.published if t.endswith("/ack")]
+    assert [json.loads(a["env"])["body"]["seqs"] for a in acks] == [[1, 1], [1]]
+    assert w.journal.count == 1
+
+
+def test_rejected_messages_are_journaled_alerted_and_kept_out_of_state(w):
+    forged = seal(KEYS["node-search"], "node-entry", 1, 1, T0, "presence.enter",
+                  {"band": "00000000ff", "room": "medical", "reader": "r"})
+    w.ingest.process([(w.topics.node("node-entry", "event"), forged),
+                      (w.topics.node("node-entry", "event"), b"not json")])
+    kinds = [e.kind for e in w.journal.entries()]
+    assert kinds == ["security", "security"]
+    assert not w.state.rooms["medical"].bands
+    assert w.rule(R.incidents) == [("security", None, "entry"), ("security", None, "entry")]
+    assert not [t for t, _ in w.published if t.endswith("/ack")]
+
+
+def test_gap_then_fill(w):
+    topic = w.topics.node("node-entry", "event")
+    for s in (1, 4):
+        w.ingest.process([(topic, seal(KEYS["node-entry"], "node-entry", 1, s, T0, "door",
+                                       {"door": "d", "state": "open"}))])
+    assert w.state.nodes["node-entry"].gaps == [[2, 3, T0]]
+    assert w.at(10).rule(R.missing_events) == [("missing-events", None, "entry")]
+    for s in (3, 2):
+        w.ingest.process([(topic, seal(KEYS["node-entry"], "node-entry", 1, s, T0, "door",
+                                       {"door": "d", "state": "open"}))])
+    assert w.state.nodes["node-entry"].gaps == []
+
+
+def test_report_and_record_from_the_journal(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    from tests.supervisor_support import write_files
+
+    w = World(tmp_path)
+    w.people()
+    w.at(0).enter("d1", "medical")
+    w.alerts.reconcile(w.at(20).now)
+    alone = next(a for a in w.state.alerts.values() if a["rule"] == "never-alone")
+    w.at(50).staff("ack-alert", {"alert": alone["id"], "action": "escort sent"}, user="o2")
+    w.at(60).staff("false-alarm", {"alert": alone["id"], "note": "band fell off"}, user="o2")
+    w.at(70).staff("approve-disposition", {"detainee": "d1", "disposition": "release"})
+    w.at(80).enter("d1", "exit")
+    w.journal.close()
+    site_file, _ = write_files(tmp_path)
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "custody", "report", "--db", str(tmp_path / "j.db"),
+                        "--config", str(site_file), "--from", str(T0 - 1000), "--to",
+                        str(T0 + 3_600_000), "--out", str(out)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    html = (out / "report.html").read_text()
+    assert "alerts_per_rule.png" in html and (out / "time_in_custody.png").stat().st_size > 1000
+    rows = {row["rule"]: row for row in csv.DictReader((out / "alerts_per_rule.csv").open())}
+    assert rows["never-alone"]["false_alarm_rate_pct"] == "100.0"
+    assert rows["never-alone"]["median_ack_s"] == "30.0"
+    officers = list(csv.DictReader((out / "alerts_per_officer.csv").open()))
+    assert {"officer": "o2", "alerts_handled": "1"} in officers
+    custody = next(csv.DictReader((out / "time_in_custody.csv").open()))
+    assert custody["detainee"] == "d1" and custody["limit_h"] == "1.0"
+    rec = subprocess.run([sys.executable, "-m", "custody", "record", "d1", "--db",
+                          str(tmp_path / "j.db"), "--config", str(site_file)],
+                         capture_output=True, text=True, timeout=60)
+    assert rec.returncode == 0, rec.stderr
+    for text in ("registered by o1", "enters medical", "ALERT never-alone",
+                 "acknowledged by o2", "disposition release", "exit (release)"):
+        assert text in rec.stdout, rec.stdout
+
+
+def test_fast_ack_is_byte_identical_to_the_protocol_ack():
+    from protocol.verifier import ack_payload
+    from supervisor.ingest import fast_ack_payload
+
+    for node, seqs in (("node-entry", [3, 1, 2]), ("n", []), ("node-9", list(range(500)))):
+        assert fast_ack_payload(b"k" * 32, node, 77, T0, 4, seqs) == \
+            ack_payload(b"k" * 32, node, 77, T0, 4, seqs)
