@@ -7,15 +7,17 @@ pings the systemd watchdog.
 """
 
 import importlib
+import json
 import logging
 import queue
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from types import FrameType
 from typing import Any
 
+from protocol.canonical import CanonicalError, dumps
 from protocol.clock import Clock, from_env
 from protocol.envelope import VerifyError, seal, verify
 from protocol.events import BodyError, validate_body
@@ -29,13 +31,14 @@ from .health import HostStats
 from .link import Link
 from .local_rules import Inputs, LocalRules
 from .outbox import Outbox, OutboxFull
-from .presence import Presence, ReaderRole
+from .presence import Presence, PresentBand, ReaderRole
 from .roster import Roster, RosterError, load_json, verify_roster
 from .sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
-SEND_WINDOW = 200  # events published and not yet acked
+BROKER_WINDOW = 200  # events handed to paho and not yet PUBACKed by the broker
+RETRANSMIT_MAX_S = 300.0  # retransmit interval cap while no ack comes back at all
 SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
 
 
@@ -66,6 +69,11 @@ class Agent:
             roles[r.id] = ReaderRole(r.id, r.role, side, r.door)
         self.presence = Presence(self.room.id, roles, conf.site.rules.presence_ttl_s,
                                  conf.crossing_window_s, conf.tap_rearm_s)
+        # Presence survives a restart: bands present before it stay until their TTL runs out.
+        now = self.clock.now()
+        for band, reader in (self.outbox.get_json("present", {}) or {}).items():
+            self.presence.present[band] = PresentBand(reader, now, now)
+        self._present_saved = set(self.presence.present)
         self.rules = LocalRules(self.room, conf.site.rules,
                                 self.room.id in conf.site.doorway_rooms())
         self.readers = [SerialReader(r.id, r.type, r.port, r.baud, self._on_reads,
@@ -79,7 +87,11 @@ class Agent:
         self.host = HostStats()
         self.online = False  # the loop's view: set when it has handled ("connected",)
         self.cursor = 0  # highest seq published since the last (re)connect / go-back
-        self.inflight: dict[int, float] = {}  # seq -> monotonic time published
+        # seq -> monotonic time last published, for events sent and not acked, in send order
+        self.sent: OrderedDict[int, float] = OrderedDict()
+        self.pubq: deque[Any] = deque()  # paho MQTTMessageInfo of publishes not yet PUBACKed
+        self.retransmit_s = conf.retransmit_s  # doubles while no ack comes back
+        self.supervisor_online: bool | None = None  # from its retained availability
         self.faults: dict[str, str] = {}  # active fault key -> fault id
         self._fault_n = 0
         self._checksum_seen: dict[str, int] = {}
@@ -102,15 +114,26 @@ class Agent:
     # ---- events ---------------------------------------------------------------------------
 
     def emit(self, event_type: str, body: dict[str, Any]) -> int | None:
-        """Validate, commit to the outbox, publish; return the seq (None if refused)."""
+        """Validate, commit to the outbox, publish; return the seq (None if refused).
+
+        Presence events commit the room's present set in the same transaction, so a restart
+        (even kill -9) resumes exactly the presence the published events describe.
+        """
         try:
             validate_body(event_type, body)
-        except BodyError as e:
+            dumps(body)  # floats and other values canonical JSON cannot carry
+        except (BodyError, CanonicalError) as e:
             self.counts["bad_events"] += 1
             log.error("refused a malformed %s event: %s", event_type, e)
             return None
+        meta = None
+        if event_type in ("presence.enter", "presence.leave"):
+            meta = {"present": json.dumps({b: p.reader
+                                           for b, p in self.presence.present.items()})}
+            self._present_saved = set(self.presence.present)
         try:
-            stored = self.outbox.append(event_type, body, reserved=event_type in SYSTEM_EVENTS)
+            stored = self.outbox.append(event_type, body, reserved=event_type in SYSTEM_EVENTS,
+                                        meta=meta)
         except OutboxFull as e:
             if self.outbox.rejected == 1 or self.outbox.rejected % 1000 == 0:
                 log.error("%s; %d events rejected so far", e, self.outbox.rejected)
@@ -142,31 +165,39 @@ class Agent:
     # ---- publishing -----------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Publish unacked events in sequence order while the send window has room."""
+        """Publish unacked events in sequence order, as fast as the broker PUBACKs them."""
         if not self.online:
             return
-        room = SEND_WINDOW - len(self.inflight)
+        while self.pubq and self.pubq[0].is_published():
+            self.pubq.popleft()
+        room = BROKER_WINDOW - len(self.pubq)
         if room <= 0 or self.cursor >= self.outbox.next_seq - 1:
             return
         topic = self.topics.node(self.node, "event")
         now = time.monotonic()
         for ev in self.outbox.after(self.cursor, room):
-            if not self.link.publish(topic, ev.payload):
+            info = self.link.publish(topic, ev.payload)
+            if info is None:
                 return  # the link went down; ("disconnected",) is on its way
-            self.inflight[ev.seq] = now
+            self.pubq.append(info)
+            self.sent.pop(ev.seq, None)
+            self.sent[ev.seq] = now
             self.cursor = ev.seq
 
     def _retransmit_due(self) -> None:
-        if not self.inflight or not self.online:
-            return
-        oldest = min(self.inflight.values())
-        if time.monotonic() - oldest >= self.conf.retransmit_s:
+        """Go back to the oldest unacked event when the supervisor has not acked in time."""
+        if not self.sent or not self.online or self.supervisor_online is False:
+            return  # a supervisor known to be offline gets everything when it comes back
+        if time.monotonic() - next(iter(self.sent.values())) >= self.retransmit_s:
             self.counts["retransmits"] += 1
+            # Nothing acked for a whole interval: back off so a long absence costs little.
+            self.retransmit_s = min(self.retransmit_s * 2, RETRANSMIT_MAX_S)
             self._go_back()
 
     def _go_back(self) -> None:
         """Send again from the oldest unacked event, in order."""
-        self.inflight.clear()
+        self.sent.clear()
+        self.pubq.clear()
         first = self.outbox.oldest()
         self.cursor = 0 if first is None else first - 1
         self.pump()
@@ -176,6 +207,9 @@ class Agent:
             parsed = self.topics.parse(topic)
         except TopicError:
             self.counts["bad_topic"] += 1
+            return
+        if parsed.kind == "supervisor" and parsed.channel == "availability":
+            self._on_supervisor(payload)
             return
         if parsed.kind != "node" or parsed.node != self.node:
             return
@@ -197,9 +231,20 @@ class Agent:
         if epoch != self.outbox.epoch:
             self.counts["ack_other_epoch"] += 1
             return
-        for s in self.outbox.ack(epoch, seqs):
-            self.inflight.pop(s, None)
+        deleted = self.outbox.ack(epoch, seqs)
+        for s in deleted:
+            self.sent.pop(s, None)
+        if deleted:
+            self.retransmit_s = self.conf.retransmit_s
         self.pump()
+
+    def _on_supervisor(self, payload: bytes) -> None:
+        online = payload == b"online"
+        came_back = online and self.supervisor_online is not True
+        self.supervisor_online = online
+        if came_back and self.outbox.depth:
+            self.retransmit_s = self.conf.retransmit_s
+            self._go_back()  # it may have missed what we sent while it was away
 
     def _on_roster(self, payload: bytes) -> None:
         if not payload:
@@ -239,19 +284,30 @@ class Agent:
             self._go_back()  # replay every unacked event in order
         elif kind == "disconnected":
             self.online = False
-            self.inflight.clear()
+            self.pubq.clear()
         elif kind == "message":
             self._on_message(item[1], item[2])
         elif kind == "stop":
             self.stopping.set()
+
+    def _save_presence(self) -> None:
+        if set(self.presence.present) != self._present_saved:
+            self._present_saved = set(self.presence.present)
+            self.outbox.put_json("present", {b: p.reader
+                                             for b, p in self.presence.present.items()})
 
     def tick(self) -> None:
         """Presence TTL and the local rules, against the custody clock."""
         now, mono = self.clock.now(), time.monotonic()
         for etype, body in self.presence.tick(now, mono):
             self.emit(etype, body)
+        self._save_presence()
         inputs = Inputs(frozenset(self.presence.present), frozenset(self.presence.recently_seen()),
                         dict(self.presence.status), self.roster, self.outbox.high_water)
+        if self.outbox.high_water != ("outbox" in self.faults):
+            self.fault("outbox", "new" if self.outbox.high_water else "end", "outbox",
+                       "high-water", f"{self.outbox.depth} of {self.outbox.capacity} events",
+                       self.outbox.depth)
         events = self.rules.evaluate(now, inputs)
         for etype, body in events:
             self.emit(etype, body)
@@ -281,6 +337,8 @@ class Agent:
             "roster_version": -1 if self.roster is None else self.roster.version,
             "callback_errors": sum(self.link.errors.counts.values()),
             "retransmits": self.counts["retransmits"],
+            "bad_events": self.counts["bad_events"],
+            "loop_errors": self.counts["loop_errors"],
             "connects": self.link.connects,
         }
         obj.update(self.host.sample())
@@ -339,14 +397,14 @@ class Agent:
         self.notifier.notify("READY=1")
         log.info("agent %s up: room %s, epoch %d, %d unacked", self.node, self.room.id,
                  self.outbox.epoch, self.outbox.depth)
-        step = max(0.005, min(0.2, 0.2 / self.clock.speed))
+        idle_wait = 0.2  # real seconds: the loop also wakes for every queued item
         next_health = time.monotonic() + 1.0
         wd = self.notifier.watchdog_interval()
         next_wd = time.monotonic()
         try:
             while not self.stopping.is_set():
                 try:
-                    item = self.items.get(timeout=step)
+                    item = self.items.get(timeout=self._wait(idle_wait))
                     self.handle(item)
                     for _ in range(500):  # drain a burst without starving the tick
                         self.handle(self.items.get_nowait())
@@ -373,6 +431,17 @@ class Agent:
         finally:
             self._shutdown()
         return 0
+
+    def _wait(self, idle: float) -> float:
+        """Real seconds the loop may sleep: until the next presence expiry or rule deadline
+        (custody time, so a sped-up clock wakes it sooner), at most `idle`."""
+        due = [t for t in (self.presence.next_change(), self.rules.next_deadline())
+               if t is not None]
+        if not due:
+            return idle
+        # A little past the deadline, so that one wake-up finds it due.
+        left = (min(due) - self.clock.now()) / self.clock.speed + 0.002
+        return min(idle, max(0.001, left))
 
     def stop(self) -> None:
         """Ask the loop to stop (safe from a signal handler or another thread)."""

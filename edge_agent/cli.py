@@ -2,6 +2,8 @@
 
 import argparse
 import logging
+import sqlite3
+import sys
 
 from .config import load_agent_config
 
@@ -12,7 +14,11 @@ def _run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .agent import run_agent
 
-    return run_agent(conf)
+    try:
+        return run_agent(conf)
+    except (sqlite3.Error, OSError) as e:  # e.g. an outbox on a full or read-only card
+        print(f"custody: agent {conf.node.id}: outbox {conf.outbox}: {e}", file=sys.stderr)
+        return 1
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

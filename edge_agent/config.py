@@ -88,7 +88,7 @@ def load_agent_config(path: str | Path) -> AgentConfig:
     vision = a.flag("vision", True)
     retransmit = a.number("retransmit_s", 10, lo=0.1, hi=3600)
     crossing = a.number("crossing_window_s", 10, lo=0.1, hi=600)
-    rearm = a.number("tap_rearm_s", 1.0, lo=0.0, hi=60)
+    rearm = a.number("tap_rearm_s", 0.5, lo=0.0, hi=60)
     level = a.text("log_level", "info", choices=LOG_LEVELS)
     a.done()
 

@@ -74,6 +74,7 @@ class _Threaded:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_change: DoorCallback | None = None
+        self.failures = 0
 
     def start(self, on_change: DoorCallback) -> None:
         """Begin reporting changes."""
@@ -94,12 +95,17 @@ class _Threaded:
             self._on_change(self.door, state)
 
     def _guarded(self) -> None:
+        backoff, last = 1.0, ""
         while not self._stop.is_set():
             try:
                 self._run()
-            except Exception:  # keep the door alive whatever happens
-                log.exception("door %s: input failed; retrying", self.door)
-                self._stop.wait(1.0)
+            except Exception as e:  # keep the door alive whatever happens
+                if repr(e) != last:  # say it once, not every retry
+                    log.exception("door %s: input failed; retrying", self.door)
+                    last = repr(e)
+                self.failures += 1
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
 
     def _run(self) -> None:
         raise NotImplementedError
@@ -116,7 +122,7 @@ class LineDoor(_Threaded):
 
     def stats(self) -> dict[str, int]:
         """Counters for health."""
-        return {"bad_lines": self.bad_lines, "reopens": self.reopens}
+        return {"bad_lines": self.bad_lines, "reopens": self.reopens, "failures": self.failures}
 
     def _run(self) -> None:
         backoff = 0.1
@@ -181,7 +187,7 @@ class GpioDoor(_Threaded):
 
     def stats(self) -> dict[str, int]:
         """Counters for health."""
-        return {"pin": self.pin}
+        return {"pin": self.pin, "failures": self.failures}
 
     def _run(self) -> None:
         from gpiozero import Button  # Pi only: imported when a GPIO door exists

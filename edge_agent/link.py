@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 15.0
 # Items put on the agent's queue: ("connected",), ("disconnected",), ("message", topic, bytes)
+# (acks, roster and the supervisor's availability).
 ItemSink = Callable[[tuple[Any, ...]], None]
 
 
@@ -70,7 +71,8 @@ class Link:
         self.connects += 1
         client.publish(self.availability, b"online", qos=1, retain=True)
         client.subscribe([(self.topics.node(self.node, "ack"), 1),
-                          (self.topics.node(self.node, "roster"), 1)])
+                          (self.topics.node(self.node, "roster"), 1),
+                          (self.topics.supervisor("availability"), 1)])
         self.connected.set()
         log.info("connected to %s:%d", self.conf.host, self.conf.port)
         self.sink(("connected",))
@@ -91,12 +93,13 @@ class Link:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.sink(("message", msg.topic, bytes(msg.payload)))
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
-        """Queue one QoS 1 message; False when not connected (the outbox keeps events)."""
+    def publish(self, topic: str, payload: bytes, retain: bool = False
+                ) -> mqtt.MQTTMessageInfo | None:
+        """Queue one QoS 1 message; None when not connected (the outbox keeps events)."""
         if not self.connected.is_set():
-            return False
+            return None
         info = self.client.publish(topic, payload, qos=1, retain=retain)
-        return info.rc == mqtt.MQTT_ERR_SUCCESS
+        return info if info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
     def stop(self, timeout: float = 2.0) -> None:
         """Say `offline` (a clean disconnect fires no last will), then disconnect."""

@@ -54,6 +54,7 @@ class LocalRules:
     rules: Rules
     doorway: bool  # corridors: the longer never-alone grace
     since: dict[Key, float] = field(default_factory=dict)
+    grace: dict[Key, float] = field(default_factory=dict)  # of conditions not yet raised
     active: dict[Key, ActiveAlert] = field(default_factory=dict)
     _n: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
 
@@ -88,6 +89,7 @@ class LocalRules:
         """Local alert events for this tick (custody time `now`)."""
         out: list[EventOut] = []
         conds = self.conditions(i)
+        self.grace.clear()
         for key, c in conds.items():
             start = self.since.setdefault(key, now)
             a = self.active.get(key)
@@ -99,12 +101,19 @@ class LocalRules:
                 a = ActiveAlert(f"{key[0]}-{int(now * 1000):x}-{next(self._n)}", key[0], c.bands)
                 self.active[key] = a
                 out.append(self._event(a, "new", c.detail))
+            else:
+                self.grace[key] = c.grace_s
         for key in [k for k in self.since if k not in conds]:
             del self.since[key]
             a = self.active.pop(key, None)
             if a is not None:
                 out.append(self._event(a, "end", "condition cleared"))
         return out
+
+    def next_deadline(self) -> float | None:
+        """Custody time at which a pending condition's grace runs out, if any is pending."""
+        times = [self.since[k] + g for k, g in self.grace.items()]
+        return min(times) if times else None
 
     def _event(self, a: ActiveAlert, phase: str, detail: str) -> EventOut:
         return ("local_alert", {"id": a.id, "phase": phase, "rule": a.rule, "room": self.room.id,

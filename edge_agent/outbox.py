@@ -98,9 +98,10 @@ class Outbox:
         v = self.get(k)
         return default if v is None else json.loads(v)
 
-    def append(self, event_type: str, body: dict[str, Any], *, reserved: bool = False
-               ) -> Stored:
-        """Seal and commit one event; raise OutboxFull (counted) when at capacity."""
+    def append(self, event_type: str, body: dict[str, Any], *, reserved: bool = False,
+               meta: dict[str, str] | None = None) -> Stored:
+        """Seal and commit one event (with `meta` values in the same transaction); raise
+        OutboxFull (counted) when at capacity."""
         limit = self.capacity + (self.reserve if reserved else 0)
         if self.depth >= limit:
             self.rejected += 1
@@ -112,6 +113,8 @@ class Outbox:
             self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
                             (seq, ts, event_type, payload))
             self.db.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(seq + 1),))
+            for k, v in (meta or {}).items():
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
         self.next_seq = seq + 1
         self.depth += 1
         self._update_high_water()

@@ -40,7 +40,7 @@ class Presence:
     readers: dict[str, ReaderRole]
     ttl_s: float
     crossing_window_s: float = 10.0
-    tap_rearm_s: float = 1.0
+    tap_rearm_s: float = 0.5
     present: dict[str, PresentBand] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)  # any reader, custody time
     status: dict[str, tuple[bool, bool]] = field(default_factory=dict)  # band -> (tamper, low)
@@ -107,6 +107,11 @@ class Presence:
             if now - t > self.ttl_s and band not in self.present:
                 del self.last_seen[band]
         return out
+
+    def next_change(self) -> float | None:
+        """Custody time at which the next band expires (leave / no longer recently seen)."""
+        times = [p.last_seen for p in self.present.values()] + list(self.last_seen.values())
+        return min(times) + self.ttl_s if times else None
 
     def recently_seen(self) -> set[str]:
         """Bands read by any reader of the node within the TTL (or present)."""

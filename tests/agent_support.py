@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from protocol.envelope import VerifyError, seal, verify
 from protocol.events import Event
 from protocol.topics import Topics
+from protocol.transport import LinkConf, make_client
 from protocol.verifier import ack_payload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,17 +193,19 @@ class AgentProcess:
 class Observer:
     """Subscribes to the node's topics, verifies events and health, keeps them in order."""
 
-    def __init__(self, broker: Any, client_id: str = "observer") -> None:
+    def __init__(self, broker: Any, client_id: str = "observer",
+                 conf: LinkConf | None = None) -> None:
         self.events: list[Event] = []
         self.health: list[dict[str, Any]] = []
         self.availability: list[str] = []
         self.bad: list[str] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=False)
+        conf = conf or LinkConf(broker.host, broker.port)
+        self.client = make_client(client_id, conf, clean_start=False)
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.connect_async(broker.host, broker.port, 5)
+        self.client.connect_async(conf.host, conf.port, 5)
         self.client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, *a: Any) -> None:
@@ -249,17 +252,26 @@ class Observer:
 class Acker:
     """Acts like the supervisor's ingest: verify, dedupe by (node, epoch, seq), ack."""
 
-    def __init__(self, broker: Any, client_id: str = "acker") -> None:
+    def __init__(self, broker: Any, client_id: str = "acker",
+                 conf: LinkConf | None = None, announce: bool = False) -> None:
+        self.announce = announce
         self.first: list[tuple[int, int]] = []  # (epoch, seq) in first-arrival order
         self.seen: set[tuple[int, int]] = set()
         self.duplicates = 0
         self.ack_seq = 0
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        self.client.on_connect = lambda c, *a: c.subscribe(TOPICS.node(NODE, "event"), 1)
+        conf = conf or LinkConf(broker.host, broker.port)
+        self.client = make_client(client_id, conf)
+        self.client.reconnect_delay_set(1, 2)
+        self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.connect_async(broker.host, broker.port, 5)
+        self.client.connect_async(conf.host, conf.port, 5)
         self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, *a: Any) -> None:
+        client.subscribe(TOPICS.node(NODE, "event"), 1)
+        if self.announce:  # as the supervisor does: its retained availability
+            client.publish(TOPICS.supervisor("availability"), b"online", qos=1, retain=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         ev = verify(bytes(msg.payload), {NODE: KEY}, topic_node=NODE)
@@ -303,3 +315,79 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, log: Callable[[
             return v
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}\n--- agent log ---\n{log()[-3000:]}")
+
+
+def wait_up(obs: Observer, agent: AgentProcess, timeout: float = 15) -> None:
+    """Wait for health from this very agent process with every reader port open."""
+    def up() -> bool:
+        if not obs.health or agent.proc is None:
+            return False
+        h = obs.health[-1]["obj"]
+        return bool(h["pid"] == agent.proc.pid and all(r["open"] for r in h["readers"].values()))
+
+    wait_for(up, timeout, "the agent up with its readers open", agent.log_text)
+
+
+def band(i: int) -> str:
+    """The i-th test band id."""
+    return f"{0xB0000000 + i:010x}"
+
+
+def read_bands(rig: Rig, ids: range) -> None:
+    """One UHF inventory notice per band (each becomes presence.enter, then leave)."""
+    from edge_agent.drivers import uhf_m100
+
+    for i in ids:
+        rig.uhf.write(uhf_m100.inventory_notice(uhf_m100.band_epc(band(i))))
+
+
+def assert_in_order_without_gaps(acker: Acker) -> list[int]:
+    """Every event reached the acker once after dedupe, first arrivals in sequence order."""
+    with acker.lock:
+        first = list(acker.first)
+    epochs = {e for e, _ in first}
+    assert len(epochs) == 1, epochs
+    seqs = [s for _, s in first]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs
+    return seqs
+
+
+def run_outage(broker: Any, tmp: Path, outage_s: float, n_before: int = 20,
+               n_during: int = 20) -> dict[str, Any]:
+    """Broker stopped for `outage_s` while events happen, then restarted: nothing lost."""
+    rig = Rig()
+    cfg = write_config(tmp, broker, rig, write_site(tmp))
+    obs = Observer(broker)
+    acker = Acker(broker)
+    agent = AgentProcess(cfg).start()
+    try:
+        wait_up(obs, agent)
+        read_bands(rig, range(n_before))
+        wait_for(lambda: len(acker.first) >= 2 * n_before, 20, "events before the outage",
+                 agent.log_text)
+        broker.stop()
+        t0 = time.monotonic()
+        read_bands(rig, range(n_before, n_before + n_during))  # committed, not publishable
+        time.sleep(max(0.0, outage_s - (time.monotonic() - t0)))
+        broker.start()
+        restarted = time.monotonic()
+        total = 2 * (n_before + n_during)
+        wait_for(lambda: len(acker.first) >= total, 60, "every event after the restart",
+                 agent.log_text)
+        caught_up_s = time.monotonic() - restarted
+        wait_for(lambda: obs.health and obs.health[-1]["queue"] == 0
+                 and obs.availability[-1] == "online"
+                 and "offline" in obs.availability[obs.availability.index("online"):],
+                 30, "empty outbox and availability offline then online", agent.log_text)
+        seqs = assert_in_order_without_gaps(acker)
+        enters = {e.body["band"] for e in obs.unique("presence.enter")}
+        assert enters == {band(i) for i in range(n_before + n_during)}
+        availability = list(obs.availability)
+        assert agent.terminate() == 0
+        return {"events": len(seqs), "duplicates": acker.duplicates,
+                "caught_up_s": caught_up_s, "availability": availability}
+    finally:
+        agent.close()
+        acker.close()
+        obs.close()
+        rig.close()

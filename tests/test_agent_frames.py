@@ -12,6 +12,7 @@ from tests.agent_support import (
     Rig,
     publish_roster,
     wait_for,
+    wait_up,
     write_config,
     write_site,
 )
@@ -38,7 +39,7 @@ def test_noisy_split_and_bad_frames_become_exact_events(broker, tmp_path):
     obs = Observer(broker)
     agent = AgentProcess(cfg).start()
     try:
-        wait_for(lambda: obs.health, 15, "first health", agent.log_text)
+        wait_up(obs, agent)
         off = uhf_m100.inventory_notice(uhf_m100.band_epc(OFFICER), rssi=-55)
         det = uhf_m100.inventory_notice(uhf_m100.band_epc(DETAINEE), rssi=-61)
         # Noise, a frame split across writes, 3 bad checksums of a third band, an error frame.

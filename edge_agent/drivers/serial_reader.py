@@ -75,7 +75,8 @@ class SerialReader:
         """Counters for health."""
         c = self.parser.counts
         return {"frames": c["frames"], "checksum": c["checksum"], "noise": c["noise"],
-                "errors": c["errors"], "reopens": self.reopens, "open": int(self.is_open)}
+                "errors": c["errors"], "bad_epc": c["bad_epc"], "reopens": self.reopens,
+                "open": int(self.is_open)}
 
     def _run(self) -> None:
         backoff = BACKOFF_MIN_S

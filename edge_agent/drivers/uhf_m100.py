@@ -24,6 +24,7 @@ TYPES = (0x00, 0x01, 0x02)
 CMD_INVENTORY, CMD_ERROR, CMD_MULTI_POLL = 0x22, 0xFF, 0x27
 ERR_NO_TAG = 0x15
 MAX_PAYLOAD = 255  # longest frame this family sends is far shorter (EPC <= 62 bytes)
+MAX_BAND_EPC = 32  # band ids are at most 64 hex digits; longer EPCs are not custody bands
 PC_TAMPER, PC_BATTERY_LOW = 0x01, 0x02
 BAND_EPC_PREFIX = bytes(7)
 
@@ -89,7 +90,7 @@ def read_of(f: Frame) -> Read | None:
     rssi = f.payload[0] - 256 if f.payload[0] >= 128 else f.payload[0]
     pc = (f.payload[1] << 8) | f.payload[2]
     epc = f.payload[3:-2]
-    if not epc:
+    if not epc or len(epc) > MAX_BAND_EPC:
         return None
     return Read(band_of_epc(epc), rssi, bool(pc & PC_TAMPER), bool(pc & PC_BATTERY_LOW))
 
@@ -163,4 +164,6 @@ class M100Parser:
             r = read_of(f)
             if r is not None:
                 out.append(r)
+            elif f.type == 0x02 and f.command == CMD_INVENTORY:
+                self.counts["bad_epc"] += 1  # empty or longer than any band id
         return out
