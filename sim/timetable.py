@@ -189,8 +189,12 @@ class Planner:
         here = "entry"
         if "no-search" in v:
             # Straight to information collection, searched only afterwards.
+            # The supervisor raises search-first per room entered before the search
+            # (subject: detainee and room), so every room on the way is an alert.
+            for i, hop in enumerate(self.route(here, "information")):
+                self.expect("search-first", t + (i + 1) * WALK_S * self.pace, 60,
+                            detainee=d.id, room=hop)
             t_in = self.walk(t, everyone, here, "information")
-            self.expect("search-first", t + WALK_S, 60, detainee=d.id)
             t, here = t_in + 300 * self.pace, "information"
         # Search.
         searchers = [o1] if "one-officer-search" in v else team
@@ -198,6 +202,10 @@ class Planner:
         room, start = self.book("search", t, dur + 2 * WALK_S)
         if "one-officer-search" in v:
             self.plan.add(start, "move", people=[o2], room=OUTSIDE)
+        if "no-search" in v:
+            for i, hop in enumerate(self.route(here, room)[:-1]):
+                self.expect("search-first", max(t, start) + (i + 1) * WALK_S * self.pace, 60,
+                            detainee=d.id, room=hop)
         t = self.walk(max(t, start), [d.id, *searchers], here, room)
         t += dur
         self.plan.add(t, "command", command="record-search", user=o1,
@@ -310,10 +318,10 @@ class Planner:
             self.plan.add(t, "command", command="approve-temporary-exit", user=o1,
                           args={"detainee": d.id, "return_in_s": 600, "reason": "hospital"})
             self.plan.add(t, "move", people=team, room=holding)
+            self.expect("temporary-exit-overdue", t + 600, 120, detainee=d.id)
             t = self.walk(t + 10, everyone, holding, "exit")
             self._exit_tap(t, d)
             self.plan.add(t + 10, "move", people=everyone, room=OUTSIDE)
-            self.expect("temporary-exit-overdue", t + 600, 120, detainee=d.id)
             return t + 900
         if "exit-without-approval" not in v:
             self.plan.add(t, "command", command="approve-disposition", user=o2,
