@@ -410,6 +410,7 @@ class Run:
         cam_period = max(0.02, min(0.5, rules.recording_gap_s / 2 / speed / 3))
         next_uhf = next_cam = 0.0
         cam_last: dict[str, float] = {}
+        watched = {r.id for r in self.sc.centre.site.rooms if r.camera_required}
         while not self._stop.is_set():
             now = time.time()
             if now >= next_uhf:
@@ -441,9 +442,11 @@ class Run:
                     people = occ.get(room, [])
                     shown = self.floor.behaviour_of(room)
                     kind = shown[0] if shown else ""
-                    # An empty room's camera sends a line twice a (real) second, enough to
-                    # stay live; an occupied one at the full rate its heartbeats need.
-                    if not people and now - cam_last.get(cam_id, 0.0) < 0.5:
+                    # The camera of an empty room the rules do not watch sends a line twice a
+                    # (real) second, enough to stay live; the others run at the full rate
+                    # their heartbeats need, so nothing changes when someone walks in.
+                    if (not people and room not in watched
+                            and now - cam_last.get(cam_id, 0.0) < 0.5):
                         continue
                     cam_last[cam_id] = now
                     # The person who falls or lies still: the room's detainee if any.

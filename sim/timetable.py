@@ -246,6 +246,8 @@ class Planner:
             here = room
         # Holding, welfare visits and interviews until disposition.
         end = stay.arrive_s + stay.stay_s
+        if "belongings-late" in v:  # still in custody when the belongings limit passes
+            end = max(end, stay.arrive_s + r.belongings_limit_s + 300)
         holding = d.holding or self.c.rooms_of_kind("holding")[0]
         t = self.walk(t, everyone, here, holding)
         in_holding = t

@@ -110,6 +110,7 @@ def test_every_shipped_scenario_loads_and_lists_its_alerts():
         elif p.stem != "random-day":
             assert sc.plan.expected, p
         assert sc.duration_s > 0
+        assert all(e.from_s + e.within_s < sc.duration_s for e in sc.plan.expected), p
 
 
 def _replay(plan: Plan):
