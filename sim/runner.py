@@ -142,7 +142,7 @@ class Run:
         self.client: mqtt.Client | None = None
         self.topics = Topics(sc.centre.site.id, sc.centre.site.topic_prefix)
         self._stop = threading.Event()
-        self._pump_thread: threading.Thread | None = None
+        self._pumps: list[threading.Thread] = []
         self._txn = itertools.count(1)
         self._lock = threading.Lock()
         self.report_path: Path | None = None
@@ -279,9 +279,13 @@ class Run:
             time.sleep(1.0)
         for a in self.agents.values():
             a.start()
-        self._pump_thread = threading.Thread(target=self._pump, name="sim-devices",
-                                             daemon=True)
-        self._pump_thread.start()
+        self._pumps = [threading.Thread(target=self._pump, args=(True, False),
+                                        name="sim-readers", daemon=True)]
+        if self.opts.vision and self.cameras:
+            self._pumps.append(threading.Thread(target=self._pump, args=(False, True),
+                                                name="sim-cameras", daemon=True))
+        for th in self._pumps:
+            th.start()
         self.wait_ready()
         # Custody time t=0 is now: the clock keeps running from the run's creation, steps are
         # timed from this moment.
@@ -402,8 +406,10 @@ class Run:
         elif kind == "start-supervisor" and self.supervisor is not None:
             self.supervisor.start()
 
-    def _pump(self) -> None:
-        """Write what every device sees, at real-hardware rates scaled to the clock."""
+    def _pump(self, readers: bool, cameras: bool) -> None:
+        """Write what every device sees, at real-hardware rates scaled to the clock (one
+        thread for readers and doors, one for cameras, so a slow camera line never delays
+        a reader poll)."""
         rules = self.sc.centre.site.rules
         speed = self.sc.speed
         uhf_period = max(0.01, min(0.25, rules.presence_ttl_s / speed / 4))
@@ -413,12 +419,12 @@ class Run:
         watched = {r.id for r in self.sc.centre.site.rooms if r.camera_required}
         while not self._stop.is_set():
             now = time.time()
-            if now >= next_uhf:
+            if readers and now >= next_uhf:
                 next_uhf = now + uhf_period
                 occ = self.floor.occupied()
-                for room, readers in self.uhf_of_room.items():
+                for room, room_readers in self.uhf_of_room.items():
                     people = occ.get(room, [])
-                    for vr in readers:
+                    for vr in room_readers:
                         for p in people:
                             f = self.floor.flags_of(p)
                             vr.read_band(self.sc.centre.band_of(p), tamper=f.tamper,
@@ -433,7 +439,7 @@ class Run:
                     r.read_band(b)
                 for d in closing:
                     self.doors[d].set("closed")
-            if now >= next_cam and self.opts.vision:
+            if cameras and now >= next_cam:
                 next_cam = now + cam_period
                 ts = self.clock.now_ms()
                 occ = self.floor.occupied()
@@ -462,7 +468,7 @@ class Run:
                         cam.frame(stamp, people, falling=subject if kind == "fall" else None,
                                   lying=subject if kind == "lying" else None,
                                   fighting=kind == "fight")
-            time.sleep(min(uhf_period, cam_period) / 2)
+            time.sleep((uhf_period if readers else cam_period) / 2)
 
     # -- ending --------------------------------------------------------------------------
     def score(self) -> Score:
@@ -474,8 +480,8 @@ class Run:
     def stop(self) -> None:
         """Stop everything, agents first (they publish 'offline'), then supervisor, broker."""
         self._stop.set()
-        if self._pump_thread is not None:
-            self._pump_thread.join(2)
+        for th in self._pumps:
+            th.join(2)
         for a in self.agents.values():
             if a.proc is not None and a.proc.poll() is None:
                 a.proc.terminate()
