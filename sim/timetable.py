@@ -254,7 +254,7 @@ class Planner:
         t += 20
         self.plan.add(t, "move", people=team, room=OUTSIDE)  # officers leave the cell
         interval = r.welfare_interval_s(d.observation)
-        visit_every = interval * 0.5
+        visit_every = interval * 0.4
         last_check = t - visit_every + 120  # first look-in two minutes after the door shuts
         events: list[tuple[float, str]] = []
         n_int = stay.interviews
@@ -292,13 +292,20 @@ class Planner:
                 end = max(end, t + interval + r.welfare_escalate_after_s + 300)
         self._visitor = o1
         for when, what in events:
+            booked: tuple[str, float] | None = None
+            if what == "interview":
+                # The interview room may be busy: the detainee waits (and is visited) in
+                # the cell until it is free.
+                booked = self.book("interview", max(t, when), 2400.0 * self.pace
+                                   + 4 * WALK_S + 60)
+                when = max(when, booked[1])
             # Welfare visits fill the time up to the next thing.
             while "missed-welfare" not in v and last_check + visit_every < when - 120:
                 last_check = self._welfare(last_check + visit_every, o1, d, holding)
             t = max(t, when)
-            if what == "interview":
+            if booked is not None:
                 t = self._interview(t, d, team, holding, "one-officer-interview" in v,
-                                    "interview-camera-off" in v)
+                                    "interview-camera-off" in v, booked)
                 last_check = t
             elif what == "holding-camera-off":
                 cam = self._camera(holding)
@@ -354,9 +361,9 @@ class Planner:
         return t
 
     def _interview(self, t: float, d: Detainee, team: list[str], holding: str,
-                   one_officer: bool, camera_off: bool) -> float:
+                   one_officer: bool, camera_off: bool, booked: tuple[str, float]) -> float:
         dur = 2400.0 * self.pace
-        room, start = self.book("interview", t, dur + 4 * WALK_S + 60)
+        room, start = booked
         t = max(t, start)
         self.plan.add(t, "move", people=team, room=holding)
         everyone = [d.id, *team]
