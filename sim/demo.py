@@ -159,7 +159,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = sub.add_parser("demo", help="run a busy simulated custody day with a live view")
     p.add_argument("--scenario", default=str(DEMO_SCENARIO), help="scenario file to run")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--speed", type=float, default=None, help="clock speed (default: the scenario's)")
+    p.add_argument("--speed", type=float, default=None,
+                   help="clock speed (default: the scenario's)")
     p.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
     p.add_argument("--workdir", default=None, help="where files, logs and the report go")
     p.add_argument("--plain", action="store_true", help="plain lines instead of a live view")
