@@ -478,17 +478,18 @@ class Run:
         return score(self.sc.name, self.sc.plan.expected, raised, self.start_ms)
 
     def stop(self) -> None:
-        """Stop everything, agents first (they publish 'offline'), then supervisor, broker."""
+        """Stop everything: the supervisor first (so nodes going away at the end raise no
+        device-offline), then the agents, the relay, the devices and the broker."""
         self._stop.set()
         for th in self._pumps:
             th.join(2)
+        if self.supervisor is not None:
+            self.supervisor.stop(10)
         for a in self.agents.values():
             if a.proc is not None and a.proc.poll() is None:
                 a.proc.terminate()
         for a in self.agents.values():
             a.stop(10)
-        if self.supervisor is not None:
-            self.supervisor.stop(10)
         if self.client is not None:
             self.client.loop_stop()
             with contextlib.suppress(Exception):
