@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "supervisor.staff_cli",
     "supervisor.watch",
     "supervisor.report",
+    "edge_agent.vision.cli",
 )
 
 

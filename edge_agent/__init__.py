@@ -1,1 +1,1 @@
-"""The room node: drivers, presence, vision, local rules, outbox and MQTT link."""
+"""The room node: readers, doors, presence, local rules, outbox and MQTT link."""

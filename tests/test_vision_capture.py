@@ -148,3 +148,25 @@ def test_unreachable_rtsp_camera_is_a_fault_and_keeps_retrying():
         assert not sink.of("person_count")
     finally:
         w.stop()
+
+
+def test_custody_vision_run_prints_events_for_a_video_file(tmp_path: Path):
+    import subprocess
+    import sys
+
+    clip = tmp_path / "room.avi"
+    vw = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
+    bg = background("coffee.png")
+    for f in [bg] * 5 + standing(bg, 30):
+        vw.write(f)
+    vw.release()
+    r = subprocess.run([sys.executable, "-m", "custody.cli", "vision", "run", str(clip),
+                        "--camera", "cam-9", "--exit-on-stall", "--stall-s", "1",
+                        "--seconds", "60"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    types = [x["type"] for x in lines]
+    assert {"type": "person_count", "body": {"camera": "cam-9", "room": "room-test",
+                                             "count": 1}} in lines
+    assert "fault" in types and types[-1] == "health"
+    assert lines[-1]["body"]["frames"] == 35

@@ -45,11 +45,15 @@ def of(events: Events, kind: str) -> list[dict[str, Any]]:
     return [b for t, b in events if t == kind]
 
 
+_NOISE = [np.random.default_rng(i).normal(0, 3, (480, 640, 3)).astype(np.int16)
+          for i in range(5)]
+
+
 def noisy(frames: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
-    """Sensor noise, so that 'still' frames are not bit-identical."""
-    rng = np.random.default_rng(seed)
-    return [np.clip(f.astype(np.int16) + rng.normal(0, 3, f.shape), 0, 255).astype(np.uint8)
-            for f in frames]
+    """Sensor noise (a few fixed noise fields in turn), so that 'still' frames are not
+    bit-identical."""
+    return [np.clip(f.astype(np.int16) + _NOISE[(i + seed) % len(_NOISE)], 0, 255)
+            .astype(np.uint8) for i, f in enumerate(frames)]
 
 
 def test_person_present_is_counted_then_leaves(pose):
@@ -62,6 +66,20 @@ def test_person_present_is_counted_then_leaves(pose):
     assert counts == [1, 0]
     assert not of(ev, "behaviour") and not of(ev, "tamper")
     assert w.health()["persons"] == 0 and w.health()["frames"] == 105
+
+
+def test_two_people_are_counted_and_tracked_apart(pose):
+    ev: Events = []
+    w = make_worker(pose, ev)
+    bg = background("motorcycle_left.png")
+    two = [with_person(with_person(bg, 0, 170 + 4 * np.sin(i), 260, 240), 0,
+                       470 - 4 * np.sin(i), 260, 240) for i in range(30)]
+    end = run(w, noisy(two))
+    run(w, noisy([with_person(bg, 0, 170 + 4 * np.sin(i), 260, 240) for i in range(60)], 1),
+        start_ms=end + 100)
+    assert [b["count"] for b in of(ev, "person_count")] == [2, 1]
+    assert w.stats["detector_runs"] < w.stats["pose_runs"]  # followed between detector runs
+    assert of(ev, "behaviour") == []
 
 
 def test_person_rotated_to_the_floor_is_a_fall_then_lying_still(pose):
@@ -153,3 +171,37 @@ def test_replaced_scene_is_tamper_and_long_tamper_updates(pose):
     run(w, noisy([background("motorcycle_left.png")] * 400, 1), start_ms=end + 100)  # 40 s
     phases = [(b["kind"], b["phase"]) for b in of(ev, "tamper")]
     assert phases[0] == ("moved", "new") and ("moved", "update") in phases
+
+
+class StepClock:
+    """Custody time set by the test, frame by frame."""
+
+    def __init__(self) -> None:
+        self.ms = 0
+
+    def now_ms(self) -> int:
+        return self.ms
+
+
+def test_heartbeat_every_half_recording_gap_and_not_recording_while_covered(pose):
+    ev: Events = []
+    clock = StepClock()
+    w = CameraWorker(Camera("cam-a", "0", ()), "room-a", lambda t, b: ev.append((t, b)),
+                     clock, Rules(recording_gap_s=2), pose=pose)  # type: ignore[arg-type]
+    bg = background("coffee.png")
+    covered = np.full((480, 640, 3), 25, np.uint8)
+    frames = noisy([bg] * 30) + noisy([covered] * 60, 1) + noisy([bg] * 60, 2)
+    for ts, f in timed(frames):
+        clock.ms = ts
+        w.process(Frame(ts, image=f))
+    beats = [(b["recording"], b["live"]) for t, b in ev if t == "camera"]
+    assert len(beats) == 15  # 15 s of frames, one heartbeat a second (gap 2 s / 2)
+    assert all(live for _, live in beats)
+    assert beats[0] == (True, True) and (False, True) in beats and beats[-1] == (True, True)
+
+
+def test_lights_dimmed_is_not_tamper(pose):
+    bg = background("coffee.png")
+    dim = (bg.astype(np.float32) * 0.6).astype(np.uint8)
+    ev = _tamper_run(pose, [dim] * 60)
+    assert of(ev, "tamper") == []

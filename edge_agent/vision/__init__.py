@@ -20,6 +20,7 @@ def open_camera(camera: Camera, room: str, emit: Callable[[str, dict[str, Any]],
     """A worker for one camera of a room node (not started; call `start()`).
 
     Options (all optional): threads=1, classifier="heuristic"|"model", snapshots=False,
-    snapshot_dir=None, stall_s=10.0.
+    snapshot_dir=None, stall_s=9.0 (real seconds without a frame before
+    the camera is reported stalled; checked every 0.5 s, so reported within 10 s).
     """
     return CameraWorker(camera, room, emit, clock, rules, **options)

@@ -242,6 +242,7 @@ class _Open:
 
 @dataclass
 class _TrackState:
+    fall_ended: int | None = None
     still_since: int | None = None
     not_still_since: int | None = None
     upright_since: int | None = None
@@ -254,11 +255,15 @@ class BehaviourMonitor:
     camera: str
     lying_still_ms: int = 600_000
     agitated_end_ms: int = 5000
+    agitated_min_ms: int = 1500  # violence lasts; picking something up quickly does not
+    fall_rearm_ms: int = 10000  # after a fall ends, the same track cannot fall again at once
     min_score: float = 0.5
     classifier: Classifier = field(default_factory=HeuristicClassifier)
     open: dict[tuple[str, int], _Open] = field(default_factory=dict)
     states: dict[int, _TrackState] = field(default_factory=dict)
     last_cls: dict[int, tuple[str, float]] = field(default_factory=dict)
+    agitated_since: int | None = None
+    agitated_last: int | None = None
 
     def _event_id(self, cls: str, track: int, ts: int) -> str:
         return f"{self.camera[:30]}-{cls.replace('_', '-')}-{track}-{ts}"[:64]
@@ -303,9 +308,11 @@ class BehaviourMonitor:
             st = self.states.setdefault(tr.id, _TrackState())
             upright = summarise(tr.history[-1][1], aspect).angle < 40
             # fall: at once; over once the person has been upright again for 2 s
+            rearmed = st.fall_ended is None or ts - st.fall_ended >= self.fall_rearm_ms
             if cls == "fall" and p >= self.min_score:
                 if ("fall", tr.id) not in self.open:
-                    out += self._start("fall", tr.id, p, persons, ts)
+                    if rearmed:
+                        out += self._start("fall", tr.id, p, persons, ts)
                 else:
                     out += self._touch("fall", tr.id, p, persons, ts)
             if upright:
@@ -315,6 +322,7 @@ class BehaviourMonitor:
             if ("fall", tr.id) in self.open and st.upright_since is not None \
                     and ts - st.upright_since >= 2000:
                 out += self._end("fall", tr.id)
+                st.fall_ended = ts
             # lying still: the class must have held (gaps under 3 s forgiven) for lying_still_ms
             if cls == "lying_still" or (cls == "fall" and not upright):
                 st.not_still_since = None
@@ -335,6 +343,12 @@ class BehaviourMonitor:
                 agitated.append((tr.id, p))
         # agitated / fight are about the room: one event, fight when >= 2 people are in view
         if agitated:
+            if self.agitated_last is None or ts - self.agitated_last > 1000:
+                self.agitated_since = ts
+            self.agitated_last = ts
+        held = (self.agitated_since is not None and self.agitated_last == ts
+                and ts - self.agitated_since >= self.agitated_min_ms)
+        if agitated and (held or any(k[0] in ("agitated", "fight") for k in self.open)):
             track, p = max(agitated, key=lambda a: a[1])
             want = "fight" if persons >= 2 else "agitated"
             other = "agitated" if want == "fight" else "fight"

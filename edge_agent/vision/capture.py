@@ -17,7 +17,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -46,7 +46,6 @@ class SourceStats:
     reconnects: int = 0
     bad_lines: int = 0
     last_error: str = ""
-    errors: list[str] = field(default_factory=list)
 
 
 class Mailbox:

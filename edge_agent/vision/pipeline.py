@@ -17,7 +17,7 @@ from protocol.clock import Clock
 from protocol.site import Camera, Rules
 
 from .behaviour import DEFAULT_CLASSIFIER, BehaviourMonitor, make_classifier
-from .capture import Frame, Source, VideoSource, open_source
+from .capture import Frame, Source, open_source
 from .motion import MotionGate, small_gray
 from .tamper import TamperDetector
 from .tracker import Tracker
@@ -63,8 +63,9 @@ class CameraWorker:
 
     def __init__(self, camera: Camera, room: str, emit: Emit, clock: Clock, rules: Rules, *,
                  threads: int = 1, classifier: str = DEFAULT_CLASSIFIER, snapshots: bool = False,
-                 snapshot_dir: str | None = None, stall_s: float = 10.0,
+                 snapshot_dir: str | None = None, stall_s: float = 9.0,
                  occupied_interval_ms: int = 2000, empty_interval_ms: int = 10000,
+                 detect_interval_ms: int = 1000,
                  pace: bool = True, pose: Any = None) -> None:
         self.camera, self.room, self.emit, self.clock, self.rules = camera, room, emit, clock, rules
         self.threads = threads
@@ -86,6 +87,9 @@ class CameraWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_pose_ts: int | None = None
+        self._last_detect_ts: int | None = None
+        self._rois: list[Any] = []
+        self.detect_interval_ms = detect_interval_ms
         self._occupied = False
         self._count_emitted = 0
         self._count_candidate = 0
@@ -93,8 +97,8 @@ class CameraWorker:
         self._frame_times: deque[float] = deque()
         self._last_heartbeat = 0
         self._stalled = False
-        self.stats = {"frames": 0, "pose_runs": 0, "persons": 0, "motion_frames": 0,
-                      "events": 0, "errors": 0}
+        self.stats = {"frames": 0, "pose_runs": 0, "detector_runs": 0, "persons": 0,
+                      "motion_frames": 0, "events": 0, "errors": 0}
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -118,8 +122,9 @@ class CameraWorker:
     def health(self) -> dict[str, int]:
         """Counters for the node's health message (all integers)."""
         src = self.source.stats if self.source is not None else None
-        return {"fps_x10": self._fps_x10(), "frames": self.stats["frames"],
-                "pose_runs": self.stats["pose_runs"], "persons": self._count_emitted,
+        return {"fps_x10": 0 if self._stalled else self._fps_x10(), "frames": self.stats["frames"],
+                "pose_runs": self.stats["pose_runs"],
+                "detector_runs": self.stats["detector_runs"], "persons": self._count_emitted,
                 "motion_frames": self.stats["motion_frames"],
                 "reconnects": src.reconnects if src else 0,
                 "bad_lines": src.bad_lines if src else 0,
@@ -153,6 +158,7 @@ class CameraWorker:
             except Exception as exc:  # one bad frame must not stop the camera
                 self.stats["errors"] += 1
                 self.faults.raise_("pipeline_error", f"{type(exc).__name__}: {exc}")
+            last_frame = time.monotonic()  # a stall is the source's silence, not our work
 
     def _fps_x10(self) -> int:
         now = time.monotonic()
@@ -189,9 +195,24 @@ class CameraWorker:
             self._last_pose_ts = frame.ts_ms
             self.stats["pose_runs"] += 1
             rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-            persons = [p.landmarks for p in self.pose.estimate(rgb)]
+            persons = [p.landmarks for p in self._find_people(rgb, frame.ts_ms)]
             h, w = img.shape[:2]
             self._persons(frame.ts_ms, persons, w / h, img)
+
+    def _find_people(self, rgb: np.ndarray, ts: int) -> list[Any]:
+        """Landmarks of everyone in view. Between detector runs (at most `detect_interval_ms`
+        apart) people are followed from last frame's landmarks, as MediaPipe does, which
+        skips the detector; anyone lost, or a new detector run due, runs the detector."""
+        found = None
+        if self._rois and self._last_detect_ts is not None \
+                and ts - self._last_detect_ts < self.detect_interval_ms:
+            found = self.pose.track(rgb, self._rois)
+        if found is None:
+            found = self.pose.estimate(rgb)
+            self._last_detect_ts = ts
+            self.stats["detector_runs"] += 1
+        self._rois = [p.next_roi for p in found if p.next_roi is not None]
+        return list(found)
 
     @property
     def pose(self) -> Any:
@@ -212,10 +233,11 @@ class CameraWorker:
         now = self.clock.now_ms()
         if now - self._last_heartbeat >= self.rules.recording_gap_s * 500:
             self._last_heartbeat = now
-            # `recording` is part of the heartbeat contract (common.md); the supervisor's
-            # recording-gap rule counts only heartbeats that carry it.
+            # recording: frames arrive and the picture is usable (no tamper), which is what
+            # the supervisor's recording-gap rule needs to hear.
             self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": True,
-                                  "recording": True, "fps_x10": self._fps_x10()})
+                                  "recording": not self.tamper.active,
+                                  "fps_x10": self._fps_x10()})
 
     def _persons(self, ts: int, persons: list[np.ndarray], aspect: float,
                  img: np.ndarray | None) -> None:
@@ -254,7 +276,3 @@ class CameraWorker:
             self._emit("snapshot", {"camera": self.camera.id, "room": self.room,
                                     "alert": alert, "jpeg_b64": thumb, "masked": True})
 
-
-def is_file_source(worker: CameraWorker) -> bool:
-    """Whether the worker reads a video file (played once)."""
-    return isinstance(worker.source, VideoSource) and worker.source.is_file

@@ -17,8 +17,9 @@ pose_landmark_full.tflite
   in  [1, 256, 256, 3] float32, RGB scaled to [0, 1], a square crop rotated so that the body
       axis (mid-hip -> body circle point) points up, side = 2.5 x body radius.
   out [1, 195] float32: 39 landmarks x (x, y, z, visibility, presence); x, y in crop pixels;
-      visibility and presence are logits. The first 33 are the BlazePose body landmarks,
-      the last 6 are auxiliary ROI points (unused).
+      visibility and presence are logits. The first 33 are the BlazePose body landmarks;
+      of the 6 auxiliary points, 33 (body centre) and 34 (body-circle point) play the role of
+      the detector's keypoints 0 and 1 and give the next frame's ROI (detector skipped).
   out [1, 1] float32 pose presence (probability that a person is in the crop).
   The segmentation [1,256,256,1], heatmap [1,64,64,39] and world landmarks [1,117] outputs are
   not used.
@@ -185,10 +186,12 @@ def detection_roi(det: Detection) -> Roi:
 
 @dataclass(frozen=True)
 class Person:
-    """One person's 33 landmarks: (33, 3) of x, y normalised to the image and visibility."""
+    """One person's 33 landmarks: (33, 3) of x, y normalised to the image and visibility;
+    `next_roi` is where to look for them in the next frame."""
 
     landmarks: np.ndarray
     score: float
+    next_roi: Roi | None = None
 
     def box(self, min_vis: float = 0.3) -> tuple[float, float, float, float]:
         """Normalised bounding box of the visible landmarks (all of them if none visible)."""
@@ -264,18 +267,30 @@ class PoseEstimator:
         flag = float(self.lm.get_tensor(self._lm_flag).reshape(-1)[0])
         if flag < self.min_presence:
             return None
-        raw = self.lm.get_tensor(self._lm_points).reshape(39, 5)[:NUM_LANDMARKS]
-        uv1 = np.concatenate([raw[:, :2], np.ones((NUM_LANDMARKS, 1), np.float32)], axis=1)
+        raw = self.lm.get_tensor(self._lm_points).reshape(39, 5)
+        uv1 = np.concatenate([raw[:, :2], np.ones((39, 1), np.float32)], axis=1)
         xy = uv1 @ m.T
-        vis = _sigmoid(np.minimum(raw[:, 3], raw[:, 4]))
-        pts = np.stack([xy[:, 0] / w, xy[:, 1] / h, vis], axis=1).astype(np.float32)
-        return Person(pts, flag)
+        body = raw[:NUM_LANDMARKS]
+        vis = _sigmoid(np.minimum(body[:, 3], body[:, 4]))
+        pts = np.stack([xy[:NUM_LANDMARKS, 0] / w, xy[:NUM_LANDMARKS, 1] / h, vis],
+                       axis=1).astype(np.float32)
+        aux = Detection((0.0, 0.0, 0.0, 0.0), flag, xy[33:35].astype(np.float32))
+        return Person(pts, flag, detection_roi(aux))
 
     def estimate(self, rgb: np.ndarray) -> list[Person]:
         """All persons in an RGB frame (detector, then landmarks per detection, de-duplicated)."""
+        return self._landmarks_all(rgb, [detection_roi(d) for d in self.detect(rgb)])
+
+    def track(self, rgb: np.ndarray, rois: list[Roi]) -> list[Person] | None:
+        """The persons of the last frame, found again from their ROIs without the detector;
+        None when anyone was lost (the caller then runs `estimate`)."""
+        persons = self._landmarks_all(rgb, rois)
+        return persons if len(persons) == len(rois) else None
+
+    def _landmarks_all(self, rgb: np.ndarray, rois: list[Roi]) -> list[Person]:
         persons: list[Person] = []
-        for det in self.detect(rgb):
-            p = self.landmarks(rgb, detection_roi(det))
+        for roi in rois:
+            p = self.landmarks(rgb, roi)
             if p is None:
                 continue
             b = np.asarray(p.box())
