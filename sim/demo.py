@@ -94,14 +94,17 @@ def _render(run: Run, view: View, t: float, total: float) -> Any:
 
 def report(run: Run, out: Path) -> Path | None:
     """Ask the supervisor's `custody report` for the compliance report; None if it failed."""
+    # The period is the simulated day (custody time, Unix ms), from an hour before it began.
     cmd = [sys.executable, "-m", "custody", "report", "--site", str(run.site_file),
-           "--out", str(out)]
+           "--out", str(out), "--from", str(run.start_ms - 3_600_000),
+           "--to", str(run.clock.now_ms())]
     r = subprocess.run(cmd, capture_output=True, text=True, env=run.supervisor.env
                        if run.supervisor else None, timeout=120, check=False)
     if r.returncode != 0:
         print(f"demo: compliance report failed: {(r.stderr or r.stdout).strip()[-400:]}")
         return None
-    return out
+    html = out / "report.html"
+    return html if html.exists() else out
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -159,7 +162,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = sub.add_parser("demo", help="run a busy simulated custody day with a live view")
     p.add_argument("--scenario", default=str(DEMO_SCENARIO), help="scenario file to run")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--speed", type=float, default=None, help="clock speed (default 90)")
+    p.add_argument("--speed", type=float, default=None,
+                   help="clock speed (default: the scenario's)")
     p.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
     p.add_argument("--workdir", default=None, help="where files, logs and the report go")
     p.add_argument("--plain", action="store_true", help="plain lines instead of a live view")

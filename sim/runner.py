@@ -142,7 +142,7 @@ class Run:
         self.client: mqtt.Client | None = None
         self.topics = Topics(sc.centre.site.id, sc.centre.site.topic_prefix)
         self._stop = threading.Event()
-        self._pump_thread: threading.Thread | None = None
+        self._pumps: list[threading.Thread] = []
         self._txn = itertools.count(1)
         self._lock = threading.Lock()
         self.report_path: Path | None = None
@@ -279,9 +279,13 @@ class Run:
             time.sleep(1.0)
         for a in self.agents.values():
             a.start()
-        self._pump_thread = threading.Thread(target=self._pump, name="sim-devices",
-                                             daemon=True)
-        self._pump_thread.start()
+        self._pumps = [threading.Thread(target=self._pump, args=(True, False),
+                                        name="sim-readers", daemon=True)]
+        if self.opts.vision and self.cameras:
+            self._pumps.append(threading.Thread(target=self._pump, args=(False, True),
+                                                name="sim-cameras", daemon=True))
+        for th in self._pumps:
+            th.start()
         self.wait_ready()
         # Custody time t=0 is now: the clock keeps running from the run's creation, steps are
         # timed from this moment.
@@ -402,22 +406,25 @@ class Run:
         elif kind == "start-supervisor" and self.supervisor is not None:
             self.supervisor.start()
 
-    def _pump(self) -> None:
-        """Write what every device sees, at real-hardware rates scaled to the clock."""
+    def _pump(self, readers: bool, cameras: bool) -> None:
+        """Write what every device sees, at real-hardware rates scaled to the clock (one
+        thread for readers and doors, one for cameras, so a slow camera line never delays
+        a reader poll)."""
         rules = self.sc.centre.site.rules
         speed = self.sc.speed
         uhf_period = max(0.01, min(0.25, rules.presence_ttl_s / speed / 4))
         cam_period = max(0.02, min(0.5, rules.recording_gap_s / 2 / speed / 3))
         next_uhf = next_cam = 0.0
         cam_last: dict[str, float] = {}
+        watched = {r.id for r in self.sc.centre.site.rooms if r.camera_required}
         while not self._stop.is_set():
             now = time.time()
-            if now >= next_uhf:
+            if readers and now >= next_uhf:
                 next_uhf = now + uhf_period
                 occ = self.floor.occupied()
-                for room, readers in self.uhf_of_room.items():
+                for room, room_readers in self.uhf_of_room.items():
                     people = occ.get(room, [])
-                    for vr in readers:
+                    for vr in room_readers:
                         for p in people:
                             f = self.floor.flags_of(p)
                             vr.read_band(self.sc.centre.band_of(p), tamper=f.tamper,
@@ -432,7 +439,7 @@ class Run:
                     r.read_band(b)
                 for d in closing:
                     self.doors[d].set("closed")
-            if now >= next_cam and self.opts.vision:
+            if cameras and now >= next_cam:
                 next_cam = now + cam_period
                 ts = self.clock.now_ms()
                 occ = self.floor.occupied()
@@ -441,9 +448,11 @@ class Run:
                     people = occ.get(room, [])
                     shown = self.floor.behaviour_of(room)
                     kind = shown[0] if shown else ""
-                    # An empty room's camera sends a line twice a (real) second, enough to
-                    # stay live; an occupied one at the full rate its heartbeats need.
-                    if not people and now - cam_last.get(cam_id, 0.0) < 0.5:
+                    # The camera of an empty room the rules do not watch sends a line twice a
+                    # (real) second, enough to stay live; the others run at the full rate
+                    # their heartbeats need, so nothing changes when someone walks in.
+                    if (not people and room not in watched
+                            and now - cam_last.get(cam_id, 0.0) < 0.5):
                         continue
                     cam_last[cam_id] = now
                     # The person who falls or lies still: the room's detainee if any.
@@ -459,7 +468,7 @@ class Run:
                         cam.frame(stamp, people, falling=subject if kind == "fall" else None,
                                   lying=subject if kind == "lying" else None,
                                   fighting=kind == "fight")
-            time.sleep(min(uhf_period, cam_period) / 2)
+            time.sleep((uhf_period if readers else cam_period) / 2)
 
     # -- ending --------------------------------------------------------------------------
     def score(self) -> Score:
@@ -469,17 +478,18 @@ class Run:
         return score(self.sc.name, self.sc.plan.expected, raised, self.start_ms)
 
     def stop(self) -> None:
-        """Stop everything, agents first (they publish 'offline'), then supervisor, broker."""
+        """Stop everything: the supervisor first (so nodes going away at the end raise no
+        device-offline), then the agents, the relay, the devices and the broker."""
         self._stop.set()
-        if self._pump_thread is not None:
-            self._pump_thread.join(2)
+        for th in self._pumps:
+            th.join(2)
+        if self.supervisor is not None:
+            self.supervisor.stop(10)
         for a in self.agents.values():
             if a.proc is not None and a.proc.poll() is None:
                 a.proc.terminate()
         for a in self.agents.values():
             a.stop(10)
-        if self.supervisor is not None:
-            self.supervisor.stop(10)
         if self.client is not None:
             self.client.loop_stop()
             with contextlib.suppress(Exception):

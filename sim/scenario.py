@@ -135,6 +135,9 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     top.done()
     last = max((s.at_s for s in plan.steps), default=0.0)
     plan.duration_s = max(end, last) + tail
+    # Run at least until the window of every expected alert has closed.
+    plan.duration_s = max([plan.duration_s, *(e.from_s + e.within_s + 10
+                                              for e in plan.expected)])
     return Scenario(name, desc, str(path), site_data, centre, plan, speed, seed, tail, stays)
 
 

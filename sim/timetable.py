@@ -189,8 +189,12 @@ class Planner:
         here = "entry"
         if "no-search" in v:
             # Straight to information collection, searched only afterwards.
+            # The supervisor raises search-first per room entered before the search
+            # (subject: detainee and room), so every room on the way is an alert.
+            for i, hop in enumerate(self.route(here, "information")):
+                self.expect("search-first", t + (i + 1) * WALK_S * self.pace, 60,
+                            detainee=d.id, room=hop)
             t_in = self.walk(t, everyone, here, "information")
-            self.expect("search-first", t + WALK_S, 60, detainee=d.id)
             t, here = t_in + 300 * self.pace, "information"
         # Search.
         searchers = [o1] if "one-officer-search" in v else team
@@ -198,6 +202,10 @@ class Planner:
         room, start = self.book("search", t, dur + 2 * WALK_S)
         if "one-officer-search" in v:
             self.plan.add(start, "move", people=[o2], room=OUTSIDE)
+        if "no-search" in v:
+            for i, hop in enumerate(self.route(here, room)[:-1]):
+                self.expect("search-first", max(t, start) + (i + 1) * WALK_S * self.pace, 60,
+                            detainee=d.id, room=hop)
         t = self.walk(max(t, start), [d.id, *searchers], here, room)
         t += dur
         self.plan.add(t, "command", command="record-search", user=o1,
@@ -238,13 +246,15 @@ class Planner:
             here = room
         # Holding, welfare visits and interviews until disposition.
         end = stay.arrive_s + stay.stay_s
+        if "belongings-late" in v:  # still in custody when the belongings limit passes
+            end = max(end, stay.arrive_s + r.belongings_limit_s + 300)
         holding = d.holding or self.c.rooms_of_kind("holding")[0]
         t = self.walk(t, everyone, here, holding)
         in_holding = t
         t += 20
         self.plan.add(t, "move", people=team, room=OUTSIDE)  # officers leave the cell
         interval = r.welfare_interval_s(d.observation)
-        visit_every = interval * 0.5
+        visit_every = interval * 0.4
         last_check = t - visit_every + 120  # first look-in two minutes after the door shuts
         events: list[tuple[float, str]] = []
         n_int = stay.interviews
@@ -282,13 +292,20 @@ class Planner:
                 end = max(end, t + interval + r.welfare_escalate_after_s + 300)
         self._visitor = o1
         for when, what in events:
+            booked: tuple[str, float] | None = None
+            if what == "interview":
+                # The interview room may be busy: the detainee waits (and is visited) in
+                # the cell until it is free.
+                booked = self.book("interview", max(t, when), 2400.0 * self.pace
+                                   + 4 * WALK_S + 60)
+                when = max(when, booked[1])
             # Welfare visits fill the time up to the next thing.
             while "missed-welfare" not in v and last_check + visit_every < when - 120:
                 last_check = self._welfare(last_check + visit_every, o1, d, holding)
             t = max(t, when)
-            if what == "interview":
+            if booked is not None:
                 t = self._interview(t, d, team, holding, "one-officer-interview" in v,
-                                    "interview-camera-off" in v)
+                                    "interview-camera-off" in v, booked)
                 last_check = t
             elif what == "holding-camera-off":
                 cam = self._camera(holding)
@@ -310,10 +327,10 @@ class Planner:
             self.plan.add(t, "command", command="approve-temporary-exit", user=o1,
                           args={"detainee": d.id, "return_in_s": 600, "reason": "hospital"})
             self.plan.add(t, "move", people=team, room=holding)
+            self.expect("temporary-exit-overdue", t + 600, 120, detainee=d.id)
             t = self.walk(t + 10, everyone, holding, "exit")
             self._exit_tap(t, d)
             self.plan.add(t + 10, "move", people=everyone, room=OUTSIDE)
-            self.expect("temporary-exit-overdue", t + 600, 120, detainee=d.id)
             return t + 900
         if "exit-without-approval" not in v:
             self.plan.add(t, "command", command="approve-disposition", user=o2,
@@ -344,9 +361,9 @@ class Planner:
         return t
 
     def _interview(self, t: float, d: Detainee, team: list[str], holding: str,
-                   one_officer: bool, camera_off: bool) -> float:
+                   one_officer: bool, camera_off: bool, booked: tuple[str, float]) -> float:
         dur = 2400.0 * self.pace
-        room, start = self.book("interview", t, dur + 4 * WALK_S + 60)
+        room, start = booked
         t = max(t, start)
         self.plan.add(t, "move", people=team, room=holding)
         everyone = [d.id, *team]

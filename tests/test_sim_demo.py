@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_prints_a_working_mosquitto_sub_line_and_a_scorecard(tmp_path):
     scenario = (ROOT / "sim/scenarios/never-alone.toml").read_text().replace(
-        'site = "demo-centre"', f'site = "{ROOT}/sites/demo-centre.toml"')
+        'site = "../sites/compact.toml"', f'site = "{ROOT}/sim/sites/compact.toml"')
     f = tmp_path / "tiny.toml"
     f.write_text(scenario)
     demo = subprocess.Popen([sys.executable, "-m", "custody", "demo", "--scenario", str(f),
@@ -46,7 +46,9 @@ def test_demo_prints_a_working_mosquitto_sub_line_and_a_scorecard(tmp_path):
     assert re.search(r"-t 'custody/v1/\+/alert/#' -v", out)
     assert "ALERT raised" in out and "never-alone" in out, out  # plain mode, no TTY
     assert "progress 100 %" in out, out
-    assert "scenario never-alone: expected 1" in out and "-> PASS" in out, out
+    assert "scenario tiny: expected 1" in out and "-> PASS" in out, out
+    m = re.search(r"compliance report: (\S+)", out)
+    assert m and Path(m.group(1)).is_file(), out
     assert demo.returncode == 0, out
     # The hand-started subscriber saw the alert on its topic.
     assert any("/alert/critical/never-alone " in r and '"det-1"' in r for r in received), \

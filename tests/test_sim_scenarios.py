@@ -40,7 +40,7 @@ def test_sim_run_exits_nonzero_when_an_expected_alert_is_missing(tmp_path):
     """A scenario expecting an alert the day never causes fails with exit status 1."""
     text = (ROOT / "sim/scenarios/never-alone.toml").read_text()
     text = text.replace('violations = ["left-alone"]', "violations = []")
-    text = text.replace('site = "demo-centre"', f'site = "{ROOT}/sites/demo-centre.toml"')
+    text = text.replace('site = "../sites/compact.toml"', f'site = "{ROOT}/sim/sites/compact.toml"')
     text += "\nfrom_s = 100\n"
     f = tmp_path / "wrong.toml"
     f.write_text(text)

@@ -110,6 +110,7 @@ def test_every_shipped_scenario_loads_and_lists_its_alerts():
         elif p.stem != "random-day":
             assert sc.plan.expected, p
         assert sc.duration_s > 0
+        assert all(e.from_s + e.within_s < sc.duration_s for e in sc.plan.expected), p
 
 
 def _replay(plan: Plan):
@@ -141,7 +142,8 @@ def test_compliant_plan_never_leaves_a_detainee_alone_outside_holding():
 
 def test_scenario_that_does_not_list_its_alerts_is_refused(tmp_path):
     text = Path("sim/scenarios/never-alone.toml").read_text()
-    cut = text[: text.index("[[expect]]")]
+    cut = text[: text.index("[[expect]]")].replace(
+        'site = "../sites/compact.toml"', f'site = "{Path("sim/sites/compact.toml").resolve()}"')
     f = tmp_path / "bad.toml"
     f.write_text(cut)
     with pytest.raises(ConfigError, match="never-alone"):
