@@ -10,10 +10,12 @@ import csv
 import datetime as dt
 import html
 import statistics
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from protocol.clock import from_env
 from protocol.site import DEMO_SITE, load_site
 
 from .cli import fmt_ts, replay
@@ -160,8 +162,14 @@ def write_report(state: State, start: int, end: int, out: Path) -> dict[str, Any
 def _run(args: argparse.Namespace) -> int:
     db = args.db or load_site(args.config).supervisor.db
     state = replay(args.config, db)
-    start = parse_time(args.from_) if args.from_ else 0
-    end = parse_time(args.to) if args.to else 2**62
+    try:
+        start = parse_time(args.from_) if args.from_ else 0
+        # Without --to: everything journaled so far (a far-future bound can't be printed).
+        latest = max((a["raised_ts"] for a in state.alerts.values()), default=0)
+        end = parse_time(args.to) if args.to else max(latest + 1, from_env().now_ms())
+    except ValueError as e:
+        print(f"custody report: --from/--to: {e} (use ISO time or Unix ms)", file=sys.stderr)
+        return 2
     f = write_report(state, start, end, Path(args.out))
     print(f"report: {len(f['alerts'])} alerts, {len(f['custody'])} detainees -> "
           f"{Path(args.out) / 'report.html'}")

@@ -280,6 +280,17 @@ def test_report_and_record_from_the_journal(tmp_path):
     for text in ("registered by o1", "enters medical", "ALERT never-alone",
                  "acknowledged by o2", "disposition release", "exit (release)"):
         assert text in rec.stdout, rec.stdout
+    # Without a period: everything journaled so far; a bad time is one clear line, exit 2.
+    base = [sys.executable, "-m", "custody", "report", "--db", str(tmp_path / "j.db"),
+            "--config", str(site_file), "--out", str(tmp_path / "all")]
+    whole = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert whole.returncode == 0, whole.stderr
+    again = {row["rule"]: row for row in
+             csv.DictReader((tmp_path / "all" / "alerts_per_rule.csv").open())}
+    assert again["never-alone"]["false_alarm_rate_pct"] == "100.0"
+    bad = subprocess.run([*base, "--from", "yesterday"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "--from/--to" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_fast_ack_is_byte_identical_to_the_protocol_ack():
