@@ -4,6 +4,7 @@ VERSION2 callbacks; every callback wrapped so an exception is logged and counted
 raised into paho's network thread (where it would silently stop the client).
 """
 
+import argparse
 import contextlib
 import functools
 import logging
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
+
+from .config import ConfigError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +36,28 @@ class LinkConf:
     cert_file: str | None = None
     key_file: str | None = None
     keepalive_s: int = 5
+
+
+def add_login_args(p: argparse.ArgumentParser) -> None:
+    """Add --username and --password / --password-file (a file keeps it out of `ps`)."""
+    p.add_argument("--username")
+    g = p.add_mutually_exclusive_group()
+    # `--password=VALUE` also works for a password that starts with "-".
+    g.add_argument("--password", help="broker password (prefer --password-file)")
+    g.add_argument("--password-file", help="file holding the broker password (as provisioned)")
+
+
+def login_password(args: argparse.Namespace) -> str | None:
+    """The password given by --password or read from --password-file (ConfigError if not)."""
+    if getattr(args, "password_file", None):
+        try:
+            with open(args.password_file, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError as e:
+            raise ConfigError(args.password_file, "--password-file",
+                              f"a readable file ({e.strerror})") from None
+    password: str | None = getattr(args, "password", None)
+    return password
 
 
 class CallbackErrors:

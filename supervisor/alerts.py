@@ -9,6 +9,8 @@ never raised twice, across restarts too.
 from collections.abc import Callable
 from typing import Any
 
+from paho.mqtt.enums import MQTTErrorCode
+
 from protocol.canonical import dumpb
 from protocol.topics import SEVERITIES, Topics
 
@@ -30,10 +32,15 @@ def rank(severity: str) -> int:
 
 
 def delivery(info: Any) -> str:
-    """'delivered', 'waiting' or 'refused' (published while offline: paho's is_published()
-    raises for those even after a reconnect, so they are sent again; at least once)."""
+    """'delivered', 'waiting' or 'refused' (paho did not queue it: publish it again)."""
     if info is None:
         return "delivered"
+    if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+        # Published while offline: paho keeps it queued and sends it on reconnect, but
+        # is_published() raises for it forever; its own flag still turns True on the PUBACK.
+        # Re-publishing it ourselves would put the alert on the wire twice.
+        with info._condition:
+            return "delivered" if info._published else "waiting"
     try:
         return "delivered" if info.is_published() else "waiting"
     except (RuntimeError, ValueError):
@@ -107,7 +114,7 @@ class AlertManager:
         return len(items)
 
     def confirm(self, connected: bool = True) -> None:
-        """Forget messages the broker has acknowledged; re-send those refused while offline."""
+        """Forget messages the broker has acknowledged; re-send those paho refused to queue."""
         done: list[int] = []
         keep: list[tuple[int, str, bytes, Any]] = []
         for pid, topic, payload, info in self.unconfirmed:

@@ -11,7 +11,7 @@ from protocol.clock import from_env
 from protocol.config import ConfigError
 from protocol.keys import load_keys
 from protocol.site import DEMO_SITE, load_site
-from protocol.transport import LinkConf
+from protocol.transport import LinkConf, add_login_args, login_password
 
 from .journal import read_entries, supervisor_key, verify_journal
 from .state import State
@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(args.config, "supervisor.keys_file", "a keys file (or --keys FILE)")
     keys = load_keys(keys_file)
     link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
-                    username=args.username, password=args.password,
+                    username=args.username, password=login_password(args),
                     ca_file=args.ca_file or None, keepalive_s=site.broker.keepalive_s)
     sup = Supervisor(site, keys, args.db or site.supervisor.db,
                      args.checkpoint or site.supervisor.checkpoint_file, link, from_env())
@@ -130,8 +130,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--checkpoint", help="checkpoint file (default: the site's)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--username")
-    p.add_argument("--password")
+    add_login_args(p)
     p.add_argument("--ca-file", default="")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_run)

@@ -228,7 +228,7 @@ class Supervisor:
         try:
             if self.connected.is_set():  # let in-flight alert messages be confirmed
                 deadline = time.monotonic() + 2.0
-                self.alerts.confirm()  # re-sends what was refused while offline
+                self.alerts.confirm()  # re-sends what paho refused to queue
                 for _pid, _topic, _payload, pinfo in self.alerts.unconfirmed:
                     if delivery(pinfo) == "waiting":
                         pinfo.wait_for_publish(max(0.0, deadline - time.monotonic()))

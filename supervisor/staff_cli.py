@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 from protocol.site import DEMO_SITE, load_site
 from protocol.staff import COMMANDS, request_payload
 from protocol.topics import Topics
-from protocol.transport import LinkConf, make_client
+from protocol.transport import LinkConf, add_login_args, login_password, make_client
 
 
 def send(topics: Topics, link: LinkConf, command: str, user: str, args: dict[str, Any],
@@ -68,7 +68,7 @@ def _convert(kind: str, text: str) -> Any:
 def _run(args: argparse.Namespace) -> int:
     site = load_site(args.config)
     link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
-                    username=args.username, password=args.password)
+                    username=args.username, password=login_password(args))
     schema = COMMANDS[args.staff_command]
     cmd_args: dict[str, Any] = {}
     for key, (kind, _required) in schema.items():
@@ -98,8 +98,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         c.add_argument("--user", required=True, help="officer id doing this")
         c.add_argument("--host")
         c.add_argument("--port", type=int)
-        c.add_argument("--username")
-        c.add_argument("--password")
+        add_login_args(c)
         c.add_argument("--timeout", type=float, default=10.0)
         for key, (kind, required) in schema.items():
             c.add_argument(f"--{key.replace('_', '-')}", dest=f"arg_{key}", required=required,

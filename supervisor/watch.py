@@ -13,7 +13,7 @@ from rich.table import Table
 
 from protocol.site import DEMO_SITE, load_site
 from protocol.topics import TopicError, Topics
-from protocol.transport import LinkConf, make_client
+from protocol.transport import LinkConf, add_login_args, login_password, make_client
 
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     site = load_site(args.config)
     topics = Topics(site.id, site.topic_prefix)
     link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
-                    username=args.username, password=args.password)
+                    username=args.username, password=login_password(args))
     view = View()
     client = make_client(f"custody-watch-{int(time.time() * 1000) % 10**9}", link)
 
@@ -111,7 +111,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     w.add_argument("--config", default=str(DEMO_SITE), help="site file")
     w.add_argument("--host")
     w.add_argument("--port", type=int)
-    w.add_argument("--username")
-    w.add_argument("--password")
+    add_login_args(w)
     w.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
     w.set_defaults(func=_run)

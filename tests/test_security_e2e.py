@@ -37,7 +37,7 @@ class Site:
                          "--config", str(self.b.site), "--keys", str(keys), "--db", str(self.db),
                          "--checkpoint", str(tmp / "checkpoint.json"), "--host", "127.0.0.1",
                          "--port", str(self.b.local_port), "--username", "supervisor",
-                         "--password", self.b.secret("supervisor/mqtt.password")],
+                         "--password-file", str(self.b.out / "supervisor" / "mqtt.password")],
                         tmp / "supervisor.log").start()
         staff = ("staff", self.b.secret("staff/mqtt.password"))
         self.staff = Conn(self.b.local_port, *staff, None)

@@ -5,6 +5,7 @@ the test passes (the injectable clock).
 """
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -302,27 +303,44 @@ def test_fast_ack_is_byte_identical_to_the_protocol_ack():
             ack_payload(b"k" * 32, node, 77, T0, 4, seqs)
 
 
-def test_alert_published_while_offline_is_resent_not_fatal(broker):
-    """paho's is_published() raises for a message queued while offline; confirm() re-sends."""
+def test_alert_published_while_offline_is_delivered_once_not_fatal(broker):
+    """paho's is_published() raises for a message queued while offline; paho still sends it on
+    connect, and delivery() sees that, so nobody publishes it a second time."""
     import threading
 
     import paho.mqtt.client as mqtt
 
     from supervisor.alerts import delivery
 
+    got: list[bytes] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="offline-alerts-sub")
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_message = lambda c, u, m: got.append(bytes(m.payload))
+    sub.connect(broker.host, broker.port, 5)
+    sub.subscribe("t/alert", qos=1)
+    sub.loop_start()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="offline-alerts")
-    refused = client.publish("t/alert", b"x", qos=1)
-    assert delivery(refused) == "refused"
+    offline = client.publish("t/alert", b"queued", qos=1)
+    assert delivery(offline) == "waiting"
     connected = threading.Event()
     client.on_connect = lambda c, u, f, rc, p: connected.set()
-    client.connect(broker.host, broker.port, 5)
-    client.loop_start()
     try:
+        assert subscribed.wait(5)
+        client.connect(broker.host, broker.port, 5)
+        client.loop_start()
         assert connected.wait(5)
-        again = client.publish("t/alert", b"x", qos=1)
+        deadline = time.monotonic() + 5
+        while delivery(offline) != "delivered" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert delivery(offline) == "delivered"
+        again = client.publish("t/alert", b"online", qos=1)
         again.wait_for_publish(5)
         assert delivery(again) == "delivered"
+        time.sleep(0.3)
+        assert got == [b"queued", b"online"]  # each once
         assert delivery(None) == "delivered"
     finally:
-        client.loop_stop()
-        client.disconnect()
+        for c in (client, sub):
+            c.loop_stop()
+            c.disconnect()

@@ -121,14 +121,23 @@ def _server(out: Path, ca: pki.Issued, site: Site, hosts: list[str]) -> None:
     _write(crt, pki.cert_pem(server.cert))
 
 
+def _new_password() -> str:
+    """A random broker password that never starts with "-" (command lines would take it for
+    an option)."""
+    while True:
+        pw = secrets.token_urlsafe(24)
+        if pw[0] not in "-_":
+            return pw
+
+
 def _render_shared(out: Path, site_id: str, prefix: str, nodes: list[str], revoked: list[str],
                    opts: Options) -> None:
     """Rewrite the broker's password file, ACL and config and the supervisor's key table."""
     live = [n for n in sorted(nodes) if n not in revoked]
     users = {n: (out / "nodes" / n / "mqtt.password").read_text().strip() for n in live}
     users[SUPERVISOR_USER] = _secret(out / "supervisor" / "mqtt.password",
-                                     secrets.token_urlsafe(24))
-    users[STAFF_USER] = _secret(out / "staff" / "mqtt.password", secrets.token_urlsafe(24))
+                                     _new_password())
+    users[STAFF_USER] = _secret(out / "staff" / "mqtt.password", _new_password())
     _hash_passwords(out / "broker" / "passwords", users)
     _write(out / "broker" / "acl", acl_text(f"{prefix}/{site_id}", SUPERVISOR_USER, STAFF_USER))
     _write(out / "broker" / "mosquitto.conf",
@@ -156,7 +165,7 @@ def _node_files(out: Path, site: Site, node: Node, opts: Options, site_path: Pat
     d = out / "nodes" / node.id
     new = not (d / "node.key").exists()
     key = _secret(d / "node.key", secrets.token_hex(32))
-    password = _secret(d / "mqtt.password", secrets.token_urlsafe(24))
+    password = _secret(d / "mqtt.password", _new_password())
     host = opts.hosts[0]
     if node.kind == "sensor":
         cfg = board_config(site, node, key, host, opts.tls_port, password, opts.wifi_ssid,
