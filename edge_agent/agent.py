@@ -375,7 +375,8 @@ class Agent:
         for cam in self.conf.cameras:
             try:
                 w = vision.open_camera(cam, self.room.id, self.emit_threadsafe, self.clock,
-                                       self.conf.site.rules)
+                                       self.conf.site.rules,
+                                       heartbeat_s=self.conf.camera_heartbeat_s)
                 w.start()
                 self.cameras[cam.id] = w
             except Exception as e:

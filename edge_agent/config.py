@@ -34,6 +34,7 @@ class AgentConfig:
     outbox_max_events: int
     health_interval_s: float
     vision: bool
+    camera_heartbeat_s: float  # custody seconds between "recording" heartbeats per camera
     retransmit_s: float
     crossing_window_s: float
     tap_rearm_s: float
@@ -86,6 +87,9 @@ def load_agent_config(path: str | Path) -> AgentConfig:
     max_events = a.integer("outbox_max_events", 0, lo=0, hi=100_000_000)
     health = a.number("health_interval_s", 30, lo=0.1, hi=3600)
     vision = a.flag("vision", True)
+    gap = site.rules.recording_gap_s
+    # Below the site's recording gap, or every heartbeat would already be a gap.
+    heartbeat = a.number("camera_heartbeat_s", gap / 2, lo=0.1, hi=gap * 0.9)
     retransmit = a.number("retransmit_s", 10, lo=0.1, hi=3600)
     crossing = a.number("crossing_window_s", 10, lo=0.1, hi=600)
     rearm = a.number("tap_rearm_s", 0.5, lo=0.0, hi=60)
@@ -156,9 +160,9 @@ def load_agent_config(path: str | Path) -> AgentConfig:
     cs.done()
     top.done()
 
-    return AgentConfig(node, site, key, outbox, max_events, health, vision, retransmit, crossing,
-                       rearm, level, mqtt, tuple(readers.values()), inventory,
-                       tuple(doors.values()), tuple(cams.values()))
+    return AgentConfig(node, site, key, outbox, max_events, health, vision, heartbeat,
+                       retransmit, crossing, rearm, level, mqtt, tuple(readers.values()),
+                       inventory, tuple(doors.values()), tuple(cams.values()))
 
 
 __all__ = ["AgentConfig", "ConfigError", "DoorSource", "load_agent_config"]

@@ -182,7 +182,10 @@ class Run:
             conf: dict[str, Any] = {
                 "agent": {"node": node.id, "site": str(site_file), "key": keys[node.id].hex(),
                           "outbox": str(self.dir / node.id / "outbox.db"),
-                          "health_interval_s": 5, "vision": self.opts.vision},
+                          "health_interval_s": 5, "vision": self.opts.vision,
+                          # A quarter of the gap, not half: the transport's slack before a
+                          # heartbeat counts as missing shrinks with the speed (README).
+                          "camera_heartbeat_s": self.sc.centre.site.rules.recording_gap_s / 4},
                 "mqtt": {"host": self.broker.host,
                          "port": self.relay.add(node.id) if self.use_relay else self.broker.port},
             }

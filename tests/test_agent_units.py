@@ -127,6 +127,7 @@ def test_config_resolves_overrides_against_the_site(tmp_path):
     assert {d.door: d.source for d in c.doors} == {"d-entry-search": "line:/y",
                                                    "d-entry-corridor-1": "gpio:27"}
     assert c.outbox == tmp_path / "o.db" and c.mqtt.keepalive_s == 5 and not c.vision
+    assert c.camera_heartbeat_s == c.site.rules.recording_gap_s / 2
 
 
 @pytest.mark.parametrize("text,key", [
@@ -135,6 +136,7 @@ def test_config_resolves_overrides_against_the_site(tmp_path):
     ('[doors.d-entry-search]\nsource = "usb:3"\n', "doors.d-entry-search.source"),
     ("outbox_max_events = -1\n", "agent.outbox_max_events"),
     ('[mqtt]\nport = "x"\n', "mqtt.port"),
+    ("camera_heartbeat_s = 10\n", "agent.camera_heartbeat_s"),  # = the site's recording gap
 ])
 def test_config_errors_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as e:

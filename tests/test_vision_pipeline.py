@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import cv2
@@ -198,6 +199,26 @@ def test_heartbeat_every_half_recording_gap_and_not_recording_while_covered(pose
     assert len(beats) == 15  # 15 s of frames, one heartbeat a second (gap 2 s / 2)
     assert all(live for _, live in beats)
     assert beats[0] == (True, True) and (False, True) in beats and beats[-1] == (True, True)
+
+
+def test_heartbeat_keeps_its_cadence_when_frames_are_sparse(pose):
+    """Frames 1.7 s apart (a sped-up simulation): a heartbeat at the first frame after each
+    period, never drifting later, so no two are further apart than period + one frame."""
+    beats: list[int] = []
+    clock = StepClock()
+    w = CameraWorker(Camera("cam-a", "0", ()), "room-a",
+                     lambda t, b: beats.append(clock.ms) if t == "camera" else None,
+                     clock, Rules(recording_gap_s=10), heartbeat_s=2.5,
+                     pose=pose)  # type: ignore[arg-type]
+    bg = background("coffee.png")
+    for ts, f in timed(noisy([bg] * 120), fps=1 / 1.7):  # 204 s of frames
+        clock.ms = ts
+        w.process(Frame(ts, image=f))
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    assert max(gaps) <= 2500 + 1700
+    # 2.5 s on average: one per period, where re-arming at each frame would give one per
+    # 3.4 s (two frames) here.
+    assert len(beats) >= 204 / 2.5 - 1
 
 
 def test_lights_dimmed_is_not_tamper(pose):

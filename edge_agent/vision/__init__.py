@@ -21,6 +21,8 @@ def open_camera(camera: Camera, room: str, emit: Callable[[str, dict[str, Any]],
 
     Options (all optional): threads=1, classifier="heuristic"|"model", snapshots=False,
     snapshot_dir=None, stall_s=9.0 (real seconds without a frame before
-    the camera is reported stalled; checked every 0.5 s, so reported within 10 s).
+    the camera is reported stalled; checked every 0.5 s, so reported within 10 s),
+    heartbeat_s=None (custody seconds between recording heartbeats; None: half the site's
+    recording gap).
     """
     return CameraWorker(camera, room, emit, clock, rules, **options)

@@ -65,11 +65,12 @@ class CameraWorker:
                  threads: int = 1, classifier: str = DEFAULT_CLASSIFIER, snapshots: bool = False,
                  snapshot_dir: str | None = None, stall_s: float = 9.0,
                  occupied_interval_ms: int = 2000, empty_interval_ms: int = 10000,
-                 detect_interval_ms: int = 1000,
+                 detect_interval_ms: int = 1000, heartbeat_s: float | None = None,
                  pace: bool = True, pose: Any = None) -> None:
         self.camera, self.room, self.emit, self.clock, self.rules = camera, room, emit, clock, rules
         self.threads = threads
         self.stall_s = stall_s
+        self.heartbeat_ms = round((heartbeat_s or rules.recording_gap_s / 2) * 1000)
         self.occupied_interval_ms = occupied_interval_ms
         self.empty_interval_ms = empty_interval_ms
         self.pace = pace
@@ -231,8 +232,12 @@ class CameraWorker:
 
     def _heartbeat(self) -> None:
         now = self.clock.now_ms()
-        if now - self._last_heartbeat >= self.rules.recording_gap_s * 500:
-            self._last_heartbeat = now
+        if now - self._last_heartbeat >= self.heartbeat_ms:
+            # A fixed cadence: a heartbeat is due at the first frame after each period, and
+            # the late arrival of that frame does not push all later ones back (it used to,
+            # so heartbeats drifted towards the site's recording gap). After a stall, restart.
+            behind = now - self._last_heartbeat >= 2 * self.heartbeat_ms
+            self._last_heartbeat = now if behind else self._last_heartbeat + self.heartbeat_ms
             # recording: frames arrive and the picture is usable (no tamper), which is what
             # the supervisor's recording-gap rule needs to hear.
             self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": True,
