@@ -34,6 +34,7 @@ from .devices.camera import VirtualCamera
 from .devices.door import VirtualDoor
 from .devices.frames import Noise
 from .devices.readers import VirtualReader
+from .devices.video import Clip, VideoCamera, load_clip
 from .faults import Child, Relay, env_with
 from .scenario import Scenario
 from .score import Raised, Score, score
@@ -132,6 +133,8 @@ class Run:
         self.doors: dict[str, VirtualDoor] = {}
         self.cameras: dict[str, VirtualCamera] = {}
         self.camera_room: dict[str, str] = {}
+        self.videos: dict[str, VideoCamera] = {}  # cameras fed real frames ([video] rooms)
+        self._clip: Clip | None = None
         self.taps: list[tuple[VirtualReader, str, float]] = []  # reader, band, until (real)
         self.door_close: list[tuple[str, float]] = []  # door, when (real)
         self.raised: dict[str, Raised] = {}
@@ -206,6 +209,11 @@ class Run:
             cams: dict[str, Any] = {}
             for c in node.cameras:
                 seed += 1
+                if self.sc.video is not None and node.room in self.sc.video.rooms:
+                    # Real pixels: the node opens the pipe as an OpenCV camera.
+                    vv = self._video_camera(c.id, node.room)
+                    cams[c.id] = {"source": vv.path}
+                    continue
                 vc = VirtualCamera(c.id, seed)
                 self.cameras[c.id] = vc
                 self.camera_room[c.id] = node.room
@@ -226,6 +234,22 @@ class Run:
             self.relay.start()
         self.supervisor = Child("supervisor", supervisor_argv(site_file),
                                 env_with(self.clock.env()), self.dir / "supervisor.log")
+
+    def _video_camera(self, camera_id: str, room: str) -> VideoCamera:
+        assert self.sc.video is not None
+        if self._clip is None:
+            self._clip = load_clip(self.sc.video.fall_clip)
+
+        def view() -> str:
+            shown = self.floor.behaviour_of(room)
+            if shown and shown[0] == "fall":
+                return "fall"
+            return "person" if self.floor.occupied().get(room) else "empty"
+
+        vv = VideoCamera(camera_id, self.dir, self._clip, self.sc.speed, view)
+        self.videos[camera_id] = vv
+        self.camera_room[camera_id] = room
+        return vv
 
     def _connect(self) -> None:
         assert self.broker is not None
@@ -280,6 +304,8 @@ class Run:
         if self.opts.supervisor:
             self.supervisor.start()
             time.sleep(1.0)
+        for v in self.videos.values():
+            v.start()
         for a in self.agents.values():
             a.start()
         self._pumps = [threading.Thread(target=self._pump, args=(True, False),
@@ -354,7 +380,8 @@ class Run:
             self.floor.set_flags(str(a["person"]), bool(a.get("tamper")),
                                  bool(a.get("battery_low")))
         elif step.action == "camera":
-            self.cameras[str(a["camera"])].covered = bool(a["covered"])
+            cam_id = str(a["camera"])
+            (self.videos.get(cam_id) or self.cameras[cam_id]).covered = bool(a["covered"])
         elif step.action == "noise":
             n = Noise(float(a.get("junk_rate", 0)), float(a.get("corrupt_rate", 0)),
                       float(a.get("split_rate", 0)))
@@ -505,6 +532,8 @@ class Run:
             d.close()
         for c in self.cameras.values():
             c.close()
+        for v in self.videos.values():
+            v.close()
         if self.own_broker and self.broker is not None:
             self.broker.close()
         if not self.opts.keep:

@@ -15,6 +15,11 @@
     [[steps]]       at_s, action, ... (extra timed steps, e.g. faults)
     [[expect]]      rule, detainee and/or room, within_s, from_s (for extra steps only)
     [random]        detainees, hours, violation_rate (a generated day instead of people)
+    [video]         rooms = [...], fall_clip, data_dir (cameras fed real frames; see VideoConf)
+
+A detainee's `intake = "quick"` (default "full") gives the minimal day real-time runs need:
+registered, searched for the site's minimum plus a third, straight to the holding room,
+violations there, the run ends with them still held.
 
 Every alert a scenario must raise is listed in [[expect]]; the planned violations must agree
 with that list exactly (a scenario whose file and plan disagree is refused), and any other
@@ -37,9 +42,27 @@ from .timetable import VIOLATIONS, Expected, Plan, Planner, Stay, make_team, pre
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SITES_DIR = Path(__file__).resolve().parent.parent / "sites"
+# The shared data folder beside the repository (../shared/data), as the tests find it.
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+VIDEO_MAX_ROOMS = 3  # each costs a node a full-rate pose pipeline and the sim a decoded clip
+VIDEO_MAX_SPEED = 2.0  # the clip is played at fps x speed; the node's pipeline must keep up
+INTAKES = ("full", "quick")
 ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera")
 FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node",
           "kill-supervisor", "start-supervisor")
+
+
+class MissingFootage(ConfigError):
+    """The real clips a video scenario needs are not on this machine."""
+
+
+@dataclass(frozen=True)
+class VideoConf:
+    """Rooms whose cameras get real pixel frames (a named pipe of YUV4MPEG2 the node opens
+    with OpenCV) instead of keypoint lines, and the real clip a fall plays."""
+
+    rooms: tuple[str, ...]
+    fall_clip: str  # absolute path, checked to exist and decode at load
 
 
 @dataclass
@@ -56,6 +79,7 @@ class Scenario:
     seed: int
     tail_s: float
     stays: list[Stay] = field(default_factory=list)
+    video: VideoConf | None = None
 
     @property
     def duration_s(self) -> float:
@@ -132,13 +156,56 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
         end = max(end, step_at + float(args.get("duration_s", 0)))
     if not rand.data:
         plan.expected = _expectations(top, path, generated, centre)
+    video = _video(top, path, centre, stays, speed)
     top.done()
     last = max((s.at_s for s in plan.steps), default=0.0)
     plan.duration_s = max(end, last) + tail
     # Run at least until the window of every expected alert has closed.
     plan.duration_s = max([plan.duration_s, *(e.from_s + e.within_s + 10
                                               for e in plan.expected)])
-    return Scenario(name, desc, str(path), site_data, centre, plan, speed, seed, tail, stays)
+    return Scenario(name, desc, str(path), site_data, centre, plan, speed, seed, tail, stays,
+                    video)
+
+
+def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: float
+           ) -> VideoConf | None:
+    """The [video] table, checked against the site, the people, the speed and the disk."""
+    v = top.section("video")
+    if not v.data:
+        return None
+    rooms = v.array("rooms")
+    cam_rooms = {n.room for n in centre.room_nodes() if n.cameras}
+    if not rooms or len(rooms) > VIDEO_MAX_ROOMS or len(set(rooms)) != len(rooms):
+        raise v.fail("rooms", f"1 to {VIDEO_MAX_ROOMS} distinct room ids", rooms)
+    for r in rooms:
+        if r not in cam_rooms:
+            raise v.fail("rooms", "rooms with a camera on a room node of the site "
+                         f"({', '.join(sorted(cam_rooms))})", r)
+    data_dir = Path(v.text("data_dir", str(SHARED_DATA)))
+    if not data_dir.is_absolute():
+        data_dir = (path.parent / data_dir).resolve()
+    clip_rel = v.text("fall_clip")
+    v.done()
+    if speed > VIDEO_MAX_SPEED:
+        raise ConfigError(path, "scenario.speed", f"at most x{VIDEO_MAX_SPEED:g} with [video] "
+                          "rooms (real frames are played in real time)", speed)
+    clip = data_dir / clip_rel
+    if not clip.is_file():
+        raise MissingFootage(path, "video.fall_clip", "a real video clip under the shared data "
+                             f"folder; missing: {clip}")
+    from .devices.video import load_clip  # OpenCV only for scenarios that use pixels
+
+    try:
+        load_clip(clip)
+    except ValueError as exc:
+        raise v.fail("fall_clip", f"a clip OpenCV decodes ({exc})", clip_rel) from None
+    for st in stays:
+        held = centre.detainees[st.detainee].holding
+        other = [k for k in ("fight", "lying-still") if k in st.violations]
+        if held in rooms and other:
+            raise ConfigError(path, "video.rooms", "rooms whose detainees only fall (a clip "
+                              f"shows one person falling; {st.detainee} has {other[0]})", held)
+    return VideoConf(tuple(rooms), str(clip))
 
 
 def _people(top: Section, centre: Centre, bands: BandMaker) -> list[Stay]:
@@ -164,13 +231,14 @@ def _people(top: Section, centre: Centre, bands: BandMaker) -> list[Stay]:
         team = d.array("team")
         if len(team) != 2 or not all(t in centre.officers for t in team):
             raise d.fail("team", "two officer ids from [[officers]]", team)
+        intake = d.text("intake", "full", choices=INTAKES)
         viol = d.array("violations", [])
         for x in viol:
             if x not in VIOLATIONS:
                 raise d.fail("violations", f"names from {', '.join(VIOLATIONS)}", x)
         stays.append(Stay(det.id, (team[0], team[1]), d.number("arrive_s", 60.0, lo=0.0),
                           d.number("stay_s", 5400.0, lo=600.0), d.integer("interviews", 1, lo=0),
-                          tuple(viol)))
+                          tuple(viol), intake))
         d.done()
         centre.detainees[det.id] = det
     return stays
@@ -254,5 +322,5 @@ def describe(sc: Scenario) -> str:
             f"{', '.join(sorted({e.rule for e in sc.plan.expected})) or 'no alerts'}")
 
 
-__all__ = ["OUTSIDE", "Scenario", "describe", "find_scenario", "list_scenarios",
-           "load_scenario"]
+__all__ = ["OUTSIDE", "MissingFootage", "Scenario", "VideoConf", "describe", "find_scenario",
+           "list_scenarios", "load_scenario"]

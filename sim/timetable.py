@@ -74,6 +74,7 @@ class Stay:
     stay_s: float
     interviews: int = 1
     violations: tuple[str, ...] = ()
+    intake: str = "full"  # "quick": searched and straight to holding, the day ends there
 
 
 class Planner:
@@ -157,6 +158,8 @@ class Planner:
 
     def detainee_day(self, stay: Stay) -> float:
         """Write one detainee's day; returns when they have left."""
+        if stay.intake == "quick":
+            return self.quick_day(stay)
         d = self.c.detainees[stay.detainee]
         o1, o2 = stay.team
         v = set(stay.violations)
@@ -343,6 +346,45 @@ class Planner:
         self.plan.add(t + 30, "move", people=everyone, room=OUTSIDE)
         return t + 30
 
+    def quick_day(self, stay: Stay) -> float:
+        """A minimal day for slow (real-time) runs: registration, belongings, the entry tap,
+        a search by both officers lasting the site's minimum plus a third, straight to the
+        holding room, the officers leave, the behaviour violations happen there; the run
+        ends with the detainee still held (no information collection, welfare visits,
+        interviews or exit). Returns when the last thing is over."""
+        d = self.c.detainees[stay.detainee]
+        o1, o2 = stay.team
+        team = [o1, o2]
+        everyone = [d.id, *team]
+        t = stay.arrive_s
+        self.arrivals[d.id] = t - 120
+        self.plan.add(t, "command", command="register-detainee", user=o1,
+                      args={"detainee": d.id, "band": d.band, "case": d.case, "sex": d.sex,
+                            "custody_type": d.custody_type, "observation": d.observation,
+                            "arrived_s_ago": 120})
+        t += 2
+        self.plan.add(t, "move", people=everyone, room="entry")
+        self.plan.add(t + 2, "command", command="log-belongings", user=o1,
+                      args={"detainee": d.id, "locker": f"locker-{d.id}",
+                            "items": ["wallet", "phone", "keys"]})
+        entry_taps = self.c.readers("entry", "tap")
+        if entry_taps:
+            self.plan.add(t + 1, "tap", person=d.id, reader=entry_taps[0].id)
+        t += 5
+        dur = self.rules.search_min_duration_s * 4 / 3
+        room, start = self.book("search", t, dur + 2 * WALK_S)
+        t = self.walk(max(t, start), everyone, "entry", room) + dur
+        self.plan.add(t, "command", command="record-search", user=o1,
+                      args={"detainee": d.id, "officers": team, "result": "completed"})
+        holding = d.holding or self.c.rooms_of_kind("holding")[0]
+        t = self.walk(t, everyone, room, holding) + 5
+        self.plan.add(t, "move", people=team, room=OUTSIDE)
+        self._visitor = o1
+        for kind in ("fall", "fight", "lying-still"):
+            if kind in stay.violations:
+                t = self._behaviour(t + 5, kind, d, holding, recover_s=25)
+        return t
+
     def _exit_tap(self, t: float, d: Detainee) -> None:
         taps = self.c.readers("exit", "tap")
         if taps:
@@ -386,12 +428,13 @@ class Planner:
         self.plan.add(t, "move", people=team, room=OUTSIDE)
         return t
 
-    def _behaviour(self, t: float, kind: str, d: Detainee, holding: str) -> float:
+    def _behaviour(self, t: float, kind: str, d: Detainee, holding: str,
+                   recover_s: float = 60.0) -> float:
         if kind == "fall":
             self.plan.add(t, "behaviour", room=holding, kind="fall", people=1)
             self.expect("fall", t, 30, room=holding)
-            self.plan.add(t + 60, "behaviour", room=holding, kind="none")
-            return t + 70
+            self.plan.add(t + recover_s, "behaviour", room=holding, kind="none")
+            return t + recover_s + 10
         if kind == "lying-still":
             self.plan.add(t, "behaviour", room=holding, kind="lying", people=1)
             self.expect("lying-still", t + self.rules.lying_still_s, 60, room=holding)
