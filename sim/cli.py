@@ -6,13 +6,16 @@ import sys
 from pathlib import Path
 
 from .runner import RunOptions, run_scenario
-from .scenario import describe, find_scenario, list_scenarios, load_scenario
+from .scenario import MissingFootage, describe, find_scenario, list_scenarios, load_scenario
 from .score import Score
 
 
 def _list(args: argparse.Namespace) -> int:
     for p in list_scenarios():
-        print(describe(load_scenario(p)))
+        try:
+            print(describe(load_scenario(p)))
+        except MissingFootage as exc:  # listed, not run: its real clips are not here
+            print(f"{p.stem}: cannot run here: {exc}")
     return 0
 
 

@@ -14,7 +14,7 @@ from sim.actors import OUTSIDE
 from sim.devices.camera import VirtualCamera
 from sim.devices.frames import Noise, impair, rdm6300_frame, uhf_error, uhf_inventory
 from sim.devices.readers import VirtualReader
-from sim.scenario import list_scenarios, load_scenario
+from sim.scenario import MissingFootage, list_scenarios, load_scenario
 from sim.score import Raised, score
 from sim.timetable import Expected, Plan
 
@@ -104,7 +104,11 @@ def test_every_shipped_scenario_loads_and_lists_its_alerts():
     paths = list_scenarios()
     assert any(p.stem == "normal-day" for p in paths)
     for p in paths:
-        sc = load_scenario(p)
+        try:
+            sc = load_scenario(p)
+        except MissingFootage as exc:  # real clips absent: refused, naming what is missing
+            assert "shared" in str(exc) and "missing" in str(exc), exc
+            continue
         if p.stem == "normal-day":
             assert sc.plan.expected == []
         elif p.stem != "random-day":

@@ -96,6 +96,13 @@ def y4m_frame(bgr: np.ndarray) -> bytes:
     return b"FRAME\n" + cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes()
 
 
+def _reader_gone(fd: int) -> bool:
+    """True when nobody has the pipe open for reading any more (poll reports an error)."""
+    p = select.poll()
+    p.register(fd, select.POLLOUT)
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+
+
 class VideoCamera:
     """A named pipe the node reads as a camera; `view()` says what the room shows now
     ("empty", "person" or "fall"). Writes never block the simulator: a writer thread feeds
@@ -162,6 +169,11 @@ class VideoCamera:
                     self._stop.wait(0.1)
                     continue
                 pending, is_frame = y4m_header(w, h, self.clip.fps), False
+            if not pending and _reader_gone(fd):
+                # Noticed between frames, so a node restarting later opens a fresh stream.
+                os.close(fd)
+                fd = None
+                continue
             now = time.monotonic()
             if not pending and now >= next_t:
                 view = self.view()
