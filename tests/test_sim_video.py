@@ -234,3 +234,10 @@ def test_blazepose_sees_nobody_in_the_empty_room_and_the_detainee_in_the_first_f
     pose = PoseEstimator(threads=1)
     rgb = [cv2.cvtColor(x, cv2.COLOR_BGR2RGB) for x in (empty_room(clip), clip.frames[0])]
     assert [len(pose.estimate(x)) for x in rgb] == [0, 1]
+
+
+def test_shipped_scenario_without_shared_data_names_the_missing_clip(monkeypatch, tmp_path):
+    monkeypatch.setattr("sim.scenario.SHARED_DATA", tmp_path / "shared" / "data")
+    with pytest.raises(MissingFootage) as exc:
+        load_scenario(ROOT / "sim" / "scenarios" / "fall-video.toml")
+    assert f"{tmp_path}/shared/data/gmdcsa24/Subject-3/Fall/20.mp4" in str(exc.value)
