@@ -181,7 +181,10 @@ class VideoCamera:
                     if fall_start is None:
                         fall_start = now
                         self.clip_plays += 1
-                    period = 1.0 / (self.clip.fps * self.speed)
+                    played = (now - fall_start) * self.clip.fps * self.speed
+                    # The clip at its own rate; its last frame, once reached, at the idle rate.
+                    period = 1.0 / (self.clip.fps * self.speed) \
+                        if played < len(self.clip.frames) else 1.0 / IDLE_FPS
                 else:
                     fall_start = None
                     period = 1.0 / IDLE_FPS
