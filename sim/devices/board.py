@@ -23,7 +23,7 @@ from protocol.site import Node, Site
 
 from ..faults import Child
 
-# Real seconds: the firmware debounces doors (50 ms) and polls pins (5 ms) in real time,
+# Real seconds: the firmware debounces doors (50 ms) and polls pins (every 10 ms) in real time,
 # whatever the custody clock's speed, so a sped-up run must still hold levels this long.
 MIN_HOLD_S = 0.3
 
@@ -45,7 +45,7 @@ def sim_board_config(site: Site, node: Node, key_hex: str, host: str, port: int
         mqtt.pop(k, None)
     # Real-time knobs, short so that a cut or a restart heals within a few custody minutes.
     mqtt["backoff_max_s"] = 2
-    cfg.update(ntp=False, health_interval_s=5, resend_s=3, poll_ms=5)
+    cfg.update(ntp=False, health_interval_s=5, resend_s=3)
     return cfg
 
 
