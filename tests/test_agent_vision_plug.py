@@ -15,6 +15,7 @@ CAMERA = '\n[[nodes.cameras]]\nid = "cam-a"\nsource = "0"\n'
 class FakeWorker:
     def __init__(self, camera, room, emit, clock, rules):
         self.args = (camera, room, emit, clock, rules)
+        self.options: dict = {}
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -45,8 +46,9 @@ def _agent(broker, tmp_path, vision: bool):
 def test_open_camera_called_per_camera_and_events_flow(broker, tmp_path, monkeypatch):
     workers = []
 
-    def open_camera(camera, room, emit, clock, rules):
+    def open_camera(camera, room, emit, clock, rules, **options):
         w = FakeWorker(camera, room, emit, clock, rules)
+        w.options = options
         workers.append(w)
         return w
 
@@ -64,6 +66,7 @@ def test_open_camera_called_per_camera_and_events_flow(broker, tmp_path, monkeyp
         camera, room, _, clock, rules = w.args
         assert (camera.id, camera.source, room) == ("cam-a", "kp:/dev/null", "room-a")
         assert clock is agent.clock and rules is agent.conf.site.rules
+        assert w.options == {"heartbeat_s": rules.recording_gap_s / 2}
         assert obs.health[-1]["obj"]["cameras"] == {"cam-a": {"fps_x10": 150, "frames": 7}}
         assert obs.unique("camera")[0].body == {"camera": "cam-a", "room": "room-a",
                                                 "live": True, "fps_x10": 150}
