@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 
@@ -46,6 +47,28 @@ def board_env(pins: Path, uarts: dict[int, str], wdt_file: Path | None = None,
     if wdt_file is not None:
         env["CUSTODY_FW_WDT"] = str(wdt_file)
     return env
+
+
+def input_level(active: bool, active_low: bool = True) -> int:
+    """The pin level of an input: a closed contact or a pressed button pulls to its active
+    level (low for the usual pull-up wiring)."""
+    return (0 if active_low else 1) if active else (1 if active_low else 0)
+
+
+def resting_levels(config: dict[str, Any]) -> dict[int, int]:
+    """Pin levels of a board at rest, from its config.json: doors closed, buttons released."""
+    levels = {int(d["pin"]): input_level(True, bool(d.get("active_low", True)))
+              for d in config.get("doors", [])}
+    levels.update({int(b["pin"]): input_level(False, bool(b.get("active_low", True)))
+                   for b in config.get("buttons", [])})
+    return levels
+
+
+def write_pin(pins: Path, pin: int, value: int) -> None:
+    """Drive an input pin as the wiring would (atomic: the firmware never reads half a file)."""
+    tmp = pins / f"{pin}.tmp"
+    tmp.write_text(str(value))
+    tmp.replace(pins / str(pin))
 
 
 def board_argv() -> list[str]:

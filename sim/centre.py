@@ -52,6 +52,10 @@ class Centre:
         """The site's room nodes (each becomes one agent process)."""
         return [n for n in self.site.nodes if n.kind == "room"]
 
+    def sensor_nodes(self) -> list[Node]:
+        """The site's sensor nodes (each becomes one MicroPython firmware process)."""
+        return [n for n in self.site.nodes if n.kind == "sensor"]
+
     def node_of_room(self, room: str) -> Node | None:
         """The room node watching `room`, if any."""
         for n in self.room_nodes():

@@ -13,10 +13,12 @@ from pathlib import Path
 
 
 class Child:
-    """A program the simulator runs (supervisor, agent), restartable, logging to a file."""
+    """A program the simulator runs (supervisor, agent, board), restartable, logging to a file
+    (`cwd`: its working directory, e.g. a board's flash)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.argv, self.env, self.log = name, argv, env, log
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path,
+                 cwd: Path | None = None) -> None:
+        self.name, self.argv, self.env, self.log, self.cwd = name, argv, env, log, cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -27,7 +29,7 @@ class Child:
         with self.log.open("ab") as f:
             self.proc = subprocess.Popen(self.argv, env=self.env, stdout=f,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, cwd=self.cwd)
         self.starts += 1
 
     @property

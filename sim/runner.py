@@ -1,5 +1,6 @@
-"""Run a scenario: broker, supervisor and one agent per room node, devices on ptys, steps on
-the simulated clock, alerts collected from alert/#, and the score.
+"""Run a scenario: broker, supervisor, one agent per room node and one firmware process per
+sensor board, devices on ptys and pin files, steps on the simulated clock, alerts collected
+from alert/#, and the score.
 
 All children share one sped-up clock (protocol.clock, CUSTODY_CLOCK_* in their environment),
 so the site's rule timings stay exactly as written while a day takes minutes.
@@ -25,11 +26,13 @@ import paho.mqtt.client as mqtt
 from custody.broker import BrokerConfig, Mosquitto, start_broker
 from protocol.clock import Clock, simulated
 from protocol.keys import dump_keys
+from protocol.site import Node
 from protocol.staff import request_payload
 from protocol.topics import Topics
 from protocol.transport import LinkConf, make_client
 
 from .actors import OUTSIDE, Floor
+from .devices.board import MIN_HOLD_S, VirtualBoard, sim_board_config
 from .devices.camera import VirtualCamera
 from .devices.door import VirtualDoor
 from .devices.frames import Noise
@@ -128,6 +131,10 @@ class Run:
         self.use_relay = False
         self.supervisor: Child | None = None
         self.agents: dict[str, Child] = {}
+        self.boards: dict[str, VirtualBoard] = {}
+        self.board_of_door: dict[str, VirtualBoard] = {}
+        self.board_of_button: dict[str, VirtualBoard] = {}
+        self.releases: list[tuple[str, float]] = []  # button, when (real)
         self.readers: dict[str, VirtualReader] = {}
         self.uhf_of_room: dict[str, list[VirtualReader]] = {}
         self.doors: dict[str, VirtualDoor] = {}
@@ -230,6 +237,8 @@ class Run:
             self.agents[node.id] = Child(node.id, [sys.executable, "-m", "custody", "agent",
                                                    "--config", str(path)],
                                          env_with(self.clock.env()), self.dir / f"{node.id}.log")
+        for node in self.sc.centre.sensor_nodes():
+            self._setup_board(node, keys[node.id])
         if self.use_relay:
             self.relay.start()
         self.supervisor = Child("supervisor", supervisor_argv(site_file),
@@ -250,6 +259,29 @@ class Run:
         self.videos[camera_id] = vv
         self.camera_room[camera_id] = room
         return vv
+    def _setup_board(self, node: Node, key: bytes) -> None:
+        """One sensor board: config.json, flash, pins and its RDM6300 pty if it has one."""
+        assert self.broker is not None and self.relay is not None
+        port = self.relay.add(node.id) if self.use_relay else self.broker.port
+        cfg = sim_board_config(self.sc.centre.site, node, key.hex(), self.broker.host, port)
+        tty = None
+        taps = [r for r in node.readers if r.type == "rdm6300"]
+        if taps:
+            vr = VirtualReader(taps[0].id, "rdm6300", self.opts.noise, self.sc.seed)
+            self.readers[vr.id] = vr
+            tty = vr.path
+        vb = VirtualBoard(node, cfg, self.dir / node.id, env_with(self.clock.env()), tty)
+        self.boards[node.id] = vb
+        for door in vb.door_pins:
+            self.board_of_door[door] = vb
+        for button in vb.button_pins:
+            self.board_of_button[button] = vb
+
+    def node_child(self, node: str) -> Child:
+        """The process of a room node (agent) or a sensor node (board)."""
+        if node in self.agents:
+            return self.agents[node]
+        return self.boards[node].child
 
     def _connect(self) -> None:
         assert self.broker is not None
@@ -308,6 +340,8 @@ class Run:
             v.start()
         for a in self.agents.values():
             a.start()
+        for b in self.boards.values():
+            b.child.start()
         self._pumps = [threading.Thread(target=self._pump, args=(True, False),
                                         name="sim-readers", daemon=True)]
         if self.opts.vision and self.cameras:
@@ -326,19 +360,19 @@ class Run:
         """Wait until every agent is up (its first health message) and then SETTLE_S more:
         agents that start together on a small machine take seconds to import and open."""
         deadline = time.monotonic() + timeout
-        want = set(self.agents)
+        want = set(self.agents) | set(self.boards)
         while time.monotonic() < deadline:
             with self._lock:
                 missing = want - self.healthy
             if not missing:
                 break
             for name in missing:
-                a = self.agents[name]
+                a = self.node_child(name)
                 if not a.running:
-                    raise RuntimeError(f"agent {name} exited at start:\n{a.tail()}")
+                    raise RuntimeError(f"node {name} exited at start:\n{a.tail()}")
             time.sleep(0.1)
         else:
-            raise RuntimeError(f"agents not up after {timeout:.0f} s: {sorted(missing)}")
+            raise RuntimeError(f"nodes not up after {timeout:.0f} s: {sorted(missing)}")
         time.sleep(SETTLE_S)
 
     def t(self) -> float:
@@ -388,6 +422,8 @@ class Run:
             targets = [str(a["reader"])] if "reader" in a else list(self.readers)
             for r in targets:
                 self.readers[r].noise = n
+        elif step.action == "button":
+            self.press(str(a["button"]))
         elif step.action == "fault":
             self.fault(str(a["kind"]), str(a.get("target", "")), float(a.get("duration_s", 0)))
 
@@ -397,10 +433,29 @@ class Run:
             if prev == OUTSIDE or room == OUTSIDE:
                 continue
             door = self.sc.centre.door_between(prev, room)
-            if door in self.doors:
-                self.doors[door].set("open")
-                with self._lock:
-                    self.door_close.append((door, time.time() + self.clock.real_seconds(3)))
+            if door is None:
+                continue
+            hold = self.clock.real_seconds(3)
+            if door in self.board_of_door:
+                hold = max(hold, MIN_HOLD_S)  # the firmware debounces in real time
+            elif door not in self.doors:
+                continue
+            self._set_door(door, "open")
+            with self._lock:
+                self.door_close.append((door, time.time() + hold))
+
+    def _set_door(self, door: str, state: str) -> None:
+        """Drive a door's contact, wherever it is wired (room node line or board pin)."""
+        if door in self.doors:
+            self.doors[door].set(state)
+        if door in self.board_of_door:
+            self.board_of_door[door].set_door(door, state)
+
+    def press(self, button: str) -> None:
+        """Press a board's button; the pump lets it go MIN_HOLD_S real seconds later."""
+        self.board_of_button[button].set_button(button, True)
+        with self._lock:
+            self.releases.append((button, time.time() + MIN_HOLD_S))
 
     def command(self, command: str, user: str, args: dict[str, Any]) -> str:
         """Send a staff command (times given relative to now are made absolute)."""
@@ -426,9 +481,9 @@ class Run:
         elif kind == "start-broker" and self.broker is not None:
             self.broker.start()
         elif kind == "kill-node":
-            self.agents[target].kill()
+            self.node_child(target).kill()
         elif kind == "start-node":
-            self.agents[target].start()
+            self.node_child(target).start()
         elif kind == "cut-node" and self.relay is not None:
             self.relay.cut(target, self.clock.real_seconds(duration_s))
         elif kind == "kill-supervisor" and self.supervisor is not None:
@@ -465,10 +520,14 @@ class Run:
                     taps = list(self.taps)
                     closing = [d for d, w in self.door_close if w <= now]
                     self.door_close = [(d, w) for d, w in self.door_close if w > now]
+                    released = [b for b, w in self.releases if w <= now]
+                    self.releases = [(b, w) for b, w in self.releases if w > now]
                 for r, b, _ in taps:
                     r.read_band(b)
                 for d in closing:
-                    self.doors[d].set("closed")
+                    self._set_door(d, "closed")
+                for b in released:
+                    self.board_of_button[b].set_button(b, False)
             if cameras and now >= next_cam:
                 next_cam = now + cam_period
                 ts = self.clock.now_ms()
@@ -515,10 +574,11 @@ class Run:
             th.join(2)
         if self.supervisor is not None:
             self.supervisor.stop(10)
-        for a in self.agents.values():
+        nodes = [*self.agents.values(), *(b.child for b in self.boards.values())]
+        for a in nodes:
             if a.proc is not None and a.proc.poll() is None:
                 a.proc.terminate()
-        for a in self.agents.values():
+        for a in nodes:
             a.stop(10)
         if self.client is not None:
             self.client.loop_stop()

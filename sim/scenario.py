@@ -12,7 +12,8 @@
     [[officers]]    id, sex ("f"|"m")
     [[detainees]]   id, case, sex, custody_type, observation, holding, team = [o1, o2],
                     arrive_s, stay_s, interviews, violations = [...]
-    [[steps]]       at_s, action, ... (extra timed steps, e.g. faults)
+    [[steps]]       at_s, action, ... (extra timed steps, e.g. faults; action = "button",
+                    button = "<id>" presses a sensor board's button)
     [[expect]]      rule, detainee and/or room, within_s, from_s (for extra steps only)
     [random]        detainees, hours, violation_rate (a generated day instead of people)
     [video]         rooms = [...], fall_clip, data_dir (cameras fed real frames; see VideoConf)
@@ -47,7 +48,9 @@ SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 VIDEO_MAX_ROOMS = 3  # each costs a node a full-rate pose pipeline and the sim a decoded clip
 VIDEO_MAX_SPEED = 2.0  # the clip is played at fps x speed; the node's pipeline must keep up
 INTAKES = ("full", "quick")
-ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera")
+ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera",
+           "button")
+NODE_FAULTS = ("kill-node", "start-node", "cut-node")
 FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node",
           "kill-supervisor", "start-supervisor")
 
@@ -152,6 +155,16 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
         if action == "fault" and args.get("kind") not in FAULTS:
             raise ConfigError(path, f"steps[{i}].kind", f"one of {', '.join(FAULTS)}",
                               args.get("kind"))
+        node_ids = {n.id for n in site.nodes}
+        if (action == "fault" and args.get("kind") in NODE_FAULTS
+                and args.get("target") not in node_ids):
+            raise ConfigError(path, f"steps[{i}].target", "a node id of the site",
+                              args.get("target"))
+        buttons = {b.id for n in centre.sensor_nodes() for b in n.buttons}
+        if action == "button" and args.get("button") not in buttons:
+            known = ", ".join(sorted(buttons)) or "none"
+            raise ConfigError(path, f"steps[{i}].button",
+                              f"a button of the site's sensor nodes ({known})", args.get("button"))
         plan.add(step_at, action, **args)
         end = max(end, step_at + float(args.get("duration_s", 0)))
     if not rand.data:

@@ -20,7 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from custody.board_cmd import board_argv, board_env, prepare_flash
+from custody.board_cmd import board_argv, board_env, prepare_flash, resting_levels, write_pin
 from protocol.envelope import VerifyError
 from protocol.events import Event
 from protocol.topics import Topics
@@ -65,16 +65,14 @@ class Board:
             config = dict(config, reader={"id": "property-desk", "uart": 1, "repeat_ms": 300})
         prepare_flash(flash, json.dumps(config))
         self.env = board_env(self.pins, uarts, flash / "wdt")
-        self.set_pin(4, 0)  # door closed (contact pulls low)
-        self.set_pin(5, 1)  # button released (pull-up)
+        for pin, level in resting_levels(config).items():  # doors closed, buttons released
+            self.set_pin(pin, level)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = flash.parent / (flash.name + ".log")
 
     def set_pin(self, pin: int, value: int) -> None:
         """Drive an input pin as the wiring would."""
-        tmp = self.pins / f"{pin}.tmp"
-        tmp.write_text(str(value))
-        tmp.replace(self.pins / str(pin))
+        write_pin(self.pins, pin, value)
 
     def press(self, pin: int, hold_s: float = 0.2) -> None:
         """Press and release an active-low button."""

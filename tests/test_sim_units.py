@@ -186,3 +186,56 @@ def test_people_keep_their_spot_when_someone_leaves():
         assert min(abs(p[0][0] - x) for p in two["persons"]) < 0.02
     finally:
         cam.close()
+
+
+BOARD_SITE = Path(__file__).resolve().parent.parent / "sim" / "sites" / "compact.toml"
+
+
+def test_sim_board_config_and_pin_mapping(tmp_path):
+    """The sim's board gets the provisioned config format on plain loopback TCP, and its
+    door and button map to the configured pins at the right (active-low) levels."""
+    import json
+
+    from protocol.config import read_toml
+    from protocol.site import parse_site
+    from sim.devices.board import VirtualBoard, sim_board_config
+
+    site = parse_site(read_toml(BOARD_SITE), BOARD_SITE)
+    node = next(n for n in site.nodes if n.kind == "sensor")
+    cfg = sim_board_config(site, node, "ab" * 32, "127.0.0.1", 1883)
+    assert cfg["mqtt"] == {"host": "127.0.0.1", "port": 1883, "keepalive_s": 10,
+                           "backoff_max_s": 2}  # no TLS, no login
+    assert cfg["ntp"] is False and cfg["node"] == "sensor-exit" and cfg["room"] == "exit"
+    assert cfg["site"] == "compact" and cfg["key"] == "ab" * 32
+    assert cfg["doors"] == [{"door": "d-exit", "pin": 4, "active_low": True}]
+    assert cfg["buttons"] == [{"id": "panic-exit", "kind": "panic", "pin": 5}]
+    vb = VirtualBoard(node, cfg, tmp_path / "sensor-exit", {"PATH": "/usr/bin"})
+    assert json.loads((vb.flash / "config.json").read_text()) == cfg
+    assert (vb.flash / "main.py").exists() and (vb.flash / "lib" / "node.py").exists()
+    # At rest: door closed (contact pulls the pin low), button released (pull-up high).
+    assert (vb.level(4), vb.level(5)) == (0, 1)
+    vb.set_door("d-exit", "open")
+    vb.set_button("panic-exit", True)
+    assert (vb.level(4), vb.level(5)) == (1, 0)
+    vb.set_door("d-exit", "closed")
+    vb.set_button("panic-exit", False)
+    assert (vb.level(4), vb.level(5)) == (0, 1)
+    with pytest.raises(KeyError):
+        vb.set_door("d-holding-1", "open")  # wired to a room node, not to this board
+    env = vb.child.env
+    assert env["CUSTODY_FW_PINS"] == str(vb.pins) and "test_support" in env["MICROPYPATH"]
+    assert vb.child.cwd == vb.flash
+
+
+def test_scenario_steps_must_name_a_real_button_and_node(tmp_path):
+    text = (Path(__file__).resolve().parent.parent / "sim/scenarios/panic-button.toml"
+            ).read_text().replace('site = "../sites/compact.toml"', f'site = "{BOARD_SITE}"')
+    bad_button = tmp_path / "b.toml"
+    bad_button.write_text(text.replace('button = "panic-exit"', 'button = "panic-nowhere"'))
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.button"):
+        load_scenario(bad_button)
+    bad_node = tmp_path / "n.toml"
+    bad_node.write_text(text + '\n[[steps]]\nat_s = 10\naction = "fault"\nkind = "kill-node"\n'
+                        'target = "sensor-nowhere"\n')
+    with pytest.raises(ConfigError, match=r"steps\[1\]\.target"):
+        load_scenario(bad_node)
