@@ -56,7 +56,11 @@ class Supervisor:
                                   will=(self.topics.supervisor("availability"), b"offline", True))
         self.client.on_connect = self.errors.guard(self._on_connect)
         self.client.on_message = self.errors.guard(self._on_message)
+        self.client.on_subscribe = self.errors.guard(self._on_subscribe)
         self.connected = threading.Event()
+        # Set once the broker has acknowledged our subscriptions: before that a staff request
+        # or an event published on another connection has nobody to go to.
+        self.subscribed = threading.Event()
         self.ingest = Ingest(self.journal, self.state, self.topics, self.node_keys, self.publish,
                              clock.now_ms)
         self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
@@ -75,6 +79,7 @@ class Supervisor:
             log.warning("broker refused the connection: %s", reason)
             return
         t = self.topics
+        self.subscribed.clear()
         client.subscribe([(t.node_filter("event"), 1), (t.node_filter("availability"), 1),
                           (t.node_filter("health"), 1),
                           # QoS 0: the persistent session must not keep staff requests while
@@ -83,6 +88,10 @@ class Supervisor:
         client.publish(t.supervisor("availability"), b"online", qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s:%d", self.link.host, self.link.port)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put((msg.topic, bytes(msg.payload)))

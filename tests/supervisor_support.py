@@ -261,6 +261,8 @@ class InProcess:
         self.thread = threading.Thread(target=self.sup.run, daemon=True)
         self.thread.start()
         assert self.sup.connected.wait(10), "supervisor did not connect"
+        # Its subscriptions must be in place before the test publishes anything.
+        assert self.sup.subscribed.wait(10), "the broker did not acknowledge the subscriptions"
 
     def stop(self) -> None:
         """Stop cleanly."""
