@@ -156,6 +156,26 @@ class Planner:
             self.plan.add(at_s, "command", command="register-officer", user=first,
                           args={"officer": o.id, "band": o.band, "sex": o.sex})
 
+    def _register(self, t: float, d: Detainee, user: str, arrived_s_ago: int) -> None:
+        """The register-detainee command at the entry desk."""
+        self.plan.add(t, "command", command="register-detainee", user=user,
+                      args={"detainee": d.id, "band": d.band, "case": d.case, "sex": d.sex,
+                            "custody_type": d.custody_type, "observation": d.observation,
+                            "arrived_s_ago": arrived_s_ago})
+
+    def _entry_desk(self, t: float, d: Detainee, user: str, everyone: list[str],
+                    belongings_after: float | None, tap_after: float) -> None:
+        """Everyone into the entry room at t, belongings logged `belongings_after` s later
+        (None: not logged), the detainee's band tapped on the desk reader if there is one."""
+        self.plan.add(t, "move", people=everyone, room="entry")
+        if belongings_after is not None:
+            self.plan.add(t + belongings_after, "command", command="log-belongings", user=user,
+                          args={"detainee": d.id, "locker": f"locker-{d.id}",
+                                "items": ["wallet", "phone", "keys"]})
+        entry_taps = self.c.readers("entry", "tap")
+        if entry_taps:
+            self.plan.add(t + tap_after, "tap", person=d.id, reader=entry_taps[0].id)
+
     def detainee_day(self, stay: Stay) -> float:
         """Write one detainee's day; returns when they have left."""
         if stay.intake == "quick":
@@ -170,24 +190,14 @@ class Planner:
         # Arrival: band issued and registered at the entry desk.
         late = r.registration_limit_s + 300 if "late-registration" in v else 120
         self.arrivals[d.id] = t - late
-        self.plan.add(t, "command", command="register-detainee", user=o1,
-                      args={"detainee": d.id, "band": d.band, "case": d.case, "sex": d.sex,
-                            "custody_type": d.custody_type, "observation": d.observation,
-                            "arrived_s_ago": late})
+        self._register(t, d, o1, late)
         if "late-registration" in v:
             self.expect("brought-straight-in", t, 60, detainee=d.id)
         if "belongings-late" in v:
             self.expect("property", t + r.belongings_limit_s, 120, detainee=d.id)
         t += 2
-        self.plan.add(t, "move", people=everyone, room="entry")
-        if "belongings-late" not in v:
-            # Belongings are taken and logged at the booking-in desk.
-            self.plan.add(t + 60, "command", command="log-belongings", user=o1,
-                          args={"detainee": d.id, "locker": f"locker-{d.id}",
-                                "items": ["wallet", "phone", "keys"]})
-        entry_taps = self.c.readers("entry", "tap")
-        if entry_taps:
-            self.plan.add(t + 10, "tap", person=d.id, reader=entry_taps[0].id)
+        # Belongings are taken and logged at the booking-in desk (unless the day forgets them).
+        self._entry_desk(t, d, o1, everyone, None if "belongings-late" in v else 60, 10)
         t += 90 * self.pace
         here = "entry"
         if "no-search" in v:
@@ -358,18 +368,9 @@ class Planner:
         everyone = [d.id, *team]
         t = stay.arrive_s
         self.arrivals[d.id] = t - 120
-        self.plan.add(t, "command", command="register-detainee", user=o1,
-                      args={"detainee": d.id, "band": d.band, "case": d.case, "sex": d.sex,
-                            "custody_type": d.custody_type, "observation": d.observation,
-                            "arrived_s_ago": 120})
+        self._register(t, d, o1, 120)
         t += 2
-        self.plan.add(t, "move", people=everyone, room="entry")
-        self.plan.add(t + 2, "command", command="log-belongings", user=o1,
-                      args={"detainee": d.id, "locker": f"locker-{d.id}",
-                            "items": ["wallet", "phone", "keys"]})
-        entry_taps = self.c.readers("entry", "tap")
-        if entry_taps:
-            self.plan.add(t + 1, "tap", person=d.id, reader=entry_taps[0].id)
+        self._entry_desk(t, d, o1, everyone, 2, 1)
         t += 5
         dur = self.rules.search_min_duration_s * 4 / 3
         room, start = self.book("search", t, dur + 2 * WALK_S)
