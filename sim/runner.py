@@ -259,6 +259,7 @@ class Run:
         self.videos[camera_id] = vv
         self.camera_room[camera_id] = room
         return vv
+
     def _setup_board(self, node: Node, key: bytes) -> None:
         """One sensor board: config.json, flash, pins and its RDM6300 pty if it has one."""
         assert self.broker is not None and self.relay is not None
