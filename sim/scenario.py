@@ -209,7 +209,7 @@ def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: f
     from .devices.video import load_clip  # OpenCV only for scenarios that use pixels
 
     try:
-        load_clip(clip)
+        load_clip(clip, max_frames=1)  # the run decodes it all; loading (and `sim list`) need not
     except ValueError as exc:
         raise v.fail("fall_clip", f"a clip OpenCV decodes ({exc})", clip_rel) from None
     for st in stays:

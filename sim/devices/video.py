@@ -54,15 +54,16 @@ class Clip:
         return len(self.frames) / self.fps
 
 
-def load_clip(path: str | Path) -> Clip:
-    """Decode a video file; ValueError says what is wrong with it."""
+def load_clip(path: str | Path, max_frames: int | None = None) -> Clip:
+    """Decode a video file (its first `max_frames` frames if given; 1 is a cheap check that
+    it opens, decodes and states a sane rate); ValueError says what is wrong with it."""
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
             raise ValueError(f"OpenCV cannot open {path}")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        frames = []
-        while True:
+        frames: list[np.ndarray] = []
+        while max_frames is None or len(frames) < max_frames:
             ok, img = cap.read()
             if not ok or img is None:
                 break
