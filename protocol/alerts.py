@@ -37,4 +37,5 @@ RULES: dict[str, str] = {
     "security": "critical",
     "missing-events": "critical",
     "outbox-high-water": "warning",
+    "roster-refused": "warning",
 }

@@ -20,7 +20,10 @@ EVENT_TYPES: dict[str, Schema] = {
     # A band entered / left the room's presence (UHF reader with TTL, or a tap).
     "presence.enter": {"band": ("band", True), "room": ("id", True), "reader": ("id", True),
                        "rssi": ("int", False)},
-    "presence.leave": {"band": ("band", True), "room": ("id", True), "reader": ("id", True)},
+    # seen_ts: the band's last read (ms), the evidence of when it left; the event's own ts is
+    # when the presence TTL ran out.
+    "presence.leave": {"band": ("band", True), "room": ("id", True), "reader": ("id", True),
+                       "seen_ts": ("int", False)},
     # A tap on a desk or door reader.
     "tap": {"band": ("band", True), "reader": ("id", True), "room": ("id", True),
             "door": ("id", False)},

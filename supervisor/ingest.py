@@ -29,6 +29,7 @@ from .state import State
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], Any]
 MAX_KEPT_PAYLOAD = 1024  # bytes of a rejected payload kept in the journal for forensics
+HEALTHY = {"roster_refused": False, "roster_error": "", "outbox_high_water": False}
 
 
 @dataclass
@@ -148,10 +149,22 @@ class Ingest:
     def _health(self, topic: str, node: str, payload: bytes, now: int,
                 entries: list[Entry]) -> None:
         try:
-            verify(payload, self.keys, topic_node=node)
+            ev = verify(payload, self.keys, topic_node=node)
             self.stats.add("health")
         except VerifyError as e:
             entries.append(self._reject(topic, payload, e.reason, e.detail, node, now))
+            return
+        obj = ev.body.get("obj") or {}
+        # The watermark of the node's rooms: health says up to when we have its events.
+        self.state.heard(node, int(obj.get("through_ts", ev.ts_ms)))
+        # What staff must act on is journaled when it changes (so replay rebuilds it).
+        flags = {"roster_refused": bool(obj.get("roster_refused")),
+                 "roster_error": str(obj.get("roster_error", ""))[:200],
+                 "outbox_high_water": bool(obj.get("outbox_high_water"))}
+        if (self.state.health_flags(node) or HEALTHY) != flags:
+            entries.append(self.journal.append_own("health", {"node": node, "ts": now,
+                                                              **flags}))
+            self.state.set_health_flags(node, flags, now)  # the fold after commit agrees
 
     def _reject(self, topic: str, payload: bytes, reason: str, detail: str,
                 topic_node: str | None, now: int) -> Entry:

@@ -184,7 +184,8 @@ class Supervisor:
                                        for b in self.state.officers_in(room)),
                     "detainees": self.state.detainees_in(room),
                     "unregistered": sum(1 for b in room.bands if b not in self.state.bands),
-                    "camera_live": camera_dead_since(room, now, self.state.rules) is None}
+                    "camera_live": camera_dead_since(self.state, room, now,
+                                                   self.state.rules) is None}
             if self._rooms_published.get(room.id) != view:
                 self._rooms_published[room.id] = view
                 self.publish(self.topics.state("room", room.id), dumpb({**view, "ts": now}), 1,

@@ -90,7 +90,8 @@ def test_presence_ttl_taps_and_crossing():
     assert p.on_read("u", Read("aa", -50), 0.0, 0.0)[0][0] == "presence.enter"
     assert p.on_read("u", Read("aa", -50), 4.0, 4.0) == []
     assert p.tick(8.9, 8.9) == []
-    assert p.tick(9.1, 9.1)[0] == ("presence.leave", {"band": "aa", "room": "r", "reader": "u"})
+    assert p.tick(9.1, 9.1)[0] == ("presence.leave", {"band": "aa", "room": "r", "reader": "u",
+                                                      "seen_ts": 4000})
     assert [e[0] for e in p.on_read("t", Read("bb"), 10.0, 10.0)] == ["tap"]
     assert p.on_read("t", Read("bb"), 10.5, 10.5) == []  # still in the field
     assert [e[0] for e in p.on_read("t", Read("bb"), 12.0, 12.0)] == ["tap"]
