@@ -5,15 +5,23 @@ from dataclasses import dataclass, field
 from .envelope import Reason, VerifyError
 
 DEFAULT_WINDOW = 4096
+# The supervisor's window for node events: wider than any node's outbox may be (edge_agent's
+# config caps outbox_max_events at 100,000,000; the default holds 72 h, 259,200 events), so a
+# node that was offline for its whole outbox replays it and every event is journaled once.
+# Memory stays small: sequences at or below a contiguous floor are not stored one by one.
+NODE_EVENT_WINDOW = 1 << 27
 
 
 @dataclass
 class NodeWindow:
-    """What one node has been seen to send: its epoch, highest sequence and recent ones."""
+    """What one node has been seen to send: its epoch, highest sequence, a floor at or below
+    which every sequence is spent (seen or out of window), and the seen ones above it."""
 
     epoch: int = 0
     highest: int = 0
+    floor: int = 0
     recent: set[int] = field(default_factory=set)
+    zero: bool = False  # seq 0 (sequences count from 1; 0 is kept apart from the floor)
 
 
 @dataclass(frozen=True)
@@ -27,8 +35,9 @@ class Admission:
 class ReplayWindow:
     """Accepts each (node, epoch, seq) once; newer epochs restart the sequence.
 
-    A seq already seen, or older than `size` below the highest, is a replay; an epoch
-    lower than the node's current one is stale. A jump forward reports the gap.
+    A seq older than `size` below the highest is out of window; one already seen is a
+    replay; an epoch lower than the node's current one is stale. A jump forward reports the
+    gap.
     """
 
     def __init__(self, size: int = DEFAULT_WINDOW) -> None:
@@ -41,19 +50,24 @@ class ReplayWindow:
         if epoch < w.epoch:
             raise VerifyError(Reason.STALE_EPOCH, f"{node}: epoch {epoch} < current {w.epoch}")
         if epoch > w.epoch:
-            w.epoch, w.highest, w.recent = epoch, 0, set()
-        if seq in w.recent:
-            raise VerifyError(Reason.REPLAY, f"{node}: epoch {epoch} seq {seq} already seen")
+            w.epoch, w.highest, w.floor, w.recent, w.zero = epoch, 0, 0, set(), False
         if seq <= w.highest - self.size:
             raise VerifyError(Reason.OUT_OF_WINDOW,
                               f"{node}: seq {seq} older than window below {w.highest}")
+        if (seq == 0 and w.zero) or 0 < seq <= w.floor or seq in w.recent:
+            raise VerifyError(Reason.REPLAY, f"{node}: epoch {epoch} seq {seq} already seen")
+        if seq == 0:
+            w.zero = True
+            return Admission()
         gap = Admission()
         if seq > w.highest + 1:
             gap = Admission(w.highest + 1, seq - 1)
         w.recent.add(seq)
-        if seq > w.highest:
-            w.highest = seq
-            floor = seq - self.size
-            if len(w.recent) > self.size:
-                w.recent = {s for s in w.recent if s > floor}
+        w.highest = max(w.highest, seq)
+        while w.floor + 1 in w.recent:  # in-order traffic keeps `recent` near empty
+            w.floor += 1
+            w.recent.discard(w.floor)
+        if w.highest - self.size > w.floor:
+            w.floor = w.highest - self.size
+            w.recent = {s for s in w.recent if s > w.floor}
         return gap

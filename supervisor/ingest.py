@@ -19,7 +19,7 @@ from protocol import PROTOCOL_VERSION
 from protocol.envelope import VerifyError, mac_hex, open_payload, verify
 from protocol.events import Event
 from protocol.ids import ID_RE
-from protocol.replay import ReplayWindow
+from protocol.replay import NODE_EVENT_WINDOW, ReplayWindow
 from protocol.topics import TopicError, Topics
 from protocol.verifier import ack_payload
 
@@ -66,7 +66,7 @@ class Ingest:
                  publish: Publish, now_ms: Callable[[], int]) -> None:
         self.journal, self.state, self.topics, self.keys = journal, state, topics, keys
         self.publish, self.now_ms = publish, now_ms
-        self.window = ReplayWindow()
+        self.window = ReplayWindow(NODE_EVENT_WINDOW)
         self.stats = IngestCounts()
         self._ack_seq: dict[str, int] = {}
         self.events: dict[int, Event] = {}  # entry idx -> verified event, to spare a re-parse
