@@ -372,13 +372,17 @@ class Agent:
             self._checksum_seen[r.id] = n
 
     def through_ts(self) -> int:
-        """Up to when the supervisor has (or is being sent, in order) every event: the
-        watermark it may judge our rooms' silence against. Held at the oldest event still
-        waiting in the outbox, so a backlog never reads as silence."""
+        """Up to when the supervisor has, or is being sent, every event: the watermark it may
+        judge our rooms' silence against. Events already handed to the link go out before
+        this health on the same connection, in order; one not handed over yet (a backlog, a
+        replay after a reconnect) holds the watermark just before its own time."""
         now = self.clock.now_ms()
-        if not self.online or not self.outbox.depth:
-            return now if self.online else 0
-        row = self.outbox.db.execute("SELECT MIN(ts) FROM events").fetchone()
+        if not self.online:
+            return 0
+        if self.cursor >= self.outbox.next_seq - 1:
+            return now
+        row = self.outbox.db.execute("SELECT MIN(ts) FROM events WHERE seq > ?",
+                                     (self.cursor,)).fetchone()
         return now if row[0] is None else min(now, int(row[0]) - 1)
 
     def health_body(self, sample: bool = True) -> dict[str, Any]:

@@ -169,8 +169,9 @@ class Run:
             # The broker's own temp dir: Mosquitto (run as root) drops to its user, which must
             # be able to reach the directory.
             self.broker = start_broker(BrokerConfig())
-        # Nodes go through a relay only when the scenario cuts one off (it costs a hop).
-        self.use_relay = any(s.action == "fault" and s.args.get("kind") == "cut-node"
+        # Nodes go through a relay only when the scenario cuts or lags one (it costs a hop).
+        self.use_relay = any(s.action == "fault"
+                             and s.args.get("kind") in ("cut-node", "lag-node")
                              for s in self.sc.plan.steps)
         self.relay = Relay(self.broker.host, self.broker.port)
         site = self.sc.centre.site
@@ -426,7 +427,8 @@ class Run:
         elif step.action == "button":
             self.press(str(a["button"]))
         elif step.action == "fault":
-            self.fault(str(a["kind"]), str(a.get("target", "")), float(a.get("duration_s", 0)))
+            self.fault(str(a["kind"]), str(a.get("target", "")), float(a.get("duration_s", 0)),
+                       float(a.get("delay_s", 0)))
 
     def _move(self, people: list[str], room: str) -> None:
         before = self.floor.move(people, room)
@@ -474,8 +476,8 @@ class Run:
         self.client.publish(self.topics.request(command), request_payload(txn, user, out), qos=1)
         return txn
 
-    def fault(self, kind: str, target: str, duration_s: float) -> None:
-        """Inject a fault."""
+    def fault(self, kind: str, target: str, duration_s: float, delay_s: float = 0.0) -> None:
+        """Inject a fault (`duration_s` custody seconds; a lag's `delay_s` real seconds)."""
         self._emit("fault", f"{kind} {target}".strip())
         if kind == "kill-broker" and self.broker is not None:
             self.broker.kill()
@@ -487,6 +489,8 @@ class Run:
             self.node_child(target).start()
         elif kind == "cut-node" and self.relay is not None:
             self.relay.cut(target, self.clock.real_seconds(duration_s))
+        elif kind == "lag-node" and self.relay is not None:
+            self.relay.lag(target, delay_s, self.clock.real_seconds(duration_s))
         elif kind == "kill-supervisor" and self.supervisor is not None:
             self.supervisor.kill()
         elif kind == "start-supervisor" and self.supervisor is not None:

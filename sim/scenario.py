@@ -50,8 +50,8 @@ VIDEO_MAX_SPEED = 2.0  # the clip is played at fps x speed; the node's pipeline 
 INTAKES = ("full", "quick")
 ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera",
            "button")
-NODE_FAULTS = ("kill-node", "start-node", "cut-node")
-FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node",
+NODE_FAULTS = ("kill-node", "start-node", "cut-node", "lag-node")
+FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node", "lag-node",
           "kill-supervisor", "start-supervisor")
 
 
@@ -160,6 +160,11 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
                 and args.get("target") not in node_ids):
             raise ConfigError(path, f"steps[{i}].target", "a node id of the site",
                               args.get("target"))
+        if action == "fault" and args.get("kind") == "lag-node":
+            for k in ("delay_s", "duration_s"):
+                v = args.get(k)
+                if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+                    raise ConfigError(path, f"steps[{i}].{k}", "a number of seconds > 0", v)
         buttons = {b.id for n in centre.sensor_nodes() for b in n.buttons}
         if action == "button" and args.get("button") not in buttons:
             known = ", ".join(sorted(buttons)) or "none"

@@ -20,7 +20,8 @@ from sim.scenario import MissingFootage, find_scenario, list_scenarios, load_sce
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = {"random-day", "demo-day"}
-SCENARIOS = [p.stem for p in list_scenarios() if p.stem not in LONG]
+OWN_TEST = {"lag-node", "lag-node-camera"}  # tests/test_sim_lag.py runs them (and checks more)
+SCENARIOS = [p.stem for p in list_scenarios() if p.stem not in LONG | OWN_TEST]
 RAM = Path("/dev/shm")
 
 
