@@ -582,6 +582,8 @@ class State:
     def _search(self, c: Custody, user: str, a: dict[str, Any], ts: int) -> None:
         visits = [v for v in c.visits if v.kind == "search"]
         v = visits[-1] if visits else None
+        if v is not None:  # one stay, even if the band went unread for a moment in it
+            v = self._whole_stay(c, v)
         c.search = {"ts": ts, "by": user, "result": a["result"],
                     "officers_claimed": list(a["officers"]),
                     "items_found": a.get("items_found", ""),
@@ -591,6 +593,24 @@ class State:
                     "duration_ms": ((v.leave_ms or ts) - v.enter_ms) if v else 0}
         c.timeline.append((ts, f"search recorded by {user}: {a['result']}; officers present "
                                f"{', '.join(c.search['officers']) or 'none'}"))
+
+    def _whole_stay(self, c: Custody, last: Visit) -> Visit:
+        """The visit `last` joined with the visits to the same room just before it, when
+        nothing but a short unread spell (at most two presence TTLs, no other room) parts
+        them: the band missed a few reads, the detainee never left."""
+        i = c.visits.index(last)
+        first, officers, sexes = last, set(last.officers), set(last.officer_sexes)
+        while i > 0:
+            prev = c.visits[i - 1]
+            if (prev.room != last.room or prev.leave_ms is None
+                    or first.enter_ms - prev.leave_ms > 2 * self.rules.presence_ttl_s * 1000):
+                break
+            first, i = prev, i - 1
+            officers |= prev.officers
+            sexes |= prev.officer_sexes
+        if first is last:
+            return last
+        return Visit(last.room, last.kind, first.enter_ms, last.leave_ms, officers, sexes)
 
     def _property(self, cmd: str, user: str, a: dict[str, Any], ts: int) -> None:
         if cmd == "log-case-property":

@@ -280,3 +280,23 @@ def test_backlog_older_than_the_replay_window_is_journaled_once_in_order(tmp_pat
     assert again.window.nodes[node].recent == set()
     again.journal.close()
     w.journal.close()
+
+
+def test_search_with_a_moment_unread_is_one_stay(w):
+    """The band goes unread for a few seconds mid-search (the node's TTL runs out and it
+    comes back): still one 30 s search, not a short one."""
+    w.people()
+    w.at(0).enter("o1", "search")
+    w.enter("o2", "search")
+    ttl = w.site.rules.presence_ttl_s
+    moves = [(10.9, "presence.enter", None), (18 + ttl, "presence.leave", 18.0),
+             (24.0, "presence.enter", None), (39.4 + ttl, "presence.leave", 39.4)]
+    for at, etype, seen in moves:
+        body: dict[str, Any] = {"band": BANDS["d1"], "room": "search", "reader": "r"}
+        if seen is not None:
+            body["seen_ts"] = T0 + int(seen * 1000)
+        send(w.at(at), "node-search", event_at(w, "node-search", at, etype, body))
+    w.staff("record-search", {"detainee": "d1", "officers": ["o1", "o2"],
+                              "result": "completed"})
+    assert R.real_search(w.state, w.now, w.site.rules) == []
+    assert w.state.detainees["d1"].search["duration_ms"] == 28_500
