@@ -166,6 +166,8 @@ class State:
         ns = self._node(node)
         ns.events += 1
         if epoch > ns.epoch:
+            if ns.epoch:
+                self._forget_durations(node)
             ns.epoch, ns.highest, ns.gaps = epoch, 0, []
         elif epoch < ns.epoch:
             return
@@ -234,6 +236,17 @@ class State:
             where = body.get("room") or self.node_room.get(node)
             self._incident("panic", body["button"], ts, self._only_detainee(where), where,
                            f"panic button {body['button']} pressed")
+
+    def _forget_durations(self, node: str) -> None:
+        """A node with a new epoch lost its outbox, and with it every duration it had open:
+        they end here, so no alert stays open for something its node has forgotten."""
+        prefix = f"{node}/"
+        for table in (self.behaviours, self.tampers, self.faults, self.local_alerts):
+            for key in [k for k in table if k.startswith(prefix)]:
+                del table[key]
+        for room in self.rooms.values():
+            for key in [k for k in room.tamper if k.startswith(prefix)]:
+                del room.tamper[key]
 
     def _activity(self, table: dict[str, Activity], key: str, phase: str, kind: str,
                   room: str | None, ts: int, detail: str = "", bands: tuple[str, ...] = ()

@@ -300,3 +300,20 @@ def test_search_with_a_moment_unread_is_one_stay(w):
                               "result": "completed"})
     assert R.real_search(w.state, w.now, w.site.rules) == []
     assert w.state.detainees["d1"].search["duration_ms"] == 28_500
+
+
+def test_a_node_that_lost_its_outbox_ends_what_it_had_open(w):
+    w.people()
+    w.at(1).event("node-holding", "tamper", {"id": "t1", "phase": "new", "camera": "c",
+                                             "room": "holding-1", "kind": "covered"})
+    w.event("node-holding", "fault", {"id": "f1", "phase": "new", "device": "uhf",
+                                      "kind": "checksum"})
+    assert {d.rule for d in R.devices(w.state, w.now, w.site.rules)} >= {"camera-tamper",
+                                                                         "reader-fault"}
+    # A new epoch (the node's outbox database was replaced): its old ids mean nothing now.
+    w.ingest.process([(w.topics.node("node-holding", "event"),
+                       seal(KEYS["node-holding"], "node-holding", 2, 1, w.now, "camera",
+                            {"camera": "c", "room": "holding-1", "live": True}))])
+    assert {d.rule for d in R.devices(w.state, w.now, w.site.rules)} & {
+        "camera-tamper", "reader-fault"} == set()
+    assert w.state.rooms["holding-1"].tamper == {}
