@@ -70,6 +70,7 @@ class Ingest:
         self.stats = IngestCounts()
         self._ack_seq: dict[str, int] = {}
         self.events: dict[int, Event] = {}  # entry idx -> verified event, to spare a re-parse
+        self.max_lag_ms = 0  # longest (arrival - node stamp) of a new event, custody ms
         for e in journal.entries():  # the replay window as the journal left it
             if e.kind == "event":
                 with contextlib.suppress(VerifyError):
@@ -144,6 +145,7 @@ class Ingest:
             entries.append(entry)
             self.events[entry.idx] = ev
             self.stats.add("events")
+            self.max_lag_ms = max(self.max_lag_ms, now - ev.ts_ms)
         acks[(ev.node, ev.epoch)].append(ev.seq)
 
     def _health(self, topic: str, node: str, payload: bytes, now: int,

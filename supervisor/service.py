@@ -235,6 +235,8 @@ class Supervisor:
 
     def close(self) -> None:
         """Final checkpoint, 'offline', disconnect, close the journal."""
+        log.info("longest transport lag: %d ms custody time (node stamp to journal)",
+                 self.ingest.max_lag_ms)
         try:
             if self.connected.is_set():  # let in-flight alert messages be confirmed
                 deadline = time.monotonic() + 2.0
