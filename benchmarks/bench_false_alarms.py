@@ -13,6 +13,7 @@ supervisor saw (node stamp to journal, custody time, from its log). The goal is 
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -80,6 +81,7 @@ class Day:
     wall_s: float
     false: list[str]
     lag_ms: int
+    load: float  # 1-minute load average when the day started (the machine is shared)
 
 
 def run_day(tmp: Path, seed: int, args: argparse.Namespace) -> Day:
@@ -93,6 +95,7 @@ def run_day(tmp: Path, seed: int, args: argparse.Namespace) -> Day:
     sc = load_scenario(toml)
     det_hours = sum(s.stay_s for s in sc.stays) / 3600
     workdir = day / "run"
+    machine_load = os.getloadavg()[0]
     load = [] if args.no_load else start_load(day)
     t0 = time.monotonic()
     try:
@@ -106,7 +109,7 @@ def run_day(tmp: Path, seed: int, args: argparse.Namespace) -> Day:
     lags = [int(m) for m in LAG_RE.findall((workdir / "supervisor.log").read_text())]
     return Day(seed, det_hours, wall,
                [f"{f['rule']} {f['detainee'] or f['room']}" for f in score["false"]],
-               max(lags, default=-1))
+               max(lags, default=-1), machine_load)
 
 
 def main() -> int:
@@ -128,14 +131,15 @@ def main() -> int:
     false = sum(len(d.false) for d in days)
     rate = 100 * false / det_hours if det_hours else float("nan")
     rows = "\n".join(
-        f"| {d.seed} | {d.det_hours:.1f} | {d.wall_s / 60:.1f} min | {len(d.false)} | "
-        f"{d.lag_ms / 1000:.1f} s | {', '.join(d.false) or '-'} |" for d in days)
+        f"| {d.seed} | {d.load:.1f} | {d.det_hours:.1f} | {d.wall_s / 60:.1f} min | "
+        f"{len(d.false)} | {d.lag_ms / 1000:.1f} s | {', '.join(d.false) or '-'} |"
+        for d in days)
     load = "none" if args.no_load else "2 busy processes + 1 writer fsyncing to the same disk"
     body = (
         f"{args.days} compliant random days, {args.detainees} detainees, {args.hours:g} h each, "
         f"demo centre, x{args.speed:g}, files on disk; background load: {load}.\n\n"
-        "| seed | detainee-hours | wall | false alarms | longest transport lag (custody) | "
-        "which |\n|---|---|---|---|---|---|\n"
+        "| seed | load before | detainee-hours | wall | false alarms | longest transport lag "
+        "(custody) | which |\n|---|---|---|---|---|---|---|\n"
         f"{rows}\n\n**{false} false alarms in {det_hours:.1f} detainee-hours = {rate:.1f} per "
         "100 detainee-hours** (goal 0). Transport lag: node stamp to journal, custody time, "
         "the supervisor's own figure (its log at exit)."
