@@ -471,7 +471,8 @@ class Run:
                 out[k] = v
         txn = f"sim-{next(self._txn)}"
         assert self.client is not None
-        self.client.publish(self.topics.request(command), request_payload(txn, user, out), qos=1)
+        self.client.publish(self.topics.request(user, command), request_payload(txn, None, out),
+                            qos=1)
         return txn
 
     def fault(self, kind: str, target: str, duration_s: float) -> None:
