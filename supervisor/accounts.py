@@ -31,7 +31,7 @@ from typing import Any
 from protocol.ids import ID_RE
 
 ROLES = ("officer", "custody-supervisor", "legal-officer", "admin")
-SEXES = ("f", "m")
+SEXES = ("f", "m", "x")  # x: not stated (an admin who never searches anyone)
 RESERVED = ("supervisor", "staff")  # broker logins that are not people
 LOCK_AFTER = 5  # failed logins in a row before the account is locked
 LOCK_S = 300.0  # how long a lock lasts (real seconds)
