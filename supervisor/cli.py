@@ -10,6 +10,7 @@ from pathlib import Path
 from protocol.clock import from_env
 from protocol.config import ConfigError
 from protocol.keys import load_keys
+from protocol.private import owner_only
 from protocol.site import DEMO_SITE, load_site
 from protocol.transport import LinkConf, add_login_args, login_password
 
@@ -20,6 +21,7 @@ from .state import State
 def _run(args: argparse.Namespace) -> int:
     from .service import Supervisor
 
+    owner_only()  # journal (+ -wal/-shm), keys, checkpoints: readable by this user only
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s supervisor %(levelname)s %(message)s")
     site = load_site(args.config)
