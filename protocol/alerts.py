@@ -38,4 +38,6 @@ RULES: dict[str, str] = {
     "missing-events": "critical",
     "outbox-high-water": "warning",
     "roster-refused": "warning",
+    "emergency-exit": "critical",
+    "login-locked": "critical",
 }

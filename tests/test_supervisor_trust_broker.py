@@ -64,7 +64,7 @@ def test_worst_order_reconnect_keeps_the_detainee_in_holding(broker, tmp_path):
             assert time.monotonic() < deadline, "no reconnect after the broker restart"
             time.sleep(0.05)
         # A fresh broker forgot the driver's subscriptions (the supervisor renews its own).
-        d.client.subscribe([(d.topics.alert_filter(), 1), (f"{d.topics.base}/response/+", 1)])
+        d.client.subscribe([(d.topics.alert_filter(), 1), (f"{d.topics.base}/response/+/+", 1)])
         time.sleep(0.5)
         d.staff("set-observation", {"detainee": "d1", "observation": "high"})  # both are back
         beats = Heartbeats(d, ["holding-1"])  # the cell's camera is live: only welfare is due
