@@ -111,22 +111,27 @@ class Agent:
     # ---- items from other threads -------------------------------------------------------
 
     def _on_reads(self, reader_id: str, reads: list[Read]) -> None:
-        self.items.put(("reads", reader_id, reads))
+        self.items.put(("reads", reader_id, reads, self.clock.now()))
 
     def _on_port(self, reader_id: str, ok: bool, detail: str) -> None:
         self.items.put(("port", reader_id, ok, detail))
 
     def _on_door(self, door: str, state: str) -> None:
-        self.items.put(("emit", "door", {"door": door, "state": state}))
+        self.items.put(("emit", "door", {"door": door, "state": state}, self.clock.now_ms()))
 
     def emit_threadsafe(self, event_type: str, body: dict[str, Any]) -> None:
-        """What vision workers call: queue an event for the loop to commit and publish."""
-        self.items.put(("emit", event_type, body))
+        """What vision workers call: queue an event for the loop to commit and publish.
+
+        Stamped now, when it happened: a loop held up (a slow fsync of the outbox) must not
+        make a camera heartbeat look late, in node time, to the supervisor's absence rules."""
+        self.items.put(("emit", event_type, body, self.clock.now_ms()))
 
     # ---- events ---------------------------------------------------------------------------
 
-    def emit(self, event_type: str, body: dict[str, Any]) -> int | None:
+    def emit(self, event_type: str, body: dict[str, Any], ts_ms: int | None = None
+             ) -> int | None:
         """Validate, commit to the outbox, publish; return the seq (None if refused).
+        `ts_ms`: when it happened (default now).
 
         Presence events commit the room's present set in the same transaction, so a restart
         (even kill -9) resumes exactly the presence the published events describe.
@@ -148,7 +153,7 @@ class Agent:
             meta = {**(meta or {}), "open_durations": json.dumps(opened)}
         try:
             stored = self.outbox.append(event_type, body, reserved=event_type in SYSTEM_EVENTS,
-                                        meta=meta)
+                                        meta=meta, ts=ts_ms)
         except OutboxFull as e:
             if self.outbox.rejected == 1 or self.outbox.rejected % 1000 == 0:
                 log.error("%s; %d events rejected so far", e, self.outbox.rejected)
@@ -312,16 +317,18 @@ class Agent:
         """Act on one queued item."""
         kind = item[0]
         if kind == "reads":
-            now, mono = self.clock.now(), time.monotonic()
+            # The reads' own time (when the reader thread queued them), not the loop's.
+            now = item[3] if len(item) > 3 else self.clock.now()
+            mono = time.monotonic()
             for read in item[2]:
                 for etype, body in self.presence.on_read(item[1], read, now, mono):
-                    self.emit(etype, body)
+                    self.emit(etype, body, int(now * 1000))
             if self.presence.status != self._status_saved:
                 self._status_saved = dict(self.presence.status)
                 self.outbox.put_json("band_status", {b: list(f) for b, f in
                                                      self._status_saved.items()})
         elif kind == "emit":
-            self.emit(item[1], item[2])
+            self.emit(item[1], item[2], item[3] if len(item) > 3 else None)
         elif kind == "port":
             _, rid, ok, detail = item
             self.fault(f"port-{rid}", "end" if ok else "new", rid, "port-lost", detail)

@@ -101,15 +101,15 @@ class Outbox:
         return default if v is None else json.loads(v)
 
     def append(self, event_type: str, body: dict[str, Any], *, reserved: bool = False,
-               meta: dict[str, str] | None = None) -> Stored:
-        """Seal and commit one event (with `meta` values in the same transaction); raise
-        OutboxFull (counted) when at capacity."""
+               meta: dict[str, str] | None = None, ts: int | None = None) -> Stored:
+        """Seal and commit one event (with `meta` values in the same transaction; `ts`: when
+        it happened, default now); raise OutboxFull (counted) when at capacity."""
         limit = self.capacity + (self.reserve if reserved else 0)
         if self.depth >= limit:
             self.rejected += 1
             raise OutboxFull(f"outbox holds {self.depth} events (capacity {self.capacity})")
         seq = self.next_seq
-        ts = self.clock.now_ms()
+        ts = self.clock.now_ms() if ts is None else ts
         payload = seal(self.key, self.node, self.epoch, seq, ts, event_type, body)
         with self._tx():
             self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
