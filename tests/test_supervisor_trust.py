@@ -289,8 +289,8 @@ def test_search_with_a_moment_unread_is_one_stay(w):
     w.at(0).enter("o1", "search")
     w.enter("o2", "search")
     ttl = w.site.rules.presence_ttl_s
-    moves = [(10.9, "presence.enter", None), (18 + ttl, "presence.leave", 18.0),
-             (24.0, "presence.enter", None), (39.4 + ttl, "presence.leave", 39.4)]
+    moves = [(10.9, "presence.enter", None), (14 + ttl, "presence.leave", 14.0),
+             (26.0, "presence.enter", None), (39.4 + ttl, "presence.leave", 39.4)]
     for at, etype, seen in moves:
         body: dict[str, Any] = {"band": BANDS["d1"], "room": "search", "reader": "r"}
         if seen is not None:
