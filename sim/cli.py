@@ -23,7 +23,8 @@ def print_score(s: Score, out: "object" = sys.stdout) -> None:
     """The scorecard as text."""
     w = out.write  # type: ignore[attr-defined]
     w(f"scenario {s.scenario}: expected {len(s.expected)}, raised {len(s.raised)}, "
-      f"matched {len(s.matched)}, missed {len(s.missed)}, false {len(s.false)}"
+      f"matched {len(s.matched)}, missed {len(s.missed)}, false {len(s.false)}, "
+      f"refused commands {len(s.refused)}"
       f" -> {'PASS' if s.passed else 'FAIL'}\n")
     for m in s.matched:
         e = m["expected"]
@@ -34,6 +35,13 @@ def print_score(s: Score, out: "object" = sys.stdout) -> None:
           f"from {e['from_s']:.0f} s within {e['within_s']:.0f} s\n")
     for r in s.false:
         w(f"  FALSE   {r['rule']:<24} {r['detainee'] or r['room'] or '-':<14} {r['message']}\n")
+    for c in s.lifecycle:
+        w(f"  {'step ok' if c['ok'] else 'STEP BAD':<7} {c['rule']:<24} {c['subject']:<14} "
+          f"{c['step']}: want {c['want']!r}, got {c['got']!r}\n")
+    for x in s.refused:
+        w(f"  REFUSED {x}\n")
+    for x in s.unused:
+        w(f"  NOT DONE staff {x} (its alert never came)\n")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,10 +11,15 @@
     [rules]                              # optional: overrides of the site's [rules]
     [[officers]]    id, sex ("f"|"m")
     [[detainees]]   id, case, sex, custody_type, observation, holding, team = [o1, o2],
-                    arrive_s, stay_s, interviews, violations = [...]
-    [[steps]]       at_s, action, ... (extra timed steps, e.g. faults; action = "button",
+                    arrive_s, stay_s, interviews, violations = [...] (names, or tables
+                    {kind, id, <parameters of timetable.PARAMS>})
+    [[steps]]       at_s, action, id, ... (extra timed steps, e.g. faults; action = "button",
                     button = "<id>" presses a sensor board's button)
-    [[expect]]      rule, detainee and/or room, within_s, from_s (for extra steps only)
+    [[staff]]       do (ack | resolve | false-alarm), by (an officer), rule, detainee and/or
+                    room, after_s (after the alert is raised), note
+    [[expect]]      rule, detainee and/or room, within_s; after = "<violation or step id>"
+                    (+ delay_s for a step) or from_s; severity, escalated, lifecycle = [...],
+                    acked_by, closed_within_s (the alert's lifecycle, scored step by step)
     [random]        detainees, hours, violation_rate (a generated day instead of people)
     [video]         rooms = [...], fall_clip, data_dir (cameras fed real frames; see VideoConf)
 
@@ -32,14 +37,26 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from protocol.alerts import RULES
+from protocol.alerts import RULES, STATES
 from protocol.config import ConfigError, Section, read_toml
+from protocol.ids import check_id
 from protocol.site import parse_site
-from protocol.staff import OBSERVATION_LEVELS, SEXES
+from protocol.staff import OBSERVATION_LEVELS, SEXES, StaffError, parse_request, request_payload
+from protocol.topics import SEVERITIES
 
 from .actors import OUTSIDE
 from .centre import BandMaker, Centre, Detainee, Officer
-from .timetable import VIOLATIONS, Expected, Plan, Planner, Stay, make_team, predicted
+from .timetable import (
+    PARAMS,
+    VIOLATIONS,
+    Expected,
+    Plan,
+    Planner,
+    Reaction,
+    Stay,
+    make_team,
+    predicted,
+)
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SITES_DIR = Path(__file__).resolve().parent.parent / "sites"
@@ -51,6 +68,7 @@ INTAKES = ("full", "quick")
 ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera",
            "button")
 NODE_FAULTS = ("kill-node", "start-node", "cut-node")
+REACTIONS = {"ack": "ack-alert", "resolve": "resolve-alert", "false-alarm": "false-alarm"}
 FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node",
           "kill-supervisor", "start-supervisor")
 
@@ -143,41 +161,119 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     for stay in stays:
         end = max(end, planner.detainee_day(stay))
     plan = planner.plan
+    step_at: dict[str, float] = {}  # named raw steps (`after` in [[expect]])
+    end = max(end, _steps(top, path, centre, plan, step_at))
+    _check_commands(path, plan)
     last = max((s.at_s for s in plan.steps), default=0.0)
     plan.duration_s = max(end, last) + tail
+    # Predicted after the raw steps: a raw move can put co-suspects together too.
     plan.expected += predicted(planner, planner.arrivals)
     generated = list(plan.expected)
-    for i, st in enumerate(top.sections("steps")):
-        step_at = st.number("at_s", lo=0.0)
-        action = st.text("action", choices=ACTIONS)
-        args = {k: v for k, v in st.data.items() if k not in ("at_s", "action")}
-        st.seen.update(st.data)
-        if action == "fault" and args.get("kind") not in FAULTS:
-            raise ConfigError(path, f"steps[{i}].kind", f"one of {', '.join(FAULTS)}",
-                              args.get("kind"))
-        node_ids = {n.id for n in site.nodes}
-        if (action == "fault" and args.get("kind") in NODE_FAULTS
-                and args.get("target") not in node_ids):
-            raise ConfigError(path, f"steps[{i}].target", "a node id of the site",
-                              args.get("target"))
-        buttons = {b.id for n in centre.sensor_nodes() for b in n.buttons}
-        if action == "button" and args.get("button") not in buttons:
-            known = ", ".join(sorted(buttons)) or "none"
-            raise ConfigError(path, f"steps[{i}].button",
-                              f"a button of the site's sensor nodes ({known})", args.get("button"))
-        plan.add(step_at, action, **args)
-        end = max(end, step_at + float(args.get("duration_s", 0)))
+    plan.reactions = _reactions(top, centre)
     if not rand.data:
-        plan.expected = _expectations(top, path, generated, centre)
+        vids = {st.vid(k) for st in stays for k in st.violations}
+        plan.expected = _expectations(top, path, generated, vids, step_at)
     video = _video(top, path, centre, stays, speed)
     top.done()
-    last = max((s.at_s for s in plan.steps), default=0.0)
-    plan.duration_s = max(end, last) + tail
     # Run at least until the window of every expected alert has closed.
     plan.duration_s = max([plan.duration_s, *(e.from_s + e.within_s + 10
                                               for e in plan.expected)])
     return Scenario(name, desc, str(path), site_data, centre, plan, speed, seed, tail, stays,
                     video)
+
+
+def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[str, float]
+           ) -> float:
+    """The file's raw [[steps]], checked against the site and people; returns when the last
+    one (with its duration) is over."""
+    site = centre.site
+    node_ids = {n.id for n in site.nodes}
+    buttons = {b.id for n in centre.sensor_nodes() for b in n.buttons}
+    people = set(centre.officers) | set(centre.detainees)
+    rooms = {r.id for r in site.rooms} | {OUTSIDE}
+    cameras = {c.id for n in site.nodes for c in n.cameras}
+    readers = {r.id for n in site.nodes for r in n.readers}
+    end = 0.0
+    for st in top.sections("steps"):
+        at = st.number("at_s", lo=0.0)
+        action = st.text("action", choices=ACTIONS)
+        sid = st.text("id", "", check=lambda v: check_id(v, "step id") if v else v)
+        if sid in step_at:
+            raise st.fail("id", "a step id used once", sid)
+        args = {k: v for k, v in st.data.items() if k not in ("at_s", "action", "id")}
+        st.seen.update(st.data)
+        if action == "fault" and args.get("kind") not in FAULTS:
+            raise st.fail("kind", f"one of {', '.join(FAULTS)}", args.get("kind"))
+        if (action == "fault" and args.get("kind") in NODE_FAULTS
+                and args.get("target") not in node_ids):
+            raise st.fail("target", "a node id of the site", args.get("target"))
+        if action == "button" and args.get("button") not in buttons:
+            known = ", ".join(sorted(buttons)) or "none"
+            raise st.fail("button", f"a button of the site's sensor nodes ({known})",
+                          args.get("button"))
+        if action == "move":
+            who = args.get("people")
+            if not isinstance(who, list) or not who or not set(who) <= people:
+                raise st.fail("people", "ids from [[officers]] and [[detainees]]", who)
+            if args.get("room") not in rooms:
+                raise st.fail("room", f"a room of the site or {OUTSIDE!r}", args.get("room"))
+        if action in ("tap", "band") and args.get("person") not in people:
+            raise st.fail("person", "an id from [[officers]] or [[detainees]]",
+                          args.get("person"))
+        if action == "tap" and args.get("reader") not in readers:
+            raise st.fail("reader", "a reader of the site", args.get("reader"))
+        if action == "camera" and args.get("camera") not in cameras:
+            raise st.fail("camera", "a camera of the site", args.get("camera"))
+        if action == "command" and not isinstance(args.get("args"), dict):
+            raise st.fail("args", "a table of the command's arguments", args.get("args"))
+        if sid:
+            step_at[sid] = at
+        plan.add(at, action, step_id=sid, **args)
+        end = max(end, at + float(args.get("duration_s", 0)))
+    return end
+
+
+def _check_commands(path: Path, plan: Plan) -> None:
+    """Every staff command of the plan passes the supervisor's own request check (the same
+    message), so a scenario cannot flood its run with refusals nobody reads."""
+    for s in plan.sorted_steps():
+        if s.action != "command":
+            continue
+        args = {(k[:-6] + "_ts" if k.endswith("_s_ago") else
+                 k[:-5] + "_by_ts" if k.endswith("_in_s") else k): (
+                    int(v) if k.endswith(("_s_ago", "_in_s")) else v)
+                for k, v in dict(s.args.get("args") or {}).items()}
+        user = s.args.get("user")
+        try:
+            parse_request(str(s.args.get("command")),
+                          request_payload("load-check", str(user), args))
+        except StaffError as e:
+            where = f"steps (id {s.id})" if s.id else "steps"
+            raise ConfigError(path, where, f"a command the supervisor accepts; at "
+                              f"{s.at_s:g} s it would refuse: {e}") from None
+
+
+def _reactions(top: Section, centre: Centre) -> list[Reaction]:
+    """The file's [[staff]] list: who does what to which alert, how long after it is raised."""
+    out = []
+    for r in top.sections("staff"):
+        do = r.text("do", choices=tuple(REACTIONS))
+        by = r.text("by")
+        if by not in centre.officers:
+            raise r.fail("by", "an officer id from [[officers]]", by)
+        rule = r.text("rule")
+        if rule not in RULES:
+            raise r.fail("rule", "a rule id of protocol/alerts.py", rule)
+        det = r.text("detainee", "") or None
+        room = r.text("room", "") or None
+        if det is None and room is None:
+            raise r.fail("detainee", "a detainee or a room (the alert's subject)")
+        after = r.number("after_s", 0.0, lo=0.0)
+        note = r.text("note", "")
+        r.done()
+        out.append(Reaction(REACTIONS[do], by, rule, det, room, after,
+                            note or ("attending" if do == "ack" else "")))
+    return out
 
 
 def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: float
@@ -221,19 +317,58 @@ def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: f
     return VideoConf(tuple(rooms), str(clip))
 
 
+def _id(what: str) -> Any:
+    """A Section check: the id rule of protocol/ids.py, with its own message."""
+    return lambda v: check_id(v, what)
+
+
+def _violations(d: Section, det: str) -> tuple[tuple[str, ...], dict[str, dict[str, float]],
+                                               dict[str, str]]:
+    """A detainee's `violations`: names, or tables {kind, id, parameters}."""
+    kinds: list[str] = []
+    params: dict[str, dict[str, float]] = {}
+    ids: dict[str, str] = {}
+    for j, x in enumerate(d.array("violations", [])):
+        if isinstance(x, dict):
+            vs = Section(d.file, d.key(f"violations[{j}]"), x)
+            kind = vs.text("kind", choices=VIOLATIONS)
+            vid = vs.text("id", "", check=lambda v: check_id(v, "violation id") if v else v)
+            params[kind] = {n: vs.number(n, lo=0.0) for n in PARAMS.get(kind, ()) if n in x}
+            vs.done()
+            if vid:
+                ids[kind] = vid
+        elif x in VIOLATIONS:
+            kind = x
+        else:
+            raise d.fail("violations", f"names from {', '.join(VIOLATIONS)} or tables "
+                         "{kind, id, parameters}", x)
+        if kind in kinds:
+            raise d.fail("violations", f"each kind once per detainee ({det})", kind)
+        kinds.append(kind)
+    return tuple(kinds), params, ids
+
+
 def _people(top: Section, centre: Centre, bands: BandMaker) -> list[Stay]:
     for o in top.sections("officers"):
-        off = Officer(o.text("id"), o.text("sex", choices=SEXES), bands.new(), o.text("name", ""))
+        off = Officer(o.text("id", check=_id("officer")), o.text("sex", choices=SEXES),
+                      bands.new(), o.text("name", ""))
         o.done()
+        if off.id in centre.officers:
+            raise o.fail("id", "an officer id used once", off.id)
         centre.officers[off.id] = off
     stays = []
     holding_rooms = centre.rooms_of_kind("holding")
     for i, d in enumerate(top.sections("detainees")):
-        det = Detainee(d.text("id"), d.text("case"), d.text("sex", choices=SEXES),
-                       d.text("custody_type", "administrative-questioning"),
+        # The same id checks (and messages) as the supervisor's register-detainee.
+        det = Detainee(d.text("id", check=_id("detainee")), d.text("case", check=_id("case")),
+                       d.text("sex", choices=SEXES),
+                       d.text("custody_type", "administrative-questioning",
+                              check=_id("custody_type")),
                        d.text("observation", "level1", choices=OBSERVATION_LEVELS),
                        bands.new(), d.text("holding", holding_rooms[i % len(holding_rooms)]),
                        d.text("name", ""))
+        if det.id in centre.detainees or det.id in centre.officers:
+            raise d.fail("id", "a person id used once", det.id)
         try:
             centre.site.rules.custody_type(det.custody_type)
         except KeyError:
@@ -245,20 +380,38 @@ def _people(top: Section, centre: Centre, bands: BandMaker) -> list[Stay]:
         if len(team) != 2 or not all(t in centre.officers for t in team):
             raise d.fail("team", "two officer ids from [[officers]]", team)
         intake = d.text("intake", "full", choices=INTAKES)
-        viol = d.array("violations", [])
-        for x in viol:
-            if x not in VIOLATIONS:
-                raise d.fail("violations", f"names from {', '.join(VIOLATIONS)}", x)
+        kinds, params, ids = _violations(d, det.id)
         stays.append(Stay(det.id, (team[0], team[1]), d.number("arrive_s", 60.0, lo=0.0),
                           d.number("stay_s", 5400.0, lo=600.0), d.integer("interviews", 1, lo=0),
-                          tuple(viol), intake))
+                          kinds, intake, params, ids))
         d.done()
         centre.detainees[det.id] = det
     return stays
 
 
-def _expectations(top: Section, path: Path, generated: list[Expected], centre: Centre
-                  ) -> list[Expected]:
+def _lifecycle(e: Section) -> dict[str, Any]:
+    """What an [[expect]] says about the alert after it is raised (each scored)."""
+    out: dict[str, Any] = {}
+    if "severity" in e.data:
+        out["severity"] = e.text("severity", choices=SEVERITIES)
+    if "escalated" in e.data:
+        out["escalated"] = e.flag("escalated")
+    if "lifecycle" in e.data:
+        states = e.array("lifecycle")
+        for x in states:
+            if x not in STATES or x == "updated":
+                raise e.fail("lifecycle", "states from "
+                             f"{', '.join(s for s in STATES if s != 'updated')}", x)
+        out["lifecycle"] = list(states)
+    if "acked_by" in e.data:
+        out["acked_by"] = e.text("acked_by", check=_id("officer"))
+    if "closed_within_s" in e.data:
+        out["closed_within_s"] = e.number("closed_within_s", lo=0.0)
+    return out
+
+
+def _expectations(top: Section, path: Path, generated: list[Expected], vids: set[str],
+                  step_at: dict[str, float]) -> list[Expected]:
     """The file's [[expect]] list, timed by the plan; file and plan must agree exactly."""
     listed = []
     for i, e in enumerate(top.sections("expect")):
@@ -267,26 +420,42 @@ def _expectations(top: Section, path: Path, generated: list[Expected], centre: C
             raise e.fail("rule", "a rule id of protocol/alerts.py", rule)
         det = e.text("detainee", "") or None
         room = e.text("room", "") or None
-        if det is None and room is None:
-            raise e.fail("detainee", "a detainee or a room (the alert's subject)")
         within = e.number("within_s", 0.0, lo=0.0)
         from_s = e.number("from_s", -1.0)
+        after = e.text("after", "")
+        if det is None and room is None and not after:
+            raise e.fail("detainee", "a detainee or a room (the alert's subject), or after")
+        delay = e.number("delay_s", 0.0, lo=0.0)
+        checks = _lifecycle(e)
         e.done()
-        match = [g for g in generated if (g.rule, g.detainee, g.room) == (rule, det, room)]
+        if after and after not in vids and after not in step_at:
+            known = ", ".join(sorted(vids | set(step_at))) or "none"
+            raise e.fail("after", f"a violation or step id of this scenario ({known})", after)
+        if after:
+            # Named: the subject may be partly given; the cause decides.
+            match = [g for g in generated if g.rule == rule and g.cause == after
+                     and det in (None, g.detainee) and room in (None, g.room)]
+        else:
+            match = [g for g in generated if (g.rule, g.detainee, g.room) == (rule, det, room)]
         if match:
             g = match[0]
             generated.remove(g)
-            listed.append(replace(g, within_s=within or g.within_s))
-        elif from_s >= 0 and within > 0:
-            listed.append(Expected(rule, det, room, from_s, within, "listed"))
+            listed.append(replace(g, within_s=within or g.within_s, checks=checks))
+        elif after in step_at and within > 0 and (det or room):
+            listed.append(Expected(rule, det, room, step_at[after] + delay, within,
+                                   "listed", after, checks))
+        elif not after and from_s >= 0 and within > 0:
+            listed.append(Expected(rule, det, room, from_s, within, "listed", "", checks))
         else:
             raise ConfigError(path, f"expect[{i}]", "an alert the planned violations raise "
-                              "(or from_s and within_s for one raised by extra steps)",
-                              f"{rule} {det or ''} {room or ''}".strip())
+                              "(or after = a step id, or from_s, with within_s, for one raised "
+                              "by extra steps)", f"{rule} {det or ''} {room or ''} "
+                              f"{after}".strip())
     if generated:
         g = generated[0]
         raise ConfigError(path, "expect", "every alert the violations raise to be listed; "
-                          f"missing rule={g.rule} detainee={g.detainee} room={g.room}")
+                          f"missing rule={g.rule} detainee={g.detainee} room={g.room}"
+                          + (f" after={g.cause}" if g.cause else ""))
     return listed
 
 

@@ -24,6 +24,23 @@ VIOLATIONS = (
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
     "lying-still", "node-offline", "band-tamper",
 )
+# The parameters each violation takes (custody seconds); a violation given as a table
+# `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
+# alert only when a parameter crosses its rule's limit, so the same kind with a value just
+# inside the limit is the compliant twin of a boundary pair (it must raise nothing).
+PARAMS: dict[str, tuple[str, ...]] = {
+    "late-registration": ("late_s",),  # arrived this long before registration
+    "short-search": ("duration_s",),  # the search's length
+    "left-alone": ("duration_s", "at_s"),  # officers out for; at_s into information collection
+    "holding-camera-off": ("duration_s",),
+    "one-officer-interview": ("duration_s",),  # the second officer out for (default: all of it)
+    "interview-camera-off": ("duration_s",),
+    "temporary-exit-overdue": ("return_in_s", "back_after_s"),  # approved for; back after
+    "belongings-late": ("after_s",),  # logged this long after registration (default: never)
+    "lying-still": ("duration_s",),
+    "node-offline": ("duration_s",),
+    "band-tamper": ("duration_s",),
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,7 @@ class Step:
     at_s: float
     action: str  # move | command | tap | behaviour | band | fault | noise | camera
     args: dict[str, Any]
+    id: str = ""  # named raw steps: expectations may follow them (`after`)
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,10 @@ class Expected:
     from_s: float
     within_s: float
     note: str = ""
+    cause: str = ""  # the violation or step id it follows (`after` in [[expect]])
+    # What the alert must go through after it is raised (severity, escalated, lifecycle,
+    # acked_by, closed_within_s), each scored.
+    checks: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,10 +76,11 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
     expected: list[Expected] = field(default_factory=list)
     duration_s: float = 0.0
+    reactions: list["Reaction"] = field(default_factory=list)
 
-    def add(self, at_s: float, action: str, **args: Any) -> None:
+    def add(self, at_s: float, action: str, step_id: str = "", **args: Any) -> None:
         """Append a step."""
-        self.steps.append(Step(round(at_s, 3), action, args))
+        self.steps.append(Step(round(at_s, 3), action, args, step_id))
 
     def sorted_steps(self) -> list[Step]:
         """Steps in time order (stable for equal times)."""
@@ -75,6 +98,30 @@ class Stay:
     interviews: int = 1
     violations: tuple[str, ...] = ()
     intake: str = "full"  # "quick": searched and straight to holding, the day ends there
+    params: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> PARAMS values
+    ids: dict[str, str] = field(default_factory=dict)  # kind -> violation id (default det:kind)
+
+    def param(self, kind: str, name: str, default: float | None) -> float | None:
+        """A violation's parameter, or `default`."""
+        return self.params.get(kind, {}).get(name, default)
+
+    def vid(self, kind: str) -> str:
+        """The id `after` names this violation by."""
+        return self.ids.get(kind, f"{self.detainee}:{kind}")
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A staff member acting on an alert `after_s` custody seconds after it is raised; the
+    alert is found by rule and subject, since its id is only known when it fires."""
+
+    do: str  # ack-alert | resolve-alert | false-alarm
+    by: str
+    rule: str
+    detainee: str | None
+    room: str | None
+    after_s: float
+    note: str = ""
 
 
 class Planner:
@@ -143,10 +190,10 @@ class Planner:
         return t
 
     def expect(self, rule: str, from_s: float, within_s: float, detainee: str | None = None,
-               room: str | None = None, note: str = "") -> None:
+               room: str | None = None, note: str = "", cause: str = "") -> None:
         """Record an alert the day must raise."""
         self.plan.expected.append(Expected(rule, detainee, room, round(from_s, 3),
-                                           within_s, note))
+                                           within_s, note, cause))
 
     # -- the day -------------------------------------------------------------------------
     def register_people(self, at_s: float = 0.0) -> None:
@@ -188,16 +235,24 @@ class Planner:
         everyone = [d.id, *team]
         t = stay.arrive_s
         # Arrival: band issued and registered at the entry desk.
-        late = r.registration_limit_s + 300 if "late-registration" in v else 120
-        self.arrivals[d.id] = t - late
-        self._register(t, d, o1, late)
+        late = 120.0
         if "late-registration" in v:
-            self.expect("brought-straight-in", t, 60, detainee=d.id)
+            late = float(stay.param("late-registration", "late_s", r.registration_limit_s + 300)
+                         or 0)
+            if late > r.registration_limit_s:
+                self.expect("brought-straight-in", t, 60, detainee=d.id,
+                            cause=stay.vid("late-registration"))
+        self.arrivals[d.id] = t - late
+        self._register(t, d, o1, int(late))
+        belongings_after: float | None = 60
         if "belongings-late" in v:
-            self.expect("property", t + r.belongings_limit_s, 120, detainee=d.id)
+            belongings_after = stay.param("belongings-late", "after_s", None)
+            if belongings_after is None or belongings_after > r.belongings_limit_s:
+                self.expect("property", t + r.belongings_limit_s, 120, detainee=d.id,
+                            cause=stay.vid("belongings-late"))
         t += 2
         # Belongings are taken and logged at the booking-in desk (unless the day forgets them).
-        self._entry_desk(t, d, o1, everyone, None if "belongings-late" in v else 60, 10)
+        self._entry_desk(t, d, o1, everyone, belongings_after, 10)
         t += 90 * self.pace
         here = "entry"
         if "no-search" in v:
@@ -211,7 +266,9 @@ class Planner:
             t, here = t_in + 300 * self.pace, "information"
         # Search.
         searchers = [o1] if "one-officer-search" in v else team
-        dur = 60.0 if "short-search" in v else SEARCH_S
+        dur = SEARCH_S
+        if "short-search" in v:
+            dur = float(stay.param("short-search", "duration_s", 60.0) or 0)
         room, start = self.book("search", t, dur + 2 * WALK_S)
         if "one-officer-search" in v:
             self.plan.add(start, "move", people=[o2], room=OUTSIDE)
@@ -223,8 +280,11 @@ class Planner:
         t += dur
         self.plan.add(t, "command", command="record-search", user=o1,
                       args={"detainee": d.id, "officers": searchers, "result": "completed"})
-        if "short-search" in v or "one-officer-search" in v:
-            self.expect("real-search", t - dur, dur + 60, detainee=d.id)
+        if "one-officer-search" in v or ("short-search" in v
+                                          and dur < r.search_min_duration_s):
+            self.expect("real-search", t - dur, dur + 60, detainee=d.id,
+                        cause=stay.vid("one-officer-search" if "one-officer-search" in v
+                                       else "short-search"))
         here = room
         if "one-officer-search" in v:
             self.plan.add(t + 5, "move", people=[o2], room=here)
@@ -232,13 +292,18 @@ class Planner:
         # Information collection (unless done before the search).
         if "no-search" not in v:
             stage = 600 * self.pace
+            at = float(stay.param("left-alone", "at_s", 20.0) or 0)
+            alone = float(stay.param("left-alone", "duration_s", 60.0) or 0)
+            if "left-alone" in v:
+                stage = max(stage, at + alone + 30)
             room, start = self.book("information", t, stage)
             t = self.walk(max(t, start), everyone, here, room)
             if "left-alone" in v:
-                self.plan.add(t + 20, "move", people=team, room=OUTSIDE)
-                self.expect("never-alone", t + 20, r.never_alone_grace_s + 30, detainee=d.id,
-                            room=room)
-                self.plan.add(t + 80, "move", people=team, room=room)
+                self.plan.add(t + at, "move", people=team, room=OUTSIDE)
+                if alone > r.never_alone_grace_s:
+                    self.expect("never-alone", t + at, r.never_alone_grace_s + 30,
+                                detainee=d.id, room=room, cause=stay.vid("left-alone"))
+                self.plan.add(t + at + alone, "move", people=team, room=room)
             t += max(stage, 100)
             here = room
         # Property store: belongings logged.
@@ -282,22 +347,27 @@ class Planner:
             events.append((t + 240, "holding-camera-off"))
             events.sort()
         if "band-tamper" in v:
+            tamper_s = float(stay.param("band-tamper", "duration_s", 60.0) or 0)
             self.plan.add(t + 200, "band", person=d.id, tamper=True, battery_low=False)
-            self.expect("band-tamper", t + 200, 30, room=holding)
-            self.plan.add(t + 260, "band", person=d.id, tamper=False, battery_low=False)
+            self.expect("band-tamper", t + 200, 30, room=holding, cause=stay.vid("band-tamper"))
+            self.plan.add(t + 200 + tamper_s, "band", person=d.id, tamper=False,
+                          battery_low=False)
         if "node-offline" in v:
             # A node of a room nobody uses today (the toilet's, else the last interview
             # room's): a dead node in an occupied room would also stop its camera.
             spare = (self.c.rooms_of_kind("toilet") or self.c.rooms_of_kind("interview"))[-1]
             node = self.c.node_of_room(spare)
             if node is not None:
+                down = float(stay.param("node-offline", "duration_s",
+                                        r.device_offline_s + 60) or 0)
                 self.plan.add(t + 200, "fault", kind="kill-node", target=node.id)
-                self.expect("device-offline", t + 200, r.device_offline_s + 30, room=spare)
-                self.plan.add(t + 200 + r.device_offline_s + 60, "fault", kind="start-node",
-                              target=node.id)
+                if down > r.device_offline_s:
+                    self.expect("device-offline", t + 200, r.device_offline_s + 30, room=spare,
+                                cause=stay.vid("node-offline"))
+                self.plan.add(t + 200 + down, "fault", kind="start-node", target=node.id)
         if "missed-welfare" in v:
             self.expect("welfare-check", in_holding + interval - r.welfare_warn_before_s, 60,
-                        detainee=d.id)
+                        detainee=d.id, cause=stay.vid("missed-welfare"))
             # Nobody visits, until the escalation point.
             events = [e for e in events if e[0] > t + interval + r.welfare_escalate_after_s
                       + 120]
@@ -317,34 +387,52 @@ class Planner:
                 last_check = self._welfare(last_check + visit_every, o1, d, holding)
             t = max(t, when)
             if booked is not None:
-                t = self._interview(t, d, team, holding, "one-officer-interview" in v,
-                                    "interview-camera-off" in v, booked)
+                t = self._interview(t, d, team, holding, stay, booked)
                 last_check = t
             elif what == "holding-camera-off":
                 cam = self._camera(holding)
                 if cam:
+                    off = float(stay.param("holding-camera-off", "duration_s", 120.0) or 0)
+                    cause = stay.vid("holding-camera-off")
                     self.plan.add(t, "camera", camera=cam, covered=True)
-                    self.expect("holding-watch", t, r.holding_watch_grace_s
-                                + r.recording_gap_s + 30,
-                                detainee=d.id, room=holding)
-                    self.expect("recording-gap", t, r.recording_gap_s + 30, room=holding)
-                    self.plan.add(t + 120, "camera", camera=cam, covered=False)
-                    t += 130
+                    # The camera counts as not live once its heartbeat is a gap late.
+                    if off > r.holding_watch_grace_s + r.recording_gap_s:
+                        self.expect("holding-watch", t, r.holding_watch_grace_s
+                                    + r.recording_gap_s + 30,
+                                    detainee=d.id, room=holding, cause=cause)
+                    if off > r.recording_gap_s:
+                        self.expect("recording-gap", t, r.recording_gap_s + 30, room=holding,
+                                    cause=cause)
+                    self.plan.add(t + off, "camera", camera=cam, covered=False)
+                    t += off + 10
             else:
-                t = self._behaviour(t, what, d, holding)
+                t = self._behaviour(t, what, d, holding, stay=stay)
         while "missed-welfare" not in v and last_check + visit_every < end - 60:
             last_check = self._welfare(last_check + visit_every, o1, d, holding)
         t = max(t, end)
         # Disposition and exit.
         if "temporary-exit-overdue" in v:
+            ret = float(stay.param("temporary-exit-overdue", "return_in_s", 600.0) or 0)
+            back = stay.param("temporary-exit-overdue", "back_after_s", None)
             self.plan.add(t, "command", command="approve-temporary-exit", user=o1,
-                          args={"detainee": d.id, "return_in_s": 600, "reason": "hospital"})
+                          args={"detainee": d.id, "return_in_s": ret, "reason": "hospital"})
             self.plan.add(t, "move", people=team, room=holding)
-            self.expect("temporary-exit-overdue", t + 600, 120, detainee=d.id)
+            t_out = t
             t = self.walk(t + 10, everyone, holding, "exit")
             self._exit_tap(t, d)
             self.plan.add(t + 10, "move", people=everyone, room=OUTSIDE)
-            return t + 900
+            if back is None or t_out + back > t_out + ret:
+                self.expect("temporary-exit-overdue", t_out + ret, 120, detainee=d.id,
+                            cause=stay.vid("temporary-exit-overdue"))
+            if back is None:
+                return t + 900
+            # Back through the exit with both officers, tapped in, and to the cell.
+            t = t_out + float(back)
+            self.plan.add(t, "move", people=everyone, room="exit")
+            self._exit_tap(t - 5, d)
+            t = self.walk(t + 10, everyone, "exit", holding)
+            self.plan.add(t + 10, "move", people=team, room=OUTSIDE)
+            return t + 60
         if "exit-without-approval" not in v:
             self.plan.add(t, "command", command="approve-disposition", user=o2,
                           args={"detainee": d.id, "disposition": "release"})
@@ -403,50 +491,64 @@ class Planner:
         self.plan.add(t + 61, "move", people=[officer], room=OUTSIDE)
         return t
 
-    def _interview(self, t: float, d: Detainee, team: list[str], holding: str,
-                   one_officer: bool, camera_off: bool, booked: tuple[str, float]) -> float:
+    def _interview(self, t: float, d: Detainee, team: list[str], holding: str, stay: Stay,
+                   booked: tuple[str, float]) -> float:
         dur = 2400.0 * self.pace
+        one_officer = "one-officer-interview" in stay.violations
+        camera_off = "interview-camera-off" in stay.violations
         room, start = booked
         t = max(t, start)
         self.plan.add(t, "move", people=team, room=holding)
         everyone = [d.id, *team]
         t = self.walk(t + 10, everyone, holding, room)
+        out_s = float(stay.param("one-officer-interview", "duration_s", dur) or 0)
         if one_officer:
             self.plan.add(t, "move", people=[team[1]], room=OUTSIDE)
-            self.expect("interview", t, self.rules.interview_grace_s + 30, detainee=d.id,
-                        room=room)
+            if out_s > self.rules.interview_grace_s:
+                self.expect("interview", t, self.rules.interview_grace_s + 30, detainee=d.id,
+                            room=room, cause=stay.vid("one-officer-interview"))
+            if out_s < dur:
+                self.plan.add(t + out_s, "move", people=[team[1]], room=room)
         if camera_off:
             cam = self._camera(room)
+            off = float(stay.param("interview-camera-off", "duration_s", 90.0) or 0)
             if cam:
                 self.plan.add(t + 300, "camera", camera=cam, covered=True)
-                self.expect("recording-gap", t + 300, self.rules.recording_gap_s + 30,
-                            room=room)
-                self.plan.add(t + 390, "camera", camera=cam, covered=False)
+                if off > self.rules.recording_gap_s:
+                    self.expect("recording-gap", t + 300, self.rules.recording_gap_s + 30,
+                                room=room, cause=stay.vid("interview-camera-off"))
+                self.plan.add(t + 300 + off, "camera", camera=cam, covered=False)
+                dur = max(dur, 300 + off + 30)
         t += dur
-        if one_officer:
+        if one_officer and out_s >= dur:
             self.plan.add(t, "move", people=[team[1]], room=room)
         t = self.walk(t, everyone, room, holding) + 10
         self.plan.add(t, "move", people=team, room=OUTSIDE)
         return t
 
     def _behaviour(self, t: float, kind: str, d: Detainee, holding: str,
-                   recover_s: float = 60.0) -> float:
+                   recover_s: float = 60.0, stay: Stay | None = None) -> float:
+        cause = stay.vid(kind) if stay is not None else ""
         if kind == "fall":
             self.plan.add(t, "behaviour", room=holding, kind="fall", people=1)
-            self.expect("fall", t, 30, room=holding)
+            self.expect("fall", t, 30, room=holding, cause=cause)
             self.plan.add(t + recover_s, "behaviour", room=holding, kind="none")
             return t + recover_s + 10
         if kind == "lying-still":
+            lie = self.rules.lying_still_s + 120.0
+            if stay is not None:
+                lie = float(stay.param("lying-still", "duration_s", lie) or 0)
             self.plan.add(t, "behaviour", room=holding, kind="lying", people=1)
-            self.expect("lying-still", t + self.rules.lying_still_s, 60, room=holding)
-            self.plan.add(t + self.rules.lying_still_s + 120, "behaviour", room=holding,
-                          kind="none")
-            return t + self.rules.lying_still_s + 130
+            if lie > self.rules.lying_still_s:
+                self.expect("lying-still", t + self.rules.lying_still_s, 60, room=holding,
+                            cause=cause)
+            self.plan.add(t + lie, "behaviour", room=holding, kind="none")
+            return t + lie + 10
         # fight: an officer looks in and the detainee turns on them
         officer = self._visitor
         self.plan.add(t, "move", people=[officer], room=holding)
         self.plan.add(t + 20, "behaviour", room=holding, kind="fight", people=2)
-        self.expect("fight", t + 20, 30, room=holding)
+        self.expect("fight", t + 20, 30, room=holding, cause=cause)
         self.plan.add(t + 50, "behaviour", room=holding, kind="none")
         self.plan.add(t + 80, "move", people=[officer], room=OUTSIDE)
         return t + 90
@@ -468,7 +570,7 @@ def predicted(planner: Planner, arrivals: dict[str, float]) -> list[Expected]:
     c, r, plan = planner.c, planner.rules, planner.plan
     out: list[Expected] = []
     where: dict[str, str] = {}
-    together: dict[tuple[str, str, str], float] = {}  # (room, d1, d2) -> since
+    together: dict[tuple[str, str, str], tuple[float, str]] = {}  # -> since, step id
     flagged: set[tuple[str, str, str]] = set()
     gone: dict[str, float] = {}
     for s in plan.sorted_steps():
@@ -483,13 +585,14 @@ def predicted(planner: Planner, arrivals: dict[str, float]) -> list[Expected]:
                      if where[a] == where[b] and c.detainees[a].case == c.detainees[b].case}
         for k in list(together):
             if k not in now_pairs:
-                since = together.pop(k)
-                if s.at_s - since >= r.co_suspects_grace_s and k not in flagged:
+                since, cause = together.pop(k)
+                if s.at_s - since > r.co_suspects_grace_s and k not in flagged:
                     flagged.add(k)
                     out.append(Expected("co-suspects", None, k[0], since,
-                                        r.co_suspects_grace_s + 30, "co-suspects together"))
+                                        r.co_suspects_grace_s + 30, "co-suspects together",
+                                        cause))
         for k in now_pairs:
-            together.setdefault(k, s.at_s)
+            together.setdefault(k, (s.at_s, s.id))
     for d, arrived in arrivals.items():
         limit_s = r.custody_type(c.detainees[d].custody_type).limit_h * 3600
         first = min([limit_s * p / 100 for p in r.time_limit_warn_pct]

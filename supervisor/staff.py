@@ -6,6 +6,7 @@ nothing. An accepted one is journaled (kind "staff", with the user who did it) a
 the state; alert commands then journal the alert's lifecycle change.
 """
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from .journal import Journal
 from .state import State
 
 ALERT_COMMANDS = ("ack-alert", "resolve-alert", "false-alarm")
+log = logging.getLogger(__name__)
 
 
 def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int) -> None:
@@ -107,6 +109,8 @@ class Staff:
                 self.alerts.check_action(command, req.args["alert"])
         except (StaffError, AlertError) as e:
             self.refused += 1
+            # A refused command changes nothing, so the log is the only trace of it here.
+            log.warning("refused staff command %s (txn %s): %s", command, txn, e)
             return response_payload(txn if isinstance(txn, str) else "?", False, str(e))
         entry = self.journal.append_own("staff", {"command": command, "txn": req.txn,
                                                   "user": req.user, "args": req.args, "ts": now})
