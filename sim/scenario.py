@@ -382,7 +382,7 @@ def _people(top: Section, centre: Centre, bands: BandMaker) -> list[Stay]:
         intake = d.text("intake", "full", choices=INTAKES)
         kinds, params, ids = _violations(d, det.id)
         stays.append(Stay(det.id, (team[0], team[1]), d.number("arrive_s", 60.0, lo=0.0),
-                          d.number("stay_s", 5400.0, lo=600.0), d.integer("interviews", 1, lo=0),
+                          d.number("stay_s", 5400.0, lo=300.0), d.integer("interviews", 1, lo=0),
                           kinds, intake, params, ids))
         d.done()
         centre.detainees[det.id] = det

@@ -22,7 +22,7 @@ VIOLATIONS = (
     "late-registration", "no-search", "short-search", "one-officer-search", "left-alone",
     "holding-camera-off", "one-officer-interview", "interview-camera-off", "missed-welfare",
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
-    "lying-still", "node-offline", "band-tamper",
+    "lying-still", "node-offline", "band-tamper", "short-welfare-visits",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -40,6 +40,7 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "lying-still": ("duration_s",),
     "node-offline": ("duration_s",),
     "band-tamper": ("duration_s",),
+    "short-welfare-visits": ("duration_s",),  # every welfare visit lasts this long
 }
 
 
@@ -137,6 +138,7 @@ class Planner:
         self.plan = Plan()
         self.busy: dict[str, list[tuple[float, float]]] = {}
         self._visitor = ""
+        self._visit_s = 60.0  # how long the detainee being planned is visited for
         self.arrivals: dict[str, float] = {}  # detainee -> custody s of arrival (arrived_ts)
         self.graph: dict[str, set[str]] = {r.id: set() for r in centre.site.rooms}
         for d in centre.site.doors:
@@ -246,8 +248,10 @@ class Planner:
         self._register(t, d, o1, int(late))
         belongings_after: float | None = 60
         if "belongings-late" in v:
-            belongings_after = stay.param("belongings-late", "after_s", None)
-            if belongings_after is None or belongings_after > r.belongings_limit_s:
+            after = stay.param("belongings-late", "after_s", None)
+            # after_s counts from registration (the rule's clock); the desk is 2 s later.
+            belongings_after = None if after is None else after - 2
+            if after is None or after >= r.belongings_limit_s:
                 self.expect("property", t + r.belongings_limit_s, 120, detainee=d.id,
                             cause=stay.vid("belongings-late"))
         t += 2
@@ -261,12 +265,14 @@ class Planner:
             # (subject: detainee and room), so every room on the way is an alert.
             for i, hop in enumerate(self.route(here, "information")):
                 self.expect("search-first", t + (i + 1) * WALK_S * self.pace, 60,
-                            detainee=d.id, room=hop)
+                            detainee=d.id, room=hop, cause=stay.vid("no-search"))
             t_in = self.walk(t, everyone, here, "information")
             t, here = t_in + 300 * self.pace, "information"
         # Search.
         searchers = [o1] if "one-officer-search" in v else team
-        dur = SEARCH_S
+        # A third over the site's minimum, at most SEARCH_S (a site that lowers the minimum in
+        # a scenario not about searching gets shorter searches, so packed days fit).
+        dur = min(SEARCH_S, r.search_min_duration_s * 4 / 3)
         if "short-search" in v:
             dur = float(stay.param("short-search", "duration_s", 60.0) or 0)
         room, start = self.book("search", t, dur + 2 * WALK_S)
@@ -275,7 +281,7 @@ class Planner:
         if "no-search" in v:
             for i, hop in enumerate(self.route(here, room)[:-1]):
                 self.expect("search-first", max(t, start) + (i + 1) * WALK_S * self.pace, 60,
-                            detainee=d.id, room=hop)
+                            detainee=d.id, room=hop, cause=stay.vid("no-search"))
         t = self.walk(max(t, start), [d.id, *searchers], here, room)
         t += dur
         self.plan.add(t, "command", command="record-search", user=o1,
@@ -300,7 +306,7 @@ class Planner:
             t = self.walk(max(t, start), everyone, here, room)
             if "left-alone" in v:
                 self.plan.add(t + at, "move", people=team, room=OUTSIDE)
-                if alone > r.never_alone_grace_s:
+                if alone >= r.never_alone_grace_s:  # held_for: a condition that lasted the grace
                     self.expect("never-alone", t + at, r.never_alone_grace_s + 30,
                                 detainee=d.id, room=room, cause=stay.vid("left-alone"))
                 self.plan.add(t + at + alone, "move", people=team, room=room)
@@ -365,6 +371,11 @@ class Planner:
                     self.expect("device-offline", t + 200, r.device_offline_s + 30, room=spare,
                                 cause=stay.vid("node-offline"))
                 self.plan.add(t + 200 + down, "fault", kind="start-node", target=node.id)
+        self._visit_s = float(stay.param("short-welfare-visits", "duration_s", 60.0) or 0)
+        if "short-welfare-visits" in v and self._visit_s < r.welfare_visit_min_s:
+            # Visits too short to count: the first one due is missed as far as the rule knows.
+            self.expect("welfare-check", in_holding + interval - r.welfare_warn_before_s, 60,
+                        detainee=d.id, cause=stay.vid("short-welfare-visits"))
         if "missed-welfare" in v:
             self.expect("welfare-check", in_holding + interval - r.welfare_warn_before_s, 60,
                         detainee=d.id, cause=stay.vid("missed-welfare"))
@@ -426,11 +437,11 @@ class Planner:
                             cause=stay.vid("temporary-exit-overdue"))
             if back is None:
                 return t + 900
-            # Back through the exit with both officers, tapped in, and to the cell.
-            t = t_out + float(back)
-            self.plan.add(t, "move", people=everyone, room="exit")
-            self._exit_tap(t - 5, d)
-            t = self.walk(t + 10, everyone, "exit", holding)
+            # Back through the exit with both officers and to the cell: back_after_s after
+            # the approval they are seen past the exit (which is what ends a temporary exit).
+            t = t_out + float(back) - WALK_S * self.pace
+            self.plan.add(t - 5, "move", people=everyone, room="exit")
+            t = self.walk(t, everyone, "exit", holding)
             self.plan.add(t + 10, "move", people=team, room=OUTSIDE)
             return t + 60
         if "exit-without-approval" not in v:
@@ -440,7 +451,7 @@ class Planner:
         t = self.walk(t + 10, everyone, holding, "exit")
         self._exit_tap(t, d)
         if "exit-without-approval" in v:
-            self.expect("exit", t, 60, detainee=d.id)
+            self.expect("exit", t, 60, detainee=d.id, cause=stay.vid("exit-without-approval"))
         self.plan.add(t + 30, "move", people=everyone, room=OUTSIDE)
         return t + 30
 
@@ -484,11 +495,13 @@ class Planner:
         return node.cameras[0].id if node and node.cameras else None
 
     def _welfare(self, t: float, officer: str, d: Detainee, holding: str) -> float:
-        """An officer looks in on the detainee: in the cell for 60 s, seen by its camera."""
+        """An officer looks in on the detainee: in the cell for 60 s (or the violation's
+        `duration_s`), seen by its camera."""
+        stay_s = self._visit_s
         self.plan.add(t, "move", people=[officer], room=holding)
-        self.plan.add(t + 60, "command", command="record-welfare-check", user=officer,
+        self.plan.add(t + stay_s, "command", command="record-welfare-check", user=officer,
                       args={"detainee": d.id, "note": "checked, fine"})
-        self.plan.add(t + 61, "move", people=[officer], room=OUTSIDE)
+        self.plan.add(t + stay_s + 1, "move", people=[officer], room=OUTSIDE)
         return t
 
     def _interview(self, t: float, d: Detainee, team: list[str], holding: str, stay: Stay,
@@ -504,7 +517,7 @@ class Planner:
         out_s = float(stay.param("one-officer-interview", "duration_s", dur) or 0)
         if one_officer:
             self.plan.add(t, "move", people=[team[1]], room=OUTSIDE)
-            if out_s > self.rules.interview_grace_s:
+            if out_s >= self.rules.interview_grace_s:
                 self.expect("interview", t, self.rules.interview_grace_s + 30, detainee=d.id,
                             room=room, cause=stay.vid("one-officer-interview"))
             if out_s < dur:
@@ -586,7 +599,7 @@ def predicted(planner: Planner, arrivals: dict[str, float]) -> list[Expected]:
         for k in list(together):
             if k not in now_pairs:
                 since, cause = together.pop(k)
-                if s.at_s - since > r.co_suspects_grace_s and k not in flagged:
+                if s.at_s - since >= r.co_suspects_grace_s and k not in flagged:
                     flagged.add(k)
                     out.append(Expected("co-suspects", None, k[0], since,
                                         r.co_suspects_grace_s + 30, "co-suspects together",
