@@ -496,6 +496,8 @@ class Run:
         for k, v in args.items():
             if k.endswith("_s_ago"):
                 out[k[: -len("_s_ago")] + "_ts"] = now - int(float(v) * 1000)
+            elif k.endswith("_ts_in_s"):  # a time field given from now: due_ts_in_s
+                out[k[: -len("_in_s")]] = now + int(float(v) * 1000)
             elif k.endswith("_in_s"):
                 out[k[: -len("_in_s")] + "_by_ts"] = now + int(float(v) * 1000)
             else:

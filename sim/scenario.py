@@ -240,6 +240,7 @@ def _check_commands(path: Path, plan: Plan) -> None:
         if s.action != "command":
             continue
         args = {(k[:-6] + "_ts" if k.endswith("_s_ago") else
+                 k[:-5] if k.endswith("_ts_in_s") else
                  k[:-5] + "_by_ts" if k.endswith("_in_s") else k): (
                     int(v) if k.endswith(("_s_ago", "_in_s")) else v)
                 for k, v in dict(s.args.get("args") or {}).items()}

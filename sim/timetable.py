@@ -22,7 +22,8 @@ VIOLATIONS = (
     "late-registration", "no-search", "short-search", "one-officer-search", "left-alone",
     "holding-camera-off", "one-officer-interview", "interview-camera-off", "missed-welfare",
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
-    "lying-still", "node-offline", "band-tamper", "short-welfare-visits",
+    "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
+    "case-property-out", "observation-raised",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -41,6 +42,15 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "node-offline": ("duration_s",),
     "band-tamper": ("duration_s",),
     "short-welfare-visits": ("duration_s",),  # every welfare visit lasts this long
+    # one officer takes the detainee to the toilet at_s into holding, for duration_s, and
+    # waits outside the door for outside_s of it (0: stays inside)
+    "toilet-visit": ("at_s", "duration_s", "outside_s"),
+    # case property of the detainee's case taken out at_s into holding, due back after
+    # due_s, back after out_s
+    "case-property-out": ("at_s", "due_s", "out_s"),
+    # observation raised to high at_s into holding; adapt = 1: visits follow the new
+    # interval, 0: they stop (the next visit is due sooner than anyone comes)
+    "observation-raised": ("at_s", "adapt"),
 }
 
 
@@ -352,6 +362,15 @@ class Planner:
         if "holding-camera-off" in v:
             events.append((t + 240, "holding-camera-off"))
             events.sort()
+        for kind, at in (("toilet-visit", 200.0), ("case-property-out", 120.0),
+                         ("observation-raised", 300.0)):
+            if kind in v:
+                events.append((t + float(stay.param(kind, "at_s", at) or 0), kind))
+                events.sort()
+        if "case-property-out" in v:
+            self.plan.add(stay.arrive_s + 30, "command", command="log-case-property", user=o1,
+                          args={"item": f"item-{d.id}", "case": d.case, "detainee": d.id,
+                                "description": "phone seized as evidence"})
         if "band-tamper" in v:
             tamper_s = float(stay.param("band-tamper", "duration_s", 60.0) or 0)
             self.plan.add(t + 200, "band", person=d.id, tamper=True, battery_low=False)
@@ -385,6 +404,7 @@ class Planner:
             if not events:
                 end = max(end, t + interval + r.welfare_escalate_after_s + 300)
         self._visitor = o1
+        visits = "missed-welfare" not in v
         for when, what in events:
             booked: tuple[str, float] | None = None
             if what == "interview":
@@ -394,10 +414,29 @@ class Planner:
                                    + 4 * WALK_S + 60)
                 when = max(when, booked[1])
             # Welfare visits fill the time up to the next thing.
-            while "missed-welfare" not in v and last_check + visit_every < when - 120:
+            while visits and last_check + visit_every < when - 120:
                 last_check = self._welfare(last_check + visit_every, o1, d, holding)
             t = max(t, when)
-            if booked is not None:
+            if what == "toilet-visit":
+                t = self._toilet(t, d, o1, holding, stay)
+            elif what == "case-property-out":
+                t = self._case_property(t, d, o1, stay)
+            elif what == "observation-raised":
+                self.plan.add(t, "command", command="set-observation", user=o1,
+                              args={"detainee": d.id, "observation": "high"})
+                new = r.welfare_interval_s("high")
+                if stay.param("observation-raised", "adapt", 1.0):
+                    visit_every = new * 0.4
+                    last_check = max(last_check, t + 30 - visit_every)
+                else:
+                    visits = False
+                    # The last verified visit was under the old level: the new interval
+                    # runs from it (verified when the officer's band leaves the cell).
+                    due = last_check + self._visit_s + r.presence_ttl_s + new
+                    self.expect("welfare-check", max(t, due - r.welfare_warn_before_s), 60,
+                                detainee=d.id, cause=stay.vid("observation-raised"))
+                    end = max(end, due - r.welfare_warn_before_s + 120)
+            elif booked is not None:
                 t = self._interview(t, d, team, holding, stay, booked)
                 last_check = t
             elif what == "holding-camera-off":
@@ -418,7 +457,7 @@ class Planner:
                     t += off + 10
             else:
                 t = self._behaviour(t, what, d, holding, stay=stay)
-        while "missed-welfare" not in v and last_check + visit_every < end - 60:
+        while visits and last_check + visit_every < end - 60:
             last_check = self._welfare(last_check + visit_every, o1, d, holding)
         t = max(t, end)
         # Disposition and exit.
@@ -493,6 +532,40 @@ class Planner:
     def _camera(self, room: str) -> str | None:
         node = self.c.node_of_room(room)
         return node.cameras[0].id if node and node.cameras else None
+
+    def _toilet(self, t: float, d: Detainee, officer: str, holding: str, stay: Stay) -> float:
+        """One officer takes the detainee to the toilet and back; returns when done."""
+        dur = float(stay.param("toilet-visit", "duration_s", 120.0) or 0)
+        outside = float(stay.param("toilet-visit", "outside_s", 0.0) or 0)
+        room, start = self.book("toilet", t, dur + 4 * WALK_S * self.pace + 20)
+        t = max(t, start)
+        self.plan.add(t, "move", people=[officer], room=holding)
+        t = self.walk(t + 10, [d.id, officer], holding, room)
+        if outside > 0:
+            # Waiting outside the door: the corridor the toilet opens onto.
+            near = self.route(room, holding)[0]
+            self.plan.add(t + 5, "move", people=[officer], room=near)
+            if outside >= self.rules.never_alone_grace_s:
+                self.expect("never-alone", t + 5, self.rules.never_alone_grace_s + 30,
+                            detainee=d.id, room=room, cause=stay.vid("toilet-visit"))
+            self.plan.add(t + 5 + outside, "move", people=[officer], room=room)
+        t = self.walk(t + max(dur, outside + 10), [d.id, officer], room, holding) + 10
+        self.plan.add(t, "move", people=[officer], room=OUTSIDE)
+        return t
+
+    def _case_property(self, t: float, d: Detainee, officer: str, stay: Stay) -> float:
+        """Case property out (due back after due_s) and back in after out_s."""
+        due = float(stay.param("case-property-out", "due_s", 600.0) or 0)
+        out = float(stay.param("case-property-out", "out_s", 300.0) or 0)
+        item = f"item-{d.id}"
+        self.plan.add(t, "command", command="property-out", user=officer,
+                      args={"item": item, "due_ts_in_s": due, "reason": "forensics"})
+        if out > due:
+            self.expect("property", t + due, 60, detainee=d.id,
+                        cause=stay.vid("case-property-out"))
+        self.plan.add(t + out, "command", command="property-in", user=officer,
+                      args={"item": item})
+        return t + 5
 
     def _welfare(self, t: float, officer: str, d: Detainee, holding: str) -> float:
         """An officer looks in on the detainee: in the cell for 60 s (or the violation's
