@@ -6,14 +6,25 @@ import sys
 from pathlib import Path
 
 from .runner import RunOptions, run_scenario
-from .scenario import MissingFootage, describe, find_scenario, list_scenarios, load_scenario
+from .scenario import (
+    MissingFootage,
+    describe,
+    describe_expected,
+    find_scenario,
+    list_scenarios,
+    load_scenario,
+)
 from .score import Score
 
 
 def _list(args: argparse.Namespace) -> int:
     for p in list_scenarios():
         try:
-            print(describe(load_scenario(p)))
+            sc = load_scenario(p)
+            print(describe(sc))
+            if len(sc.plan.expected) <= 20:  # the long days' lists say little
+                for line in describe_expected(sc):
+                    print(f"    {line}")
         except MissingFootage as exc:  # listed, not run: its real clips are not here
             print(f"{p.stem}: cannot run here: {exc}")
     return 0

@@ -505,5 +505,22 @@ def describe(sc: Scenario) -> str:
             f"{', '.join(sorted({e.rule for e in sc.plan.expected})) or 'no alerts'}")
 
 
-__all__ = ["OUTSIDE", "MissingFootage", "Scenario", "VideoConf", "describe", "find_scenario",
+def describe_expected(sc: Scenario) -> list[str]:
+    """One line per expected alert and per staff reaction, for `custody sim list`."""
+    out = []
+    for e in sorted(sc.plan.expected, key=lambda x: x.from_s):
+        subject = "/".join(x for x in (e.detainee, e.room) if x)
+        after = f" after {e.cause}" if e.cause else ""
+        checks = "; ".join(f"{k} {'>'.join(v) if isinstance(v, list) else v}"
+                           for k, v in e.checks.items())
+        out.append(f"{e.rule} {subject}{after} from {e.from_s:.0f} s within {e.within_s:.0f} s"
+                   + (f" [{checks}]" if checks else ""))
+    for x in sc.plan.reactions:
+        out.append(f"staff: {x.by} does {x.do} {x.after_s:g} s after {x.rule} "
+                   f"{'/'.join(y for y in (x.detainee, x.room) if y)}")
+    return out
+
+
+__all__ = ["OUTSIDE", "MissingFootage", "Scenario", "VideoConf", "describe", "describe_expected",
+           "find_scenario",
            "list_scenarios", "load_scenario"]
