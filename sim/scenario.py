@@ -68,6 +68,10 @@ INTAKES = ("full", "quick")
 ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera",
            "button")
 NODE_FAULTS = ("kill-node", "start-node", "cut-node")
+# Kinds added with issue 18: the random day draws them as extra ordinary events (and
+# violating ones only when named in [random] violations), so seeded days keep their draws.
+NEW_VOCABULARY = ("short-welfare-visits", "toilet-visit", "case-property-out",
+                  "observation-raised")
 REACTIONS = {"ack": "ack-alert", "resolve": "resolve-alert", "false-alarm": "false-alarm"}
 FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node",
           "kill-supervisor", "start-supervisor")
@@ -465,15 +469,30 @@ def _random_day(s: Section, centre: Centre, bands: BandMaker, seed: int) -> list
     n = s.integer("detainees", 10, lo=1, hi=100)
     hours = s.number("hours", 8.0, lo=0.5, hi=48.0)
     rate = s.number("violation_rate", 0.3, lo=0.0, hi=1.0)
-    kinds = s.array("violations", [v for v in VIOLATIONS if v not in ("node-offline",)])
+    kinds = s.array("violations", [v for v in VIOLATIONS if v not in ("node-offline",)
+                                   and v not in NEW_VOCABULARY])
     s.done()
     return random_day(centre, bands, seed, n, hours, rate, kinds)
+
+
+# The random day's vocabulary: kind -> (parameters inside the rule's limit, outside it).
+# Welfare variants only ever comply there: detainees share cells, and a cellmate's visitor
+# counts as a visit.
+RANDOM_VARIANTS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
+    "toilet-visit": ({"outside_s": 0.0}, {"outside_s": 60.0}),
+    "case-property-out": ({"due_s": 600.0, "out_s": 300.0}, {"due_s": 600.0, "out_s": 700.0}),
+    "observation-raised": ({"adapt": 1.0}, {"adapt": 1.0}),
+    "short-welfare-visits": ({"duration_s": 30.0}, {"duration_s": 30.0}),
+    "left-alone": ({"duration_s": 5.0}, {"duration_s": 60.0}),
+    "short-search": ({"duration_s": 200.0}, {"duration_s": 60.0}),
+}
 
 
 def random_day(centre: Centre, bands: BandMaker, seed: int, n: int, hours: float,
                rate: float, kinds: list[str]) -> list[Stay]:
     """Fill `centre` with a team of two officers per detainee and plan a day for each."""
     rng = random.Random(seed)
+    vrng = random.Random(seed * 7919 + 1)  # the vocabulary's draws: the rest stays as seeded
     holding = centre.rooms_of_kind("holding")
     span = hours * 3600
     stays = []
@@ -493,8 +512,18 @@ def random_day(centre: Centre, bands: BandMaker, seed: int, n: int, hours: float
         viol: tuple[str, ...] = ()
         if kinds and rng.random() < rate:
             viol = (rng.choice(kinds),)
+        params: dict[str, dict[str, float]] = {}
+        if viol and viol[0] in RANDOM_VARIANTS:
+            params[viol[0]] = dict(RANDOM_VARIANTS[viol[0]][1])
+        # Half the detainees also do something ordinary the rules must leave alone.
+        calm = [k for k in RANDOM_VARIANTS if k not in viol]
+        if vrng.random() < 0.5:
+            k = vrng.choice(calm)
+            viol = (*viol, k)
+            params[k] = dict(RANDOM_VARIANTS[k][0])
         team = make_team([f, m], sex, rng)
-        stays.append(Stay(det.id, team, arrive, max(stay, 3000.0), rng.choice([1, 1, 2]), viol))
+        stays.append(Stay(det.id, team, arrive, max(stay, 3000.0), rng.choice([1, 1, 2]), viol,
+                          params=params))
     return stays
 
 
