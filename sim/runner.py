@@ -428,8 +428,14 @@ class Run:
         elif step.action == "behaviour":
             self.floor.set_behaviour(str(a["room"]), str(a["kind"]), self.t())
         elif step.action == "band":
-            self.floor.set_flags(str(a["person"]), bool(a.get("tamper")),
-                                 bool(a.get("battery_low")))
+            person = str(a["person"])
+            if "unread_s" in a:  # missed reads: nothing reads the band for a while
+                self.floor.miss_reads(person, step.at_s + float(a["unread_s"]))
+            elif "echo_room" in a:  # seen by two readers: a neighbour's reader reads it too
+                self.floor.echo_in(person, str(a["echo_room"]),
+                                   step.at_s + float(a.get("duration_s", 0)))
+            else:
+                self.floor.set_flags(person, bool(a.get("tamper")), bool(a.get("battery_low")))
         elif step.action == "camera":
             cam_id = str(a["camera"])
             (self.videos.get(cam_id) or self.cameras[cam_id]).covered = bool(a["covered"])
@@ -542,7 +548,7 @@ class Run:
             now = time.time()
             if readers and now >= next_uhf:
                 next_uhf = now + uhf_period
-                occ = self.floor.occupied()
+                occ = self.floor.read_by_room(self.t())
                 for room, room_readers in self.uhf_of_room.items():
                     people = occ.get(room, [])
                     for vr in room_readers:

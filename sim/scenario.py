@@ -224,6 +224,14 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
         if action in ("tap", "band") and args.get("person") not in people:
             raise st.fail("person", "an id from [[officers]] or [[detainees]]",
                           args.get("person"))
+        if action == "band" and not set(args) <= {"person", "tamper", "battery_low",
+                                                  "unread_s", "echo_room", "duration_s"}:
+            raise st.fail(sorted(set(args) - {"person", "tamper", "battery_low", "unread_s",
+                                              "echo_room", "duration_s"})[0],
+                          "a band step key (tamper, battery_low, unread_s, echo_room, "
+                          "duration_s)")
+        if action == "band" and "echo_room" in args and args["echo_room"] not in rooms:
+            raise st.fail("echo_room", "a room of the site", args["echo_room"])
         if action == "tap" and args.get("reader") not in readers:
             raise st.fail("reader", "a reader of the site", args.get("reader"))
         if action == "camera" and args.get("camera") not in cameras:
@@ -516,7 +524,9 @@ def random_day(centre: Centre, bands: BandMaker, seed: int, n: int, hours: float
         if viol and viol[0] in RANDOM_VARIANTS:
             params[viol[0]] = dict(RANDOM_VARIANTS[viol[0]][1])
         # Half the detainees also do something ordinary the rules must leave alone.
-        calm = [k for k in RANDOM_VARIANTS if k not in viol]
+        calm = [k for k in RANDOM_VARIANTS if k not in viol
+                # node-offline kills the toilet's node, so nobody may be taken there
+                and not (k == "toilet-visit" and "node-offline" in kinds)]
         if vrng.random() < 0.5:
             k = vrng.choice(calm)
             viol = (*viol, k)

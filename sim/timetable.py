@@ -17,13 +17,17 @@ from .actors import OUTSIDE
 from .centre import Centre, Detainee, Officer
 
 WALK_S = 15.0  # custody seconds per room crossed on the way
+# A hop never shorter than this, whatever the pace: a band lingers in a room for the presence
+# TTL (5 s) after it leaves, so faster hops reach the exit before the corridor has seen the
+# band (the exit read releases it, and the corridor then reports an unknown band).
+WALK_MIN_S = 4.5
 SEARCH_S = 240.0
 VIOLATIONS = (
     "late-registration", "no-search", "short-search", "one-officer-search", "left-alone",
     "holding-camera-off", "one-officer-interview", "interview-camera-off", "missed-welfare",
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
     "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
-    "case-property-out", "observation-raised",
+    "case-property-out", "observation-raised", "missed-reads", "two-readers",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -51,6 +55,12 @@ PARAMS: dict[str, tuple[str, ...]] = {
     # observation raised to high at_s into holding; adapt = 1: visits follow the new
     # interval, 0: they stop (the next visit is due sooner than anyone comes)
     "observation-raised": ("at_s", "adapt"),
+    # both officers' bands go unread for duration_s during information collection (a read
+    # streak lost: under the presence TTL it must change nothing)
+    "missed-reads": ("duration_s",),
+    # the detainee's band is also read by the next room's reader for duration_s during
+    # information collection (a band seen by two readers)
+    "two-readers": ("duration_s",),
 }
 
 
@@ -157,6 +167,11 @@ class Planner:
             self.graph[b].add(a)
 
     # -- rooms ---------------------------------------------------------------------------
+    @property
+    def hop(self) -> float:
+        """Custody seconds to cross one room at this pace."""
+        return max(WALK_S * self.pace, WALK_MIN_S)
+
     def route(self, a: str, b: str) -> list[str]:
         """Rooms walked through from a to b (excluding a, including b)."""
         if a == b:
@@ -197,7 +212,7 @@ class Planner:
     def walk(self, t: float, people: list[str], a: str, b: str) -> float:
         """Move a group from a to b room by room; returns the arrival time."""
         for room in self.route(a, b):
-            t += WALK_S * self.pace
+            t += self.hop
             self.plan.add(t, "move", people=people, room=room)
         return t
 
@@ -274,7 +289,7 @@ class Planner:
             # The supervisor raises search-first per room entered before the search
             # (subject: detainee and room), so every room on the way is an alert.
             for i, hop in enumerate(self.route(here, "information")):
-                self.expect("search-first", t + (i + 1) * WALK_S * self.pace, 60,
+                self.expect("search-first", t + (i + 1) * self.hop, 60,
                             detainee=d.id, room=hop, cause=stay.vid("no-search"))
             t_in = self.walk(t, everyone, here, "information")
             t, here = t_in + 300 * self.pace, "information"
@@ -290,7 +305,7 @@ class Planner:
             self.plan.add(start, "move", people=[o2], room=OUTSIDE)
         if "no-search" in v:
             for i, hop in enumerate(self.route(here, room)[:-1]):
-                self.expect("search-first", max(t, start) + (i + 1) * WALK_S * self.pace, 60,
+                self.expect("search-first", max(t, start) + (i + 1) * self.hop, 60,
                             detainee=d.id, room=hop, cause=stay.vid("no-search"))
         t = self.walk(max(t, start), [d.id, *searchers], here, room)
         t += dur
@@ -314,6 +329,25 @@ class Planner:
                 stage = max(stage, at + alone + 30)
             room, start = self.book("information", t, stage)
             t = self.walk(max(t, start), everyone, here, room)
+            if "missed-reads" in v:
+                lost = float(stay.param("missed-reads", "duration_s", 3.0) or 0)
+                for o in team:
+                    self.plan.add(t + 30, "band", person=o, unread_s=lost)
+                # Unread past the presence TTL the officers are gone as far as anyone knows.
+                if lost >= r.presence_ttl_s + r.never_alone_grace_s:
+                    self.expect("never-alone", t + 30, r.presence_ttl_s
+                                + r.never_alone_grace_s + 30, detainee=d.id, room=room,
+                                cause=stay.vid("missed-reads"))
+            if "two-readers" in v:
+                also = float(stay.param("two-readers", "duration_s", 20.0) or 0)
+                near = self.route(room, holding_of(self.c, d))[0]
+                self.plan.add(t + 30, "band", person=d.id, echo_room=near, duration_s=also)
+                grace = (r.never_alone_doorway_grace_s
+                         if self.c.site.room(near).kind == "corridor"
+                         else r.never_alone_grace_s)
+                if also >= grace:
+                    self.expect("never-alone", t + 30, grace + 30, detainee=d.id, room=near,
+                                cause=stay.vid("two-readers"))
             if "left-alone" in v:
                 self.plan.add(t + at, "move", people=team, room=OUTSIDE)
                 if alone >= r.never_alone_grace_s:  # held_for: a condition that lasted the grace
@@ -328,7 +362,7 @@ class Planner:
             # property store for a minute would look like an interview outside the rooms).
             room, start = self.book("property", t, 240 * self.pace)
             t = self.walk(max(t, start), [d.id, o1], here, room)
-            self.plan.add(t - WALK_S * self.pace, "move", people=[o2], room=OUTSIDE)
+            self.plan.add(t - self.hop, "move", people=[o2], room=OUTSIDE)
             t += min(180 * self.pace, r.interview_grace_s * 0.5)
             self.plan.add(t, "move", people=[o2], room=room)
             t += 5
@@ -478,7 +512,7 @@ class Planner:
                 return t + 900
             # Back through the exit with both officers and to the cell: back_after_s after
             # the approval they are seen past the exit (which is what ends a temporary exit).
-            t = t_out + float(back) - WALK_S * self.pace
+            t = t_out + float(back) - self.hop
             self.plan.add(t - 5, "move", people=everyone, room="exit")
             t = self.walk(t, everyone, "exit", holding)
             self.plan.add(t + 10, "move", people=team, room=OUTSIDE)
@@ -537,7 +571,7 @@ class Planner:
         """One officer takes the detainee to the toilet and back; returns when done."""
         dur = float(stay.param("toilet-visit", "duration_s", 120.0) or 0)
         outside = float(stay.param("toilet-visit", "outside_s", 0.0) or 0)
-        room, start = self.book("toilet", t, dur + 4 * WALK_S * self.pace + 20)
+        room, start = self.book("toilet", t, dur + 4 * self.hop + 20)
         t = max(t, start)
         self.plan.add(t, "move", people=[officer], room=holding)
         t = self.walk(t + 10, [d.id, officer], holding, room)
@@ -638,6 +672,11 @@ class Planner:
         self.plan.add(t + 50, "behaviour", room=holding, kind="none")
         self.plan.add(t + 80, "move", people=[officer], room=OUTSIDE)
         return t + 90
+
+
+def holding_of(c: Centre, d: Detainee) -> str:
+    """The detainee's holding room (the site's first when none is set)."""
+    return d.holding or c.rooms_of_kind("holding")[0]
 
 
 def make_team(officers: list[Officer], sex: str, rng: random.Random) -> tuple[str, str]:
