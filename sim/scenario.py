@@ -41,12 +41,13 @@ from protocol.alerts import RULES, STATES
 from protocol.config import ConfigError, Section, read_toml
 from protocol.ids import check_id
 from protocol.site import parse_site
-from protocol.staff import OBSERVATION_LEVELS, SEXES, StaffError, parse_request, request_payload
+from protocol.staff import OBSERVATION_LEVELS, SEXES, StaffError, check_args
 from protocol.topics import SEVERITIES
 
 from .actors import OUTSIDE
 from .centre import BandMaker, Centre, Detainee, Officer
 from .timetable import (
+    DUTY_SUPERVISOR,
     PARAMS,
     VIOLATIONS,
     Expected,
@@ -167,7 +168,7 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     plan = planner.plan
     step_at: dict[str, float] = {}  # named raw steps (`after` in [[expect]])
     end = max(end, _steps(top, path, centre, plan, step_at))
-    _check_commands(path, plan)
+    _check_commands(path, plan, {*centre.officers, DUTY_SUPERVISOR})
     last = max((s.at_s for s in plan.steps), default=0.0)
     plan.duration_s = max(end, last) + tail
     # Predicted after the raw steps: a raw move can put co-suspects together too.
@@ -245,9 +246,15 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
     return end
 
 
-def _check_commands(path: Path, plan: Plan) -> None:
-    """Every staff command of the plan passes the supervisor's own request check (the same
-    message), so a scenario cannot flood its run with refusals nobody reads."""
+# Approvals need the custody-supervisor role, which in a simulated centre only the duty
+# supervisor has (sim/runner.py's write_accounts: every [[officers]] entry is an officer).
+APPROVALS = ("approve-temporary-exit", "approve-extension", "approve-disposition")
+
+
+def _check_commands(path: Path, plan: Plan, accounts: set[str]) -> None:
+    """Every staff command of the plan passes the supervisor's own argument check (the same
+    message), comes from an account of the centre, and approvals from the duty supervisor, so
+    a scenario cannot flood its run with refusals nobody reads."""
     for s in plan.sorted_steps():
         if s.action != "command":
             continue
@@ -256,10 +263,14 @@ def _check_commands(path: Path, plan: Plan) -> None:
                  k[:-5] + "_by_ts" if k.endswith("_in_s") else k): (
                     int(v) if k.endswith(("_s_ago", "_in_s")) else v)
                 for k, v in dict(s.args.get("args") or {}).items()}
-        user = s.args.get("user")
+        user, command = str(s.args.get("user")), str(s.args.get("command"))
         try:
-            parse_request(str(s.args.get("command")),
-                          request_payload("load-check", str(user), args))
+            check_args(command, args)
+            if user not in accounts:
+                raise StaffError(f"account {user!r} does not exist")
+            if command in APPROVALS and user != DUTY_SUPERVISOR:
+                raise StaffError(f"{command}: {user!r} has no custody-supervisor role "
+                                 f"(in the simulator only {DUTY_SUPERVISOR!r} approves)")
         except StaffError as e:
             where = f"steps (id {s.id})" if s.id else "steps"
             raise ConfigError(path, where, f"a command the supervisor accepts; at "
@@ -272,8 +283,8 @@ def _reactions(top: Section, centre: Centre) -> list[Reaction]:
     for r in top.sections("staff"):
         do = r.text("do", choices=tuple(REACTIONS))
         by = r.text("by")
-        if by not in centre.officers:
-            raise r.fail("by", "an officer id from [[officers]]", by)
+        if by not in centre.officers and by != DUTY_SUPERVISOR:
+            raise r.fail("by", f"an officer id from [[officers]] or {DUTY_SUPERVISOR}", by)
         rule = r.text("rule")
         if rule not in RULES:
             raise r.fail("rule", "a rule id of protocol/alerts.py", rule)
@@ -366,8 +377,9 @@ def _people(top: Section, centre: Centre, bands: BandMaker) -> list[Stay]:
         off = Officer(o.text("id", check=_id("officer")), o.text("sex", choices=SEXES),
                       bands.new(), o.text("name", ""))
         o.done()
-        if off.id in centre.officers:
-            raise o.fail("id", "an officer id used once", off.id)
+        if off.id in centre.officers or off.id == DUTY_SUPERVISOR:
+            raise o.fail("id", f"an officer id used once (and not {DUTY_SUPERVISOR}, the "
+                         "simulator's duty supervisor)", off.id)
         centre.officers[off.id] = off
     stays = []
     holding_rooms = centre.rooms_of_kind("holding")

@@ -16,6 +16,8 @@ from typing import Any
 from .actors import OUTSIDE
 from .centre import Centre, Detainee, Officer
 
+# The duty custody supervisor: gives every approval and is on no detainee's team (four eyes).
+DUTY_SUPERVISOR = "duty-sup"
 WALK_S = 15.0  # custody seconds per room crossed on the way
 # A hop never shorter than this, whatever the pace: a band lingers in a room for the presence
 # TTL (5 s) after it leaves, so faster hops reach the exit before the corridor has seen the
@@ -498,7 +500,7 @@ class Planner:
         if "temporary-exit-overdue" in v:
             ret = float(stay.param("temporary-exit-overdue", "return_in_s", 600.0) or 0)
             back = stay.param("temporary-exit-overdue", "back_after_s", None)
-            self.plan.add(t, "command", command="approve-temporary-exit", user=o1,
+            self.plan.add(t, "command", command="approve-temporary-exit", user=DUTY_SUPERVISOR,
                           args={"detainee": d.id, "return_in_s": ret, "reason": "hospital"})
             self.plan.add(t, "move", people=team, room=holding)
             t_out = t
@@ -518,7 +520,7 @@ class Planner:
             self.plan.add(t + 10, "move", people=team, room=OUTSIDE)
             return t + 60
         if "exit-without-approval" not in v:
-            self.plan.add(t, "command", command="approve-disposition", user=o2,
+            self.plan.add(t, "command", command="approve-disposition", user=DUTY_SUPERVISOR,
                           args={"detainee": d.id, "disposition": "release"})
         self.plan.add(t + 5, "move", people=team, room=holding)
         t = self.walk(t + 10, everyone, holding, "exit")
