@@ -52,6 +52,7 @@ from .timetable import (
     VIOLATIONS,
     Expected,
     Plan,
+    PlanError,
     Planner,
     Reaction,
     Stay,
@@ -164,7 +165,11 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     planner.register_people()
     end = 0.0
     for stay in stays:
-        end = max(end, planner.detainee_day(stay))
+        try:
+            end = max(end, planner.detainee_day(stay))
+        except PlanError as e:
+            raise ConfigError(path, "detainees", f"a day that can happen ({stay.detainee}: "
+                              f"{e})") from None
     plan = planner.plan
     step_at: dict[str, float] = {}  # named raw steps (`after` in [[expect]])
     end = max(end, _steps(top, path, centre, plan, step_at))
@@ -375,7 +380,8 @@ def _violations(d: Section, det: str) -> tuple[tuple[str, ...], dict[str, dict[s
 def _people(top: Section, centre: Centre, bands: BandMaker) -> list[Stay]:
     for o in top.sections("officers"):
         off = Officer(o.text("id", check=_id("officer")), o.text("sex", choices=SEXES),
-                      bands.new(), o.text("name", ""))
+                      bands.new(), o.text("name", ""), o.number("on_s", 0.0, lo=0.0),
+                      o.number("off_s", float("inf"), lo=0.0))
         o.done()
         if off.id in centre.officers or off.id == DUTY_SUPERVISOR:
             raise o.fail("id", f"an officer id used once (and not {DUTY_SUPERVISOR}, the "

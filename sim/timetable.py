@@ -10,7 +10,7 @@ day at one stage and say which alert it must raise (rule, subject, window).
 
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actors import OUTSIDE
@@ -147,6 +147,10 @@ class Reaction:
     note: str = ""
 
 
+class PlanError(ValueError):
+    """A day that cannot happen as written (an officer in two places, or off duty)."""
+
+
 class Planner:
     """Books rooms and writes the steps of each detainee's day into one plan."""
 
@@ -160,6 +164,10 @@ class Planner:
         self.plan = Plan()
         self.busy: dict[str, list[tuple[float, float]]] = {}
         self._visitor = ""
+        # officer -> (start, end, what): nobody is in two places, nobody works off shift
+        self.engaged: dict[str, list[tuple[float, float, str]]] = {}
+        # what -> indices in plan.steps of a welfare visit (any officer on duty may make it)
+        self.visit_steps: dict[str, list[int]] = {}
         self._visit_s = 60.0  # how long the detainee being planned is visited for
         self.arrivals: dict[str, float] = {}  # detainee -> custody s of arrival (arrived_ts)
         self.graph: dict[str, set[str]] = {r.id: set() for r in centre.site.rooms}
@@ -217,6 +225,59 @@ class Planner:
             t += self.hop
             self.plan.add(t, "move", people=people, room=room)
         return t
+
+    def on_duty(self, officer: str, start: float, end: float) -> bool:
+        """Whether the officer's shift covers [start, end]."""
+        o = self.c.officers[officer]
+        return o.on_s <= start and end <= o.off_s
+
+    def is_free(self, officer: str, start: float, end: float) -> bool:
+        """On duty and not engaged elsewhere during [start, end]."""
+        return self.on_duty(officer, start, end) and not any(
+            start < e and s < end for s, e, _ in self.engaged.get(officer, []))
+
+    def engage(self, officers: list[str], start: float, end: float, what: str) -> None:
+        """Book officers for [start, end]; PlanError when one is already elsewhere."""
+        for o in officers:
+            if not self.on_duty(o, start, end):
+                off = self.c.officers[o]
+                raise PlanError(f"officer {o} is off duty for {what} ({start:.0f}-{end:.0f} s; "
+                                f"shift {off.on_s:.0f}-{off.off_s:.0f} s)")
+            for s, e, w in list(self.engaged.get(o, [])):
+                if start < e and s < end and not self._hand_over(o, s, e, w):
+                    raise PlanError(f"officer {o} in two places: {w} ({s:.0f}-{e:.0f} s) and "
+                                    f"{what} ({start:.0f}-{end:.0f} s)")
+            self.engaged.setdefault(o, []).append((start, end, what))
+
+    def _hand_over(self, o: str, s: float, e: float, what: str) -> bool:
+        """Give a welfare visit `o` was booked for to whoever else is on duty and free (a
+        custody officer's own work comes first); False when it is not a visit or nobody is."""
+        steps = self.visit_steps.get(what)
+        if steps is None:
+            return False
+        other = next((x for x in sorted(self.c.officers)
+                      if x != o and self.is_free(x, s, e)), None)
+        if other is None:
+            return False
+        self.engaged[o].remove((s, e, what))
+        self.engaged.setdefault(other, []).append((s, e, what))
+        for i in steps:
+            st = self.plan.steps[i]
+            args = dict(st.args)
+            if "people" in args:
+                args["people"] = [other]
+            if "user" in args:
+                args["user"] = other
+            self.plan.steps[i] = replace(st, args=args)
+        return True
+
+    def on_call(self, prefer: str, start: float, end: float, what: str) -> str:
+        """Whoever is on duty and free for [start, end] (`prefer` first), booked."""
+        for o in [prefer, *sorted(self.c.officers)]:
+            if self.is_free(o, start, end):
+                self.engage([o], start, end, what)
+                return o
+        raise PlanError(f"no officer on duty and free for {what} ({start:.0f}-{end:.0f} s)")
 
     def expect(self, rule: str, from_s: float, within_s: float, detainee: str | None = None,
                room: str | None = None, note: str = "", cause: str = "") -> None:
@@ -383,6 +444,7 @@ class Planner:
         in_holding = t
         t += 20
         self.plan.add(t, "move", people=team, room=OUTSIDE)  # officers leave the cell
+        self.engage(team, stay.arrive_s, t, f"the intake of {d.id}")
         interval = r.welfare_interval_s(d.observation)
         visit_every = interval * 0.4
         last_check = t - visit_every + 120  # first look-in two minutes after the door shuts
@@ -453,8 +515,12 @@ class Planner:
             while visits and last_check + visit_every < when - 120:
                 last_check = self._welfare(last_check + visit_every, o1, d, holding)
             t = max(t, when)
+            if what in ("fight", "toilet-visit"):
+                span = 90.0 if what == "fight" else float(
+                    stay.param("toilet-visit", "duration_s", 120.0) or 0) + 4 * self.hop + 30
+                self._visitor = self.on_call(o1, t, t + span, f"{what} of {d.id}")
             if what == "toilet-visit":
-                t = self._toilet(t, d, o1, holding, stay)
+                t = self._toilet(t, d, self._visitor, holding, stay)
             elif what == "case-property-out":
                 t = self._case_property(t, d, o1, stay)
             elif what == "observation-raised":
@@ -495,6 +561,7 @@ class Planner:
                 t = self._behaviour(t, what, d, holding, stay=stay)
         while visits and last_check + visit_every < end - 60:
             last_check = self._welfare(last_check + visit_every, o1, d, holding)
+        self._visitor = o1
         t = max(t, end)
         # Disposition and exit.
         if "temporary-exit-overdue" in v:
@@ -507,10 +574,12 @@ class Planner:
             t = self.walk(t + 10, everyone, holding, "exit")
             self._exit_tap(t, d)
             self.plan.add(t + 10, "move", people=everyone, room=OUTSIDE)
+            # The team goes out with the detainee (to hospital) until they are back.
             if back is None or t_out + back > t_out + ret:
                 self.expect("temporary-exit-overdue", t_out + ret, 120, detainee=d.id,
                             cause=stay.vid("temporary-exit-overdue"))
             if back is None:
+                self.engage(team, t_out, t + 900, f"the temporary exit of {d.id}")
                 return t + 900
             # Back through the exit with both officers and to the cell: back_after_s after
             # the approval they are seen past the exit (which is what ends a temporary exit).
@@ -518,16 +587,19 @@ class Planner:
             self.plan.add(t - 5, "move", people=everyone, room="exit")
             t = self.walk(t, everyone, "exit", holding)
             self.plan.add(t + 10, "move", people=team, room=OUTSIDE)
+            self.engage(team, t_out, t + 10, f"the temporary exit of {d.id}")
             return t + 60
         if "exit-without-approval" not in v:
             self.plan.add(t, "command", command="approve-disposition", user=DUTY_SUPERVISOR,
                           args={"detainee": d.id, "disposition": "release"})
         self.plan.add(t + 5, "move", people=team, room=holding)
+        t_fetch = t + 5
         t = self.walk(t + 10, everyone, holding, "exit")
         self._exit_tap(t, d)
         if "exit-without-approval" in v:
             self.expect("exit", t, 60, detainee=d.id, cause=stay.vid("exit-without-approval"))
         self.plan.add(t + 30, "move", people=everyone, room=OUTSIDE)
+        self.engage(team, t_fetch, t + 30, f"the exit of {d.id}")
         return t + 30
 
     def quick_day(self, stay: Stay) -> float:
@@ -605,8 +677,11 @@ class Planner:
 
     def _welfare(self, t: float, officer: str, d: Detainee, holding: str) -> float:
         """An officer looks in on the detainee: in the cell for 60 s (or the violation's
-        `duration_s`), seen by its camera."""
+        `duration_s`), seen by its camera; `officer` if free, else whoever is on duty."""
         stay_s = self._visit_s
+        what = f"a welfare visit to {d.id} at {t:.0f} s"
+        officer = self.on_call(officer, t, t + stay_s + 1, what)
+        self.visit_steps[what] = [len(self.plan.steps) + i for i in range(3)]
         self.plan.add(t, "move", people=[officer], room=holding)
         self.plan.add(t + stay_s, "command", command="record-welfare-check", user=officer,
                       args={"detainee": d.id, "note": "checked, fine"})
@@ -620,6 +695,7 @@ class Planner:
         camera_off = "interview-camera-off" in stay.violations
         room, start = booked
         t = max(t, start)
+        fetch = t
         self.plan.add(t, "move", people=team, room=holding)
         everyone = [d.id, *team]
         t = self.walk(t + 10, everyone, holding, room)
@@ -646,6 +722,7 @@ class Planner:
             self.plan.add(t, "move", people=[team[1]], room=room)
         t = self.walk(t, everyone, room, holding) + 10
         self.plan.add(t, "move", people=team, room=OUTSIDE)
+        self.engage(team, fetch, t, f"the interview of {d.id}")
         return t
 
     def _behaviour(self, t: float, kind: str, d: Detainee, holding: str,

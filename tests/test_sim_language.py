@@ -124,3 +124,76 @@ def test_score_checks_each_lifecycle_step_and_fails_on_refused_commands():
         "escalated", "lifecycle", "closed_within_s"}
     s = score("t", [e], [r], start, history=hist, refused=["at 5 s ack-alert by x: nope"])
     assert not s.passed and s.as_json()["refused"] == ["at 5 s ack-alert by x: nope"]
+
+
+POOL = f'''[scenario]
+site = "{SITE}"
+speed = 40
+pace = 0.3
+
+[[officers]]
+id = "off-anna"
+sex = "f"
+
+[[officers]]
+id = "off-ben"
+sex = "m"
+OFF_BEN
+
+[[officers]]
+id = "off-cara"
+sex = "f"
+
+[[detainees]]
+id = "det-1"
+case = "case-1"
+sex = "m"
+holding = "holding-1"
+team = ["off-ben", "off-anna"]
+arrive_s = 60
+stay_s = 3000
+interviews = 0
+
+[[detainees]]
+id = "det-2"
+case = "case-2"
+sex = "m"
+holding = "holding-2"
+team = ["off-ben", "off-cara"]
+arrive_s = ARRIVE
+stay_s = 900
+interviews = 0
+'''
+
+
+def test_an_officer_in_two_places_or_off_duty_is_refused_and_visits_pass_to_whoever_is_free(
+        tmp_path):
+    with pytest.raises(ConfigError, match="det-2: officer off-ben in two places: the intake "
+                                          "of det-1"):
+        load_scenario(_write(tmp_path, POOL.replace("ARRIVE", "100").replace("OFF_BEN", "")))
+    with pytest.raises(ConfigError, match="officer off-ben is off duty for the intake of det-1"):
+        load_scenario(_write(tmp_path, POOL.replace("ARRIVE", "2000")
+                             .replace("OFF_BEN", "off_s = 300")))
+    sc = load_scenario(_write(tmp_path, POOL.replace("ARRIVE", "1900").replace("OFF_BEN", "")))
+    visitors = {s.args["user"] for s in sc.plan.steps if s.action == "command"
+                and s.args["command"] == "record-welfare-check"
+                and s.args["args"]["detainee"] == "det-1"}
+    assert "off-ben" in visitors and visitors - {"off-ben"}, visitors  # one handed over
+    # Nobody is booked in two places at once.
+    for o in sc.centre.officers:
+        spans = sorted((s, e) for s, e, _ in _spans(sc, o))
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), (o, spans)
+
+
+def _spans(sc, officer):
+    """(start, end, what) an officer is in a room with work to do, from the moves."""
+    out, since = [], None
+    for s in sc.plan.sorted_steps():
+        if s.action == "move" and officer in s.args["people"]:
+            if s.args["room"] == "outside":
+                if since is not None:
+                    out.append((since, s.at_s, ""))
+                since = None
+            elif since is None:
+                since = s.at_s
+    return out
