@@ -3,6 +3,7 @@ the supervisor would refuse refused at load, violations with parameters (inside 
 they expect nothing), expectations that follow a named violation or step, staff reactions, and
 the scorecard's lifecycle steps and refused commands."""
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ def test_an_officer_in_two_places_or_off_duty_is_refused_and_visits_pass_to_whoe
     # Nobody is booked in two places at once.
     for o in sc.centre.officers:
         spans = sorted((s, e) for s, e, _ in _spans(sc, o))
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), (o, spans)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), (o, spans)
 
 
 def _spans(sc, officer):
