@@ -181,7 +181,9 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     generated = list(plan.expected)
     plan.reactions = _reactions(top, centre)
     if not rand.data:
-        vids = {st.vid(k) for st in stays for k in st.violations}
+        # Violation ids, and the ids the planner gives its own steps (a co-suspect meeting).
+        vids = {st.vid(k) for st in stays for k in st.violations} | {
+            s.id for s in plan.steps if s.id and s.id not in step_at}
         plan.expected = _expectations(top, path, generated, vids, step_at)
     video = _video(top, path, centre, stays, speed)
     top.done()

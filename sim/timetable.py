@@ -30,6 +30,7 @@ VIOLATIONS = (
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
     "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
     "case-property-out", "observation-raised", "missed-reads", "two-readers",
+    "meets-co-suspect",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -63,6 +64,10 @@ PARAMS: dict[str, tuple[str, ...]] = {
     # the detainee's band is also read by the next room's reader for duration_s during
     # information collection (a band seen by two readers)
     "two-readers": ("duration_s",),
+    # an officer takes the detainee into the cell of a co-suspect (one of the same case planned
+    # before them) at_s into holding, for duration_s, and again later for again_s (0: once);
+    # the predictor decides which meeting is long enough for co-suspects
+    "meets-co-suspect": ("at_s", "duration_s", "again_s"),
 }
 
 
@@ -461,7 +466,7 @@ class Planner:
             events.append((t + 240, "holding-camera-off"))
             events.sort()
         for kind, at in (("toilet-visit", 200.0), ("case-property-out", 120.0),
-                         ("observation-raised", 300.0)):
+                         ("observation-raised", 300.0), ("meets-co-suspect", 100.0)):
             if kind in v:
                 events.append((t + float(stay.param(kind, "at_s", at) or 0), kind))
                 events.sort()
@@ -519,7 +524,9 @@ class Planner:
                 span = 90.0 if what == "fight" else float(
                     stay.param("toilet-visit", "duration_s", 120.0) or 0) + 4 * self.hop + 30
                 self._visitor = self.on_call(o1, t, t + span, f"{what} of {d.id}")
-            if what == "toilet-visit":
+            if what == "meets-co-suspect":
+                t = self._meet(t, d, o1, holding, stay)
+            elif what == "toilet-visit":
                 t = self._toilet(t, d, self._visitor, holding, stay)
             elif what == "case-property-out":
                 t = self._case_property(t, d, o1, stay)
@@ -659,6 +666,47 @@ class Planner:
             self.plan.add(t + 5 + outside, "move", people=[officer], room=room)
         t = self.walk(t + max(dur, outside + 10), [d.id, officer], room, holding) + 10
         self.plan.add(t, "move", people=[officer], room=OUTSIDE)
+        return t
+
+    def where_at(self, person: str, t: float) -> str:
+        """Where the plan so far has a person at custody second t."""
+        room = OUTSIDE
+        for s in self.plan.sorted_steps():
+            if s.at_s > t:
+                break
+            if s.action == "move" and person in s.args["people"]:
+                room = s.args["room"]
+        return room
+
+    def _meet(self, t: float, d: Detainee, officer: str, holding: str, stay: Stay) -> float:
+        """Take the detainee into a co-suspect's cell and back, once or twice."""
+        for i, key in enumerate(("duration_s", "again_s")):
+            dur = float(stay.param("meets-co-suspect", key, 30.0 if i == 0 else 0.0) or 0)
+            if dur <= 0:
+                break
+            cells = {r.id for r in self.c.site.rooms if r.kind == "holding"}
+            other = next((x for x in self.c.detainees.values() if x.case == d.case
+                          and x.id != d.id and x.id in self.arrivals
+                          and self.where_at(x.id, t) in cells), None)
+            if other is None:
+                raise PlanError(f"no co-suspect of {d.id} ({d.case}) in a cell at {t:.0f} s "
+                                "(one planned before them)")
+            cell = self.where_at(other.id, t)
+            span = dur + 4 * self.hop + 40
+            officer = self.on_call(officer, t, t + span, f"{d.id} meeting {other.id}")
+            self.plan.add(t, "move", people=[officer], room=holding)
+            route = self.route(holding, cell)
+            for room in route[:-1]:
+                t += self.hop
+                self.plan.add(t, "move", people=[d.id, officer], room=room)
+            t += self.hop
+            # The step that puts them together names the cause (the predictor's `after`).
+            self.plan.add(t, "move", step_id=f"{stay.vid('meets-co-suspect')}-{i + 1}",
+                          people=[d.id, officer], room=cell)
+            # walk() takes its first hop before the first move: out of the cell at t + dur.
+            t = self.walk(t + dur - self.hop, [d.id, officer], cell, holding) + 10
+            self.plan.add(t, "move", people=[officer], room=OUTSIDE)
+            t += 120
         return t
 
     def _case_property(self, t: float, d: Detainee, officer: str, stay: Stay) -> float:
