@@ -19,7 +19,7 @@
                     room, after_s (after the alert is raised), note
     [[expect]]      rule, detainee and/or room, within_s; after = "<violation or step id>"
                     (+ delay_s for a step) or from_s; severity, escalated, lifecycle = [...],
-                    acked_by, closed_within_s (the alert's lifecycle, scored step by step)
+                    acked_by, closed_by, closed_within_s (the lifecycle, scored step by step)
     [random]        detainees, hours, violation_rate (a generated day instead of people)
     [video]         rooms = [...], fall_clip, data_dir (cameras fed real frames; see VideoConf)
 
@@ -438,6 +438,9 @@ def _lifecycle(e: Section) -> dict[str, Any]:
         out["lifecycle"] = list(states)
     if "acked_by" in e.data:
         out["acked_by"] = e.text("acked_by", check=_id("officer"))
+    if "closed_by" in e.data:  # who resolved or marked it false ("" : the rules themselves)
+        out["closed_by"] = e.text("closed_by", check=lambda v: check_id(v, "officer") if v
+                                  else v)
     if "closed_within_s" in e.data:
         out["closed_within_s"] = e.number("closed_within_s", lo=0.0)
     return out

@@ -86,6 +86,10 @@ def lifecycle_checks(e: Expected, alert_id: str, msgs: list[dict[str, Any]]
     if "acked_by" in c:
         acks = [m.get("by") for m in msgs if m.get("state") == "acknowledged"]
         add("acked_by", c["acked_by"], acks[0] if acks else None)
+    if "closed_by" in c:
+        closers = [m.get("by") or "" for m in msgs
+                   if m.get("state") in ("resolved", "false_alarm")]
+        add("closed_by", c["closed_by"], closers[0] if closers else None)
     if "closed_within_s" in c:
         closed = [int(m.get("ts") or 0) for m in msgs
                   if m.get("state") in ("resolved", "false_alarm")]
