@@ -73,7 +73,8 @@ NODE_FAULTS = ("kill-node", "start-node", "cut-node")
 # Kinds added with issue 18: the random day draws them as extra ordinary events (and
 # violating ones only when named in [random] violations), so seeded days keep their draws.
 NEW_VOCABULARY = ("short-welfare-visits", "toilet-visit", "case-property-out",
-                  "observation-raised", "missed-reads", "two-readers", "meets-co-suspect")
+                  "observation-raised", "missed-reads", "two-readers", "meets-co-suspect",
+                  "extension")
 REACTIONS = {"ack": "ack-alert", "resolve": "resolve-alert", "false-alarm": "false-alarm"}
 FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node",
           "kill-supervisor", "start-supervisor")

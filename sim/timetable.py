@@ -30,7 +30,7 @@ VIOLATIONS = (
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
     "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
     "case-property-out", "observation-raised", "missed-reads", "two-readers",
-    "meets-co-suspect",
+    "meets-co-suspect", "extension",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -68,6 +68,9 @@ PARAMS: dict[str, tuple[str, ...]] = {
     # before them) at_s into holding, for duration_s, and again later for again_s (0: once);
     # the predictor decides which meeting is long enough for co-suspects
     "meets-co-suspect": ("at_s", "duration_s", "again_s"),
+    # the duty supervisor approves an extension to `hours` at_s into holding (the predictor
+    # moves the time-limit warnings accordingly)
+    "extension": ("at_s", "hours"),
 }
 
 
@@ -466,7 +469,8 @@ class Planner:
             events.append((t + 240, "holding-camera-off"))
             events.sort()
         for kind, at in (("toilet-visit", 200.0), ("case-property-out", 120.0),
-                         ("observation-raised", 300.0), ("meets-co-suspect", 100.0)):
+                         ("observation-raised", 300.0), ("meets-co-suspect", 100.0),
+                         ("extension", 60.0)):
             if kind in v:
                 events.append((t + float(stay.param(kind, "at_s", at) or 0), kind))
                 events.sort()
@@ -524,7 +528,15 @@ class Planner:
                 span = 90.0 if what == "fight" else float(
                     stay.param("toilet-visit", "duration_s", 120.0) or 0) + 4 * self.hop + 30
                 self._visitor = self.on_call(o1, t, t + span, f"{what} of {d.id}")
-            if what == "meets-co-suspect":
+            if what == "extension":
+                hours = int(stay.param("extension", "hours", 0) or 0)
+                allowed = self.rules.custody_type(d.custody_type).extended_h
+                if hours not in allowed:
+                    raise PlanError(f"extension of {d.id} to {hours} h: the custody type "
+                                    f"{d.custody_type} allows {list(allowed)}")
+                self.plan.add(t, "command", command="approve-extension", user=DUTY_SUPERVISOR,
+                              args={"detainee": d.id, "hours": hours})
+            elif what == "meets-co-suspect":
                 t = self._meet(t, d, o1, holding, stay)
             elif what == "toilet-visit":
                 t = self._toilet(t, d, self._visitor, holding, stay)
@@ -845,10 +857,19 @@ def predicted(planner: Planner, arrivals: dict[str, float]) -> list[Expected]:
                                         cause))
         for k in now_pairs:
             together.setdefault(k, (s.at_s, s.id))
+    extended = {s.args["args"]["detainee"]: (s.at_s, int(s.args["args"]["hours"]))
+                for s in plan.steps if s.action == "command"
+                and s.args.get("command") == "approve-extension"}
+
+    def first_warning(limit_s: float) -> float:
+        return min([limit_s * p / 100 for p in r.time_limit_warn_pct]
+                   + [limit_s - r.time_limit_final_warn_s])
+
     for d, arrived in arrivals.items():
-        limit_s = r.custody_type(c.detainees[d].custody_type).limit_h * 3600
-        first = min([limit_s * p / 100 for p in r.time_limit_warn_pct]
-                    + [limit_s - r.time_limit_final_warn_s])
+        first = first_warning(r.custody_type(c.detainees[d].custody_type).limit_h * 3600)
+        if d in extended and extended[d][0] <= arrived + first:
+            # Extended before the first warning: the warnings follow the new limit.
+            first = first_warning(extended[d][1] * 3600)
         left = gone.get(d, plan.duration_s)
         if arrived + first < left:
             out.append(Expected("time-limit", d, None, arrived + first, 60,
