@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
                     ca_file=args.ca_file or None, keepalive_s=site.broker.keepalive_s)
     sup = Supervisor(site, keys, args.db or site.supervisor.db,
                      args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
-                     accounts=args.accounts)
+                     accounts=args.accounts, broker_log=args.broker_log)
     signal.signal(signal.SIGTERM, lambda *_: sup.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop_event.set())
     print(f"supervisor: site {site.id}, journal {sup.journal.path} ({sup.journal.count} entries"
@@ -133,6 +133,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--checkpoint", help="checkpoint file (default: the site's)")
     p.add_argument("--accounts", help="staff account directory (provisioned "
                    "supervisor/accounts.json); without it every staff request is refused")
+    p.add_argument("--broker-log", help="Mosquitto's log file (provision --log-file): refused "
+                   "broker logins, 5 in a row from one address, raise login-locked")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     add_login_args(p)
