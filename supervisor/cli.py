@@ -14,6 +14,7 @@ from protocol.private import owner_only
 from protocol.site import DEMO_SITE, load_site
 from protocol.transport import LinkConf, add_login_args, login_password
 
+from .accounts import AccountError
 from .journal import read_entries, supervisor_key, verify_journal
 from .state import State
 
@@ -32,9 +33,12 @@ def _run(args: argparse.Namespace) -> int:
     link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
                     username=args.username, password=login_password(args),
                     ca_file=args.ca_file or None, keepalive_s=site.broker.keepalive_s)
-    sup = Supervisor(site, keys, args.db or site.supervisor.db,
-                     args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
-                     accounts=args.accounts)
+    try:
+        sup = Supervisor(site, keys, args.db or site.supervisor.db,
+                         args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
+                         accounts=args.accounts, broker_log=args.broker_log)
+    except AccountError as e:
+        raise ConfigError(args.accounts, "--accounts", f"a staff directory ({e})") from None
     signal.signal(signal.SIGTERM, lambda *_: sup.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop_event.set())
     print(f"supervisor: site {site.id}, journal {sup.journal.path} ({sup.journal.count} entries"
@@ -133,6 +137,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--checkpoint", help="checkpoint file (default: the site's)")
     p.add_argument("--accounts", help="staff account directory (provisioned "
                    "supervisor/accounts.json); without it every staff request is refused")
+    p.add_argument("--broker-log", help="Mosquitto's log file (provision --log-file): refused "
+                   "broker logins, 5 in a row from one address, raise login-locked")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     add_login_args(p)
