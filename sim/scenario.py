@@ -9,7 +9,8 @@
     tail_s = 120                         # custody seconds to keep running after the last step
     pace = 1.0                           # < 1 shortens stages that have no legal minimum
     [rules]                              # optional: overrides of the site's [rules]
-    [[officers]]    id, sex ("f"|"m")
+    [[officers]]    id, sex ("f"|"m"), on_s/off_s (the shift; welfare visits go to whoever
+                    is on duty and free, an officer booked in two places is refused)
     [[detainees]]   id, case, sex, custody_type, observation, holding, team = [o1, o2],
                     arrive_s, stay_s, interviews, violations = [...] (names, or tables
                     {kind, id, <parameters of timetable.PARAMS>})
