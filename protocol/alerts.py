@@ -35,6 +35,16 @@ RULES: dict[str, str] = {
     "unknown-band": "warning",
     "reader-fault": "info",
     "security": "critical",
+    "clock-skew": "warning",
+    "node-throttled": "warning",
+    "supervisor-degraded": "critical",
     "missing-events": "critical",
     "outbox-high-water": "warning",
+}
+
+# A security entry's reason -> the rule its incident raises (default `security`).
+SECURITY_REASON_RULE: dict[str, str] = {
+    "clock_skew": "clock-skew",
+    "throttled": "node-throttled",
+    "journal_unwritable": "supervisor-degraded",
 }

@@ -86,7 +86,10 @@ def fmt_ts(ms: int | None) -> str:
 
     if ms is None:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:  # the journal may hold any integer a node signed: print it, never crash on it
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return f"<invalid time {ms!r}>"
 
 
 def _record(args: argparse.Namespace) -> int:

@@ -160,6 +160,7 @@ class Supervisor:
     def tick(self) -> None:
         """Rules, alerts, retained snapshots, roster and checkpoint."""
         now = self.clock.now_ms()
+        self.ingest.housekeeping()  # journal the counts of repeated rejections
         self.alerts.reconcile(now)
         self.alerts.confirm(self.connected.is_set())
         self.alerts.publish_snapshot(now)

@@ -15,6 +15,15 @@ from protocol.site import DEMO_SITE, load_site
 from protocol.topics import TopicError, Topics
 from protocol.transport import LinkConf, add_login_args, login_password, make_client
 
+
+def _hms(ms: Any) -> str:
+    """Custody ms as UTC H:M:S; any value a message holds prints, none crashes."""
+    try:
+        return time.strftime("%H:%M:%S", time.gmtime(ms / 1000))
+    except (OverflowError, OSError, ValueError, TypeError):
+        return "??:??:??"
+
+
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -37,7 +46,7 @@ class View:
                                                          .index(a["severity"]), a["raised_ts"])):
                 alerts.add_row(a["severity"], a["rule"], a.get("detainee") or "",
                                a.get("room") or "", a["state"],
-                               time.strftime("%H:%M:%S", time.gmtime(a["raised_ts"] / 1000)),
+                               _hms(a["raised_ts"]),
                                a["message"], style=STYLE.get(a["severity"], ""))
             rooms = Table(title="Rooms", expand=True)
             for col in ("room", "kind", "detainees", "officers", "camera"):
@@ -51,7 +60,7 @@ class View:
             for col in ("time", "state", "rule", "message"):
                 recent.add_column(col)
             for m in self.recent[-8:]:
-                recent.add_row(time.strftime("%H:%M:%S", time.gmtime(m["ts"] / 1000)),
+                recent.add_row(_hms(m["ts"]),
                                m["state"], m["rule"], m["message"],
                                style=STYLE.get(m["severity"], ""))
         return Group(alerts, rooms, recent)

@@ -58,7 +58,7 @@ def test_replay_equals_live(broker, tmp_path):
         a = d.wait_for("real-search")
         d.staff("ack-alert", {"alert": a["id"], "action": "re-search ordered"}, user="o3")
         d.staff("false-alarm", {"alert": a["id"], "note": "test"}, user="o3")
-        d.event("node-holding", "behaviour", {"id": "b9", "phase": "new", "camera": "c",
+        d.event("node-holding", "behaviour", {"id": "b9", "phase": "new", "camera": "cam-holding-1",
                                               "room": "holding-1", "cls": "fall",
                                               "score_pct": 80})
         d.wait_for("fall")
