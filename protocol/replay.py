@@ -67,3 +67,9 @@ class ReplayWindow:
             if len(w.recent) > self.size:
                 w.recent = {s for s in w.recent if s > floor}
         return gap
+
+    def forget(self, node: str, epoch: int, seq: int) -> None:
+        """Undo an admission whose journal write was rolled back (it may come again)."""
+        w = self.nodes.get(node)
+        if w is not None and w.epoch == epoch:
+            w.recent.discard(seq)

@@ -100,6 +100,8 @@ class Ingest:
         self.budget = Budget()
         self.repeats: dict[tuple[str, str, str], Repeats] = {}
         self.rejected_by_reason: Counter[str] = Counter()
+        self._admitted: list[tuple[str, int, int]] = []  # this batch's, undone on rollback
+        self._new_repeats: list[tuple[str, str, str]] = []
         for e in journal.entries():  # the replay window as the journal left it
             if e.kind == "event":
                 with contextlib.suppress(VerifyError):
@@ -111,6 +113,7 @@ class Ingest:
         acks: dict[tuple[str, int], list[int]] = defaultdict(list)
         entries: list[Entry] = []
         availability: dict[str, str] = {}
+        self._admitted, self._new_repeats = [], []
         self.journal.begin()
         try:
             for topic, payload in items:
@@ -143,6 +146,12 @@ class Ingest:
             self.journal.commit()
         except BaseException:
             self.journal.rollback()
+            # Nothing of the batch was journaled: it may all come again (nothing was acked).
+            for node, epoch, seq in self._admitted:
+                self.window.forget(node, epoch, seq)
+            for key in self._new_repeats:
+                self.repeats.pop(key, None)
+            self.events.clear()
             raise
         for entry in entries:
             self.state.apply(entry, self.events.pop(entry.idx, None))
@@ -173,6 +182,7 @@ class Ingest:
                                             "journaled with other content")
             self._reject(topic, payload, reason, detail, node, now, entries)
             return
+        self._admitted.append((ev.node, ev.epoch, ev.seq))
         entry = self.journal.append(ev.node, ev.epoch, ev.seq, "event", payload)
         if entry is None:  # only if the window and the journal disagree; the journal wins
             self.stats.add("duplicates")
@@ -241,6 +251,7 @@ class Ingest:
                 self._flush_one(key, rep, now, entries)
             return
         self.repeats[key] = Repeats(mono)
+        self._new_repeats.append(key)
         log.warning("rejected message on %s: %s: %s", topic, reason, detail[:512])
         record: dict[str, Any] = {"ts": now, "topic": topic, "reason": reason,
                                   "detail": detail[:512], "node": claimed,

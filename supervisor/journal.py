@@ -99,8 +99,9 @@ class Journal:
         self._in_txn = False
 
     def rollback(self) -> None:
-        """Abandon the batch."""
-        self.db.execute("ROLLBACK")
+        """Abandon the batch (SQLite may already have, e.g. after a full disk)."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
         self._in_txn = False
         self.count, self.head, self.own_seq = self._saved
 

@@ -24,8 +24,9 @@ RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("behaviour", "track"): (0, 2**31),
     ("behaviour", "persons"): (0, 100),
     ("tamper", "score_pct"): (0, 100),
-    ("camera", "fps_x10"): (0, 2400),
-    ("presence.enter", "rssi"): (-200, 50),
+    # Rates are per custody second: a sped-up simulated clock multiplies them, so only absurd.
+    ("camera", "fps_x10"): (0, 10**7),
+    ("presence.enter", "rssi"): (-255, 255),
     ("fault", "count"): (0, 2**40),
     ("health", "uptime_s"): (0, 100 * 365 * 86400),
     ("health", "queue"): (0, 10**7),

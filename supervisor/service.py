@@ -21,6 +21,8 @@ from protocol.topics import TopicError, Topics
 from protocol.transport import CallbackErrors, LinkConf, make_client
 
 from .alerts import AlertManager, delivery
+from .degraded import Degraded, is_storage_error, refusal
+from .health import HealthPublisher, health_body
 from .ingest import Ingest
 from .journal import SUPERVISOR_NODE, Journal, checkpoint, supervisor_key, write_checkpoint
 from .rules.recording import camera_dead_since
@@ -65,6 +67,9 @@ class Supervisor:
                              clock.now_ms)
         self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
         self.staff = Staff(self.state, self.journal, self.alerts, clock.now_ms)
+        self.degraded = Degraded(self.topics, self.publish)
+        self.health = HealthPublisher()
+        self.last_checkpoint: dict[str, Any] | None = None
         self._roster_published = -1
         self._rooms_published: dict[str, Any] = {}
         self._detainees_published: dict[str, Any] = {}
@@ -147,18 +152,66 @@ class Supervisor:
                 continue
             if parsed.kind == "request":
                 if node_items:
-                    self.ingest.process(node_items)
+                    self._ingest(node_items)
                     node_items = []
-                resp = self.staff.handle(parsed.channel, payload)
+                resp = self._staff(parsed.channel, payload)
                 self.publish(self.topics.response(parsed.channel), resp, 1, False)
             elif parsed.kind == "node":
                 node_items.append((topic, payload))
         if node_items:
-            self.ingest.process(node_items)
+            self._ingest(node_items)
         return len(items)
 
+    # ---- a journal that cannot be written (supervisor/degraded.py) ------------------------
+
+    def _ingest(self, items: list[tuple[str, bytes]]) -> None:
+        try:
+            self.ingest.process(items)
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.dropped += len(items)  # unacked: the nodes' outboxes resend them
+            self.degraded.failed(e, self.clock.now_ms())
+
+    def _staff(self, command: str, payload: bytes) -> bytes:
+        try:
+            return self.staff.handle(command, payload)
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.refused += 1
+            self.degraded.failed(e, self.clock.now_ms())
+            return refusal(payload, f"supervisor degraded: its journal cannot be written ({e})"
+                           "; nothing was done, try again when it recovers")
+
+    def _storage_probe(self) -> None:
+        """While degraded: journal the outage; the first write that succeeds ends it."""
+        now = self.clock.now_ms()
+        try:
+            entry = self.journal.append_own("security", self.degraded.record(now))
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.failed(e, now)
+            return
+        self.state.apply(entry)
+        self.degraded.recovered(now)
+
     def tick(self) -> None:
-        """Rules, alerts, retained snapshots, roster and checkpoint."""
+        """Rules, alerts, retained snapshots, roster and checkpoint (degraded: see _tick)."""
+        try:
+            if self.degraded.active:
+                self._storage_probe()
+            self._tick()
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.failed(e, self.clock.now_ms())
+        if self.health.due():  # degraded or not: this is how an operator sees it
+            self.publish(self.topics.supervisor("health"),
+                         dumpb(health_body(self, self.clock.now_ms())), 1, True)
+
+    def _tick(self) -> None:
         now = self.clock.now_ms()
         self.ingest.housekeeping()  # journal the counts of repeated rejections
         self.alerts.reconcile(now)
@@ -174,6 +227,8 @@ class Supervisor:
         """Sign (count, head), file it and publish it retained."""
         data = checkpoint(self.key, self.journal.count, self.journal.head, self.clock.now_ms())
         write_checkpoint(self.checkpoint_file, data)
+        self.last_checkpoint = {"count": self.journal.count, "head": self.journal.head.hex(),
+                                "ts": self.clock.now_ms()}
         self.publish(self.topics.supervisor("checkpoint"), data, 1, True)
         self._last_checkpoint = time.monotonic()
         return data
@@ -243,7 +298,12 @@ class Supervisor:
                     if delivery(pinfo) == "waiting":
                         pinfo.wait_for_publish(max(0.0, deadline - time.monotonic()))
             self.alerts.confirm(self.connected.is_set())
-            self.write_checkpoint()
+            try:
+                self.write_checkpoint()
+            except Exception as e:  # a full disk must not keep us from saying `offline`
+                if not is_storage_error(e):
+                    raise
+                log.error("final checkpoint not written: %s", e)
             info = self.client.publish(self.topics.supervisor("availability"), b"offline", qos=1,
                                        retain=True)
             if self.connected.is_set():
