@@ -38,6 +38,7 @@ RULES: dict[str, str] = {
     "clock-skew": "warning",
     "node-throttled": "warning",
     "supervisor-degraded": "critical",
+    "node-storage": "critical",
     "missing-events": "critical",
     "outbox-high-water": "warning",
 }
@@ -47,4 +48,5 @@ SECURITY_REASON_RULE: dict[str, str] = {
     "clock_skew": "clock-skew",
     "throttled": "node-throttled",
     "journal_unwritable": "supervisor-degraded",
+    "node_storage": "node-storage",
 }

@@ -100,6 +100,7 @@ class Ingest:
         self.budget = Budget()
         self.repeats: dict[tuple[str, str, str], Repeats] = {}
         self.rejected_by_reason: Counter[str] = Counter()
+        self.storage_failing: set[str] = set()  # nodes whose health says the outbox fails
         self._admitted: list[tuple[str, int, int]] = []  # this batch's, undone on rollback
         self._new_repeats: list[tuple[str, str, str]] = []
         for e in journal.entries():  # the replay window as the journal left it
@@ -195,10 +196,26 @@ class Ingest:
     def _health(self, topic: str, node: str, payload: bytes, now: int,
                 entries: list[Entry]) -> None:
         try:
-            verify(payload, self.keys, topic_node=node)
+            ev = verify(payload, self.keys, topic_node=node)
             self.stats.add("health")
         except VerifyError as e:
             self._reject(topic, payload, e.reason, e.detail, node, now, entries)
+            return
+        # A node whose outbox cannot commit says so in its health (seq 0, never stored), the
+        # only way it can speak at once: journal the transition so staff are alerted.
+        obj = ev.body.get("obj")
+        outbox = obj.get("outbox") if isinstance(obj, dict) else None
+        if not isinstance(outbox, dict):
+            outbox = {}
+        failing = str(outbox.get("unwritable") or "")
+        if failing and node not in self.storage_failing:
+            entries.append(self.journal.append_own("security", {
+                "ts": now, "topic": topic, "reason": "node_storage", "node": node,
+                "payload_hex": "", "detail": f"{node} cannot commit events to its outbox "
+                f"({failing[:200]}); it holds {outbox.get('held', '?')} in memory"}))
+            self.storage_failing.add(node)
+        elif not failing:
+            self.storage_failing.discard(node)
 
     def _sane(self, ev: Event, now: int) -> None:
         """Refuse a signed event outside its node's scope, clock, epoch or ranges."""

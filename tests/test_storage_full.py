@@ -166,3 +166,67 @@ def test_supervisor_on_a_full_disk_stays_up_degraded_and_resumes_without_restart
     r = subprocess.run([sys.executable, "-m", "custody", "audit", "verify", "--db", str(db),
                         "--checkpoint", str(cp)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_agent_on_a_full_disk_raises_a_fault_holds_events_and_commits_them_later(
+        broker, tmp_path, small_disk):
+    from tests.agent_support import (
+        Acker,
+        AgentProcess,
+        Observer,
+        Rig,
+        assert_in_order_without_gaps,
+        band,
+        read_bands,
+        wait_for,
+        wait_up,
+        write_config,
+        write_site,
+    )
+
+    rig = Rig()
+    cfg = write_config(tmp_path, broker, rig, write_site(tmp_path))
+    cfg.write_text(cfg.read_text().replace('outbox = "var/outbox.db"',
+                                           f'outbox = "{small_disk}/outbox.db"'))
+    obs, acker = Observer(broker), Acker(broker)
+    agent = AgentProcess(cfg).start()
+
+    def unwritable() -> list[str]:
+        return [h["obj"]["outbox"].get("unwritable", "") for h in obs.health]
+    try:
+        wait_up(obs, agent)
+        read_bands(rig, range(5))
+        wait_for(lambda: len(obs.unique("presence.enter")) == 5, 15, "5 enters", agent.log_text)
+        committed_before = max(s for _, s in acker.first)
+        filler = fill(small_disk)
+        read_bands(rig, range(5, 25))
+        # The fault is raised at once, through health (seq 0, never stored).
+        wait_for(lambda: any(unwritable()), 10, "health naming the unwritable outbox",
+                 agent.log_text)
+        time.sleep(1.0)
+        # No sequence number was handed out for an event that could not be committed.
+        seen = {e.seq for e in obs.events if e.type != "health"}
+        assert max(seen) <= committed_before + 2, (sorted(seen), committed_before)
+        filler.unlink()
+        wait_for(lambda: len(obs.unique("presence.enter")) == 25, 20,
+                 "every held enter committed and published", agent.log_text)
+        wait_for(lambda: [e for e in obs.unique("fault") if e.body["phase"] == "end"
+                          and e.body["device"] == "outbox"], 10, "the fault ended",
+                 agent.log_text)
+        wait_for(lambda: unwritable() and unwritable()[-1] == "", 10, "health clear",
+                 agent.log_text)
+        wait_for(lambda: obs.health and obs.health[-1]["queue"] == 0, 15, "all acked",
+                 agent.log_text)
+        seqs = assert_in_order_without_gaps(acker)  # nothing committed was skipped
+        assert {e.body["band"] for e in obs.unique("presence.enter")} == {band(i)
+                                                                         for i in range(25)}
+        new = [e for e in obs.unique("fault") if e.body["device"] == "outbox"]
+        assert [e.body["phase"] for e in new] == ["new", "end"]
+        assert "0 dropped" in new[-1].body["detail"]
+        assert len(seqs) == len(set(seqs))
+        assert agent.terminate() == 0
+    finally:
+        agent.close()
+        acker.close()
+        obs.close()
+        rig.close()
