@@ -5,6 +5,7 @@ everything that changes them happens in one thread, in arrival order.
 """
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,7 +25,15 @@ from .alerts import AlertManager, delivery
 from .degraded import Degraded, is_storage_error, refusal
 from .health import HealthPublisher, health_body
 from .ingest import Ingest
-from .journal import SUPERVISOR_NODE, Journal, checkpoint, supervisor_key, write_checkpoint
+from .journal import (
+    SUPERVISOR_NODE,
+    Journal,
+    append_checkpoint,
+    checkpoint,
+    read_checkpoints,
+    start_problem,
+    supervisor_key,
+)
 from .rules.recording import camera_dead_since
 from .staff import Staff
 from .state import State
@@ -35,18 +44,37 @@ RULE_TICK_S = 0.1  # real seconds between rule evaluations when nothing arrives
 RULE_MIN_GAP_S = 0.02  # under load, rules run at most this often (bounds alert latency)
 
 
+def default_key_file(site: Site, checkpoint_file: Path, given: str | Path | None,
+                     db: str | Path) -> Path:
+    """Where the checkpoint key is read: given, the site's, else a one-time key whose
+    legacy `<db>.key` copy (beside the journal, where it must not stay) is moved there."""
+    path = Path(given or site.supervisor.checkpoint_key_file or
+                checkpoint_file.parent / "checkpoint.key")
+    legacy = Path(str(db) + ".key")
+    if legacy.exists() and not path.exists() and legacy.resolve() != path.resolve():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(legacy, path)
+        log.warning("moved the checkpoint key from %s (beside the journal) to %s", legacy, path)
+    return path
+
+
 class Supervisor:
     """One site's supervisor: journal, state, ingest, alerts, staff commands, roster."""
 
     def __init__(self, site: Site, keys: dict[str, bytes], db: str | Path,
                  checkpoint_file: str | Path, link: LinkConf, clock: Clock,
-                 checkpoint_interval_s: float | None = None) -> None:
+                 checkpoint_interval_s: float | None = None,
+                 checkpoint_key: str | Path | None = None) -> None:
         self.site, self.clock, self.link = site, clock, link
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
         self.journal = Journal(db)
-        self.key = supervisor_key(keys, db)
         self.checkpoint_file = Path(checkpoint_file)
+        self.key = supervisor_key(keys, default_key_file(site, self.checkpoint_file,
+                                                         checkpoint_key, db), db)
+        # A journal shorter than, or not extending, what was signed before is not continued.
+        self.refusal = start_problem(self.journal, self.key,
+                                     read_checkpoints(self.checkpoint_file))
         self.checkpoint_interval_s = float(checkpoint_interval_s or
                                            site.supervisor.checkpoint_interval_s)
         self.state = State(site)
@@ -115,6 +143,9 @@ class Supervisor:
 
     def run(self) -> None:
         """Work until stop_event is set, then stop cleanly."""
+        if self.refusal is not None:
+            self._refuse()
+            return
         self.start()
         try:
             resent = self.alerts.resend_pending()
@@ -132,6 +163,25 @@ class Supervisor:
                     last_rules, dirty = mono, False
         finally:
             self.close()
+
+    def _refuse(self) -> None:
+        """Say on MQTT why we will not run, then stop: staff must see it, not a silence."""
+        log.critical("refusing to continue over this journal: %s", self.refusal)
+        self.start()
+        self.connected.wait(5.0)
+        now = self.clock.now_ms()
+        msg = {"id": f"security-journal-{now}", "rule": "security", "state": "raised",
+               "severity": "critical", "detainee": None, "room": None, "raised_ts": now,
+               "ts": now, "by": None, "action": None,
+               "message": f"supervisor refuses to start: {self.refusal}"}
+        infos = [self.publish(self.topics.alert("critical", "security"), dumpb(msg), 1, False),
+                 self.publish(self.topics.supervisor("availability"), b"refused", 1, True)]
+        for info in infos:
+            if self.connected.is_set():
+                info.wait_for_publish(2.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.journal.close()
 
     def step(self, timeout: float = 0.05) -> int:
         """Take up to BATCH queued messages and handle them; return how many."""
@@ -226,7 +276,7 @@ class Supervisor:
     def write_checkpoint(self) -> bytes:
         """Sign (count, head), file it and publish it retained."""
         data = checkpoint(self.key, self.journal.count, self.journal.head, self.clock.now_ms())
-        write_checkpoint(self.checkpoint_file, data)
+        append_checkpoint(self.checkpoint_file, data)
         self.last_checkpoint = {"count": self.journal.count, "head": self.journal.head.hex(),
                                 "ts": self.clock.now_ms()}
         self.publish(self.topics.supervisor("checkpoint"), data, 1, True)

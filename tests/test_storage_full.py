@@ -164,7 +164,9 @@ def test_supervisor_on_a_full_disk_stays_up_degraded_and_resumes_without_restart
     outage = [s for s in journal_own(db, "security") if s["reason"] == "journal_unwritable"]
     assert len(outage) == 1 and "could not be written" in outage[0]["detail"]
     r = subprocess.run([sys.executable, "-m", "custody", "audit", "verify", "--db", str(db),
-                        "--checkpoint", str(cp)], capture_output=True, text=True, timeout=60)
+                        "--checkpoint", str(cp), "--checkpoint-key",
+                        str(tmp_path / "checkpoint.key")], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -194,5 +194,7 @@ def test_kill_9_mid_stream_and_restart(broker, tmp_path):
     raised = [a["id"] for a in watch.alerts if a["state"] == "raised"]
     assert len(raised) == len(set(raised)), f"raised twice: {raised}"
     r = subprocess.run([sys.executable, "-m", "custody", "audit", "verify", "--db", str(db),
-                        "--checkpoint", str(cp)], capture_output=True, text=True, timeout=60)
+                        "--checkpoint", str(cp), "--checkpoint-key",
+                        str(tmp_path / "checkpoint.key")], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stderr + out
