@@ -251,8 +251,9 @@ class Ingest:
         if budget and topic_node is not None:
             self.budget.rejected(topic_node, mono)
         claimed = topic_node
-        with contextlib.suppress(VerifyError):
-            claimed = open_payload(payload).claimed_node
+        if budget:  # a throttled node's messages are not even parsed
+            with contextlib.suppress(VerifyError):
+                claimed = open_payload(payload).claimed_node
         if claimed not in self.state.node_room and topic_node is not None:
             claimed = topic_node
         # What a node claimed beyond its scope is worth keeping per claim (the detail names

@@ -4,6 +4,7 @@ paho's network thread only queues messages; the worker owns the journal and the 
 everything that changes them happens in one thread, in arrival order.
 """
 
+import contextlib
 import logging
 import os
 import queue
@@ -81,6 +82,7 @@ class Supervisor:
         for e in self.journal.entries():  # state is a pure function of the journal
             self.state.apply(e)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.requests: queue.Queue[tuple[str, bytes]] = queue.Queue()  # staff, ahead of nodes
         self.errors = CallbackErrors()
         self.client = make_client(f"custody-supervisor-{site.id}", link, clean_start=False,
                                   will=(self.topics.supervisor("availability"), b"offline", True))
@@ -127,6 +129,13 @@ class Supervisor:
         self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if "/request/" in msg.topic and self.inbox.qsize() > BATCH:
+            # Behind a backlog (a flood, a fleet catching up) staff go first: a person's
+            # request must not wait for it. Otherwise arrival order holds, so a request sees
+            # the events sent before it. The empty item only wakes the worker.
+            self.requests.put((msg.topic, bytes(msg.payload)))
+            self.inbox.put(("", b""))
+            return
         self.inbox.put((msg.topic, bytes(msg.payload)))
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
@@ -186,8 +195,11 @@ class Supervisor:
     def step(self, timeout: float = 0.05) -> int:
         """Take up to BATCH queued messages and handle them; return how many."""
         items: list[tuple[str, bytes]] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                items.append(self.requests.get_nowait())
         try:
-            items.append(self.inbox.get(timeout=timeout) if timeout > 0 else
+            items.append(self.inbox.get(timeout=timeout) if timeout > 0 and not items else
                          self.inbox.get_nowait())
             while len(items) < BATCH:
                 items.append(self.inbox.get_nowait())
@@ -195,6 +207,8 @@ class Supervisor:
             pass
         node_items = []
         for topic, payload in items:
+            if not topic:
+                continue
             try:
                 parsed = self.topics.parse(topic)
             except TopicError:
