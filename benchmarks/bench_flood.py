@@ -73,7 +73,7 @@ class Staff:
         self.c.on_subscribe = lambda *a: ready.set()
         self.c.connect(broker.host, broker.port, 30)
         self.c.loop_start()
-        self.c.subscribe(f"{TOPICS.base}/response/#", qos=1)
+        self.c.subscribe(f"{TOPICS.base}/response/#", qos=1)  # response/<user>/<command>
         ready.wait(5)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -90,9 +90,10 @@ class Staff:
             txn = f"b{os.getpid()}-{i}"
             with self.lock:
                 self.sent[txn] = time.monotonic()
-            # A refused command (no such alert): the full request path, nothing journaled.
-            self.c.publish(TOPICS.request("ack-alert"),
-                           request_payload(txn, "o1", {"alert": "no-such-alert",
+            # A refused command (no such account here): the whole request path, and the
+            # refusal journaled (a `refused` entry, not counted in the flood's growth below).
+            self.c.publish(TOPICS.request("o1", "ack-alert"),
+                           request_payload(txn, None, {"alert": "no-such-alert",
                                                        "action": "bench"}), qos=1)
             i += 1
             time.sleep(self.period_s)
@@ -176,11 +177,11 @@ def main() -> None:
             proc.wait(20)
             watch.disconnect()
             watch.loop_stop()
-    journal_kb = (size(db, Path(str(db) + "-wal")) - journal0) / 1024
+    file_kb = (size(db, Path(str(db) + "-wal")) - journal0) / 1024
+    con_rows, journal_kb = _security_rows(db)
     log_kb = (size(log) - log0) / 1024
     base = staff.between(0, t0)
     during = staff.between(t0, t1)
-    con_rows = _security_rows(db)
     rows = [
         ("bad messages published (QoS 1, one node's connection)",
          f"{args.messages:,} in {t_sent - t0:.1f} s "
@@ -189,7 +190,9 @@ def main() -> None:
         ("rejections by reason (health)", ", ".join(f"{k} {v:,}" for k, v in
                                                      sorted(health.get("rejected", {}).items()))),
         ("security rows journaled", f"{con_rows}"),
-        (f"journal growth (bound {BOUNDS['journal_kb']} KB)", f"{journal_kb:.1f} KB"),
+        (f"journal growth from the flood: its security rows (bound {BOUNDS['journal_kb']} KB)",
+         f"{journal_kb:.1f} KB"),
+        ("journal file growth (with the staff requests' `refused` entries)", f"{file_kb:.1f} KB"),
         (f"supervisor log growth (bound {BOUNDS['log_kb']} KB)", f"{log_kb:.1f} KB"),
         ("staff response p50 / p99 before the flood",
          f"{pct(base, 0.5):.0f} / {pct(base, 0.99):.0f} ms ({len(base)} requests)"),
@@ -214,13 +217,15 @@ def main() -> None:
         sys.exit(1)
 
 
-def _security_rows(db: Path) -> int:
+def _security_rows(db: Path) -> tuple[int, float]:
+    """Security rows and their size in KB (payload, hash and row header)."""
     import sqlite3
 
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return int(con.execute("SELECT COUNT(*) FROM journal WHERE kind = 'security'")
-                   .fetchone()[0])
+        n, b = con.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(hash) + 40), "
+                           "0) FROM journal WHERE kind = 'security'").fetchone()
+        return int(n), int(b) / 1024
     finally:
         con.close()
 

@@ -41,6 +41,8 @@ RULES: dict[str, str] = {
     "node-storage": "critical",
     "missing-events": "critical",
     "outbox-high-water": "warning",
+    "emergency-exit": "critical",
+    "login-locked": "critical",
 }
 
 # A security entry's reason -> the rule its incident raises (default `security`).

@@ -10,6 +10,7 @@ from pathlib import Path
 from protocol.clock import from_env
 from protocol.config import ConfigError
 from protocol.keys import load_keys
+from protocol.private import owner_only
 from protocol.site import DEMO_SITE, load_site
 from protocol.transport import LinkConf, add_login_args, login_password
 
@@ -20,6 +21,7 @@ from .state import State
 def _run(args: argparse.Namespace) -> int:
     from .service import Supervisor
 
+    owner_only()  # journal (+ -wal/-shm), keys, checkpoints: readable by this user only
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s supervisor %(levelname)s %(message)s")
     site = load_site(args.config)
@@ -35,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
                 or Path(keys_file).parent / "checkpoint.key")
     sup = Supervisor(site, keys, args.db or site.supervisor.db,
                      args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
-                     checkpoint_key=key_file)
+                     accounts=args.accounts, checkpoint_key=key_file)
     signal.signal(signal.SIGTERM, lambda *_: sup.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop_event.set())
     print(f"supervisor: site {site.id}, journal {sup.journal.path} ({sup.journal.count} entries"
@@ -153,6 +155,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--checkpoint", help="checkpoint file (default: the site's)")
     p.add_argument("--checkpoint-key", help="checkpoint key file (default: the site's "
                    "supervisor.checkpoint_key_file, else checkpoint.key beside the keys file)")
+    p.add_argument("--accounts", help="staff account directory (provisioned "
+                   "supervisor/accounts.json); without it every staff request is refused")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     add_login_args(p)

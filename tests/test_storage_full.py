@@ -23,7 +23,7 @@ import pytest
 
 from protocol.transport import LinkConf, make_client
 from tests.fault_support import journal_own, journal_rows
-from tests.supervisor_support import Driver, make_site, sped_up, write_files
+from tests.supervisor_support import Driver, make_site, sped_up, write_accounts, write_files
 
 
 @pytest.fixture
@@ -117,7 +117,9 @@ def test_supervisor_on_a_full_disk_stays_up_degraded_and_resumes_without_restart
         proc = subprocess.Popen([sys.executable, "-m", "custody", "supervisor", "--config",
                                  str(site_file), "--keys", str(keys_file), "--db", str(db),
                                  "--checkpoint", str(cp), "--host", broker.host, "--port",
-                                 str(broker.port)], env=env, stdout=out,
+                                 str(broker.port), "--accounts",
+                                 str(write_accounts(tmp_path / "accounts.json"))], env=env,
+                                stdout=out,
                                 stderr=subprocess.STDOUT)
     d = Driver(broker.host, broker.port, site, clock)
     w = Watch(broker.host, broker.port, d.topics.base)
@@ -139,7 +141,7 @@ def test_supervisor_on_a_full_disk_stays_up_degraded_and_resumes_without_restart
         assert w.of("supervisor-degraded", "raised")[0]["severity"] == "critical"
         until(lambda: w.health.get("status") == "degraded", 15, "health degraded", log)
         refused = d.staff("register-officer", {"officer": "o9", "band": "00000000a9",
-                                               "sex": "m"}, expect_ok=False)
+                                               "sex": "m"}, user="o3", expect_ok=False)
         assert "degraded" in refused["error"]
         time.sleep(1.0)
         assert proc.poll() is None, "the supervisor must stay up"
