@@ -104,7 +104,8 @@ class Ingest:
         self._admitted: list[tuple[str, int, int]] = []  # this batch's, undone on rollback
         self._new_repeats: list[tuple[str, str, str]] = []
         for e in journal.entries():  # the replay window as the journal left it
-            if e.kind == "event":
+            # (an absurd epoch journaled before epochs were checked must not lock a node out)
+            if e.kind == "event" and e.epoch <= time.time() + MAX_EPOCH_AHEAD_S:
                 with contextlib.suppress(VerifyError):
                     self.window.admit(e.node, e.epoch, e.seq)
 
