@@ -102,7 +102,7 @@ def test_provision_writes_every_file_and_configs_load(tmp_path):
     acl = (out / "broker" / "acl").read_text()
     assert f"user node-a\ntopic write {BASE}/node/node-a/event\n" in acl
     assert "pattern" not in acl  # a %u pattern would apply to staff logins too
-    assert f"user admin\n" in acl and f"topic write {BASE}/request/admin/#" in acl
+    assert "user admin\n" in acl and f"topic write {BASE}/request/admin/#" in acl
     for secret in ("provision.json", "supervisor/accounts.json", "staff/admin.password"):
         assert (out / secret).stat().st_mode & 0o077 == 0, secret
     # The board's config.json is accepted by the firmware's own loader, in MicroPython.
