@@ -14,6 +14,7 @@ from protocol.private import owner_only
 from protocol.site import DEMO_SITE, load_site
 from protocol.transport import LinkConf, add_login_args, login_password
 
+from .accounts import AccountError
 from .journal import read_checkpoints, read_entries, verify_journal
 from .state import State
 
@@ -35,9 +36,13 @@ def _run(args: argparse.Namespace) -> int:
     # The checkpoint key lives with the keys, never beside the journal (journal.supervisor_key).
     key_file = (args.checkpoint_key or site.supervisor.checkpoint_key_file
                 or Path(keys_file).parent / "checkpoint.key")
-    sup = Supervisor(site, keys, args.db or site.supervisor.db,
-                     args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
-                     accounts=args.accounts, checkpoint_key=key_file)
+    try:
+        sup = Supervisor(site, keys, args.db or site.supervisor.db,
+                         args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
+                         accounts=args.accounts, broker_log=args.broker_log,
+                         checkpoint_key=key_file)
+    except AccountError as e:
+        raise ConfigError(args.accounts, "--accounts", f"a staff directory ({e})") from None
     signal.signal(signal.SIGTERM, lambda *_: sup.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop_event.set())
     print(f"supervisor: site {site.id}, journal {sup.journal.path} ({sup.journal.count} entries"
@@ -157,6 +162,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    "supervisor.checkpoint_key_file, else checkpoint.key beside the keys file)")
     p.add_argument("--accounts", help="staff account directory (provisioned "
                    "supervisor/accounts.json); without it every staff request is refused")
+    p.add_argument("--broker-log", help="Mosquitto's log file (provision --log-file): refused "
+                   "broker logins, 5 in a row from one address, raise login-locked")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     add_login_args(p)

@@ -25,6 +25,7 @@ from protocol.transport import CallbackErrors, LinkConf, make_client
 
 from .accounts import AccountError, Directory
 from .alerts import AlertManager, delivery
+from .broker_log import BrokerLogWatch
 from .degraded import Degraded, is_storage_error, refusal
 from .health import HealthPublisher, health_body
 from .ingest import Ingest
@@ -68,7 +69,8 @@ class Supervisor:
                  checkpoint_file: str | Path, link: LinkConf, clock: Clock,
                  checkpoint_interval_s: float | None = None,
                  checkpoint_key: str | Path | None = None,
-                 accounts: Directory | str | Path | None = None) -> None:
+                 accounts: Directory | str | Path | None = None,
+                 broker_log: str | Path | None = None) -> None:
         self.site, self.clock, self.link = site, clock, link
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
@@ -113,6 +115,8 @@ class Supervisor:
         self.degraded = Degraded(self.topics, self.publish)
         self.health = HealthPublisher()
         self.last_checkpoint: dict[str, Any] | None = None
+        # Mosquitto's log, for refused broker logins (it tells nobody else about them).
+        self.broker_log = BrokerLogWatch(broker_log) if broker_log is not None else None
         self._roster_published = -1
         self._rooms_published: dict[str, Any] = {}
         self._detainees_published: dict[str, Any] = {}
@@ -177,6 +181,15 @@ class Supervisor:
             raise box["error"]
         return box.get("value")
 
+    def _watch_broker_log(self) -> None:
+        if self.broker_log is None:
+            return
+        for address, failures in self.broker_log.poll():
+            entry = self.journal.append_own("login", {"ts": self.clock.now_ms(), "user": None,
+                                                      "address": address,
+                                                      "failures": failures, "where": "broker"})
+            self.state.apply(entry)
+
     def _lockout(self, user: str, failures: int, where: str = "desk") -> None:
         """An account was locked (called on any thread): journal it on the worker."""
         def task() -> None:
@@ -217,6 +230,7 @@ class Supervisor:
         except (AccountError, OSError) as e:
             log.error("account directory not reloaded (keeping the last good one): %s", e)
         self.staff.sync_accounts()
+        self._watch_broker_log()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> mqtt.MQTTMessageInfo:

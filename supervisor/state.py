@@ -138,10 +138,14 @@ class State:
             self.refused.append(obj)
         elif e.kind == "account":
             self.account_seq = max(self.account_seq, int(obj["seq"]))
-        elif e.kind == "login":
+        elif e.kind == "login" and obj.get("user"):
             self._incident("login-locked", obj["user"], ts, None, None,
                            f"account {obj['user']}: {obj['failures']} failed logins in a row "
                            f"({obj['where']}); locked")
+        elif e.kind == "login":  # the broker names no account, only the source address
+            self._incident("login-locked", f"address-{obj['address']}", ts, None, None,
+                           f"{obj['failures']} refused broker logins in a row from "
+                           f"{obj['address']} (Mosquitto does not log which account)")
         elif e.kind == "alert":
             self._alert(obj)
         elif e.kind == "security":

@@ -297,6 +297,9 @@ def test_a_node_publishes_only_under_its_own_id(site_broker):
         staff.c.publish(topic, b"forged by staff", qos=1).wait_for_publish(5)
     a.c.publish(f"{BASE}/request/admin/ack-alert", b"forged by a node", qos=1).wait_for_publish(5)
     staff.c.publish(f"{BASE}/request/admin/ack-alert", b"genuine", qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b"genuine" not in [p for _, p in sup.messages]:
+        time.sleep(0.05)
     time.sleep(0.5)
     payloads = [p for _, p in sup.messages]
     assert b"genuine" in payloads

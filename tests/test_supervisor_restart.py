@@ -125,9 +125,8 @@ def start(site_file, keys_file, db, cp, broker, clock) -> subprocess.Popen[bytes
                              str(site_file), "--keys", str(keys_file), "--db", str(db),
                              "--checkpoint", str(cp), "--host", broker.host, "--port",
                              str(broker.port), "--accounts",
-                             str(write_accounts(db.with_name("accounts.json")))], env=env,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                             str(write_accounts(db.with_name("accounts.json")))],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def wait_until(pred, timeout: float = 20.0) -> None:

@@ -56,7 +56,7 @@ class Options:
     data_dir: str = "/var/lib/mosquitto"
     log_file: str = ""  # "" = syslog
     wifi_ssid: str = "CHANGE-ME"
-    wifi_password: str = "CHANGE-ME"
+    wifi_password: str = field(default="CHANGE-ME", repr=False)  # a secret: never in a repr
 
 
 @dataclass
