@@ -49,7 +49,7 @@ def test_lagging_camera_node_is_not_a_dead_camera_but_a_silent_one_is(w):
     w.camera_node = "node-holding"
     for t in range(0, 30, 5):  # the camera's heartbeats, stamped on the node
         w.at(t, beat=False).event("node-holding", "camera",
-                                  {"camera": "c", "room": "holding-1", "live": True,
+                                  {"camera": "cam-holding-1", "room": "holding-1", "live": True,
                                    "recording": True})
     # The node's traffic is 8 s behind (below device_offline_s = 10): at supervisor time 33
     # the newest thing heard is its beat through 25. The camera's last heartbeat (25) is fine.
@@ -67,8 +67,8 @@ def test_lagging_camera_node_is_not_a_dead_camera_but_a_silent_one_is(w):
 def test_a_silent_node_is_judged_on_the_supervisor_clock_after_its_grace(w):
     w.people()
     w.at(0).enter("d1", "holding-1")
-    w.at(0).event("node-holding", "camera", {"camera": "c", "room": "holding-1", "live": True,
-                                             "recording": True})
+    w.at(0).event("node-holding", "camera", {"camera": "cam-holding-1", "room": "holding-1",
+                                             "live": True, "recording": True})
     # Nothing more from the node: its watermark stays at 0 until device_offline_s (10 s)
     # of supervisor time; past that the room counts as unobserved.
     assert rules_at(w.at(25, beat=False), R.recording_gap) == []
@@ -79,8 +79,8 @@ def test_a_silent_node_is_judged_on_the_supervisor_clock_after_its_grace(w):
 def test_detainee_alone_behind_an_offline_node_is_caught(w):
     w.people()
     w.at(0).enter("d1", "holding-1")
-    w.at(0).event("node-holding", "camera", {"camera": "c", "room": "holding-1", "live": True,
-                                             "recording": True})
+    w.at(0).event("node-holding", "camera", {"camera": "cam-holding-1", "room": "holding-1",
+                                             "live": True, "recording": True})
     w.at(1).ingest.process([(w.topics.node("node-holding", "availability"), b"offline")])
     # The camera's last heartbeat is fresh in node time, but the node is gone: not live.
     assert rules_at(w.at(10, beat=False), R.holding_watch) == []  # grace 10 s from 1
@@ -94,9 +94,10 @@ def test_officer_return_that_arrives_late_raises_no_never_alone(w):
     w.at(0).enter("o1", "medical")
     w.enter("d1", "medical")
     leave = event_at(w, "node-medical", 6, "presence.leave",
-                     {"band": BANDS["o1"], "room": "medical", "reader": "r", "seen_ts": T0 + 1000})
+                     {"band": BANDS["o1"], "room": "medical", "reader": "medical-uhf",
+                      "seen_ts": T0 + 1000})
     back = event_at(w, "node-medical", 9, "presence.enter",
-                    {"band": BANDS["o1"], "room": "medical", "reader": "r"})
+                    {"band": BANDS["o1"], "room": "medical", "reader": "medical-uhf"})
     send(w.at(6, beat=False), "node-medical", leave)
     # At supervisor time 14 the officer's return (node time 9) has not arrived: the node lags
     # 4 s, and its watermark (beat through 9.9) is the time absence is judged against.
@@ -114,7 +115,7 @@ def test_never_alone_counts_from_the_officers_last_read_grace_plus_2_raises(w):
     w.enter("d1", "medical")
     # Officer last read at 1.0; the node's TTL (5 s) runs out at 6.0 and says so.
     send(w.at(6), "node-medical", event_at(w, "node-medical", 6, "presence.leave", {
-        "band": BANDS["o1"], "room": "medical", "reader": "r", "seen_ts": T0 + 1000}))
+        "band": BANDS["o1"], "room": "medical", "reader": "medical-uhf", "seen_ts": T0 + 1000}))
     assert rules_at(w.at(10.9), R.never_alone) == []
     [d] = R.never_alone(w.state, w.at(11).now, w.site.rules)
     assert d.since == T0 + 1000  # from the last read, not from the TTL expiry
@@ -129,11 +130,11 @@ def search(w: World, first_read_s: float, last_read_s: float) -> list[Any]:
     send(w.at(first_read_s), "node-search", event_at(w, "node-search", first_read_s,
                                                      "presence.enter",
                                                      {"band": BANDS["d1"], "room": "search",
-                                                      "reader": "r"}))
+                                                      "reader": "search-uhf"}))
     ttl = w.site.rules.presence_ttl_s
     send(w.at(last_read_s + ttl), "node-search", event_at(
         w, "node-search", last_read_s + ttl, "presence.leave",
-        {"band": BANDS["d1"], "room": "search", "reader": "r",
+        {"band": BANDS["d1"], "room": "search", "reader": "search-uhf",
          "seen_ts": T0 + int(last_read_s * 1000)}))
     w.staff("record-search", {"detainee": "d1", "officers": ["o1", "o2"],
                               "result": "completed"})
@@ -158,17 +159,19 @@ def test_worst_order_replay_keeps_the_detainee_in_holding_and_welfare_is_raised_
     # The walk, as each node stamped it: search -> corridor -> holding-1 within a few seconds.
     walk = {
         "node-search": [event_at(w, "node-search", 0, "presence.enter",
-                                 {"band": BANDS["d1"], "room": "search", "reader": "r"}),
+                                 {"band": BANDS["d1"], "room": "search", "reader": "search-uhf"}),
                         event_at(w, "node-search", 6, "presence.leave",
-                                 {"band": BANDS["d1"], "room": "search", "reader": "r",
+                                 {"band": BANDS["d1"], "room": "search", "reader": "search-uhf",
                                   "seen_ts": T0 + 1000})],
         "node-corridor": [event_at(w, "node-corridor", 2, "presence.enter",
-                                   {"band": BANDS["d1"], "room": "corridor", "reader": "r"}),
+                                   {"band": BANDS["d1"], "room": "corridor",
+                                    "reader": "corridor-uhf"}),
                           event_at(w, "node-corridor", 9, "presence.leave",
-                                   {"band": BANDS["d1"], "room": "corridor", "reader": "r",
-                                    "seen_ts": T0 + 4000})],
+                                   {"band": BANDS["d1"], "room": "corridor",
+                                    "reader": "corridor-uhf", "seen_ts": T0 + 4000})],
         "node-holding": [event_at(w, "node-holding", 5, "presence.enter",
-                                  {"band": BANDS["d1"], "room": "holding-1", "reader": "r"})],
+                                  {"band": BANDS["d1"], "room": "holding-1",
+                                   "reader": "holding-1-uhf"})],
     }
     # The broker comes back; the holding node reconnects first, then the corridor, then the
     # search room: every older move arrives after the newer one.
@@ -190,7 +193,7 @@ def test_worst_order_replay_keeps_the_detainee_in_holding_and_welfare_is_raised_
 # ---- welfare from live evidence --------------------------------------------------------------
 
 def camera(w: World, live: bool = True) -> None:
-    w.event("node-holding", "camera", {"camera": "c", "room": "holding-1", "live": live,
+    w.event("node-holding", "camera", {"camera": "cam-holding-1", "room": "holding-1", "live": live,
                                        "recording": live})
 
 
@@ -198,7 +201,8 @@ def test_welfare_visit_with_a_dead_camera_is_not_verified(w):
     w.people()
     w.at(0).enter("d1", "holding-1")
     camera(w)
-    w.event("node-holding", "person_count", {"camera": "c", "room": "holding-1", "count": 2})
+    w.event("node-holding", "person_count", {"camera": "cam-holding-1", "room": "holding-1",
+                                             "count": 2})
     # The camera dies (no more heartbeats); the count of 2 is stale. An officer visits.
     w.at(50).enter("o1", "holding-1")
     w.at(60).leave("o1", "holding-1")
@@ -260,7 +264,9 @@ def test_resolved_fault_that_recurs_raises_a_new_alert(w):
 def test_backlog_older_than_the_replay_window_is_journaled_once_in_order(tmp_path):
     w = World(tmp_path)
     node, n = "node-entry", 10_000
-    payloads = [seal(KEYS[node], node, 1, s, T0 + s, "door", {"door": "d-1", "state": "open"})
+    w.at(20, beat=False)  # every stamp below is in the last 20 s
+    payloads = [seal(KEYS[node], node, 1, s, T0 + s, "camera",
+                     {"camera": "cam-entry", "room": "entry", "live": True})
                 for s in range(1, n + 101)]
     topic = w.topics.node(node, "event")
     # The broker kept only the newest 100 (its queue limit) while the supervisor was away:
@@ -292,7 +298,7 @@ def test_search_with_a_moment_unread_is_one_stay(w):
     moves = [(10.9, "presence.enter", None), (14 + ttl, "presence.leave", 14.0),
              (26.0, "presence.enter", None), (39.4 + ttl, "presence.leave", 39.4)]
     for at, etype, seen in moves:
-        body: dict[str, Any] = {"band": BANDS["d1"], "room": "search", "reader": "r"}
+        body: dict[str, Any] = {"band": BANDS["d1"], "room": "search", "reader": "search-uhf"}
         if seen is not None:
             body["seen_ts"] = T0 + int(seen * 1000)
         send(w.at(at), "node-search", event_at(w, "node-search", at, etype, body))
@@ -304,7 +310,7 @@ def test_search_with_a_moment_unread_is_one_stay(w):
 
 def test_a_node_that_lost_its_outbox_ends_what_it_had_open(w):
     w.people()
-    w.at(1).event("node-holding", "tamper", {"id": "t1", "phase": "new", "camera": "c",
+    w.at(1).event("node-holding", "tamper", {"id": "t1", "phase": "new", "camera": "cam-holding-1",
                                              "room": "holding-1", "kind": "covered"})
     w.event("node-holding", "fault", {"id": "f1", "phase": "new", "device": "uhf",
                                       "kind": "checksum"})
@@ -313,7 +319,7 @@ def test_a_node_that_lost_its_outbox_ends_what_it_had_open(w):
     # A new epoch (the node's outbox database was replaced): its old ids mean nothing now.
     w.ingest.process([(w.topics.node("node-holding", "event"),
                        seal(KEYS["node-holding"], "node-holding", 2, 1, w.now, "camera",
-                            {"camera": "c", "room": "holding-1", "live": True}))])
+                            {"camera": "cam-holding-1", "room": "holding-1", "live": True}))])
     assert {d.rule for d in R.devices(w.state, w.now, w.site.rules)} & {
         "camera-tamper", "reader-fault"} == set()
     assert w.state.rooms["holding-1"].tamper == {}

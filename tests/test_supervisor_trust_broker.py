@@ -46,15 +46,16 @@ def test_worst_order_reconnect_keeps_the_detainee_in_holding(broker, tmp_path):
         # What each node stamped and kept in its outbox while the broker was down.
         walk = [
             ev("node-search", t0, "presence.enter", {"band": band, "room": "search",
-                                                     "reader": "r"}),
+                                                     "reader": "search-uhf"}),
             ev("node-corridor", t0 + 2000, "presence.enter", {"band": band, "room": "corridor",
-                                                              "reader": "r"}),
+                                                              "reader": "corridor-uhf"}),
             ev("node-search", t0 + 6000, "presence.leave", {"band": band, "room": "search",
-                                                            "reader": "r", "seen_ts": t0 + 1000}),
+                                                            "reader": "search-uhf",
+                                                            "seen_ts": t0 + 1000}),
             ev("node-holding", t0 + 5000, "presence.enter", {"band": band, "room": "holding-1",
-                                                             "reader": "r"}),
+                                                             "reader": "holding-1-uhf"}),
             ev("node-corridor", t0 + 9000, "presence.leave", {"band": band, "room": "corridor",
-                                                              "reader": "r",
+                                                              "reader": "corridor-uhf",
                                                               "seen_ts": t0 + 4000}),
         ]
         clock.sleep(10)
