@@ -323,3 +323,20 @@ def test_a_node_that_lost_its_outbox_ends_what_it_had_open(w):
     assert {d.rule for d in R.devices(w.state, w.now, w.site.rules)} & {
         "camera-tamper", "reader-fault"} == set()
     assert w.state.rooms["holding-1"].tamper == {}
+
+
+def test_forgotten_admissions_below_the_floor_may_come_again():
+    """A journal write rolled back undoes its admissions, even those folded into the floor."""
+    from protocol.envelope import VerifyError
+    from protocol.replay import ReplayWindow
+
+    win = ReplayWindow(100)
+    for s in range(1, 6):
+        win.admit("n", 1, s)
+    win.forget("n", 1, 5)
+    win.forget("n", 1, 4)
+    win.admit("n", 1, 4)
+    win.admit("n", 1, 5)
+    with pytest.raises(VerifyError):
+        win.admit("n", 1, 3)
+    assert win.nodes["n"].floor == 5 and win.nodes["n"].recent == set()
