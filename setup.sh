@@ -5,13 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(mosquitto mosquitto-clients socat)
+APT_PACKAGES=(mosquitto mosquitto-clients socat nats-server postgresql)
 MEDIAPIPE_WHEEL="mediapipe==0.10.21"
 SKIMAGE_WHEEL="scikit-image==0.26.0"
 PYTHON="${PYTHON:-python3}"
 
 need_apt=()
-for cmd in mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat; do
+for cmd in mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat nats-server:nats-server /usr/lib/postgresql/15/bin/initdb:postgresql; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need_apt+=("${cmd##*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "supervisor.staff_cli",
     "supervisor.watch",
     "supervisor.report",
+    "supervisor.uplink",
+    "bureau.cli",
 )
 
 

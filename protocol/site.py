@@ -1,5 +1,6 @@
 """The site description: rooms, doors, nodes and rule timings, loaded from one TOML file."""
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +170,15 @@ class SupervisorConf:
 
 
 @dataclass(frozen=True)
+class BureauConf:
+    """Where the uplink ships the journal: NATS servers and the JetStream stream."""
+
+    urls: tuple[str, ...]
+    stream: str = "CUSTODY"
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
 class Site:
     """A whole custody area."""
 
@@ -182,6 +192,7 @@ class Site:
     broker: BrokerConf = field(default_factory=BrokerConf)
     supervisor: SupervisorConf = field(default_factory=SupervisorConf)
     path: str = ""
+    bureau: BureauConf | None = None  # None: no uplink (the embedded default)
 
     def room(self, room_id: str) -> Room:
         """The room with this id (KeyError if unknown)."""
@@ -320,6 +331,7 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
                          sv.integer("checkpoint_interval_s", 60, lo=1, hi=60),
                          sv.text("keys_file", ""))
     sv.done()
+    bureau = _bureau(top.section("bureau")) if "bureau" in data else None
     top.done()
 
     # Cross-references: every id unique, every reference resolves.
@@ -346,7 +358,33 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
             if di.door not in door_ids:
                 raise ConfigError(path, f"nodes[{i}].doors[{j}].door", "a door id", di.door)
     return Site(site_id, name, prefix, tuple(rooms), tuple(doors), tuple(nodes), rules, broker,
-                sup, str(path))
+                sup, str(path), bureau)
+
+
+def _check_nats_url(url: str) -> None:
+    m = re.fullmatch(r"(nats|tls)://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", url)
+    if m is None or not 1 <= int(m.group(3)) <= 65535:
+        raise ValueError("a NATS URL like nats://host:4222 (scheme nats or tls, host, port)")
+
+
+def _check_stream(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ValueError("a JetStream stream name: 1-64 letters, digits, '-' or '_'")
+
+
+def _bureau(s: Section) -> BureauConf:
+    urls = s.array("urls")
+    if not urls or not all(isinstance(u, str) for u in urls):
+        raise s.fail("urls", "a non-empty array of NATS URLs", urls)
+    for i, u in enumerate(urls):
+        try:
+            _check_nats_url(u)
+        except ValueError as e:
+            raise ConfigError(s.file, f"{s.key('urls')}[{i}]", str(e), u) from None
+    stream = s.text("stream", "CUSTODY", check=_check_stream)
+    b = BureauConf(tuple(urls), stream, s.integer("replicas", 1, lo=1, hi=5))
+    s.done()
+    return b
 
 
 def _unique(path: str | Path, key: str, ids: list[str]) -> None:

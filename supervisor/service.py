@@ -26,6 +26,7 @@ from .journal import SUPERVISOR_NODE, Journal, checkpoint, supervisor_key, write
 from .rules.recording import camera_dead_since
 from .staff import Staff
 from .state import State
+from .uplink import Uplink
 
 log = logging.getLogger(__name__)
 BATCH = 200  # messages per journal transaction at most (bounds the wait of an urgent one)
@@ -43,6 +44,9 @@ class Supervisor:
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
         self.journal = Journal(db)
+        # The bureau uplink reads the journal and checkpoint file on its own connection.
+        self.uplink = (Uplink(site.id, db, checkpoint_file, site.bureau)
+                       if site.bureau is not None else None)
         self.key = supervisor_key(keys, db)
         self.checkpoint_file = Path(checkpoint_file)
         self.checkpoint_interval_s = float(checkpoint_interval_s or
@@ -111,6 +115,8 @@ class Supervisor:
     def run(self) -> None:
         """Work until stop_event is set, then stop cleanly."""
         self.start()
+        if self.uplink is not None:
+            self.uplink.start()
         try:
             resent = self.alerts.resend_pending()
             if resent:
@@ -250,4 +256,6 @@ class Supervisor:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            if self.uplink is not None:
+                self.uplink.stop()
             self.journal.close()
