@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 LEASE_S = 6.0
 ROUND_S = 1.0
 FETCH = 500
+IDLE_CHECK = 6  # empty fetches (0.5 s each) before checking the consumer exists
 
 
 @dataclass
@@ -166,6 +167,7 @@ class Worker:
         try:
             st = await _load(pg, site)
             pending: dict[int, tuple[int, WireEntry, Any]] = {}
+            idle = 0
             while True:
                 if sub is None:
                     start = st.stream_seq + 1
@@ -183,7 +185,19 @@ class Worker:
                     pending.clear()
                 try:
                     msgs = await sub.fetch(FETCH, timeout=0.5)
+                    idle = 0
                 except TimeoutError:
+                    # An ephemeral consumer lives on one server: if that server died, fetches
+                    # only time out. After a few idle seconds, check it still exists.
+                    idle += 1
+                    if idle % IDLE_CHECK == 0:
+                        try:
+                            await sub.consumer_info()
+                        except Exception as e:
+                            log.warning("site %s: consumer gone (%r), re-creating", site, e)
+                            with contextlib.suppress(Exception):
+                                await sub.unsubscribe()
+                            sub = None
                     continue
                 except Exception as e:  # consumer lost (a server died): recreate from position
                     log.warning("site %s: fetch failed, re-creating the consumer: %r", site, e)
