@@ -112,7 +112,7 @@ async def ensure_schema(conn: Any) -> None:
 def report_rows(site: str, idx: int, kind: str, payload: bytes
                 ) -> list[tuple[str, tuple[Any, ...]]]:
     """SQL statements that fold one mirrored entry into the reporting tables."""
-    if kind not in ("alert", "staff", "staff-refused"):
+    if kind not in ("alert", "staff", "refused"):
         return []
     try:
         m = json.loads(payload)
@@ -127,7 +127,7 @@ def report_rows(site: str, idx: int, kind: str, payload: bytes
     return [("INSERT INTO report_staff (site, idx, ts, account, command, ok, detainee, args) "
              "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
              (site, idx, int(m.get("ts") or 0), str(m.get("user") or "?"),
-              str(m.get("command") or "?"), kind == "staff",
+              str(m.get("command") or "?"), kind == "staff",  # 'refused': journaled refusal
               args.get("detainee") if isinstance(args.get("detainee"), str) else None,
               json.dumps(args)))]
 

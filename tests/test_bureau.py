@@ -140,3 +140,76 @@ def test_kill9_nats_node_and_cut_uplink_lose_nothing(tmp_path: Path, fresh_db: s
             for u in ups.values():
                 u.stop(drain_s=0)
             bureau.stop()
+
+
+def test_two_supervisors_mirrored_entry_for_entry_and_bulletin(broker, tmp_path: Path,
+                                                               fresh_db: str) -> None:
+    """Two real supervisors (site files with [bureau]) run short custody flows over a real
+    Mosquitto; the bureau's mirror equals each journal (same hashes), the final signed
+    checkpoints are witnessed, and the bulletin lists both sites."""
+    import dataclasses
+    import threading
+
+    from bureau.bulletin import write_bulletin
+    from protocol.transport import LinkConf
+    from supervisor.service import Supervisor
+    from tests.supervisor_support import KEYS, Driver, make_site, sped_up
+    from tests.test_supervisor_rules import search_first
+
+    keys = {"site-a": KEY_A, "site-b": KEY_B}
+    with NatsCluster(1) as nats:
+        urls = tuple(nats.urls)
+        bureau = BureauThread(BureauConf(urls, fresh_db, keys), 2)
+        sups, threads, drivers = {}, [], {}
+        try:
+            clock = sped_up(30.0)
+            for sid, key in keys.items():
+                site = dataclasses.replace(make_site(), id=sid, bureau=SiteBureau(urls))
+                (tmp_path / sid).mkdir()
+                sup = Supervisor(site, {**KEYS, "supervisor": key}, tmp_path / sid / "j.db",
+                                 tmp_path / sid / "cp.json", LinkConf(broker.host, broker.port),
+                                 clock, checkpoint_interval_s=1)
+                t = threading.Thread(target=sup.run, daemon=True)
+                t.start()
+                assert sup.connected.wait(10) and sup.subscribed.wait(10)
+                sups[sid], drivers[sid] = sup, Driver(broker.host, broker.port, site, clock)
+                threads.append(t)
+            for sid, d in drivers.items():
+                search_first(d, True)  # a detainee taken to the medical room before a search
+                a = d.wait_for("search-first", timeout=15)
+                if sid == "site-a":
+                    d.staff("ack-alert", {"alert": a["id"], "action": "escorted back"}, "o1")
+                else:
+                    d.staff("false-alarm", {"alert": a["id"], "note": "drill"}, "o2")
+            for sup in sups.values():
+                sup.stop_event.set()
+            for t in threads:
+                t.join(15)
+            counts = {sid: len(journal_rows(tmp_path / sid / "j.db")) for sid in keys}
+            assert all(n > 10 for n in counts.values()), counts
+            wait_until(lambda: all(query(fresh_db, "SELECT cp_count FROM bureau_site WHERE "
+                                         "site = %s", sid) == [(counts[sid],)] for sid in keys),
+                       30, f"final checkpoints {counts} witnessed")
+            for sid in keys:
+                assert mirror_rows(fresh_db, sid) == journal_rows(tmp_path / sid / "j.db")
+            assert query(fresh_db, "SELECT count(*) FROM security_alert") == [(0,)]
+            assert sorted(query(fresh_db, "SELECT site, rule, acked_by, closed_state FROM "
+                                "report_alert")) == [("site-a", "search-first", "o1", None),
+                                                     ("site-b", "search-first", None,
+                                                      "false_alarm")]
+            out = tmp_path / "bulletin"
+            write_bulletin(fresh_db, 0, 4102444800000, out)  # to 2100
+            for lang, word in (("en", "Inspection bulletin"), ("zh", "执法监督通报")):
+                page = (out / f"bulletin-{lang}.html").read_text(encoding="utf-8")
+                assert word in page and "site-a" in page and "site-b" in page and "<svg" in page
+            sites_csv = (out / "sites.csv").read_text().splitlines()
+            assert [r.split(",")[0] for r in sites_csv[1:]] == ["site-a", "site-b"]
+            assert sites_csv[1].split(",")[1:4] == ["1", "1", "1"]  # records, problems, alerts
+            assert sites_csv[2].split(",")[1:5] == ["1", "0", "0", "1"]  # the false alarm
+            assert "search-first,2,1,0.5" in (out / "rules.csv").read_text()
+        finally:
+            for d in drivers.values():
+                d.close()
+            for sup in sups.values():
+                sup.stop_event.set()
+            bureau.stop()
