@@ -28,7 +28,8 @@ TEXT = {
         "findings": "Findings", "open": "Open findings", "witness": "Chain witness",
         "ok": "verified", "tampered": "SECURITY ALERT", "officers": "Officers",
         "officer": "Officer", "handled": "Alerts handled", "rules": "False-alarm rate per rule",
-        "rule": "Rule", "rate": "False-alarm rate", "finding": "Finding", "detainee": "Detainee",
+        "rule": "Rule", "rate": "False-alarm rate", "all_alerts": "Alerts raised",
+        "finding": "Finding", "detainee": "Detainee",
         "by": "By", "state": "Rectification", "deadline": "Deadline", "when": "When",
         "best": "Best sites", "worst": "Worst sites", "best_cases": "Best cases",
         "worst_cases": "Worst cases", "case": "Case (site / detainee)",
@@ -44,7 +45,8 @@ TEXT = {
         "findings": "法制员检查发现", "open": "未整改问题", "witness": "日志链见证",
         "ok": "已核验", "tampered": "安全告警", "officers": "民警",
         "officer": "民警", "handled": "处理告警数", "rules": "各规则误报率",
-        "rule": "规则", "rate": "误报率", "finding": "发现问题", "detainee": "被管理人员",
+        "rule": "规则", "rate": "误报率", "all_alerts": "告警总数",
+        "finding": "发现问题", "detainee": "被管理人员",
         "by": "检查人", "state": "整改状态", "deadline": "整改期限", "when": "时间",
         "best": "最佳单位", "worst": "最差单位", "best_cases": "优秀案件",
         "worst_cases": "问题案件", "case": "案件（单位 / 人员）",
@@ -241,7 +243,7 @@ def render_html(fig: dict[str, Any], lang: str) -> str:
                         [[o, v["handled"], _median(v["ack_s"]), v["refused"]]
                          for o, v in sorted(fig["officers"].items())]))
     parts.append(f"<h2>{t['rules']}</h2>")
-    parts.append(_table([t["rule"], t["alerts"], t["false"], t["rate"]],
+    parts.append(_table([t["rule"], t["all_alerts"], t["false"], t["rate"]],
                         [[r, n, f_, f"{100 * f_ / n:.0f}%"] for r, (n, f_) in
                          fig["rules"].items()]))
     parts.append(_bars([(r, round(100 * f_ / n)) for r, (n, f_) in fig["rules"].items()], "%"))

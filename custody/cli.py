@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "edge_agent.vision.cli",
     "sim.cli",
     "sim.demo",
+    "sim.region",
     "supervisor.cli",
     "supervisor.staff_cli",
     "supervisor.watch",
