@@ -1,6 +1,7 @@
 """The bureau tier against real servers: nats-server (JetStream) and PostgreSQL 15."""
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,3 +214,89 @@ def test_two_supervisors_mirrored_entry_for_entry_and_bulletin(broker, tmp_path:
             for sup in sups.values():
                 sup.stop_event.set()
             bureau.stop()
+
+
+# ---- units (no servers) --------------------------------------------------------------------
+
+def test_witness_checks_chain_resend_and_checkpoints() -> None:
+    from bureau.witness import (
+        GENESIS_HEX,
+        Problem,
+        SiteState,
+        chain_next,
+        check_checkpoint,
+        check_resent,
+        parse_checkpoint,
+    )
+    from protocol.uplink import WireEntry
+    from supervisor.journal import checkpoint, entry_hash
+
+    st = SiteState("s1")
+    h1 = entry_hash(bytes(32), "n1", 1, 1, "event", b"{}").hex()
+    e1 = WireEntry("s1", 1, "n1", 1, 1, "event", b"{}", h1)
+    assert chain_next(st, e1) == h1
+    with pytest.raises(Problem) as p:  # edited payload under the original hash
+        chain_next(st, WireEntry("s1", 1, "n1", 1, 1, "event", b"{ }", h1))
+    assert p.value.kind == "entry-does-not-chain"
+    check_resent(e1, GENESIS_HEX, h1)  # an idempotent re-send
+    with pytest.raises(Problem, match="re-sent entry #1"):
+        check_resent(WireEntry("s1", 1, "n1", 1, 2, "event", b"{}", h1), GENESIS_HEX, h1)
+    cp = checkpoint(KEY_A, 1, bytes.fromhex(h1), 5)
+    assert parse_checkpoint("s1", KEY_A, cp) == (1, h1, 5)
+    for key, kind in ((KEY_B, "checkpoint-signature"), (None, "checkpoint-unverifiable")):
+        with pytest.raises(Problem) as p:
+            parse_checkpoint("s1", key, cp)
+        assert p.value.kind == kind
+    st.last_idx, st.head, st.cp_count, st.cp_head = 1, h1, 1, h1
+    check_checkpoint(st, 1, h1, h1)
+    with pytest.raises(Problem) as p:
+        check_checkpoint(st, 0, GENESIS_HEX, GENESIS_HEX)
+    assert p.value.kind == "checkpoint-goes-back"
+    with pytest.raises(Problem) as p:
+        check_checkpoint(st, 1, "ab" * 32, h1)
+    assert p.value.kind == "checkpoint-mismatch"
+
+
+def test_uplink_wire_format_round_trip_and_refusals() -> None:
+    from protocol.uplink import (
+        UplinkFormatError,
+        WireCheckpoint,
+        WireEntry,
+        checkpoint_headers,
+        decode,
+        entry_headers,
+        site_subject,
+    )
+
+    h = entry_headers("s1", 7, "n1", 2, 9, "event", "ab" * 32)
+    assert h["Nats-Msg-Id"] == "s1:7"
+    assert decode(site_subject("s1"), h, b"x") == WireEntry("s1", 7, "n1", 2, 9, "event", b"x",
+                                                            "ab" * 32)
+    assert decode("custody.site.s1", checkpoint_headers("s1", b"c"), b"c") == \
+        WireCheckpoint("s1", b"c")
+    for subject, hdr in (("custody.site.s2", h), ("other.s1", h),
+                         ("custody.site.s1", {**h, "Custody-Idx": "8"}),
+                         ("custody.site.s1", {**h, "Custody-Kind": "x"})):
+        with pytest.raises(UplinkFormatError):
+            decode(subject, hdr, b"x")
+
+
+@pytest.mark.parametrize(("bureau", "key"), [
+    ({"urls": ["http://x:1"]}, "bureau.urls[0]"),
+    ({"urls": []}, "bureau.urls"),
+    ({"urls": ["nats://a:4222"], "stream": "a.b"}, "bureau.stream"),
+    ({"urls": ["nats://a:4222"], "replicas": 7}, "bureau.replicas"),
+    ({"urls": ["nats://a:4222"], "url": "x"}, "bureau.url"),
+])
+def test_site_bureau_keys_validated_naming_the_key(bureau, key) -> None:
+    from protocol.config import ConfigError, read_toml
+    from protocol.site import DEMO_SITE, parse_site
+
+    data = read_toml(DEMO_SITE)
+    assert parse_site(data, "s.toml").bureau is None
+    data["bureau"] = bureau
+    with pytest.raises(ConfigError, match=rf"s\.toml: {re.escape(key)}:"):
+        parse_site(data, "s.toml")
+    data["bureau"] = {"urls": ["nats://a:4222", "tls://[::1]:4222"], "replicas": 3}
+    assert parse_site(data, "s.toml").bureau == SiteBureau(("nats://a:4222", "tls://[::1]:4222"),
+                                                           "CUSTODY", 3)
