@@ -25,7 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -361,5 +361,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    # SIGTERM unwinds like Ctrl-C, so the servers and the bureau process are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())

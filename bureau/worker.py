@@ -233,35 +233,39 @@ class Worker:
                               "FOR SHARE", (st.site, self.name))
             if await cur.fetchone() is None:
                 raise _LeaseLost
+            wr = _Writes()
             for m in msgs:
                 seq = m.metadata.sequence.stream
                 published = m.metadata.timestamp
                 try:
                     w = decode(m.subject, m.headers, m.data)
                 except UplinkFormatError as e:
-                    await _reject(cur, st.site, seq, str(e), m)
+                    _reject(wr, st.site, seq, str(e), m)
                     continue
                 try:
                     if isinstance(w, WireCheckpoint):
-                        await self._checkpoint(cur, st, w)
+                        await wr.flush(cur)
+                        await self._checkpoint(cur, wr, st, w)
                     elif w.idx <= st.last_idx:
+                        await wr.flush(cur)
                         await self._resent(cur, st, w)
                     elif w.idx == st.last_idx + 1 and not st.tampered:
-                        await self._mirror(cur, st, w, seq, published)
+                        self._mirror(wr, st, w, seq, published)
                         while st.last_idx + 1 in pending:
                             pseq, pw, ppub = pending.pop(st.last_idx + 1)
-                            await self._mirror(cur, st, pw, pseq, ppub)
+                            self._mirror(wr, st, pw, pseq, ppub)
                     elif st.tampered:
-                        await _reject(cur, st.site, seq, "site is flagged: entry not mirrored", m)
+                        _reject(wr, st.site, seq, "site is flagged: entry not mirrored", m)
                     else:  # a retried publish can land after its successor: wait for the gap
                         pending[w.idx] = (seq, w, published)
                         st.early += 1
                 except Problem as p:
-                    await self._alert(cur, st, p)
-                    await _reject(cur, st.site, seq, p.kind, m)
+                    await self._alert(wr, st, p)
+                    _reject(wr, st.site, seq, p.kind, m)
                 st.stream_seq = seq
             if pending:  # the position may not pass an entry still waiting for its predecessor
                 st.stream_seq = min(s for s, _w, _p in pending.values()) - 1
+            await wr.flush(cur)
             await cur.execute(
                 "UPDATE bureau_site SET last_idx = %s, head = %s, stream_seq = %s, cp_count = %s, "
                 "cp_head = %s, cp_ts = %s, tampered = %s, duplicates = %s, early = %s, "
@@ -271,16 +275,15 @@ class Worker:
                  st.site))
         return st
 
-    async def _mirror(self, cur: Any, st: SiteState, w: WireEntry, seq: int,
-                      published: Any) -> None:
+    def _mirror(self, wr: "_Writes", st: SiteState, w: WireEntry, seq: int,
+                published: Any) -> None:
         st.head = chain_next(st, w)
-        await cur.execute(
-            "INSERT INTO mirror (site, idx, node, epoch, seq, kind, payload, hash, stream_seq, "
-            "published, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        wr.add(
+            _Writes.MIRROR,
             (w.site, w.idx, w.node, w.epoch, w.seq, w.kind, w.payload, w.hash, seq, published,
              self.name))
         for sql, params in report_rows(w.site, w.idx, w.kind, w.payload):
-            await cur.execute(sql, params)
+            wr.add(sql, params)
         st.last_idx = w.idx
         self.mirrored += 1
 
@@ -292,7 +295,8 @@ class Worker:
         check_resent(w, prev, hashes.get(w.idx, ""))
         st.duplicates += 1
 
-    async def _checkpoint(self, cur: Any, st: SiteState, w: WireCheckpoint) -> None:
+    async def _checkpoint(self, cur: Any, wr: "_Writes", st: SiteState,
+                          w: WireCheckpoint) -> None:
         count, head, ts = parse_checkpoint(w.site, self.conf.keys.get(w.site), w.data)
         if count > st.last_idx:
             # The uplink sends a checkpoint only after its entries: more means entries lost.
@@ -310,18 +314,17 @@ class Worker:
             at = row[0] if row else ""
         check_checkpoint(st, count, head, at)
         st.cp_count, st.cp_head, st.cp_ts = count, head, ts
-        await cur.execute("INSERT INTO site_checkpoint (site, count, head, ts, data) VALUES "
-                          "(%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                          (w.site, count, head, ts, w.data))
+        wr.add("INSERT INTO site_checkpoint (site, count, head, ts, data) VALUES "
+               "(%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", (w.site, count, head, ts, w.data))
 
-    async def _alert(self, cur: Any, st: SiteState, p: Problem) -> None:
+    async def _alert(self, wr: "_Writes", st: SiteState, p: Problem) -> None:
         if p.kind in ("entry-does-not-chain", "entry-rewritten", "checkpoint-mismatch",
                       "checkpoint-goes-back", "checkpoint-forked"):
             st.tampered = True
         self.alerts += 1
         log.error("SECURITY site %s: %s: %s", st.site, p.kind, p.detail)
-        await cur.execute("INSERT INTO security_alert (site, kind, idx, detail) VALUES "
-                          "(%s, %s, %s, %s)", (st.site, p.kind, p.idx, p.detail))
+        wr.add("INSERT INTO security_alert (site, kind, idx, detail) VALUES (%s, %s, %s, %s)",
+               (st.site, p.kind, p.idx, p.detail))
         with contextlib.suppress(Exception):  # also tell anyone listening (not durable)
             await self.nc.publish(f"custody.bureau.alert.{st.site}",
                                   json.dumps({"site": st.site, "kind": p.kind, "idx": p.idx,
@@ -330,6 +333,37 @@ class Worker:
 
 class _LeaseLost(Exception):
     pass
+
+
+class _Writes:
+    """A batch's statements, sent with executemany per run of the same SQL (one round trip
+    per run instead of one per entry); flushed before anything reads the mirror back.
+    Mirror rows go first as one run; the other statements keep their relative order."""
+
+    MIRROR = ("INSERT INTO mirror (site, idx, node, epoch, seq, kind, payload, hash, stream_seq, "
+              "published, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+    def __init__(self) -> None:
+        self.mirror: list[tuple[Any, ...]] = []
+        self.items: list[tuple[str, tuple[Any, ...]]] = []
+
+    def add(self, sql: str, params: tuple[Any, ...]) -> None:
+        if sql is self.MIRROR:
+            self.mirror.append(params)
+        else:
+            self.items.append((sql, params))
+
+    async def flush(self, cur: Any) -> None:
+        if self.mirror:
+            await cur.executemany(self.MIRROR, self.mirror)
+        i = 0
+        while i < len(self.items):
+            j = i
+            while j < len(self.items) and self.items[j][0] == self.items[i][0]:
+                j += 1
+            await cur.executemany(self.items[i][0], [p for _s, p in self.items[i:j]])
+            i = j
+        self.mirror, self.items = [], []
 
 
 async def _load(pg: Any, site: str) -> SiteState:
@@ -342,10 +376,10 @@ async def _load(pg: Any, site: str) -> SiteState:
     return SiteState(site, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
 
 
-async def _reject(cur: Any, site: str, seq: int, reason: str, m: Any) -> None:
-    await cur.execute("INSERT INTO rejected (site, stream_seq, reason, headers, payload) "
-                      "VALUES (%s, %s, %s, %s, %s)",
-                      (site, seq, reason, json.dumps(dict(m.headers or {})), m.data))
+def _reject(wr: "_Writes", site: str, seq: int, reason: str, m: Any) -> None:
+    wr.add("INSERT INTO rejected (site, stream_seq, reason, headers, payload) "
+           "VALUES (%s, %s, %s, %s, %s)",
+           (site, seq, reason, json.dumps(dict(m.headers or {})), m.data))
 
 
 async def run_workers(conf: BureauConf, n: int, stop: asyncio.Event | None = None,

@@ -92,9 +92,11 @@ def run_region(pairs: list[tuple[str, str]], urls: tuple[str, ...], dsn: str, ou
     def learn_keys() -> None:
         while not stop_keys.is_set() and len(conf.keys) < len(pairs):
             for site_id, _ in pairs:
-                kp = workdir / site_id / "supervisor.db.key"
-                if site_id not in conf.keys and kp.exists() and kp.read_text().strip():
-                    conf.keys[site_id] = bytes.fromhex(kp.read_text().strip())
+                # Beside the checkpoint file, or (older supervisors) beside the database.
+                for kp in (workdir / site_id / "checkpoint.key",
+                           workdir / site_id / "supervisor.db.key"):
+                    if site_id not in conf.keys and kp.exists() and kp.read_text().strip():
+                        conf.keys[site_id] = bytes.fromhex(kp.read_text().strip())
             stop_keys.wait(0.05)
 
     threading.Thread(target=learn_keys, daemon=True).start()
