@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -264,6 +265,7 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = ap.parse_args()
     sites = site_ids(args.sites)
+    load0 = os.getloadavg()[0]
     keys = keys_for(sites)
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with NatsCluster(1) as nats, PgServer() as pg, \
@@ -338,8 +340,9 @@ def main() -> int:
                 ("pipeline drain: journal -> uplink -> JetStream -> bureau (chain + "
                  "checkpoints verified) -> PostgreSQL", f"{pipe:,.0f} entries/s"),
                 ("**ratio pipeline / raw**", f"**{pipe / raw:.2f}**"),
-                (f"paced load offered ({len(sites)} x {args.rate:g} entries/s for "
-                 f"{args.seconds:g} s)", f"{offered:,.0f} entries/s, {n:,} entries"),
+                (f"paced load: target {len(sites)} x {args.rate:g} = "
+                 f"{len(sites) * args.rate:,.0f} entries/s for {args.seconds:g} s; achieved by "
+                 "the one writer thread", f"{offered:,.0f} entries/s, {n:,} entries"),
                 ("mirror == every journal, entry for entry (order; nothing missing or doubled)",
                  f"{same} ({total:,} entries)"),
                 ("final checkpoints witnessed",
@@ -350,6 +353,8 @@ def main() -> int:
                 ("end-to-end lag (journaled at the site -> mirrored) p50 / p99 / max",
                  f"{lg['e2e_p50']:.0f} / {lg['e2e_p99']:.0f} / {lg['e2e_max']:.0f} ms"),
                 ("sites per worker (paced run)", workers),
+                ("machine load average (1 min) at start / end of the run",
+                 f"{load0:.1f} / {os.getloadavg()[0]:.1f}"),
             ]
             body = (f"{len(sites)} sites, one nats-server 2.9 (JetStream, file store), "
                     "PostgreSQL 15, site journals on tmpfs; the bureau is `custody bureau "
