@@ -154,7 +154,7 @@ def test_two_supervisors_mirrored_entry_for_entry_and_bulletin(broker, tmp_path:
     from bureau.bulletin import write_bulletin
     from protocol.transport import LinkConf
     from supervisor.service import Supervisor
-    from tests.supervisor_support import KEYS, Driver, make_site, sped_up
+    from tests.supervisor_support import KEYS, Driver, make_directory, make_site, sped_up
     from tests.test_supervisor_rules import search_first
 
     keys = {"site-a": KEY_A, "site-b": KEY_B}
@@ -169,7 +169,7 @@ def test_two_supervisors_mirrored_entry_for_entry_and_bulletin(broker, tmp_path:
                 (tmp_path / sid).mkdir()
                 sup = Supervisor(site, {**KEYS, "supervisor": key}, tmp_path / sid / "j.db",
                                  tmp_path / sid / "cp.json", LinkConf(broker.host, broker.port),
-                                 clock, checkpoint_interval_s=1)
+                                 clock, checkpoint_interval_s=1, accounts=make_directory())
                 t = threading.Thread(target=sup.run, daemon=True)
                 t.start()
                 assert sup.connected.wait(10) and sup.subscribed.wait(10)
@@ -180,8 +180,11 @@ def test_two_supervisors_mirrored_entry_for_entry_and_bulletin(broker, tmp_path:
                 a = d.wait_for("search-first", timeout=15)
                 if sid == "site-a":
                     d.staff("ack-alert", {"alert": a["id"], "action": "escorted back"}, "o1")
+                    d.staff("record-finding", {"finding": "searched late", "detainee": "d1",
+                                               "severity": "concern"}, "insp")  # legal officer
                 else:
                     d.staff("false-alarm", {"alert": a["id"], "note": "drill"}, "o2")
+                    d.staff("unlock-account", {"account": "o3"}, "o1", expect_ok=False)
             for sup in sups.values():
                 sup.stop_event.set()
             for t in threads:
@@ -205,8 +208,12 @@ def test_two_supervisors_mirrored_entry_for_entry_and_bulletin(broker, tmp_path:
                 assert word in page and "site-a" in page and "site-b" in page and "<svg" in page
             sites_csv = (out / "sites.csv").read_text().splitlines()
             assert [r.split(",")[0] for r in sites_csv[1:]] == ["site-a", "site-b"]
-            assert sites_csv[1].split(",")[1:4] == ["1", "1", "1"]  # records, problems, alerts
-            assert sites_csv[2].split(",")[1:5] == ["1", "0", "0", "1"]  # the false alarm
+            # records, problems, alerts, false alarms, refused ... inspection rate, findings, open
+            a_row, b_row = sites_csv[1].split(","), sites_csv[2].split(",")
+            assert a_row[1:6] + a_row[9:12] == ["1", "1", "1", "0", "0", "100%", "1", "1"]
+            assert b_row[1:6] + b_row[9:12] == ["1", "1", "0", "1", "1", "0%", "0", "0"]
+            assert "searched late" in (out / "findings.csv").read_text()
+            assert "site-b/o1" in (out / "officers.csv").read_text()  # the refused request
             assert "search-first,2,1,0.5" in (out / "rules.csv").read_text()
         finally:
             for d in drivers.values():
