@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing as mp
 import os
 import signal
 import sqlite3
@@ -111,6 +112,25 @@ class Sites:
         for s in self.sites:
             self.checkpoint(s)
         return n
+
+
+def _writer(root: Path, sites: list[str], keys: dict[str, bytes], urls: list[str],
+            rate: float, seconds: float, go: Any, out: Any) -> None:
+    """The paced load in a child process: wait for `go`, write, report (entries, seconds)."""
+    ws = Sites(root, sites, keys, urls, "CUSTODY")
+    go.wait()
+    t0 = time.monotonic()
+    n = ws.paced(rate, seconds)
+    out.put((n, time.monotonic() - t0))
+
+
+def journal_count(db: Path) -> int:
+    """Entries in a site journal."""
+    c = sqlite3.connect(db)
+    try:
+        return int(c.execute("SELECT MAX(idx) FROM journal").fetchone()[0] or 0)
+    finally:
+        c.close()
 
 
 def raw_rate(urls: list[str], sites: list[str], n: int) -> tuple[float, bool]:
@@ -306,23 +326,32 @@ def main() -> int:
         drain_ok, _ = check_mirror(dsn, drain_root, sites)
         print(f"pipeline drain: {pipe:,.0f} entries/s, ratio {pipe / raw:.2f}, "
               f"mirror==journals: {drain_ok}")
-        # 3. paced: 27 x 100 entries/s
+        # 3. paced: 27 x 100 entries/s, written by a process of its own (forked before any
+        # uplink thread exists) so the load generator does not share the uplinks' GIL.
         paced_root = root / "paced"
         paced_root.mkdir()
         ps = Sites(paced_root, sites, keys, urls, "CUSTODY")
+        ctx = mp.get_context("fork")
+        go, out = ctx.Event(), ctx.Queue()
+        writer = ctx.Process(target=_writer, args=(paced_root, sites, keys, urls, args.rate,
+                                                   args.seconds, go, out))
+        writer.start()
         fresh_stream(urls, "CUSTODY")
         dsn2 = new_db(pg.dsn, "paced")
         bureau = start_bureau(urls, dsn2, keys_file, "CUSTODY", root / "bureau-paced.log")
         ps.start_uplinks()
         try:
-            time.sleep(3.0)  # workers take their leases
-            t0 = time.monotonic()
-            n = ps.paced(args.rate, args.seconds)
-            offered = n / (time.monotonic() - t0)
-            want = {s: ps.journals[s].count for s in sites}
-            wait_mirrored(dsn2, want, 300)
+            time.sleep(3.0)  # workers start
+            go.set()
+            n, elapsed = out.get(timeout=args.seconds * 20 + 60)
+            writer.join(30)
+            offered = n / elapsed
+            want = {s: journal_count(paced_root / f"{s}.db") for s in sites}
+            wait_mirrored(dsn2, want, 600)
             time.sleep(2.0)  # the final checkpoints
         finally:
+            if writer.is_alive():
+                writer.terminate()
             ps.stop_uplinks()
             stop(bureau)
         paced_ok, total = check_mirror(dsn2, paced_root, sites)
