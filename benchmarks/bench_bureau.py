@@ -5,9 +5,9 @@ Site journals are SQLite on tmpfs (as the scenario tests keep theirs): the figur
 not the disk. Sites (writers + 27 uplinks, one thread each) run in this process; the bureau
 runs as `custody bureau --workers 2` in its own process.
 
-1. raw: 27 subjects x N messages of the same size published with async acks and consumed by
-   one ordered pull consumer per subject, in one process: N*27 / time until all consumed;
-   per-subject order checked.
+1. raw: 27 subjects x N messages of the same size published with async acks (this process)
+   and consumed by one pull consumer per subject in a second process: N*27 / time from the
+   first publish to the last message consumed; per-subject order checked.
 2. pipeline drain: 27 journals pre-filled with N entries each; uplinks and bureau start
    together; rate = N*27 / (last - first entry mirrored), every entry verified and mirrored
    (the bureau process start-up and first lease round are left out).
@@ -81,8 +81,7 @@ class Sites:
 
     def start_uplinks(self) -> None:
         for s in self.sites:
-            u = Uplink(s, self.root / f"{s}.db", self.root / f"{s}.cp.json", self.conf,
-                       poll_s=0.05)
+            u = Uplink(s, self.root / f"{s}.db", self.root / f"{s}.cp.json", self.conf)
             u.start()
             self.uplinks[s] = u
 
@@ -133,34 +132,60 @@ def journal_count(db: Path) -> int:
         c.close()
 
 
-def raw_rate(urls: list[str], sites: list[str], n: int) -> tuple[float, bool]:
-    """Publish n messages per subject with async acks, consume them all; (msgs/s, in order)."""
+def _raw_consumer(urls: list[str], sites: list[str], n: int, ready: Any, out: Any) -> None:
+    """Child process: one ordered pull consumer per subject; report (end time, in order)."""
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig
 
     async def main() -> tuple[float, bool]:
         nc = await nats.connect(servers=urls)
         js = nc.jetstream(timeout=10)
-        await js.add_stream(name="RAW", subjects=["raw.>"])
-        body = json.dumps({"command": "note", "user": "o1", "ts": 0,
-                           "args": {"pad": PAYLOAD_PAD}}).encode()
         ordered = True
+        subs = {s: await js.pull_subscribe(f"raw.{s}", stream="RAW",
+                                           config=ConsumerConfig(ack_policy=AckPolicy.NONE))
+                for s in sites}
+        ready.set()
 
         async def consume(s: str) -> None:
             nonlocal ordered
-            sub = await js.pull_subscribe(f"raw.{s}", stream="RAW",
-                                          config=ConsumerConfig(ack_policy=AckPolicy.NONE))
             got = 0
             while got < n:
                 try:
-                    msgs = await sub.fetch(500, timeout=2)
+                    msgs = await subs[s].fetch(500, timeout=2)
                 except TimeoutError:
                     continue
                 for m in msgs:
                     got += 1
                     if int(m.headers["i"]) != got:
                         ordered = False
-            await sub.unsubscribe()
+
+        await asyncio.gather(*(consume(s) for s in sites))
+        end = time.time()
+        await nc.close()
+        return end, ordered
+
+    out.put(asyncio.run(main()))
+
+
+def raw_rate(urls: list[str], sites: list[str], n: int) -> tuple[float, bool]:
+    """Publish n messages per subject with async acks (this process) while a second process
+    consumes them all; (msgs/s from first publish to last consumed, per-subject order)."""
+    import nats
+
+    async def setup(create: bool) -> None:
+        nc = await nats.connect(servers=urls)
+        js = nc.jetstream(timeout=10)
+        if create:
+            await js.add_stream(name="RAW", subjects=["raw.>"])
+        else:
+            await js.delete_stream("RAW")
+        await nc.close()
+
+    async def publish_all() -> None:
+        nc = await nats.connect(servers=urls)
+        js = nc.jetstream(timeout=10)
+        body = json.dumps({"command": "note", "user": "o1", "ts": 0,
+                           "args": {"pad": PAYLOAD_PAD}}).encode()
 
         async def publish(s: str) -> None:
             for start in range(0, n, 500):
@@ -170,16 +195,21 @@ def raw_rate(urls: list[str], sites: list[str], n: int) -> tuple[float, bool]:
                         for i in range(start, min(n, start + 500))]
                 await asyncio.gather(*futs)
 
-        t0 = time.monotonic()
-        consumers = [asyncio.create_task(consume(s)) for s in sites]
         await asyncio.gather(*(publish(s) for s in sites))
-        await asyncio.gather(*consumers)
-        dt = time.monotonic() - t0
-        await js.delete_stream("RAW")
         await nc.close()
-        return n * len(sites) / dt, ordered
 
-    return asyncio.run(main())
+    asyncio.run(setup(True))
+    ctx = mp.get_context("fork")
+    ready, out = ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_raw_consumer, args=(urls, sites, n, ready, out))
+    child.start()
+    ready.wait(60)
+    t0 = time.time()
+    asyncio.run(publish_all())
+    end, ordered = out.get(timeout=600)
+    child.join(30)
+    asyncio.run(setup(False))
+    return n * len(sites) / (end - t0), ordered
 
 
 def fresh_stream(urls: list[str], stream: str) -> None:
@@ -364,7 +394,7 @@ def main() -> int:
             ordered = "ok" if raw_ordered else "BROKEN"
             same = "yes" if paced_ok and drain_ok else "NO"
             rows = [
-                (f"raw JetStream publish (async acks) + ordered consume, {len(sites)} x "
+                (f"raw JetStream publish (async acks) + consume (2nd process), {len(sites)} x "
                  f"{args.drain} msgs", f"{raw:,.0f} msg/s (per-subject order: {ordered})"),
                 ("pipeline drain: journal -> uplink -> JetStream -> bureau (chain + "
                  "checkpoints verified) -> PostgreSQL", f"{pipe:,.0f} entries/s"),
