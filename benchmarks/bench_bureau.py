@@ -402,7 +402,7 @@ def main() -> int:
         print(f"paced: {n} entries at {offered:,.0f}/s offered; mirror==journals: {paced_ok}; "
               f"{lg}")
         if not args.no_write:
-            workers = ", ".join(f"{w.rsplit('-', 1)[-1]}: {k} sites" for w, k in
+            workers = ", ".join(f"{w.split('-', 1)[-1]}: {k} sites" for w, k in
                                 lg["per_worker"])
             ordered = "ok" if raw_ordered else "BROKEN"
             same = "yes" if paced_ok and drain_ok else "NO"
