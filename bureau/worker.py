@@ -44,7 +44,7 @@ from .witness import (
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 6.0
+LEASE_S = 15.0  # a starved worker keeps its sites; a dead one is replaced after this
 ROUND_S = 1.0
 FETCH = 500
 IDLE_CHECK = 6  # empty fetches (0.5 s each) before checking the consumer exists
