@@ -89,6 +89,7 @@ def test_tamper_rechained_and_resigned_is_caught(tmp_path: Path, fresh_db: str) 
 CUT_S = float(os.environ.get("CUSTODY_UPLINK_CUT_S", "8"))  # the issue's 60 s: benchmarks
 
 
+@pytest.mark.slow
 def test_kill9_nats_node_and_cut_uplink_lose_nothing(tmp_path: Path, fresh_db: str) -> None:
     """3 sites uplink into a 3-node cluster (R3); one server is killed with SIGKILL, one
     site's uplink is cut for CUT_S while it keeps journaling, a third worker joins: every
