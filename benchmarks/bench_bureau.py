@@ -416,7 +416,7 @@ def main() -> int:
                 ("**ratio pipeline / raw**", f"**{pipe / raw:.2f}**"),
                 (f"paced load: target {len(sites)} x {args.rate:g} = "
                  f"{len(sites) * args.rate:,.0f} entries/s for {args.seconds:g} s; achieved by "
-                 "the one writer thread", f"{offered:,.0f} entries/s, {n:,} entries"),
+                 "the writer process", f"{offered:,.0f} entries/s, {n:,} entries"),
                 ("mirror == every journal, entry for entry (order; nothing missing or doubled)",
                  f"{same} ({total:,} entries)"),
                 ("final checkpoints witnessed",
