@@ -5,8 +5,9 @@ Runs as a thread of the supervisor (when the site file has a [bureau] table) or 
 objects), publishes each entry on the site's subject with message id site:index, waits for
 JetStream's acks, and only then moves its position, which it keeps in its own table in the
 site database. While NATS is unreachable the site journals as usual; the uplink retries and
-catches up from its position, in order. A checkpoint is sent once every entry it counts has
-been acknowledged, so the bureau always sees a checkpoint after the entries it covers.
+catches up from its position, in order. Every filed checkpoint (the append-only store, read
+with journal.read_checkpoints) is sent once every entry it counts has been acknowledged, so
+the bureau sees each checkpoint after the entries it covers.
 """
 
 import argparse
@@ -25,6 +26,8 @@ from typing import Any
 
 from protocol.site import BureauConf
 from protocol.uplink import checkpoint_headers, ensure_stream, entry_headers, site_subject
+
+from .journal import read_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -200,16 +203,23 @@ class Uplink:
             if first_error is not None:
                 raise first_error
             return True
-        if cp is not None:
-            digest = hashlib.sha256(cp).hexdigest()
-            if digest != self._sent_cp and _count(cp) <= self.status.sent_idx:
-                await js.publish(self.subject, cp,
-                                 headers=checkpoint_headers(self.site_id, cp))
-                self._sent_cp = digest
-                self._save(db)
-                self.status.checkpoints_sent += 1
-                return True
-        return False
+        if cp is None or hashlib.sha256(cp).hexdigest() == self._sent_cp:
+            return False
+        # A new latest checkpoint: ship every one filed since the last shipped (the
+        # append-only store keeps them all), in order, each once its entries are acked.
+        filed = read_checkpoints(self.checkpoint_file) or [cp]
+        digests = [hashlib.sha256(c).hexdigest() for c in filed]
+        start = digests.index(self._sent_cp) + 1 if self._sent_cp in digests else len(filed) - 1
+        moved = False
+        for c, d in zip(filed[start:], digests[start:], strict=True):
+            if _count(c) > self.status.sent_idx:
+                break
+            await js.publish(self.subject, c, headers=checkpoint_headers(self.site_id, c))
+            self._sent_cp = d
+            self._save(db)
+            self.status.checkpoints_sent += 1
+            moved = True
+        return moved
 
     def _read_checkpoint(self) -> bytes | None:
         try:
