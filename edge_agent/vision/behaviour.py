@@ -94,7 +94,12 @@ def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4
     if len(samples) < 2:
         return None
     s = [summarise(kp, aspect) for _, kp in samples]
-    t = np.array([ts for ts, _ in samples], dtype=np.float64) / 1000.0
+    # Integer milliseconds since the window's first sample: differences are taken before any
+    # float division, so the step checks and speeds do not depend on the absolute start time
+    # (epoch ms / 1000 in float64 rounded 0.1 s steps either way).
+    t0 = int(samples[0][0])
+    t_ms = [int(ts) - t0 for ts, _ in samples]
+    step_ms = round(STEP_S * 1000)
     scale = float(np.median([p.scale for p in s]))
     ang = np.array([p.angle for p in s])
     cy = np.array([p.centre[1] for p in s])
@@ -102,19 +107,19 @@ def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4
     j = 0
     for i in range(1, len(s)):
         # Speeds over at least STEP_S, so that keypoint jitter does not grow with frame rate.
-        while j + 1 < i and t[i] - t[j + 1] >= STEP_S:
+        while j + 1 < i and t_ms[i] - t_ms[j + 1] >= step_ms:
             j += 1
-        dt = t[i] - t[j]
-        if dt < STEP_S * 0.5:
+        dt_ms = t_ms[i] - t_ms[j]
+        if 2 * dt_ms < step_ms:
             continue
-        dt = min(dt, 2.0)
+        dt = min(dt_ms, 2000) / 1000.0
         down.append((cy[i] - cy[j]) / scale / dt)
         centre_v.append(float(np.hypot(*(s[i].centre - s[j].centre))) / scale / dt)
         d = np.hypot(*(s[i].limbs - s[j].limbs).T)
         d = d[np.isfinite(d)]
         lv = float(d.mean()) / scale / dt if d.size else 0.0
         limb_v.append(lv)
-        if t[-1] - t[i] <= 1.0:
+        if t_ms[-1] - t_ms[i] <= 1000:
             recent.append(lv)
         ang_v.append(abs(ang[i] - ang[j]) / dt)
     if not centre_v:
@@ -126,7 +131,7 @@ def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4
         float(np.mean(limb_v)), float(np.max(limb_v)),
         float(np.mean(recent)) if recent else float(limb_v[-1]), max(ang_v) / 90,
         float(np.mean([p.visibility for p in s])), s[-1].head_above_hips,
-        math.log(s[-1].height / s[0].height), t[-1] - t[0],
+        math.log(s[-1].height / s[0].height), t_ms[-1] / 1000.0,
     ], dtype=np.float32)
 
 
