@@ -41,6 +41,10 @@ COMMANDS: dict[str, Schema] = {
     "ack-alert": {"alert": ("id", True), "action": ("str", True)},
     "resolve-alert": {"alert": ("id", True), "note": ("str", False)},
     "false-alarm": {"alert": ("id", True), "note": ("str", False)},
+    # Fetch an evidence clip kept on a node (protocol/evidence.py). Masked by default; `clear`
+    # asks for the unmasked cut, which only some roles may see; every view is journaled.
+    "view-evidence": {"evidence": ("id", True), "reason": ("str", True),
+                      "clear": ("bool", False)},
 }
 
 _ENUMS: dict[str, tuple[str, ...]] = {"sex": SEXES, "observation": OBSERVATION_LEVELS,

@@ -135,6 +135,39 @@ def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4
     ], dtype=np.float32)
 
 
+HEAD = (0, 1, 2, 3, 4, 5, 6, 7, 8)  # nose, eyes, ears
+CORE = (0, 11, 12, 23, 24)  # nose, shoulders, hips
+QUALITY_VIS = 0.5
+FRAME_MARGIN = 0.01  # normalised: a point this close to an edge may be cut off
+
+
+def _in_frame(kp: np.ndarray, idx: Sequence[int]) -> bool:
+    """At least one of the points `idx` seen (visibility >= QUALITY_VIS) inside the image."""
+    for i in idx:
+        x, y, v = (float(a) for a in kp[i])
+        if v >= QUALITY_VIS and FRAME_MARGIN <= x <= 1 - FRAME_MARGIN \
+                and FRAME_MARGIN <= y <= 1 - FRAME_MARGIN:
+            return True
+    return False
+
+
+def window_problem(samples: Sequence[tuple[int, np.ndarray]]) -> str | None:
+    """Why a window cannot be classified (None when it can): the head or the hips out of frame
+    or unseen at the start or the end of the window, or low keypoint confidence overall.
+
+    Such windows are not guessed at: a person walking past close to the camera with the head
+    cut off looks, to torso-angle features, like a person going down."""
+    for _, kp in (samples[0], samples[-1]):
+        if not _in_frame(kp, (L_HIP, R_HIP)):
+            return "hips_out_of_frame"
+        if not _in_frame(kp, HEAD):
+            return "head_out_of_frame"
+    vis = float(np.mean([kp[list(CORE), 2].mean() for _, kp in samples]))
+    if vis < QUALITY_VIS:
+        return "low_confidence"
+    return None
+
+
 class Classifier(Protocol):
     """Anything that maps a feature vector to per-class probabilities (CLASSES order)."""
 
@@ -158,6 +191,9 @@ class HeuristicClassifier:
         if (lying and f["angle_first"] < 0.45 and f["max_angle_rate"] > 0.6
                 and (f["drop"] > 0.4 or f["max_down_speed"] > 0.8)):
             out[1] = min(1.0, 0.6 + 0.2 * f["max_angle_rate"])
+        elif lying and f["drop"] > 0.8 and f["max_down_speed"] > 1.5:
+            # From a bed (already lying) or a low seat: the body does not turn, it drops.
+            out[1] = min(1.0, 0.5 + 0.1 * f["max_down_speed"])
         elif lying and f["recent_limb_speed"] < 0.6 and f["mean_centre_speed"] < 0.5:
             out[2] = 0.8
         elif not lying and f["mean_limb_speed"] > 2.5 and f["max_limb_speed"] > 5.0:
@@ -230,7 +266,25 @@ def classify_window(clf: Classifier, samples: Sequence[tuple[int, np.ndarray]],
     return CLASSES[i], float(p[i])
 
 
+def _near(a: Any, b: Any, aspect: float) -> bool:
+    """Two tracks close enough to touch: the gap between their boxes (x corrected for the
+    aspect) under half the taller person's height."""
+    ba, bb = a.box.astype(np.float64), b.box.astype(np.float64)
+    ba[[0, 2]] *= aspect
+    bb[[0, 2]] *= aspect
+    gap_x = max(0.0, float(max(ba[0], bb[0]) - min(ba[2], bb[2])))
+    gap_y = max(0.0, float(max(ba[1], bb[1]) - min(ba[3], bb[3])))
+    tall = max(float(ba[3] - ba[1]), float(bb[3] - bb[1]))
+    return max(gap_x, gap_y) < 0.5 * tall
+
+
 # --- events -------------------------------------------------------------------------------
+
+def event_time(event_id: str, default: int) -> int:
+    """The time (ms) a behaviour event's id was made with (`<camera>-<cls>-<track>-<ts>`)."""
+    tail = event_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else default
+
 
 BehaviourEvent = tuple[str, dict[str, Any]]  # (phase, body without camera/room)
 
@@ -251,6 +305,8 @@ class _TrackState:
     still_since: int | None = None
     not_still_since: int | None = None
     upright_since: int | None = None
+    fall_candidate: tuple[int, float] | None = None  # (ts, score) awaiting confirmation
+    fell_at: int | None = None  # window end of the last fall seen
 
 
 @dataclass
@@ -262,6 +318,9 @@ class BehaviourMonitor:
     agitated_end_ms: int = 5000
     agitated_min_ms: int = 1500  # violence lasts; picking something up quickly does not
     fall_rearm_ms: int = 10000  # after a fall ends, the same track cannot fall again at once
+    # A fall is confirmed once the person is still not upright this long after the window that
+    # saw it (a fast deep bend to pick something up is upright again within a second).
+    fall_confirm_ms: int = 1000
     min_score: float = 0.5
     classifier: Classifier = field(default_factory=HeuristicClassifier)
     open: dict[tuple[str, int], _Open] = field(default_factory=dict)
@@ -269,6 +328,7 @@ class BehaviourMonitor:
     last_cls: dict[int, tuple[str, float]] = field(default_factory=dict)
     agitated_since: int | None = None
     agitated_last: int | None = None
+    rejected: dict[str, int] = field(default_factory=dict)  # windows not classified, by why
 
     def _event_id(self, cls: str, track: int, ts: int) -> str:
         return f"{self.camera[:30]}-{cls.replace('_', '-')}-{track}-{ts}"[:64]
@@ -305,21 +365,35 @@ class BehaviourMonitor:
         persons = len(tracks)
         agitated: list[tuple[int, float]] = []
         for tr in tracks:
-            res = classify_window(self.classifier, tr.window(WINDOW_MS), aspect)
+            win = tr.window(WINDOW_MS)
+            why = window_problem(win) if len(win) >= 2 else None
+            if why is not None:
+                self.rejected[why] = self.rejected.get(why, 0) + 1
+                continue
+            res = classify_window(self.classifier, win, aspect)
             if res is None:
                 continue
             cls, p = res
             self.last_cls[tr.id] = (cls, p)
             st = self.states.setdefault(tr.id, _TrackState())
             upright = summarise(tr.history[-1][1], aspect).angle < 40
-            # fall: at once; over once the person has been upright again for 2 s
+            # fall: confirmed once still down `fall_confirm_ms` later; over once the person
+            # has been upright again for 2 s
             rearmed = st.fall_ended is None or ts - st.fall_ended >= self.fall_rearm_ms
             if cls == "fall" and p >= self.min_score:
-                if ("fall", tr.id) not in self.open:
-                    if rearmed:
-                        out += self._start("fall", tr.id, p, persons, ts)
-                else:
+                st.fell_at = ts
+                if ("fall", tr.id) in self.open:
                     out += self._touch("fall", tr.id, p, persons, ts)
+                elif rearmed and st.fall_candidate is None:
+                    st.fall_candidate = (ts, p)
+            if st.fall_candidate is not None:
+                cand_ts, cand_p = st.fall_candidate
+                if upright:
+                    st.fall_candidate = None  # up again at once: a bend, not a fall
+                elif ts - cand_ts >= self.fall_confirm_ms:
+                    st.fall_candidate = None
+                    out += self._start("fall", tr.id, max(cand_p, p if cls == "fall" else 0.0),
+                                       persons, cand_ts)
             if upright:
                 st.upright_since = st.upright_since if st.upright_since is not None else ts
             else:
@@ -338,6 +412,8 @@ class BehaviourMonitor:
                         out += self._start("lying_still", tr.id, p, persons, ts)
                     else:
                         out += self._touch("lying_still", tr.id, p, persons, ts)
+            elif not upright and st.fell_at is not None and ts - st.fell_at <= WINDOW_MS + 500:
+                pass  # down after a fall whose motion is still inside the window: neither way
             else:
                 if st.not_still_since is None:
                     st.not_still_since = ts
@@ -355,7 +431,9 @@ class BehaviourMonitor:
                 and ts - self.agitated_since >= self.agitated_min_ms)
         if agitated and (held or any(k[0] in ("agitated", "fight") for k in self.open)):
             track, p = max(agitated, key=lambda a: a[1])
-            want = "fight" if persons >= 2 else "agitated"
+            want = "fight" if any(_near(a, b, aspect) for a in tracks for b in tracks
+                                  if a.id != b.id and a.id in {t for t, _ in agitated}) \
+                else "agitated"
             other = "agitated" if want == "fight" else "fight"
             for key in [k for k in self.open if k[0] == other]:
                 out += self._end(*key)
@@ -370,10 +448,15 @@ class BehaviourMonitor:
         return out
 
     def track_gone(self, track: int) -> list[tuple[str, dict[str, Any]]]:
-        """End a vanished track's events (fall, lying still)."""
-        self.states.pop(track, None)
+        """End a vanished track's events (fall, lying still); a fall seen but not yet
+        confirmed is raised (pose often loses a person on the floor) and ended."""
+        st = self.states.pop(track, None)
         self.last_cls.pop(track, None)
-        return self._end("fall", track) + self._end("lying_still", track)
+        out: list[tuple[str, dict[str, Any]]] = []
+        if st is not None and st.fall_candidate is not None \
+                and ("fall", track) not in self.open:
+            out += self._start("fall", track, st.fall_candidate[1], 1, st.fall_candidate[0])
+        return out + self._end("fall", track) + self._end("lying_still", track)
 
     def close_all(self) -> list[tuple[str, dict[str, Any]]]:
         """End every open event (camera stopping)."""

@@ -45,6 +45,7 @@ class SourceStats:
     frames: int = 0
     reconnects: int = 0
     bad_lines: int = 0
+    dropped: int = 0  # frames replaced unread (the pipeline was busy: skip to newest)
     last_error: str = ""
 
 
@@ -54,14 +55,18 @@ class Mailbox:
     def __init__(self, drop_old: bool) -> None:
         self._cv = threading.Condition()
         self._item: Frame | None = None
-        self._drop_old = drop_old
+        self.drop_old = drop_old
         self.closed = False
+        self.dropped = 0
 
     def put(self, item: Frame, stop: threading.Event) -> None:
-        """Offer a frame; a live source replaces an unread one, a file waits for the reader."""
+        """Offer a frame; a live source replaces an unread one (the pipeline always works on
+        the newest frame and never falls behind), a file played unpaced waits for the reader."""
         with self._cv:
-            while not self._drop_old and self._item is not None and not stop.is_set():
+            while not self.drop_old and self._item is not None and not stop.is_set():
                 self._cv.wait(0.1)
+            if self._item is not None:
+                self.dropped += 1
             self._item = item
             self._cv.notify_all()
 
@@ -86,6 +91,8 @@ class Source:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_error: Callable[[str, str], None] | None = None  # (kind, detail)
+        # Every frame read, in the reader thread, before any is skipped (the recorder).
+        self.on_frame: Callable[[Frame], None] | None = None
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -101,6 +108,15 @@ class Source:
     def read(self, timeout: float) -> Frame | None:
         """The next frame or None after `timeout` seconds."""
         return self.mailbox.get(timeout)
+
+    def _deliver(self, frame: Frame) -> None:
+        if self.on_frame is not None:
+            try:
+                self.on_frame(frame)
+            except Exception as exc:  # recording trouble is reported, frames keep flowing
+                self._error("record_failed", f"{type(exc).__name__}: {exc}")
+        self.mailbox.put(frame, self._stop)
+        self.stats.dropped = self.mailbox.dropped
 
     def _error(self, kind: str, detail: str) -> None:
         self.stats.last_error = detail
@@ -125,7 +141,9 @@ class VideoSource(Source):
     def __init__(self, spec: str, clock: Clock, pace: bool = True) -> None:
         target = cv_target(spec)
         self.is_file = isinstance(target, str) and os.path.isfile(target)
-        super().__init__(spec, clock, drop_old=not self.is_file)
+        # A live camera, or a file played at its own rate as if live, skips to the newest
+        # frame when the pipeline is busy; a file played unpaced (evaluation) gives every frame.
+        super().__init__(spec, clock, drop_old=not self.is_file or pace)
         self.target = target
         self.pace = pace
         self.finished = False  # a file that has been played to its end
@@ -158,7 +176,7 @@ class VideoSource(Source):
                 ts = t0 + round(index * 1000 / fps) if self.is_file and fps > 0 else \
                     self.clock.now_ms()
                 index += 1
-                self.mailbox.put(Frame(ts, image=img), self._stop)
+                self._deliver(Frame(ts, image=img))
                 if period:
                     next_t += period
                     self._stop.wait(max(0.0, next_t - time.monotonic()))
@@ -212,7 +230,9 @@ class KeypointSource(Source):
     """The `kp:<path>` feed: JSON lines of keypoints from a pty, FIFO or file."""
 
     def __init__(self, path: str, clock: Clock) -> None:
-        super().__init__(f"kp:{path}", clock, drop_old=False)
+        # Skip to the newest line when the pipeline is behind (three people in view used to
+        # put the node's vision many seconds late); timings use the lines' own stamps.
+        super().__init__(f"kp:{path}", clock, drop_old=True)
         self.path = path
 
     def _open(self) -> int | None:
@@ -273,7 +293,7 @@ class KeypointSource(Source):
             self._bad(str(exc))
             return
         self.stats.frames += 1
-        self.mailbox.put(frame, self._stop)
+        self._deliver(frame)
 
     def _bad(self, why: str) -> None:
         self.stats.bad_lines += 1
