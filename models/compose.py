@@ -48,11 +48,11 @@ SCENES = (
     Scene("fall-s3-01+s2-23", "2p-Fall",
           (("Subject-3/Fall/01.mp4", 1), ("Subject-2/ADL/23.mp4", 1))),
     Scene("fight-s3-19+s1-16", "staged-fight",
-          (("Subject-3/ADL/19.mp4", 3), ("Subject-1/ADL/16.mp4", 3)), 8.0, 320),
+          (("Subject-3/ADL/19.mp4", 3), ("Subject-1/ADL/16.mp4", 3)), 8.0, 280),
     Scene("fight-s1-16+s3-18", "staged-fight",
-          (("Subject-1/ADL/16.mp4", 3), ("Subject-3/ADL/18.mp4", 4)), 8.0, 320),
+          (("Subject-1/ADL/16.mp4", 3), ("Subject-3/ADL/18.mp4", 4)), 8.0, 280),
     Scene("fight-s3-18+s3-19", "staged-fight",
-          (("Subject-3/ADL/18.mp4", 4), ("Subject-3/ADL/19.mp4", 3)), 8.0, 320),
+          (("Subject-3/ADL/18.mp4", 4), ("Subject-3/ADL/19.mp4", 3)), 8.0, 280),
 )
 
 

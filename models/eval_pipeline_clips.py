@@ -83,12 +83,12 @@ def run_case(path: Path) -> tuple[dict[str, list[tuple[str, str, float]]], dict[
     most = [0]
     real_step, real_gone = w.monitor.step, w.monitor.track_gone
 
-    def step(ts: int, tracks: Any, aspect: float = 4 / 3) -> Any:
+    def step(ts: int, tracks: Any, aspect: float = 4 / 3, live: Any = None) -> Any:
         if not first:
             first.append(ts)
         most[0] = max(most[0], len(tracks))
-        got["model"].extend(_stamped(shadow.step(ts, tracks, aspect)))
-        out = real_step(ts, tracks, aspect)
+        got["model"].extend(_stamped(shadow.step(ts, tracks, aspect, live)))
+        out = real_step(ts, tracks, aspect, live)
         got["heuristic"].extend(_stamped(out))
         return out
 

@@ -66,6 +66,10 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
             raise StaffError("property-out: due_ts must be in the future")
     elif command in ALERT_COMMANDS:
         pass  # checked by the alert manager
+    elif command == "view-evidence":
+        # The node side and the protocol exist (edge_agent/recording, protocol/evidence.py);
+        # the role check and the fetch from the node belong with staff identity (issue 13).
+        raise StaffError("view-evidence: not served by this supervisor yet")
     else:
         detainee_in_custody()
         c = state.detainees[a["detainee"]]

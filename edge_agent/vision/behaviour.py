@@ -267,15 +267,15 @@ def classify_window(clf: Classifier, samples: Sequence[tuple[int, np.ndarray]],
 
 
 def _near(a: Any, b: Any, aspect: float) -> bool:
-    """Two tracks close enough to touch: the gap between their boxes (x corrected for the
-    aspect) under half the taller person's height."""
+    """Two tracks within reach of each other: the gap between their boxes (x corrected for
+    the aspect) under the taller person's height (a step and a lunge)."""
     ba, bb = a.box.astype(np.float64), b.box.astype(np.float64)
     ba[[0, 2]] *= aspect
     bb[[0, 2]] *= aspect
     gap_x = max(0.0, float(max(ba[0], bb[0]) - min(ba[2], bb[2])))
     gap_y = max(0.0, float(max(ba[1], bb[1]) - min(ba[3], bb[3])))
     tall = max(float(ba[3] - ba[1]), float(bb[3] - bb[1]))
-    return max(gap_x, gap_y) < 0.5 * tall
+    return max(gap_x, gap_y) < tall
 
 
 # --- events -------------------------------------------------------------------------------
@@ -358,22 +358,29 @@ class BehaviourMonitor:
             return [("update", self._body(o))]
         return []
 
-    def step(self, ts: int, tracks: Sequence[Any], aspect: float = 4 / 3
-             ) -> list[tuple[str, dict[str, Any]]]:
-        """Classify every track seen at `ts`; return (phase, body) behaviour events."""
+    def step(self, ts: int, tracks: Sequence[Any], aspect: float = 4 / 3,
+             live: Sequence[Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Classify every track seen at `ts` (`live`: every track still alive, for who is
+        near whom); return (phase, body) behaviour events."""
         out: list[tuple[str, dict[str, Any]]] = []
-        persons = len(tracks)
+        persons = len(live) if live is not None else len(tracks)  # in view, seen now or not
         agitated: list[tuple[int, float]] = []
         for tr in tracks:
             win = tr.window(WINDOW_MS)
             why = window_problem(win) if len(win) >= 2 else None
-            if why is not None:
+            # Without the hips, or with poor keypoints, nothing is judged; without the head,
+            # violence still can be (limb speed is measured against the hips) but a fall or
+            # lying cannot (the body's angle and height are guesses).
+            if why is not None and why != "head_out_of_frame":
                 self.rejected[why] = self.rejected.get(why, 0) + 1
                 continue
             res = classify_window(self.classifier, win, aspect)
             if res is None:
                 continue
             cls, p = res
+            if why is not None and cls in ("fall", "lying_still"):
+                self.rejected[why] = self.rejected.get(why, 0) + 1
+                continue
             self.last_cls[tr.id] = (cls, p)
             st = self.states.setdefault(tr.id, _TrackState())
             upright = summarise(tr.history[-1][1], aspect).angle < 40
@@ -431,9 +438,15 @@ class BehaviourMonitor:
                 and ts - self.agitated_since >= self.agitated_min_ms)
         if agitated and (held or any(k[0] in ("agitated", "fight") for k in self.open)):
             track, p = max(agitated, key=lambda a: a[1])
-            want = "fight" if any(_near(a, b, aspect) for a in tracks for b in tracks
-                                  if a.id != b.id and a.id in {t for t, _ in agitated}) \
-                else "agitated"
+            # fight: violent motion with someone else within reach (any live track, seen in
+            # this run or not: pose drops one of two people in a tangle); once a fight is
+            # open it stays a fight while the violence goes on
+            violent = {t for t, _ in agitated}
+            others = list(live) if live is not None else list(tracks)
+            fighting = any(k[0] == "fight" for k in self.open)
+            want = "fight" if fighting or any(
+                _near(a, b, aspect) for a in tracks if a.id in violent
+                for b in others if b.id != a.id) else "agitated"
             other = "agitated" if want == "fight" else "fight"
             for key in [k for k in self.open if k[0] == other]:
                 out += self._end(*key)

@@ -16,6 +16,7 @@ import termios
 import threading
 import time
 import tty
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,32 +51,46 @@ class SourceStats:
 
 
 class Mailbox:
-    """A one-slot hand-over between a reader thread and the pipeline."""
+    """The hand-over between a reader thread and the pipeline.
 
-    def __init__(self, drop_old: bool) -> None:
+    `drop_old`: a live source keeps only the newest frame (the pipeline never falls behind a
+    camera). `max_lag_ms`: a queue that drops its oldest frames once it spans more than that
+    much frame time (a keypoint feed: consecutive lines keep behaviour windows dense, and a
+    busy node still never lags more than `max_lag_ms`). Neither: a file waits for the reader.
+    """
+
+    def __init__(self, drop_old: bool, max_lag_ms: int | None = None) -> None:
         self._cv = threading.Condition()
-        self._item: Frame | None = None
+        self._items: deque[Frame] = deque()
         self.drop_old = drop_old
+        self.max_lag_ms = max_lag_ms
         self.closed = False
         self.dropped = 0
 
     def put(self, item: Frame, stop: threading.Event) -> None:
-        """Offer a frame; a live source replaces an unread one (the pipeline always works on
-        the newest frame and never falls behind), a file played unpaced waits for the reader."""
+        """Offer a frame (see the class for what happens when the reader is busy)."""
         with self._cv:
-            while not self.drop_old and self._item is not None and not stop.is_set():
-                self._cv.wait(0.1)
-            if self._item is not None:
-                self.dropped += 1
-            self._item = item
+            if self.max_lag_ms is not None:
+                self._items.append(item)
+                while len(self._items) > 1 and \
+                        item.ts_ms - self._items[0].ts_ms > self.max_lag_ms:
+                    self._items.popleft()
+                    self.dropped += 1
+            else:
+                while not self.drop_old and self._items and not stop.is_set():
+                    self._cv.wait(0.1)
+                if self._items:
+                    self.dropped += len(self._items)
+                    self._items.clear()
+                self._items.append(item)
             self._cv.notify_all()
 
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None after `timeout` seconds."""
         with self._cv:
-            if self._item is None:
+            if not self._items:
                 self._cv.wait(timeout)
-            item, self._item = self._item, None
+            item = self._items.popleft() if self._items else None
             self._cv.notify_all()
             return item
 
@@ -83,11 +98,12 @@ class Mailbox:
 class Source:
     """Base of the frame sources: a thread that fills a mailbox until stopped."""
 
-    def __init__(self, spec: str, clock: Clock, drop_old: bool) -> None:
+    def __init__(self, spec: str, clock: Clock, drop_old: bool,
+                 max_lag_ms: int | None = None) -> None:
         self.spec = spec
         self.clock = clock
         self.stats = SourceStats()
-        self.mailbox = Mailbox(drop_old)
+        self.mailbox = Mailbox(drop_old, max_lag_ms)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_error: Callable[[str, str], None] | None = None  # (kind, detail)
@@ -141,9 +157,9 @@ class VideoSource(Source):
     def __init__(self, spec: str, clock: Clock, pace: bool = True) -> None:
         target = cv_target(spec)
         self.is_file = isinstance(target, str) and os.path.isfile(target)
-        # A live camera, or a file played at its own rate as if live, skips to the newest
-        # frame when the pipeline is busy; a file played unpaced (evaluation) gives every frame.
-        super().__init__(spec, clock, drop_old=not self.is_file or pace)
+        # A live camera (device, stream, pipe) skips to the newest frame when the pipeline is
+        # busy; a file (evaluation, trials) gives every frame, paced or not.
+        super().__init__(spec, clock, drop_old=not self.is_file)
         self.target = target
         self.pace = pace
         self.finished = False  # a file that has been played to its end
@@ -229,10 +245,12 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
 class KeypointSource(Source):
     """The `kp:<path>` feed: JSON lines of keypoints from a pty, FIFO or file."""
 
+    MAX_LAG_MS = 1000
+
     def __init__(self, path: str, clock: Clock) -> None:
-        # Skip to the newest line when the pipeline is behind (three people in view used to
-        # put the node's vision many seconds late); timings use the lines' own stamps.
-        super().__init__(f"kp:{path}", clock, drop_old=True)
+        # Never more than MAX_LAG_MS of line time behind: the oldest lines go when the pipeline
+        # cannot keep up (three people in view used to put the node's vision 22 s late).
+        super().__init__(f"kp:{path}", clock, drop_old=True, max_lag_ms=self.MAX_LAG_MS)
         self.path = path
 
     def _open(self) -> int | None:

@@ -335,7 +335,7 @@ class CameraWorker:
         events = []
         for tid in self.tracker.dropped:
             events += self.monitor.track_gone(tid)
-        events += self.monitor.step(ts, tracks, aspect)
+        events += self.monitor.step(ts, tracks, aspect, list(self.tracker.tracks.values()))
         for phase, body in events:
             if phase == "new" and self.evidence is not None:
                 # the clip is centred on the event's own time (a fall's is when it was seen,
