@@ -33,6 +33,22 @@ from protocol.site import Camera, Rules
 CLIP = "Subject-3/Fall/01.mp4"  # 1280x720, 29.9 fps: walking, a fall
 
 
+PI = """
+Expected on a Raspberry Pi (reasoned, not measured here): BlazePose full (detector + landmarks)
+runs on XNNPACK; a Pi 4 (4x Cortex-A72, 1.5 GHz) is about 3-4x slower per thread than this
+x86 core and a Pi 5 (4x Cortex-A76, 2.4 GHz) about 1.5x slower, so one pose run of ~50 ms
+unloaded here becomes ~150-200 ms (Pi 4) or ~70-90 ms (Pi 5). With `cpu_share=0.6` the budget
+then allows ~3-4 pose runs a second on a Pi 4 and ~7-8 on a Pi 5 (analysis_fps caps it at 15),
+while the cheap per-frame path (motion gate + tamper, a few ms here) holds the camera's 30 fps
+on a Pi 5 and ~20-30 on a Pi 4; frames beyond that are skipped, never queued, so alerts are
+never late by more than one pose run. Recording: mp4v costs ~2.5 ms CPU a frame here at
+640x360, so ~8-10 ms on a Pi 4: ~15 % of one core at 15 fps, ~30 % at 30 fps; a Pi 4's
+hardware H.264 encoder (h264_v4l2m2m, tried first by `codec="auto"` when the OpenCV build has
+it) takes that to near zero; the Pi 5 has no H.264 encoder, so it records mp4v in software.
+Recording at 15 fps is the default for that reason.
+"""
+
+
 def load(path: Path) -> list[np.ndarray]:
     """Decoded frames, forwards then backwards (a seamless loop)."""
     cap = cv2.VideoCapture(str(path))
@@ -69,10 +85,11 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run(frames: list[np.ndarray], seconds: float, record_dir: str | None) -> dict[str, Any]:
+def run(frames: list[np.ndarray], seconds: float, record_dir: str | None,
+        record_fps: float = 15.0) -> dict[str, Any]:
     """Run the worker on the live loop; the figures of one run."""
     w = CameraWorker(Camera("cam-rt", "0", ()), "room", lambda t, b: None, REAL, Rules(),
-                     record_dir=record_dir, segment_s=10.0, record_fps=30.0)
+                     record_dir=record_dir, segment_s=10.0, record_fps=record_fps)
     src = LiveLoop(frames, REAL)
     w.source = src
     src.on_error = w.faults.raise_
@@ -131,8 +148,10 @@ def main() -> int:
     rows = ["| run | camera frames | handled | pose runs/s | health fps | pose ms | "
             "CPU s / wall s |", "|---|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as d:
-        for name, rec in (("vision only", None), ("vision + recording", d)):
-            r = run(frames, args.seconds, rec)
+        for name, rec, rfps in (("vision only", None, 15.0),
+                                ("vision + recording 15 fps", d, 15.0),
+                                ("vision + recording 30 fps", d, 30.0)):
+            r = run(frames, args.seconds, rec, rfps)
             rows.append(f"| {name} | {r['delivered']} ({r['delivered'] / r['wall']:.1f}/s) | "
                         f"{r['handled']} ({r['handled'] / r['wall']:.1f}/s) | "
                         f"{r['pose_runs'] / r['wall']:.1f} | {r['fps_x10'] / 10:.1f} | "
@@ -143,7 +162,11 @@ def main() -> int:
     for fourcc, ms, mb in record_cost(frames):
         rows.append(f"| {fourcc} | {ms:.1f} | {ms * 30 / 1000:.0%} | {mb:.1f} |")
         print(rows[-1], flush=True)
-    text = "\n".join(rows) + f"\n\nMachine load shared with other work; {os.cpu_count()} CPUs.\n"
+    load_avg = os.getloadavg()[0]
+    text = "\n".join(rows) + (f"\n\nMeasured on {os.cpu_count()} CPUs shared with other work "
+                              f"(load average {load_avg:.1f} at the end): read the CPU columns as "
+                              "upper bounds of cost and the rates as lower bounds.\n") + PI
+
     if args.write:
         from benchmarks.results import command_line, write_section
 

@@ -174,8 +174,11 @@ def main() -> int:
             _rate(get(kind)[1], get(kind)[2]) for kind in
             ("ADL", "2p-ADL", "Fall", "2p-Fall", "staged-fight")) + " |")
     text = "\n".join(rows + summary) + (
-        "\n\nCounts are clips; brackets are 95 % Wilson intervals. Real clips: GMDCSA24 subset "
-        "(19). 2p-*/staged-fight: composed from those clips (models/compose.py).\n")
+        "\n\nCounts are clips; brackets are 95 % Wilson intervals. Real clips: the GMDCSA24 "
+        "subset (19: 11 falls, 8 daily activities). 2p-*/staged-fight: composed from those "
+        "clips (models/compose.py): two real people side by side; a staged fight is two real "
+        "reaching movements played 3-4x fast, not a real fight. Both classifiers judge the "
+        "same pose stream. Default: see models/MODEL_CARD.md.\n")
     print("\n".join(summary))
     if args.write:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

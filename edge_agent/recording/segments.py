@@ -100,6 +100,7 @@ class SegmentRecorder:
         self.segment_ms = round(segment_s * 1000)
         self.ring_ms = round(ring_hours * 3600 * 1000)
         self.fps = fps
+        self.min_gap_ms = 900.0 / fps  # record at most `fps` frames a second (10 % jitter)
         self.codec = choose_codec(self.dir, codec)
         self.max_width = max_width
         self._lock = threading.Lock()
@@ -108,7 +109,7 @@ class SegmentRecorder:
         self._ts: list[int] = []
         self._size: tuple[int, int] | None = None
         self.closed: list[Segment] = []  # this run's closed segments, oldest first
-        self.stats = {"segments": 0, "frames": 0, "deleted": 0, "errors": 0}
+        self.stats = {"segments": 0, "frames": 0, "skipped": 0, "deleted": 0, "errors": 0}
 
     @property
     def recording(self) -> bool:
@@ -116,8 +117,12 @@ class SegmentRecorder:
         return self._vw is not None
 
     def write(self, img: np.ndarray, ts_ms: int) -> None:
-        """Append one BGR frame taken at `ts_ms`; rotates the segment when it is full."""
+        """Append one BGR frame taken at `ts_ms` (unless it comes sooner than the recording
+        rate allows); rotates the segment when it is full."""
         with self._lock:
+            if self._ts and ts_ms - self._ts[-1] < self.min_gap_ms:
+                self.stats["skipped"] += 1  # a camera faster than the recording rate
+                return
             if self._vw is not None and ts_ms - self._ts[0] >= self.segment_ms:
                 self._close()
             h, w = img.shape[:2]

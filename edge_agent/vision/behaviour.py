@@ -22,7 +22,7 @@ MIN_VIS = 0.3
 MODEL_PATH = Path(__file__).resolve().parent.parent.parent / "models" / "behaviour.tflite"
 # Which classifier the pipeline uses unless told otherwise; chosen by models/eval_behaviour.py
 # (see models/MODEL_CARD.md).
-DEFAULT_CLASSIFIER = "heuristic"
+DEFAULT_CLASSIFIER = "model"
 
 L_SH, R_SH, L_HIP, R_HIP = 11, 12, 23, 24
 L_KNEE, R_KNEE = 25, 26
