@@ -6,7 +6,7 @@ an exception other than the parser's own error type, or a broken invariant (a mu
 payload accepted as a different event, a replayed (node, epoch, seq) accepted, a canonical
 encoding that does not round-trip, a reader buffer growing past one frame). Crashes must be 0.
 
-    .venv/bin/python benchmarks/fuzz_parsers.py [--inputs 100000] [--seed 1] [--only NAME]
+    .venv/bin/python -m benchmarks.fuzz_parsers [--inputs 100000] [--seed 1] [--only NAME]
 """
 
 import argparse
@@ -173,7 +173,7 @@ class ReplayTarget:
 
 def t_topics(rng: random.Random) -> str:
     good = rng.choice([TOPICS.node("node-a", "event"), TOPICS.alert("critical", "never-alone"),
-                       TOPICS.state("room", "holding-1"), TOPICS.request("ack-alert"),
+                       TOPICS.state("room", "holding-1"), TOPICS.request("o1", "ack-alert"),
                        TOPICS.supervisor("checkpoint"), TOPICS.state("alerts")])
     topic = mutate_bytes(good.encode(), rng).decode("utf-8", "replace")
     p = TOPICS.parse(topic)

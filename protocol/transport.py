@@ -13,7 +13,7 @@ import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -31,7 +31,7 @@ class LinkConf:
     host: str = "127.0.0.1"
     port: int = 1883
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr or a log line
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
@@ -39,16 +39,14 @@ class LinkConf:
 
 
 def add_login_args(p: argparse.ArgumentParser) -> None:
-    """Add --username and --password / --password-file (a file keeps it out of `ps`)."""
+    """Add --username and --password-file (never a password on the command line: `ps` and
+    the shell history would show it)."""
     p.add_argument("--username")
-    g = p.add_mutually_exclusive_group()
-    # `--password=VALUE` also works for a password that starts with "-".
-    g.add_argument("--password", help="broker password (prefer --password-file)")
-    g.add_argument("--password-file", help="file holding the broker password (as provisioned)")
+    p.add_argument("--password-file", help="file holding the broker password (as provisioned)")
 
 
 def login_password(args: argparse.Namespace) -> str | None:
-    """The password given by --password or read from --password-file (ConfigError if not)."""
+    """The password read from --password-file (ConfigError if unreadable), else None."""
     if getattr(args, "password_file", None):
         try:
             with open(args.password_file, encoding="utf-8") as f:

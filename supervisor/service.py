@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from protocol.site import Site
 from protocol.topics import TopicError, Topics
 from protocol.transport import CallbackErrors, LinkConf, make_client
 
+from .accounts import AccountError, Directory
 from .alerts import AlertManager, delivery
+from .broker_log import BrokerLogWatch
 from .ingest import Ingest
 from .journal import SUPERVISOR_NODE, Journal, checkpoint, supervisor_key, write_checkpoint
 from .rules.recording import camera_dead_since
@@ -38,7 +41,9 @@ class Supervisor:
 
     def __init__(self, site: Site, keys: dict[str, bytes], db: str | Path,
                  checkpoint_file: str | Path, link: LinkConf, clock: Clock,
-                 checkpoint_interval_s: float | None = None) -> None:
+                 checkpoint_interval_s: float | None = None,
+                 accounts: Directory | str | Path | None = None,
+                 broker_log: str | Path | None = None) -> None:
         self.site, self.clock, self.link = site, clock, link
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
@@ -64,7 +69,19 @@ class Supervisor:
         self.ingest = Ingest(self.journal, self.state, self.topics, self.node_keys, self.publish,
                              clock.now_ms)
         self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
-        self.staff = Staff(self.state, self.journal, self.alerts, clock.now_ms)
+        # The staff directory (supervisor/accounts.py): MQTT requests and the desk both act
+        # through it; without one every staff request is refused (no account is known).
+        self.accounts = (accounts if isinstance(accounts, Directory) else
+                         Directory(accounts) if accounts is not None else
+                         Directory.from_records({}))
+        self.accounts.on_lockout = self._lockout
+        self.staff = Staff(self.state, self.journal, self.alerts, clock.now_ms, self.accounts)
+        # Work other threads hand to the worker (the desk's commands, lockout alerts).
+        self.tasks: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.retained_requests: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._accounts_checked = 0.0
+        # Mosquitto's log, for refused broker logins (it tells nobody else about them).
+        self.broker_log = BrokerLogWatch(broker_log) if broker_log is not None else None
         self._roster_published = -1
         self._rooms_published: dict[str, Any] = {}
         self._detainees_published: dict[str, Any] = {}
@@ -84,7 +101,7 @@ class Supervisor:
                           (t.node_filter("health"), 1),
                           # QoS 0: the persistent session must not keep staff requests while
                           # we are down, or a command the tool gave up on would apply later.
-                          (f"{t.base}/request/+", 0)])
+                          (t.request_filter(), 0)])
         client.publish(t.supervisor("availability"), b"online", qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s:%d", self.link.host, self.link.port)
@@ -94,7 +111,84 @@ class Supervisor:
         self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain and msg.topic.startswith(f"{self.topics.base}/request/"):
+            # A retained request would be replayed by the broker at every (re)subscribe.
+            self.retained_requests.put((msg.topic, bytes(msg.payload)))
+            return
         self.inbox.put((msg.topic, bytes(msg.payload)))
+
+    # ---- other threads' work for the worker ------------------------------------------------
+
+    def submit(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run `fn` on the worker thread and return its result (for the desk's threads)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def task() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as e:  # handed back to the caller's thread
+                box["error"] = e
+            finally:
+                done.set()
+
+        self.tasks.put(task)
+        if not done.wait(timeout):
+            raise TimeoutError("the supervisor's worker did not run the task in time")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _watch_broker_log(self) -> None:
+        if self.broker_log is None:
+            return
+        for address, failures in self.broker_log.poll():
+            entry = self.journal.append_own("login", {"ts": self.clock.now_ms(), "user": None,
+                                                      "address": address,
+                                                      "failures": failures, "where": "broker"})
+            self.state.apply(entry)
+
+    def _lockout(self, user: str, failures: int, where: str = "desk") -> None:
+        """An account was locked (called on any thread): journal it on the worker."""
+        def task() -> None:
+            entry = self.journal.append_own("login", {"ts": self.clock.now_ms(), "user": user,
+                                                      "failures": failures, "where": where})
+            self.state.apply(entry)
+        self.tasks.put(task)
+
+    def _run_tasks(self) -> None:
+        while True:
+            try:
+                task = self.tasks.get_nowait()
+            except queue.Empty:
+                break
+            task()
+        while True:
+            try:
+                topic, payload = self.retained_requests.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                parsed = self.topics.parse(topic)
+            except TopicError:
+                self.publish(topic, b"", 1, True)
+                continue
+            user = parsed.subject or "?"
+            resp = self.staff.handle(user, parsed.channel, payload, retained=True)
+            self.publish(self.topics.response(user, parsed.channel), resp, 1, False)
+            self.publish(topic, b"", 1, True)  # clear it from the broker's store
+
+    def _sync_accounts(self) -> None:
+        """Re-read the account directory when its file changed; journal new history."""
+        if time.monotonic() - self._accounts_checked < 1.0:
+            return
+        self._accounts_checked = time.monotonic()
+        try:
+            self.accounts.reload()
+        except (AccountError, OSError) as e:
+            log.error("account directory not reloaded (keeping the last good one): %s", e)
+        self.staff.sync_accounts()
+        self._watch_broker_log()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> mqtt.MQTTMessageInfo:
@@ -149,8 +243,9 @@ class Supervisor:
                 if node_items:
                     self.ingest.process(node_items)
                     node_items = []
-                resp = self.staff.handle(parsed.channel, payload)
-                self.publish(self.topics.response(parsed.channel), resp, 1, False)
+                user = parsed.subject or "?"  # the login the broker's ACL bound in the topic
+                resp = self.staff.handle(user, parsed.channel, payload)
+                self.publish(self.topics.response(user, parsed.channel), resp, 1, False)
             elif parsed.kind == "node":
                 node_items.append((topic, payload))
         if node_items:
@@ -159,6 +254,8 @@ class Supervisor:
 
     def tick(self) -> None:
         """Rules, alerts, retained snapshots, roster and checkpoint."""
+        self._run_tasks()
+        self._sync_accounts()
         now = self.clock.now_ms()
         self.alerts.reconcile(now)
         self.alerts.confirm(self.connected.is_set())
