@@ -439,14 +439,15 @@ class BehaviourMonitor:
         if agitated and (held or any(k[0] in ("agitated", "fight") for k in self.open)):
             track, p = max(agitated, key=lambda a: a[1])
             # fight: violent motion with someone else within reach (any live track, seen in
-            # this run or not: pose drops one of two people in a tangle); once a fight is
+            # this run or not: pose drops one of two people in a tangle; seen at least three
+            # times, so a one-off false detection is nobody); once a fight is
             # open it stays a fight while the violence goes on
             violent = {t for t, _ in agitated}
             others = list(live) if live is not None else list(tracks)
             fighting = any(k[0] == "fight" for k in self.open)
             want = "fight" if fighting or any(
                 _near(a, b, aspect) for a in tracks if a.id in violent
-                for b in others if b.id != a.id) else "agitated"
+                for b in others if b.id != a.id and len(b.history) >= 3) else "agitated"
             other = "agitated" if want == "fight" else "fight"
             for key in [k for k in self.open if k[0] == other]:
                 out += self._end(*key)
