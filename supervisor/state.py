@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.alerts import SECURITY_REASON_RULE
 from protocol.envelope import open_payload
 from protocol.events import Event
 from protocol.site import Site
@@ -151,7 +152,8 @@ class State:
             self.security_count += 1
             node = obj.get("node") or "unknown"
             room = self.node_room.get(node)
-            self._incident("security", f"{node}/{obj['reason']}", ts, None, room,
+            rule = SECURITY_REASON_RULE.get(obj["reason"], "security")
+            self._incident(rule, f"{node}/{obj['reason']}", ts, None, room,
                            f"rejected message from {node}: {obj['reason']}: {obj['detail']}")
         elif e.kind == "availability":
             ns = self._node(obj["node"])
