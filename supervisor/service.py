@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,9 @@ class Supervisor:
         self._detainees_published: dict[str, Any] = {}
         self._last_checkpoint = 0.0
         self.stop_event = threading.Event()
+        # Work other threads hand to the worker (the desk's commands and reads).
+        self.tasks: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.desk: Any = None  # supervisor.desk.Desk when serving one; fed from tick/publish
 
     # ---- MQTT ----------------------------------------------------------------------------
 
@@ -99,7 +103,37 @@ class Supervisor:
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> mqtt.MQTTMessageInfo:
         """Publish through the supervisor's client (queued by paho while disconnected)."""
+        if self.desk is not None:  # the desk pushes the same changes to its browsers
+            self.desk.published(topic, payload, self.state.count)
         return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def submit(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run `fn` on the worker thread and return its result (for the desk's threads)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def task() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as e:  # handed back to the caller's thread
+                box["error"] = e
+            finally:
+                done.set()
+
+        self.tasks.put(task)
+        if not done.wait(timeout):
+            raise TimeoutError("the supervisor's worker did not run the task in time")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _run_tasks(self) -> None:
+        while True:
+            try:
+                task = self.tasks.get_nowait()
+            except queue.Empty:
+                break
+            task()
 
     # ---- the worker ----------------------------------------------------------------------
 
@@ -159,6 +193,7 @@ class Supervisor:
 
     def tick(self) -> None:
         """Rules, alerts, retained snapshots, roster and checkpoint."""
+        self._run_tasks()
         now = self.clock.now_ms()
         self.alerts.reconcile(now)
         self.alerts.confirm(self.connected.is_set())
@@ -166,6 +201,8 @@ class Supervisor:
         self._publish_rooms(now)
         self._publish_detainees(now)
         self._publish_roster(now)
+        if self.desk is not None:
+            self.desk.refresh(now)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.write_checkpoint()
 
