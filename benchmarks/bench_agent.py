@@ -1,6 +1,6 @@
 """Room agent figures: reader-frame parse throughput and outbox commit rate.
 
-    .venv/bin/python benchmarks/bench_agent.py [--runs 5]
+    .venv/bin/python -m benchmarks.bench_agent [--runs 5]
 
 Parse throughput: a stream of frames (clean, and with noise plus 10 % corrupted frames) fed
 to the parser in 64-byte chunks, as serial reads arrive; frames/s, median of runs.

@@ -1,6 +1,6 @@
 """The full-length outage check: broker stopped for 60 s while the room keeps producing events.
 
-    .venv/bin/python benchmarks/bench_agent_outage.py [--outage 60]
+    .venv/bin/python -m benchmarks.bench_agent_outage [--outage 60]
 
 Same scenario as tests/test_agent_durability.py (which uses a 5 s outage to keep the suite
 short): 20 bands read before the outage, 20 during it (80 events with their leaves), the

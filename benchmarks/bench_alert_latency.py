@@ -7,7 +7,7 @@ notice written to the reader's pty); the supervisor's `unknown-band` rule is imm
 a fleet of simulated room nodes (benchmarks/fleet.py) sending sealed events to the same
 supervisor at `--rate` events/s in total.
 
-    .venv/bin/python benchmarks/bench_alert_latency.py [--trials 200] [--rate 1000] [--rooms 50]
+    .venv/bin/python -m benchmarks.bench_alert_latency [--trials 200] [--rate 1000] [--rooms 50]
 """
 
 import argparse

@@ -5,7 +5,7 @@ For each scenario: device events, journal entries, missing, duplicated, out of o
 node sequence) and late (journaled after an event the device produced later, i.e. a gap
 filled by retransmission). Missing, duplicated and out of order must be 0.
 
-    .venv/bin/python benchmarks/bench_faults.py [--cut 60] [--backlog 1000] [--burst 2000]
+    .venv/bin/python -m benchmarks.bench_faults [--cut 60] [--backlog 1000] [--burst 2000]
 """
 
 import argparse

@@ -8,7 +8,7 @@ reporting 4 bands every 200 ms, a desk tap every 5 s, the door opening/closing e
 CPU is the agent's user+system time over the measured window (100 % = one core); memory is
 its RSS (mean and max of 1 s samples) and peak RSS (VmHWM).
 
-    .venv/bin/python benchmarks/bench_node_resources.py [--seconds 60] [--warmup 15]
+    .venv/bin/python -m benchmarks.bench_node_resources [--seconds 60] [--warmup 15]
 """
 
 import argparse

@@ -4,7 +4,7 @@ Other throughput figures are reported as ratios to this one measured in the same
 (import `raw_qos1_rate`). The payload is a real sealed event of typical size, the broker
 the project's Mosquitto harness (persistence on, as a site runs it).
 
-    .venv/bin/python benchmarks/bench_raw_mqtt.py [--messages 20000] [--runs 5]
+    .venv/bin/python -m benchmarks.bench_raw_mqtt [--messages 20000] [--runs 5]
 """
 
 import argparse

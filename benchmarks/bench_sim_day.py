@@ -1,6 +1,6 @@
 """A random custody day of 8 simulated hours, 15 rooms, 10 detainees: wall time and score.
 
-    .venv/bin/python benchmarks/bench_sim_day.py [--speed 60] [--seed 7]
+    .venv/bin/python -m benchmarks.bench_sim_day [--speed 60] [--seed 7]
 
 Runs sim/scenarios/random-day.toml through `custody sim run` (broker, supervisor, one agent
 per room node, virtual devices) and writes the wall time and the scorecard to RESULTS.md.

@@ -1,7 +1,7 @@
 """The fall-video scenario (a real fall clip through a node's full camera pipeline at x1):
 wall time, score, fall latency and the frame rates the node reported.
 
-    .venv/bin/python benchmarks/bench_sim_video.py [--runs 1]
+    .venv/bin/python -m benchmarks.bench_sim_video [--runs 1]
 
 Runs sim/scenarios/fall-video.toml through `custody sim run` (broker, supervisor, 9 agents;
 the holding room's camera reads real frames from a named pipe) and writes RESULTS.md's

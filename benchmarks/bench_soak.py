@@ -4,7 +4,7 @@ and end (supervisor and broker), events sent against events journaled.
 The rooms are simulated nodes (benchmarks/fleet.py) sending sealed, sequenced events
 (camera heartbeats, person counts, doors) at `--per-room` events/s each.
 
-    .venv/bin/python benchmarks/bench_soak.py [--rooms 200] [--minutes 10] [--per-room 1]
+    .venv/bin/python -m benchmarks.bench_soak [--rooms 200] [--minutes 10] [--per-room 1]
 """
 
 import argparse

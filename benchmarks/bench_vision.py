@@ -1,7 +1,7 @@
 """Vision cost on one thread: per-frame pipeline time for empty and occupied frames as ratios
 to the bare pose-model inference time (medians, measured side by side), and resident memory.
 
-    .venv/bin/python benchmarks/bench_vision.py [--rounds 5]
+    .venv/bin/python -m benchmarks.bench_vision [--rounds 5]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ an exception other than the parser's own error type, or a broken invariant (a mu
 payload accepted as a different event, a replayed (node, epoch, seq) accepted, a canonical
 encoding that does not round-trip, a reader buffer growing past one frame). Crashes must be 0.
 
-    .venv/bin/python benchmarks/fuzz_parsers.py [--inputs 100000] [--seed 1] [--only NAME]
+    .venv/bin/python -m benchmarks.fuzz_parsers [--inputs 100000] [--seed 1] [--only NAME]
 """
 
 import argparse
