@@ -449,6 +449,8 @@ class DeskHandler(BaseHTTPRequestHandler):
         """Pages, static files, the event stream, the language switch."""
         url = urlsplit(self.path)
         path = url.path
+        if path == "/favicon.ico":
+            return self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         if path.startswith("/static/"):
             return self._static(path[len("/static/"):])
         if path == "/signin":

@@ -71,7 +71,8 @@
     if (!f.classList || !f.classList.contains("act")) { return; }
     ev.preventDefault();
     var data = new URLSearchParams(new FormData(f));
-    fetch(f.action, {method: "POST", body: data, credentials: "same-origin",
+    // getAttribute: a field named "action" would shadow the form property
+    fetch(f.getAttribute("action"), {method: "POST", body: data, credentials: "same-origin",
                      headers: {"Accept": "application/json"}})
       .then(function (r) { return r.json(); })
       .then(function (r) {
