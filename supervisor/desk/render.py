@@ -122,7 +122,8 @@ def floor(snap: dict[str, Any], ctx: Ctx) -> str:
             f'<section class="tile {cls}" data-room="{e(r["id"])}"{style} '
             f'aria-label="{e(r["name"])}"><h3>{e(r["name"])} <small>{e(r["kind"])}</small></h3>'
             f'<ul class="people">{"".join(people) or "<li>" + e(t(ctx.lang, "nobody"))}</ul>'
-            f'<p>{e(t(ctx.lang, "camera"))}: <b class="cam {"na" if cam is None else "ok" if cam else "bad"}">'
+            f'<p>{e(t(ctx.lang, "camera"))}: '
+            f'<b class="cam {"na" if cam is None else "ok" if cam else "bad"}">'
             f'{e(cam_txt)}</b> · {e(t(ctx.lang, "door"))}: {doors}</p>'
             f'<ul class="ralerts">{alerts}</ul></section>')
     return f'<h1>{e(t(ctx.lang, "floor"))}</h1><div class="floor">{"".join(tiles)}</div>'

@@ -72,6 +72,8 @@ class Desk:
         self.snap: dict[str, Any] | None = None
         self.version = 0
         self.ring: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RING)
+        # Alert messages journaled after this entry are all in the ring (older: the journal).
+        self.ring_start = sup.state.count
         self._built_at = 0.0
         self._built_count = -1
         self._alert_prefix = f"{sup.topics.base}/alert/"
@@ -117,6 +119,8 @@ class Desk:
                 log.warning("desk: unreadable alert message on %s", topic)
                 return
             with self.cond:
+                if len(self.ring) == RING:
+                    self.ring_start = self.ring[0][0]
                 self.ring.append((count, msg))
 
     def refresh(self, now: int) -> None:
@@ -151,10 +155,9 @@ class Desk:
     def alerts_after(self, idx: int) -> list[tuple[int, dict[str, Any]]] | None:
         """Alert messages journaled after entry `idx`, or None if the ring lost some."""
         with self.cond:
-            items = list(self.ring)
-        if items and items[0][0] > idx + 1 and len(items) == RING:
-            return None
-        return [(i, m) for i, m in items if i > idx]
+            if idx < self.ring_start:
+                return None
+            return [(i, m) for i, m in self.ring if i > idx]
 
     def alerts_from_journal(self, idx: int) -> list[tuple[int, dict[str, Any]]]:
         """Alert messages journaled after entry `idx` (runs on the worker; last 500)."""
