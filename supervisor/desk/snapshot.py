@@ -65,8 +65,8 @@ def build(state: State, now: int, count: int, names: dict[str, str]) -> dict[str
     doors_of: dict[str, list[tuple[str, str]]] = {}
     for d in state.site.doors:
         st = state.doors.get(d.id)
-        for r in d.between:
-            doors_of.setdefault(r, []).append((d.id, st[0] if st else "unknown"))
+        for side in d.between:
+            doors_of.setdefault(side, []).append((d.id, st[0] if st else "unknown"))
     cameras = {n.room for n in state.site.nodes if n.cameras}
     rooms = []
     for r in state.site.rooms:
