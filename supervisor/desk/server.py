@@ -39,6 +39,7 @@ MAX_S = 12 * 3600  # and none outlives a shift
 SNAPSHOT_EVERY_S = 1.0  # clocks on the pages move at least this often
 KEEPALIVE_S = 15.0
 RING = 2000  # recent alert messages kept for streams that fell behind
+FEED_START = 20  # alert messages a freshly opened page's activity feed starts with
 ACTIONS = ("ack-alert", "resolve-alert", "false-alarm", "approve-disposition",
            "approve-temporary-exit", "approve-extension", "record-finding")
 
@@ -532,8 +533,10 @@ class DeskHandler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     continue
                 version = version2
-                if last_idx is None:
-                    last_idx = snap["count"]
+                if last_idx is None:  # a fresh page: the feed starts with the latest few
+                    recent = desk.alerts_after(desk.ring_start) or []
+                    last_idx = recent[-FEED_START][0] - 1 if len(recent) >= FEED_START else (
+                        desk.ring_start)
                 missed = desk.alerts_after(last_idx)
                 if missed is None:
                     missed = desk.alerts_from_journal(last_idx)
