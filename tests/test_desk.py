@@ -40,6 +40,7 @@ class World:
     driver: Driver
     browser: Browser
     shots: Path
+    contexts: list[Any]
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     driver = Driver(broker.host, broker.port, site, clock)
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    w = World(sup, desk, driver, browser, tmp, [])
     try:
-        yield World(sup, desk, driver, browser, tmp)
+        yield w
     finally:
+        for ctx in w.contexts:
+            ctx.close()
         browser.close()
         pw.stop()
         driver.close()
@@ -80,7 +84,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def sign_in(w: World, user: str) -> Page:
     """A fresh browser context signed in as `user` through the form."""
-    page = w.browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    ctx = w.browser.new_context(viewport={"width": 1280, "height": 800})
+    w.contexts.append(ctx)
+    page = ctx.new_page()
     page.goto(w.desk.url + "/")
     page.get_by_label("User").fill(user)
     page.get_by_label("Password").fill(PASSWORD)
