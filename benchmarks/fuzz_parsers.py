@@ -173,7 +173,7 @@ class ReplayTarget:
 
 def t_topics(rng: random.Random) -> str:
     good = rng.choice([TOPICS.node("node-a", "event"), TOPICS.alert("critical", "never-alone"),
-                       TOPICS.state("room", "holding-1"), TOPICS.request("ack-alert"),
+                       TOPICS.state("room", "holding-1"), TOPICS.request("o1", "ack-alert"),
                        TOPICS.supervisor("checkpoint"), TOPICS.state("alerts")])
     topic = mutate_bytes(good.encode(), rng).decode("utf-8", "replace")
     p = TOPICS.parse(topic)

@@ -11,6 +11,7 @@ from protocol.config import ConfigError
 COMMAND_MODULES = (
     "custody.site_cmd",
     "custody.provision_cmd",
+    "supervisor.accounts_cli",
     "custody.board_cmd",
     "edge_agent.cli",
     "edge_agent.vision.cli",

@@ -5,11 +5,14 @@ import logging
 import sqlite3
 import sys
 
+from protocol.private import owner_only
+
 from .config import load_agent_config
 
 
 def _run(args: argparse.Namespace) -> int:
     conf = load_agent_config(args.config)
+    owner_only()  # the outbox holds names and cases: readable by this user only
     logging.basicConfig(level=(args.log_level or conf.log_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .agent import run_agent

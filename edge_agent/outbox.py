@@ -17,6 +17,7 @@ from typing import Any
 
 from protocol.clock import Clock
 from protocol.envelope import seal
+from protocol.private import restrict_db
 
 # 72 h of peak traffic at an assumed sustained peak of 1 event/s per room node.
 PEAK_EVENTS_PER_S = 1
@@ -56,6 +57,7 @@ class Outbox:
         self.rejected = 0
         self.high_water = False
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        restrict_db(self.path)  # names, cases: owner only (its -wal/-shm follow)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)

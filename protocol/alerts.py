@@ -37,4 +37,6 @@ RULES: dict[str, str] = {
     "security": "critical",
     "missing-events": "critical",
     "outbox-high-water": "warning",
+    "emergency-exit": "critical",
+    "login-locked": "critical",
 }

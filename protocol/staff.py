@@ -1,8 +1,11 @@
-"""Staff commands: request/response payloads on `request/<command>` / `response/<command>`.
+"""Staff commands: payloads on `request/<user>/<command>` -> `response/<user>/<command>`.
 
-Request: {"txn": id, "user": officer id, "args": {...}}; response: {"txn": id, "ok": bool,
-"error": str or null, "result": {...}}. Times are Unix milliseconds. A command is checked whole
-before anything changes; a bad one gets `ok: false` and an error naming the field.
+The broker's ACL lets a staff login publish only under its own `request/<login>/`, so the
+acting account is the topic's user, never a claim in the payload. Request: {"txn": id,
+"args": {...}} with an optional "user" that, when present, must equal the topic's user;
+response: {"txn": id, "ok": bool, "error": str or null, "result": {...}}. Never retained.
+Times are Unix milliseconds. A command is checked whole before anything changes; a bad one
+gets `ok: false` and an error naming the field.
 """
 
 import json
@@ -41,11 +44,17 @@ COMMANDS: dict[str, Schema] = {
     "ack-alert": {"alert": ("id", True), "action": ("str", True)},
     "resolve-alert": {"alert": ("id", True), "note": ("str", False)},
     "false-alarm": {"alert": ("id", True), "note": ("str", False)},
+    "record-emergency-exit": {"detainee": ("id", True), "reason": ("str", True),
+                              "return_by_ts": ("int", True)},
+    "record-finding": {"finding": ("str", True), "detainee": ("id", False),
+                       "room": ("id", False), "severity": ("str", False)},
+    "unlock-account": {"account": ("id", True)},
 }
 
 _ENUMS: dict[str, tuple[str, ...]] = {"sex": SEXES, "observation": OBSERVATION_LEVELS,
                                       "disposition": DISPOSITIONS,
-                                      "result": ("completed", "refused", "incomplete")}
+                                      "result": ("completed", "refused", "incomplete"),
+                                      "severity": ("note", "concern", "breach")}
 
 
 class StaffError(ValueError):
@@ -58,7 +67,7 @@ class Request:
 
     command: str
     txn: str
-    user: str
+    user: str | None  # the payload's claim, if any; the topic's user is the actor
     args: dict[str, Any]
 
 
@@ -70,23 +79,10 @@ def _check_arg(kind: str, value: Any) -> bool:
     return _check(kind, value)
 
 
-def parse_request(command: str, payload: bytes) -> Request:
-    """Check a request payload for `command`; raise StaffError naming what is wrong."""
+def check_args(command: str, args: Any) -> dict[str, Any]:
+    """Check a command's arguments against its schema; raise StaffError naming the field."""
     if command not in COMMANDS:
         raise StaffError(f"unknown command {command!r}")
-    if len(payload) > MAX_REQUEST:
-        raise StaffError(f"request larger than {MAX_REQUEST} bytes")
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise StaffError(f"request is not JSON: {e}") from None
-    if not isinstance(data, dict) or set(data) != {"txn", "user", "args"}:
-        raise StaffError("request must be an object with exactly 'txn', 'user' and 'args'")
-    txn, user, args = data["txn"], data["user"], data["args"]
-    if not isinstance(txn, str) or not 1 <= len(txn) <= 64:
-        raise StaffError("txn must be a string of 1-64 characters")
-    if not isinstance(user, str) or not ID_RE.match(user):
-        raise StaffError("user must be an officer id of [a-z0-9-]")
     if not isinstance(args, dict):
         raise StaffError("args must be an object")
     schema = COMMANDS[command]
@@ -103,12 +99,40 @@ def parse_request(command: str, payload: bytes) -> Request:
         allowed = _ENUMS.get(key)
         if allowed is not None and args[key] not in allowed:
             raise StaffError(f"{command}: argument {key!r} must be one of {', '.join(allowed)}")
-    return Request(command, txn, user, args)
+    return args
 
 
-def request_payload(txn: str, user: str, args: dict[str, Any]) -> bytes:
-    """Encode a request."""
-    return json.dumps({"txn": txn, "user": user, "args": args}).encode()
+def check_txn(txn: Any) -> str:
+    """A transaction id: a string of 1-64 characters."""
+    if not isinstance(txn, str) or not 1 <= len(txn) <= 64:
+        raise StaffError("txn must be a string of 1-64 characters")
+    return txn
+
+
+def parse_request(command: str, payload: bytes) -> Request:
+    """Check a request payload for `command`; raise StaffError naming what is wrong."""
+    if command not in COMMANDS:
+        raise StaffError(f"unknown command {command!r}")
+    if len(payload) > MAX_REQUEST:
+        raise StaffError(f"request larger than {MAX_REQUEST} bytes")
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise StaffError(f"request is not JSON: {e}") from None
+    if not isinstance(data, dict) or not {"txn", "args"} <= set(data) <= {"txn", "user", "args"}:
+        raise StaffError("request must be an object with 'txn', 'args' and optionally 'user'")
+    txn, user = check_txn(data["txn"]), data.get("user")
+    if user is not None and (not isinstance(user, str) or not ID_RE.match(user)):
+        raise StaffError("user must be an account id of [a-z0-9-]")
+    return Request(command, txn, user, check_args(command, data["args"]))
+
+
+def request_payload(txn: str, user: str | None, args: dict[str, Any]) -> bytes:
+    """Encode a request (`user`, when given, must be the login that publishes it)."""
+    doc: dict[str, Any] = {"txn": txn, "args": args}
+    if user is not None:
+        doc["user"] = user
+    return json.dumps(doc).encode()
 
 
 def response_payload(txn: str, ok: bool, error: str | None = None,

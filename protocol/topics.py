@@ -13,8 +13,8 @@ Under `<prefix>/<site>`:
     state/detainee/<id>       custody record summary (retained)
     supervisor/availability   supervisor "online"/"offline" (retained)
     supervisor/checkpoint     signed journal checkpoint (retained)
-    request/<command>         staff command, payload carries a transaction id
-    response/<command>        the answer, echoing the transaction id
+    request/<user>/<command>  staff command by login <user> (the ACL binds it), never retained
+    response/<user>/<command> the answer, echoing the transaction id, for that user only
 """
 
 from dataclasses import dataclass
@@ -60,7 +60,7 @@ class ParsedTopic:
     kind: str  # node, alert, state, supervisor, request, response
     channel: str  # e.g. "event" for node topics, the command for request/response
     node: str | None = None
-    subject: str | None = None  # room, detainee, rule...
+    subject: str | None = None  # room, detainee, rule...; the user for request/response
     severity: str | None = None
 
 
@@ -108,13 +108,21 @@ class Topics:
             raise TopicError(f"supervisor channel {channel!r} unknown")
         return f"{self.base}/supervisor/{channel}"
 
-    def request(self, command: str) -> str:
-        """Topic a staff command is sent on."""
-        return f"{self.base}/request/{_seg(command, 'command')}"
+    def request(self, user: str, command: str) -> str:
+        """Topic on which login `user` sends a staff command."""
+        return f"{self.base}/request/{_seg(user, 'user')}/{_seg(command, 'command')}"
 
-    def response(self, command: str) -> str:
-        """Topic the answer to a staff command comes back on."""
-        return f"{self.base}/response/{_seg(command, 'command')}"
+    def response(self, user: str, command: str) -> str:
+        """Topic the answer to `user`'s staff command comes back on."""
+        return f"{self.base}/response/{_seg(user, 'user')}/{_seg(command, 'command')}"
+
+    def request_filter(self) -> str:
+        """Subscription filter for every user's staff requests (the supervisor's)."""
+        return f"{self.base}/request/+/+"
+
+    def response_filter(self, user: str) -> str:
+        """Subscription filter for every answer to `user`."""
+        return f"{self.base}/response/{_seg(user, 'user')}/+"
 
     def parse(self, topic: str) -> ParsedTopic:
         """Parse a topic of this site, raising TopicError for anything outside the tree."""
@@ -135,6 +143,6 @@ class Topics:
             return ParsedTopic("state", levels[1], subject=levels[2])
         if head == "supervisor" and n == 2 and levels[1] in ("availability", "checkpoint"):
             return ParsedTopic("supervisor", levels[1])
-        if head in ("request", "response") and n == 2:
-            return ParsedTopic(head, levels[1])
+        if head in ("request", "response") and n == 3:
+            return ParsedTopic(head, levels[2], subject=levels[1])
         raise TopicError(f"topic {topic!r} is not part of the tree")

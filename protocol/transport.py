@@ -13,7 +13,7 @@ import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -31,7 +31,7 @@ class LinkConf:
     host: str = "127.0.0.1"
     port: int = 1883
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr or a log line
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None

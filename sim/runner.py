@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from custody.broker import BrokerConfig, Mosquitto, start_broker
 from protocol.clock import Clock, simulated
 from protocol.keys import dump_keys
+from protocol.passwords import hash_password, mosquitto_hash, write_file
 from protocol.site import Node
 from protocol.staff import request_payload
 from protocol.topics import Topics
@@ -41,7 +42,7 @@ from .devices.video import Clip, VideoCamera, load_clip
 from .faults import Child, Relay, env_with
 from .scenario import Scenario
 from .score import Raised, Score, score
-from .timetable import Step
+from .timetable import DUTY_SUPERVISOR, Step
 
 log = logging.getLogger(__name__)
 SETTLE_S = 1.0  # real seconds after every agent is up, for rosters to arrive
@@ -96,9 +97,22 @@ def dump_toml(data: dict[str, Any]) -> str:
     return "\n".join(out).lstrip("\n") + "\n"
 
 
-def supervisor_argv(site_file: Path) -> list[str]:
+def supervisor_argv(site_file: Path, accounts: Path) -> list[str]:
     """How the supervisor is started (its CLI entry point)."""
-    return [sys.executable, "-m", "custody", "supervisor", "--config", str(site_file), "-v"]
+    return [sys.executable, "-m", "custody", "supervisor", "--config", str(site_file),
+            "--accounts", str(accounts), "-v"]
+
+
+def write_accounts(path: Path, officers: dict[str, str]) -> None:
+    """The simulated centre's staff directory: each officer (id -> sex) an `officer`
+    account, and the duty supervisor who gives approvals and is on no detainee's team."""
+    password = os.urandom(16).hex()  # nobody logs in: the sim's staff act over MQTT topics
+    h, b = hash_password(password), mosquitto_hash(password)
+    people = {o: (sex, ["officer"]) for o, sex in officers.items()}
+    people[DUTY_SUPERVISOR] = ("f", ["custody-supervisor"])
+    write_file(path, {"version": 1, "history": [], "accounts": {
+        u: {"name": u, "sex": sex, "roles": roles, "enabled": True, "hash": h,
+            "broker_hash": b} for u, (sex, roles) in sorted(people.items())}})
 
 
 @dataclass
@@ -241,7 +255,9 @@ class Run:
             self._setup_board(node, keys[node.id])
         if self.use_relay:
             self.relay.start()
-        self.supervisor = Child("supervisor", supervisor_argv(site_file),
+        accounts = self.dir / "accounts.json"
+        write_accounts(accounts, {o.id: o.sex for o in self.sc.centre.officers.values()})
+        self.supervisor = Child("supervisor", supervisor_argv(site_file, accounts),
                                 env_with(self.clock.env()), self.dir / "supervisor.log")
 
     def _video_camera(self, camera_id: str, room: str) -> VideoCamera:
@@ -471,7 +487,8 @@ class Run:
                 out[k] = v
         txn = f"sim-{next(self._txn)}"
         assert self.client is not None
-        self.client.publish(self.topics.request(command), request_payload(txn, user, out), qos=1)
+        self.client.publish(self.topics.request(user, command), request_payload(txn, None, out),
+                            qos=1)
         return txn
 
     def fault(self, kind: str, target: str, duration_s: float) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 from .actors import OUTSIDE
 from .centre import Centre, Detainee, Officer
 
+# The duty custody supervisor: gives every approval and is on no detainee's team (four eyes).
+DUTY_SUPERVISOR = "duty-sup"
 WALK_S = 15.0  # custody seconds per room crossed on the way
 SEARCH_S = 240.0
 VIOLATIONS = (
@@ -337,7 +339,7 @@ class Planner:
         t = max(t, end)
         # Disposition and exit.
         if "temporary-exit-overdue" in v:
-            self.plan.add(t, "command", command="approve-temporary-exit", user=o1,
+            self.plan.add(t, "command", command="approve-temporary-exit", user=DUTY_SUPERVISOR,
                           args={"detainee": d.id, "return_in_s": 600, "reason": "hospital"})
             self.plan.add(t, "move", people=team, room=holding)
             self.expect("temporary-exit-overdue", t + 600, 120, detainee=d.id)
@@ -346,7 +348,7 @@ class Planner:
             self.plan.add(t + 10, "move", people=everyone, room=OUTSIDE)
             return t + 900
         if "exit-without-approval" not in v:
-            self.plan.add(t, "command", command="approve-disposition", user=o2,
+            self.plan.add(t, "command", command="approve-disposition", user=DUTY_SUPERVISOR,
                           args={"detainee": d.id, "disposition": "release"})
         self.plan.add(t + 5, "move", people=team, room=holding)
         t = self.walk(t + 10, everyone, holding, "exit")

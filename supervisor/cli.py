@@ -10,6 +10,7 @@ from pathlib import Path
 from protocol.clock import from_env
 from protocol.config import ConfigError
 from protocol.keys import load_keys
+from protocol.private import owner_only
 from protocol.site import DEMO_SITE, load_site
 from protocol.transport import LinkConf, add_login_args, login_password
 
@@ -21,6 +22,7 @@ from .state import State
 def _run(args: argparse.Namespace) -> int:
     from .service import Supervisor
 
+    owner_only()  # journal (+ -wal/-shm), keys, checkpoints: readable by this user only
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s supervisor %(levelname)s %(message)s")
     site = load_site(args.config)
@@ -32,7 +34,8 @@ def _run(args: argparse.Namespace) -> int:
                     username=args.username, password=login_password(args),
                     ca_file=args.ca_file or None, keepalive_s=site.broker.keepalive_s)
     sup = Supervisor(site, keys, args.db or site.supervisor.db,
-                     args.checkpoint or site.supervisor.checkpoint_file, link, from_env())
+                     args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
+                     accounts=args.accounts)
     signal.signal(signal.SIGTERM, lambda *_: sup.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop_event.set())
     print(f"supervisor: site {site.id}, journal {sup.journal.path} ({sup.journal.count} entries"
@@ -129,6 +132,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--keys", help="node keys file ([nodes] node = \"hex\")")
     p.add_argument("--db", help="journal database (default: the site's supervisor.db)")
     p.add_argument("--checkpoint", help="checkpoint file (default: the site's)")
+    p.add_argument("--accounts", help="staff account directory (provisioned "
+                   "supervisor/accounts.json); without it every staff request is refused")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     add_login_args(p)

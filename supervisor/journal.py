@@ -19,6 +19,7 @@ from typing import Any
 
 from protocol.canonical import dumpb
 from protocol.ids import ID_RE
+from protocol.private import restrict_db
 
 GENESIS = bytes(32)
 SUPERVISOR_NODE = "supervisor"
@@ -75,6 +76,7 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        restrict_db(self.path)  # names, cases: owner only (its -wal/-shm follow)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)

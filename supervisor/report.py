@@ -71,11 +71,33 @@ def collect(state: State, start: int, end: int) -> dict[str, Any]:
                         "hours": round(held_h, 2), "limit_h": round(limit_h, 2),
                         "pct_of_limit": round(100 * held_h / limit_h, 1),
                         "over_limit": held_h > limit_h})
+    refused: Counter[tuple[str, str]] = Counter()
+    for r in state.refused:
+        if start <= int(r.get("ts", 0)) < end:
+            refused[(r["user"], _reason(r["reason"]))] += 1
     return {"alerts": alerts, "rules": rules,
+            "refused": [{"account": u, "reason": why, "count": n}
+                        for (u, why), n in sorted(refused.items())],
+            "refused_actions": [r for r in state.refused
+                                if start <= int(r.get("ts", 0)) < end],
             "rooms": [{"room": r, "alerts": n} for r, n in sorted(per_room.items())],
             "officers": [{"officer": o, "alerts_handled": n} for o, n in
                          sorted(per_officer.items())],
             "custody": custody}
+
+
+def _reason(text: str) -> str:
+    """A refusal's reason without the names and values that make each one unique."""
+    for key, label in (("may not do this", "role does not allow it"),
+                       ("own team", "four eyes: approver on the detainee's team"),
+                       ("names user", "payload names another user"),
+                       ("retained", "retained request"),
+                       ("already used", "transaction id reused"),
+                       ("unknown account", "unknown account"),
+                       ("is disabled", "disabled account")):
+        if key in text:
+            return label
+    return text[:80]  # a state check, e.g. "record-search: detainee 'dx' is not registered"
 
 
 def _csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
@@ -124,6 +146,8 @@ def write_report(state: State, start: int, end: int, out: Path) -> dict[str, Any
         "time_in_custody": (f["custody"], ["detainee", "case", "custody_type", "arrived",
                                            "exit", "hours", "limit_h", "pct_of_limit",
                                            "over_limit"]),
+        "refused_by_account": (f["refused"], ["account", "reason", "count"]),
+        "refused_actions": (f["refused_actions"], ["ts", "user", "command", "txn", "reason"]),
         "alerts": (sorted(f["alerts"], key=lambda a: a["raised_ts"]),
                    ["id", "rule", "severity", "state", "detainee", "room", "raised_ts",
                     "acked_by", "acked_ts", "message"]),
@@ -149,6 +173,9 @@ def write_report(state: State, start: int, end: int, out: Path) -> dict[str, Any
         "<h2>Alerts handled per officer</h2>", _table(*tables["alerts_per_officer"]),
         "<h2>Time in custody against the limit</h2><img src='time_in_custody.png'>",
         _table(*tables["time_in_custody"]),
+        "<h2>Refused staff actions by account and reason</h2>",
+        _table(*tables["refused_by_account"]),
+        "<h2>Refused staff actions</h2>", _table(*tables["refused_actions"]),
     ]
     style = ("<style>body{font-family:sans-serif;max-width:60em;margin:auto}"
              "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}"
@@ -171,7 +198,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"custody report: --from/--to: {e} (use ISO time or Unix ms)", file=sys.stderr)
         return 2
     f = write_report(state, start, end, Path(args.out))
-    print(f"report: {len(f['alerts'])} alerts, {len(f['custody'])} detainees -> "
+    for r in f["refused"]:
+        print(f"refused: {r['account']}: {r['reason']} x{r['count']}")
+    print(f"report: {len(f['alerts'])} alerts, {len(f['custody'])} detainees, "
+          f"{len(f['refused_actions'])} refused staff actions -> "
           f"{Path(args.out) / 'report.html'}")
     return 0
 

@@ -21,6 +21,7 @@ from protocol.site import Site
 from protocol.topics import TopicError, Topics
 from protocol.transport import CallbackErrors, LinkConf, make_client
 
+from .accounts import AccountError, Directory
 from .alerts import AlertManager, delivery
 from .ingest import Ingest
 from .journal import SUPERVISOR_NODE, Journal, checkpoint, supervisor_key, write_checkpoint
@@ -39,7 +40,8 @@ class Supervisor:
 
     def __init__(self, site: Site, keys: dict[str, bytes], db: str | Path,
                  checkpoint_file: str | Path, link: LinkConf, clock: Clock,
-                 checkpoint_interval_s: float | None = None) -> None:
+                 checkpoint_interval_s: float | None = None,
+                 accounts: Directory | str | Path | None = None) -> None:
         self.site, self.clock, self.link = site, clock, link
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
@@ -65,14 +67,22 @@ class Supervisor:
         self.ingest = Ingest(self.journal, self.state, self.topics, self.node_keys, self.publish,
                              clock.now_ms)
         self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
-        self.staff = Staff(self.state, self.journal, self.alerts, clock.now_ms)
+        # The staff directory (supervisor/accounts.py): MQTT requests and the desk both act
+        # through it; without one every staff request is refused (no account is known).
+        self.accounts = (accounts if isinstance(accounts, Directory) else
+                         Directory(accounts) if accounts is not None else
+                         Directory.from_records({}))
+        self.accounts.on_lockout = self._lockout
+        self.staff = Staff(self.state, self.journal, self.alerts, clock.now_ms, self.accounts)
+        # Work other threads hand to the worker (the desk's commands, lockout alerts).
+        self.tasks: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.retained_requests: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._accounts_checked = 0.0
         self._roster_published = -1
         self._rooms_published: dict[str, Any] = {}
         self._detainees_published: dict[str, Any] = {}
         self._last_checkpoint = 0.0
         self.stop_event = threading.Event()
-        # Work other threads hand to the worker (the desk's commands and reads).
-        self.tasks: queue.Queue[Callable[[], None]] = queue.Queue()
         self.desk: Any = None  # supervisor.desk.Desk when serving one; fed from tick/publish
 
     # ---- MQTT ----------------------------------------------------------------------------
@@ -88,7 +98,7 @@ class Supervisor:
                           (t.node_filter("health"), 1),
                           # QoS 0: the persistent session must not keep staff requests while
                           # we are down, or a command the tool gave up on would apply later.
-                          (f"{t.base}/request/+", 0)])
+                          (t.request_filter(), 0)])
         client.publish(t.supervisor("availability"), b"online", qos=1, retain=True)
         self.connected.set()
         log.info("connected to %s:%d", self.link.host, self.link.port)
@@ -98,14 +108,13 @@ class Supervisor:
         self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain and msg.topic.startswith(f"{self.topics.base}/request/"):
+            # A retained request would be replayed by the broker at every (re)subscribe.
+            self.retained_requests.put((msg.topic, bytes(msg.payload)))
+            return
         self.inbox.put((msg.topic, bytes(msg.payload)))
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool
-                ) -> mqtt.MQTTMessageInfo:
-        """Publish through the supervisor's client (queued by paho while disconnected)."""
-        if self.desk is not None:  # the desk pushes the same changes to its browsers
-            self.desk.published(topic, payload, self.state.count)
-        return self.client.publish(topic, payload, qos=qos, retain=retain)
+    # ---- other threads' work for the worker ------------------------------------------------
 
     def submit(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run `fn` on the worker thread and return its result (for the desk's threads)."""
@@ -127,6 +136,14 @@ class Supervisor:
             raise box["error"]
         return box.get("value")
 
+    def _lockout(self, user: str, failures: int, where: str = "desk") -> None:
+        """An account was locked (called on any thread): journal it on the worker."""
+        def task() -> None:
+            entry = self.journal.append_own("login", {"ts": self.clock.now_ms(), "user": user,
+                                                      "failures": failures, "where": where})
+            self.state.apply(entry)
+        self.tasks.put(task)
+
     def _run_tasks(self) -> None:
         while True:
             try:
@@ -134,6 +151,38 @@ class Supervisor:
             except queue.Empty:
                 break
             task()
+        while True:
+            try:
+                topic, payload = self.retained_requests.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                parsed = self.topics.parse(topic)
+            except TopicError:
+                self.publish(topic, b"", 1, True)
+                continue
+            user = parsed.subject or "?"
+            resp = self.staff.handle(user, parsed.channel, payload, retained=True)
+            self.publish(self.topics.response(user, parsed.channel), resp, 1, False)
+            self.publish(topic, b"", 1, True)  # clear it from the broker's store
+
+    def _sync_accounts(self) -> None:
+        """Re-read the account directory when its file changed; journal new history."""
+        if time.monotonic() - self._accounts_checked < 1.0:
+            return
+        self._accounts_checked = time.monotonic()
+        try:
+            self.accounts.reload()
+        except (AccountError, OSError) as e:
+            log.error("account directory not reloaded (keeping the last good one): %s", e)
+        self.staff.sync_accounts()
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool
+                ) -> mqtt.MQTTMessageInfo:
+        """Publish through the supervisor's client (queued by paho while disconnected)."""
+        if self.desk is not None:  # the desk pushes the same changes to its browsers
+            self.desk.published(topic, payload, self.state.count)
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     # ---- the worker ----------------------------------------------------------------------
 
@@ -183,8 +232,9 @@ class Supervisor:
                 if node_items:
                     self.ingest.process(node_items)
                     node_items = []
-                resp = self.staff.handle(parsed.channel, payload)
-                self.publish(self.topics.response(parsed.channel), resp, 1, False)
+                user = parsed.subject or "?"  # the login the broker's ACL bound in the topic
+                resp = self.staff.handle(user, parsed.channel, payload)
+                self.publish(self.topics.response(user, parsed.channel), resp, 1, False)
             elif parsed.kind == "node":
                 node_items.append((topic, payload))
         if node_items:
@@ -194,6 +244,7 @@ class Supervisor:
     def tick(self) -> None:
         """Rules, alerts, retained snapshots, roster and checkpoint."""
         self._run_tasks()
+        self._sync_accounts()
         now = self.clock.now_ms()
         self.alerts.reconcile(now)
         self.alerts.confirm(self.connected.is_set())

@@ -1,21 +1,51 @@
-"""Staff commands: check the whole request against the state, journal it, answer.
+"""Staff commands: prove who acts, check their right and the whole request, journal, answer.
 
-A request is parsed (protocol.staff) and checked against the current state before anything
-changes; a refused command gets `ok: false` with an error naming the problem and changes
-nothing. An accepted one is journaled (kind "staff", with the user who did it) and folded into
-the state; alert commands then journal the alert's lifecycle change.
+The actor is the account the broker authenticated (the `<user>` of `request/<user>/<cmd>`,
+which the ACL binds to the login) or the desk's logged-in account; `Staff.execute` is the one
+path both take. Before anything changes it checks, in order: the account exists and is
+enabled; the arguments (protocol.staff); the transaction id; the role (roles.permitted); four
+eyes for approvals; the state. A refused command changes nothing, is journaled as `refused`
+(who, what, why) and answered `ok: false` with the reason. An accepted one is journaled
+(kind "staff", with the account) and folded into the state.
+
+Four eyes: the detainee's *team* is every account that registered them, recorded their
+search or was named in it or present at it, logged their belongings, logged a welfare check
+on them, or was present with them in an interview room (all read from the custody record).
+Account ids and officer ids are one namespace: an officer's band is registered under their
+account id. A team member may not approve that detainee's temporary exit, extension or
+disposition, whatever their roles.
 """
 
+import json
 from collections.abc import Callable
 from typing import Any
 
-from protocol.staff import StaffError, parse_request, response_payload
+from protocol.staff import StaffError, check_args, check_txn, parse_request, response_payload
 
+from .accounts import Account, Directory
 from .alerts import AlertError, AlertManager
 from .journal import Journal
+from .process import Custody
+from .roles import FOUR_EYES, permitted
 from .state import State
 
 ALERT_COMMANDS = ("ack-alert", "resolve-alert", "false-alarm")
+MAX_REFUSED_DETAIL = 300  # characters of a refused request's text kept in the journal
+
+
+def team(c: Custody) -> set[str]:
+    """Accounts on a detainee's own team (see the module docstring)."""
+    out = {c.registered_by}
+    if c.search is not None:
+        out.add(c.search["by"])
+        out.update(c.search.get("officers_claimed", []))
+        out.update(c.search.get("officers", []))
+    out.update(b["by"] for b in c.belongings)
+    out.update(w["officer"] for w in c.welfare)
+    for v in c.visits:
+        if v.kind == "interview":
+            out.update(v.officers)
+    return out
 
 
 def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int) -> None:
@@ -66,14 +96,23 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
             raise StaffError("property-out: due_ts must be in the future")
     elif command in ALERT_COMMANDS:
         pass  # checked by the alert manager
+    elif command == "unlock-account":
+        pass  # checked by execute (the account must exist)
+    elif command == "record-finding":
+        if "detainee" in a and a["detainee"] not in state.detainees:
+            raise StaffError(f"record-finding: detainee {a['detainee']!r} is not registered")
+        if "room" in a and a["room"] not in state.rooms:
+            raise StaffError(f"record-finding: room {a['room']!r} is not on this site")
     else:
         detainee_in_custody()
         c = state.detainees[a["detainee"]]
-        if command == "approve-temporary-exit":
+        if command in ("approve-temporary-exit", "record-emergency-exit"):
             if c.temp_out is not None:
-                raise StaffError(f"approve-temporary-exit: {c.id} is already out")
+                raise StaffError(f"{command}: {c.id} is already out")
             if a["return_by_ts"] <= now_ms:
-                raise StaffError("approve-temporary-exit: return_by_ts must be in the future")
+                raise StaffError(f"{command}: return_by_ts must be in the future")
+            if command == "record-emergency-exit" and not a["reason"].strip():
+                raise StaffError("record-emergency-exit: a reason is required")
         elif command == "approve-extension":
             allowed = state.rules.custody_type(c.custody_type).extended_h
             if a["hours"] not in allowed:
@@ -85,35 +124,105 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
 
 
 class Staff:
-    """Handles request/<command> payloads and produces response payloads."""
+    """Executes staff commands for proven accounts; answers with response dicts/payloads."""
 
     def __init__(self, state: State, journal: Journal, alerts: AlertManager,
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int], accounts: Directory | None = None) -> None:
         self.state, self.journal, self.alerts, self.now_ms = state, journal, alerts, now_ms
+        self.accounts = accounts if accounts is not None else Directory.from_records({})
         self.refused = 0
 
-    def handle(self, command: str, payload: bytes) -> bytes:
-        """Apply one request; return the response payload."""
-        txn = "?"
+    def _refuse(self, actor: str, command: str, txn: str, reason: str) -> dict[str, Any]:
+        self.refused += 1
+        entry = self.journal.append_own("refused", {"ts": self.now_ms(), "user": actor[:64],
+                                                    "command": command[:64], "txn": txn[:64],
+                                                    "reason": reason[:MAX_REFUSED_DETAIL]})
+        self.state.apply(entry)
+        return {"txn": txn, "ok": False, "error": reason, "result": {}}
+
+    def execute(self, actor: str, command: str, args: dict[str, Any], txn: str
+                ) -> dict[str, Any]:
+        """Run one command as the proven account `actor`; return {txn, ok, error, result}.
+
+        Must run on the supervisor's worker thread (it changes the journal and the state).
+        """
         try:
-            req = parse_request(command, payload)
-            txn = req.txn
-            if txn in self.state.txns:  # a retried request applies once, across restarts too
-                return response_payload(txn, True, None, {"journal": self.state.txns[txn],
-                                                          "duplicate": True})
+            account = self.accounts.get(actor)
+            if account is None:
+                raise StaffError(f"unknown account {actor!r}")
+            if not account.enabled:
+                raise StaffError(f"account {actor!r} is disabled")
+            check_txn(txn)
+            args = check_args(command, args)
+            done = self.state.txns.get(txn)
+            if done is not None:
+                first = self.state.txn_commands.get(txn)
+                if first != (actor, command):
+                    raise StaffError(f"txn {txn!r} was already used for another command")
+                # The same request again (a retry after a lost answer) applies once.
+                return {"txn": txn, "ok": True, "error": None,
+                        "result": {"journal": done, "duplicate": True}}
+            if not permitted(account, command):
+                raise StaffError(f"{command}: account {actor!r} (roles "
+                                 f"{', '.join(sorted(account.roles))}) may not do this")
             now = self.now_ms()
-            check(self.state, command, req.user, req.args, now)
+            self._four_eyes(account, command, args)
+            check(self.state, command, actor, args, now)
             if command in ALERT_COMMANDS:
-                self.alerts.check_action(command, req.args["alert"])
+                self.alerts.check_action(command, args["alert"])
+            if command == "unlock-account" and self.accounts.get(args["account"]) is None:
+                raise StaffError(f"unlock-account: no account {args['account']!r}")
         except (StaffError, AlertError) as e:
-            self.refused += 1
-            return response_payload(txn if isinstance(txn, str) else "?", False, str(e))
-        entry = self.journal.append_own("staff", {"command": command, "txn": req.txn,
-                                                  "user": req.user, "args": req.args, "ts": now})
+            return self._refuse(actor, command, txn if isinstance(txn, str) else "?", str(e))
+        entry = self.journal.append_own("staff", {"command": command, "txn": txn,
+                                                  "user": actor, "args": args, "ts": now})
         self.state.apply(entry)
         result: dict[str, Any] = {"journal": entry.idx}
         if command in ALERT_COMMANDS:
-            text = req.args.get("action") or req.args.get("note") or ""
-            a = self.alerts.staff_action(command, req.args["alert"], req.user, text, now)
+            text = args.get("action") or args.get("note") or ""
+            a = self.alerts.staff_action(command, args["alert"], actor, text, now)
             result["alert"] = {k: a.get(k) for k in ("id", "rule", "state", "by", "action")}
-        return response_payload(req.txn, True, None, result)
+        elif command == "unlock-account":
+            self.accounts.unlock(args["account"])
+        return {"txn": txn, "ok": True, "error": None, "result": result}
+
+    def _four_eyes(self, account: Account, command: str, a: dict[str, Any]) -> None:
+        if command not in FOUR_EYES:
+            return
+        c = self.state.detainees.get(a["detainee"])
+        if c is not None and account.id in team(c):
+            raise StaffError(f"{command}: {account.id} is on {c.id}'s own team (four eyes: "
+                             "an approval must come from a supervisor not involved in the case)")
+
+    def handle(self, user: str, command: str, payload: bytes, retained: bool = False) -> bytes:
+        """A request that came on `request/<user>/<command>`; return the response payload."""
+        txn = "?"
+        try:
+            try:
+                raw = json.loads(payload.decode("utf-8"))
+                if isinstance(raw, dict) and isinstance(raw.get("txn"), str):
+                    txn = raw["txn"][:64]
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                pass
+            if retained:
+                raise StaffError("a retained request is refused: staff requests are never "
+                                 "retained (send it again, not retained)")
+            req = parse_request(command, payload)
+            if req.user is not None and req.user != user:
+                raise StaffError(f"request from login {user!r} names user {req.user!r}: an "
+                                 "account acts only as itself")
+        except StaffError as e:
+            r = self._refuse(user, command, txn, str(e))
+            return response_payload(r["txn"], False, r["error"])
+        r = self.execute(user, command, req.args, req.txn)
+        return response_payload(r["txn"], r["ok"], r["error"], r["result"])
+
+    def sync_accounts(self) -> int:
+        """Journal the account directory's history records the journal lacks; how many."""
+        n = 0
+        for h in self.accounts.history_after(self.state.account_seq):
+            entry = self.journal.append_own("account", {**h, "ts": self.now_ms(),
+                                                        "changed_ts": h["ts"]})
+            self.state.apply(entry)
+            n += 1
+        return n

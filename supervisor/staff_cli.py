@@ -2,9 +2,13 @@
 
 Options are made from protocol/staff.py's schemas: `--detainee d1 --band 0a0b0c0d0e ...`;
 list arguments are comma-separated (`--officers o1,o2`, `--items "phone,keys"`).
+The tool logs in to the broker as the staff account `--user` (password from
+`--password-file` or a prompt, never the command line), over TLS with the site CA
+(`--ca-file`) when given, and publishes on `request/<user>/<command>`.
 """
 
 import argparse
+import getpass
 import json
 import sys
 import threading
@@ -13,10 +17,37 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from protocol.config import ConfigError
 from protocol.site import DEMO_SITE, load_site
 from protocol.staff import COMMANDS, request_payload
 from protocol.topics import Topics
-from protocol.transport import LinkConf, add_login_args, login_password, make_client
+from protocol.transport import LinkConf, make_client
+
+
+def add_staff_login(p: argparse.ArgumentParser) -> None:
+    """--user, --password-file, --ca-file, --host, --port (no password on the command line)."""
+    p.add_argument("--user", required=True, help="your staff account (the broker login)")
+    p.add_argument("--password-file", help="file holding your password (else a prompt)")
+    p.add_argument("--ca-file", default="",
+                   help="site CA (provisioned ca.crt): connect with TLS to the site listener")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+
+
+def staff_link(args: argparse.Namespace, host: str, port: int, keepalive_s: int = 5
+               ) -> LinkConf:
+    """The LinkConf for a staff tool: the account's login, its password, TLS if a CA."""
+    if args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as f:
+                password = f.read().strip()
+        except OSError as e:
+            raise ConfigError(args.password_file, "--password-file",
+                              f"a readable file ({e.strerror})") from None
+    else:
+        password = getpass.getpass(f"password for {args.user}: ")
+    return LinkConf(host=args.host or host, port=args.port or port, username=args.user,
+                    password=password, ca_file=args.ca_file or None, keepalive_s=keepalive_s)
 
 
 def send(topics: Topics, link: LinkConf, command: str, user: str, args: dict[str, Any],
@@ -27,11 +58,15 @@ def send(topics: Topics, link: LinkConf, command: str, user: str, args: dict[str
     done = threading.Event()
     client = make_client(f"custody-staff-{txn}", link)
 
-    def on_connect(c: mqtt.Client, *_: Any) -> None:
-        c.subscribe(topics.response(command), qos=1)
+    def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            got["login_refused"] = str(reason)
+            done.set()
+            return
+        c.subscribe(topics.response(user, command), qos=1)
 
     def on_subscribe(c: mqtt.Client, *_: Any) -> None:
-        c.publish(topics.request(command), request_payload(txn, user, args), qos=1)
+        c.publish(topics.request(user, command), request_payload(txn, None, args), qos=1)
 
     def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -54,6 +89,8 @@ def send(topics: Topics, link: LinkConf, command: str, user: str, args: dict[str
     finally:
         client.disconnect()
         client.loop_stop()
+    if "login_refused" in got:
+        raise PermissionError(f"the broker refused login {user!r}: {got['login_refused']}")
     return got
 
 
@@ -67,8 +104,7 @@ def _convert(kind: str, text: str) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     site = load_site(args.config)
-    link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
-                    username=args.username, password=login_password(args))
+    link = staff_link(args, site.broker.host, site.broker.port)
     schema = COMMANDS[args.staff_command]
     cmd_args: dict[str, Any] = {}
     for key, (kind, _required) in schema.items():
@@ -78,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         resp = send(Topics(site.id, site.topic_prefix), link, args.staff_command, args.user,
                     cmd_args, args.timeout)
-    except (TimeoutError, OSError) as e:
+    except (TimeoutError, OSError, PermissionError) as e:
         print(f"staff: {e}", file=sys.stderr)
         return 1
     if resp.get("ok"):
@@ -95,10 +131,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     for command, schema in COMMANDS.items():
         c = s.add_parser(command, help=f"{command} ({', '.join(schema)})")
         c.add_argument("--config", default=str(DEMO_SITE), help="site file")
-        c.add_argument("--user", required=True, help="officer id doing this")
-        c.add_argument("--host")
-        c.add_argument("--port", type=int)
-        add_login_args(c)
+        add_staff_login(c)
         c.add_argument("--timeout", type=float, default=10.0)
         for key, (kind, required) in schema.items():
             c.add_argument(f"--{key.replace('_', '-')}", dest=f"arg_{key}", required=required,

@@ -94,6 +94,9 @@ class State:
         self.false_alarms: dict[str, int] = {}
         self.security_count = 0
         self.txns: dict[str, int] = {}
+        self.txn_commands: dict[str, tuple[str, str]] = {}  # txn -> (account, command)
+        self.account_seq = 0  # newest account-directory history record journaled
+        self.refused: list[dict[str, Any]] = []  # refused staff actions (who, what, why)
         self.fold_errors = 0
         self.count = 0
         self.last_ts = 0
@@ -129,7 +132,16 @@ class State:
         self.last_ts = max(self.last_ts, ts)
         if e.kind == "staff":
             self.txns[obj["txn"]] = e.idx
+            self.txn_commands[obj["txn"]] = (obj["user"], obj["command"])
             self._staff(obj["command"], obj["user"], obj["args"], ts)
+        elif e.kind == "refused":
+            self.refused.append(obj)
+        elif e.kind == "account":
+            self.account_seq = max(self.account_seq, int(obj["seq"]))
+        elif e.kind == "login":
+            self._incident("login-locked", obj["user"], ts, None, None,
+                           f"account {obj['user']}: {obj['failures']} failed logins in a row "
+                           f"({obj['where']}); locked")
         elif e.kind == "alert":
             self._alert(obj)
         elif e.kind == "security":
@@ -426,6 +438,17 @@ class State:
                                  "items": list(a["items"])})
             c.timeline.append((ts, f"belongings in locker {a['locker']} by {user}: "
                                    f"{', '.join(a['items'])}"))
+        elif cmd == "record-finding":
+            c.timeline.append((ts, f"inspection finding by {user}: {a['finding']}"))
+        elif cmd == "record-emergency-exit":
+            # Recorded by an officer without approval: the exit is allowed (like an approved
+            # temporary exit) and a critical alert asks a custody supervisor to review it.
+            c.temp_approval = {"approved_ms": ts, "by": user, "return_by_ts": a["return_by_ts"],
+                               "reason": a["reason"], "emergency": True}
+            c.timeline.append((ts, f"EMERGENCY exit recorded by {user}: {a['reason']}"))
+            self._incident("emergency-exit", c.id, ts, c.id, None,
+                           f"{c.id}: emergency exit recorded by {user} ({a['reason']}): a "
+                           "custody supervisor must review it")
         elif cmd == "approve-temporary-exit":
             c.temp_approval = {"approved_ms": ts, "by": user, "return_by_ts": a["return_by_ts"],
                                "reason": a["reason"]}

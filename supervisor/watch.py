@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import sys
 import threading
 import time
 from typing import Any
@@ -13,7 +14,9 @@ from rich.table import Table
 
 from protocol.site import DEMO_SITE, load_site
 from protocol.topics import TopicError, Topics
-from protocol.transport import LinkConf, add_login_args, login_password, make_client
+from protocol.transport import make_client
+
+from .staff_cli import add_staff_login, staff_link
 
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -26,6 +29,7 @@ class View:
         self.active: list[dict[str, Any]] = []
         self.rooms: dict[str, dict[str, Any]] = {}
         self.recent: list[dict[str, Any]] = []
+        self.login_error = ""
 
     def render(self) -> Group:
         """The tables to draw."""
@@ -76,12 +80,14 @@ class View:
 def _run(args: argparse.Namespace) -> int:
     site = load_site(args.config)
     topics = Topics(site.id, site.topic_prefix)
-    link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
-                    username=args.username, password=login_password(args))
+    link = staff_link(args, site.broker.host, site.broker.port)
     view = View()
     client = make_client(f"custody-watch-{int(time.time() * 1000) % 10**9}", link)
 
-    def on_connect(c: mqtt.Client, *_: Any) -> None:
+    def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            view.login_error = f"the broker refused login {args.user!r}: {reason}"
+            return
         c.subscribe([(topics.state("alerts"), 1), (f"{topics.base}/state/room/+", 1),
                      (topics.alert_filter(), 1)])
 
@@ -95,11 +101,16 @@ def _run(args: argparse.Namespace) -> int:
             while deadline is None or time.monotonic() < deadline:
                 time.sleep(0.25)
                 live.update(view.render())
+                if view.login_error:
+                    break
     except KeyboardInterrupt:
         pass
     finally:
         client.disconnect()
         client.loop_stop()
+    if view.login_error:
+        print(f"alerts watch: {view.login_error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -109,8 +120,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     s = p.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     w = s.add_parser("watch", help="live view of active alerts and rooms")
     w.add_argument("--config", default=str(DEMO_SITE), help="site file")
-    w.add_argument("--host")
-    w.add_argument("--port", type=int)
-    add_login_args(w)
+    add_staff_login(w)
     w.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
     w.set_defaults(func=_run)

@@ -101,6 +101,37 @@ BANDS = {"o1": "00000000a1", "o2": "00000000a2", "o3": "00000000a3",
 SEX = {"o1": "m", "o2": "f", "o3": "m", "d1": "m", "d2": "m"}
 
 
+# Staff accounts of the test site: o3 is also the duty supervisor (on no flow's team).
+ACCOUNTS = {"o1": ("officer",), "o2": ("officer",), "o3": ("officer", "custody-supervisor"),
+            "desk": ("officer",), "sup": ("custody-supervisor",), "insp": ("legal-officer",),
+            "adm": ("admin",)}
+ACCOUNT_PASSWORD = "test-password-1"
+
+
+def account_records() -> dict[str, dict[str, Any]]:
+    """The directory records of ACCOUNTS (one shared hash: scrypt is slow on purpose)."""
+    from supervisor.accounts import hash_password, mosquitto_hash
+
+    h, b = hash_password(ACCOUNT_PASSWORD), mosquitto_hash(ACCOUNT_PASSWORD)
+    return {u: {"name": u.upper(), "sex": SEX.get(u, "f"), "roles": list(roles),
+                "enabled": True, "hash": h, "broker_hash": b} for u, roles in ACCOUNTS.items()}
+
+
+def make_directory() -> Any:
+    """An in-memory supervisor.accounts.Directory of ACCOUNTS."""
+    from supervisor.accounts import Directory
+
+    return Directory.from_records(account_records(), fail_delay_s=0)
+
+
+def write_accounts(path: Path) -> Path:
+    """ACCOUNTS as a directory file (for `custody supervisor --accounts`)."""
+    from supervisor.accounts import write_file
+
+    write_file(path, {"version": 1, "accounts": account_records(), "history": []})
+    return path
+
+
 def make_site(**rule_overrides: Any) -> Site:
     """The small test site, with rule timings overridden."""
     import tomllib
@@ -138,7 +169,7 @@ class Driver:
         self.client.connect(host, port, 5)
         self.client.loop_start()
         self.client.subscribe([(self.topics.alert_filter(), 1),
-                               (f"{self.topics.base}/response/+", 1),
+                               (f"{self.topics.base}/response/+/+", 1),
                                (f"{self.topics.base}/node/+/ack", 1)])
         assert ready.wait(5)
 
@@ -190,7 +221,7 @@ class Driver:
               expect_ok: bool = True) -> dict[str, Any]:
         """Send a staff request and wait for its response."""
         txn = f"t{time.monotonic_ns()}"
-        self.client.publish(self.topics.request(command), request_payload(txn, user, args),
+        self.client.publish(self.topics.request(user, command), request_payload(txn, None, args),
                             qos=1)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -257,7 +288,8 @@ class InProcess:
         from supervisor.service import Supervisor
 
         self.db, self.cp = tmp / "journal.db", tmp / "checkpoint.json"
-        self.sup = Supervisor(site, KEYS, self.db, self.cp, LinkConf(host, port), clock)
+        self.sup = Supervisor(site, KEYS, self.db, self.cp, LinkConf(host, port), clock,
+                              accounts=make_directory())
         self.thread = threading.Thread(target=self.sup.run, daemon=True)
         self.thread.start()
         assert self.sup.connected.wait(10), "supervisor did not connect"

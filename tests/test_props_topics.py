@@ -28,8 +28,8 @@ def test_other_topics_round_trip(site, rule, severity, subject):
     for what in ("room", "detainee"):
         s = t.parse(t.state(what, subject))
         assert (s.kind, s.channel, s.subject) == ("state", what, subject)
-    assert t.parse(t.request(rule)).channel == rule
-    assert t.parse(t.response(rule)).kind == "response"
+    assert t.parse(t.request("o1", rule)).channel == rule
+    assert t.parse(t.response("o1", rule)).kind == "response"
 
 
 @PROPS
@@ -55,7 +55,7 @@ def test_builders_refuse_bad_ids(site, bad):
     with pytest.raises(TopicError):
         t.node(bad, "event")
     with pytest.raises(TopicError):
-        t.request(bad)
+        t.request("o1", bad)
     with pytest.raises(TopicError):
         Topics(bad)
 

@@ -100,7 +100,11 @@ def test_provision_writes_every_file_and_configs_load(tmp_path):
                  "autosave_interval 5", "max_queued_messages 10000", "listener 8883"):
         assert line in conf
     acl = (out / "broker" / "acl").read_text()
-    assert f"pattern write {BASE}/node/%u/event" in acl
+    assert f"user node-a\ntopic write {BASE}/node/node-a/event\n" in acl
+    assert "pattern" not in acl  # a %u pattern would apply to staff logins too
+    assert f"user admin\n" in acl and f"topic write {BASE}/request/admin/#" in acl
+    for secret in ("provision.json", "supervisor/accounts.json", "staff/admin.password"):
+        assert (out / secret).stat().st_mode & 0o077 == 0, secret
     # The board's config.json is accepted by the firmware's own loader, in MicroPython.
     board = out / "nodes" / "sensor-b"
     r = subprocess.run([str(MICROPYTHON), "-c",
@@ -282,11 +286,21 @@ def test_a_node_publishes_only_under_its_own_id(site_broker):
     assert f"{BASE}/node/sensor-b/event" not in got
     assert f"{BASE}/alert/critical/x" not in got
     assert [t for t, _ in a.messages] == [f"{BASE}/node/node-a/ack"]
-    staff = Conn(site_broker.local_port, "staff", site_broker.secret("staff/mqtt.password"), None)
+    staff = Conn(site_broker.local_port, "admin", site_broker.secret("staff/admin.password"), None)
     assert staff.ok
     staff.c.publish(f"{BASE}/node/node-a/ack", b"staff may not ack", qos=1).wait_for_publish(5)
     time.sleep(0.5)
     assert b"staff may not ack" not in [p for _, p in a.messages]
+    # A staff login writes only its own requests: no node events under its name, no requests
+    # under another account's; a node writes no staff request.
+    for topic in (f"{BASE}/node/admin/event", f"{BASE}/request/o1/ack-alert"):
+        staff.c.publish(topic, b"forged by staff", qos=1).wait_for_publish(5)
+    a.c.publish(f"{BASE}/request/admin/ack-alert", b"forged by a node", qos=1).wait_for_publish(5)
+    staff.c.publish(f"{BASE}/request/admin/ack-alert", b"genuine", qos=1).wait_for_publish(5)
+    time.sleep(0.5)
+    payloads = [p for _, p in sup.messages]
+    assert b"genuine" in payloads
+    assert b"forged by staff" not in payloads and b"forged by a node" not in payloads
     for c in (sup, a, staff):
         c.close()
 

@@ -39,7 +39,7 @@ class Site:
                          "--port", str(self.b.local_port), "--username", "supervisor",
                          "--password-file", str(self.b.out / "supervisor" / "mqtt.password")],
                         tmp / "supervisor.log").start()
-        staff = ("staff", self.b.secret("staff/mqtt.password"))
+        staff = ("admin", self.b.secret("staff/admin.password"))  # the bootstrap staff account
         self.staff = Conn(self.b.local_port, *staff, None)
         assert self.staff.ok
         self.staff.c.subscribe(f"{BASE}/supervisor/availability", qos=1)

@@ -24,6 +24,7 @@ from tests.supervisor_support import (
     InProcess,
     make_site,
     sped_up,
+    write_accounts,
     write_files,
 )
 
@@ -123,7 +124,8 @@ def start(site_file, keys_file, db, cp, broker, clock) -> subprocess.Popen[bytes
     return subprocess.Popen([sys.executable, "-m", "custody", "supervisor", "--config",
                              str(site_file), "--keys", str(keys_file), "--db", str(db),
                              "--checkpoint", str(cp), "--host", broker.host, "--port",
-                             str(broker.port)], env=env, stdout=subprocess.PIPE,
+                             str(broker.port), "--accounts",
+                             str(write_accounts(db.with_name("accounts.json")))], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
 
 

@@ -73,7 +73,10 @@ def test_staff_cli_and_alerts_watch(broker, tmp_path):
     site, clock = make_site(), sped_up(30)
     sup = InProcess(site, tmp_path, broker.host, broker.port, clock)
     base = [sys.executable, "-m", "custody"]
-    conn = ["--config", str(site_file), "--host", broker.host, "--port", str(broker.port)]
+    pw = tmp_path / "desk.password"
+    pw.write_text("anything\n")  # this broker is anonymous; test_staff_e2e logs in for real
+    conn = ["--config", str(site_file), "--host", broker.host, "--port", str(broker.port),
+            "--password-file", str(pw)]
     try:
         ok = subprocess.run([*base, "staff", "register-officer", *conn, "--user", "desk",
                              "--officer", "o9", "--band", "0a0b0c0d0e", "--sex", "f"],
@@ -90,7 +93,8 @@ def test_staff_cli_and_alerts_watch(broker, tmp_path):
                                            "room": "holding-1"})
         d.wait_for("panic")
         d.close()
-        watch = subprocess.run([*base, "alerts", "watch", *conn, "--seconds", "2"],
+        watch = subprocess.run([*base, "alerts", "watch", *conn, "--user", "desk",
+                                "--seconds", "2"],
                                capture_output=True, text=True, timeout=60)
         assert watch.returncode == 0, watch.stderr
         assert "panic" in watch.stdout and "Active alerts (1)" in watch.stdout, watch.stdout

@@ -20,7 +20,7 @@ from supervisor.ingest import Ingest
 from supervisor.journal import Journal
 from supervisor.staff import Staff
 from supervisor.state import State
-from tests.supervisor_support import BANDS, KEYS, ROOM_NODE, SEX, make_site
+from tests.supervisor_support import BANDS, KEYS, ROOM_NODE, SEX, make_directory, make_site
 
 T0 = 1_700_000_000_000
 
@@ -36,7 +36,8 @@ class World:
         self.now = T0
         self.published: list[tuple[str, dict[str, Any]]] = []
         self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
-        self.staff_h = Staff(self.state, self.journal, self.alerts, lambda: self.now)
+        self.staff_h = Staff(self.state, self.journal, self.alerts, lambda: self.now,
+                             make_directory())
         self.ingest = Ingest(self.journal, self.state, self.topics, KEYS, self.publish,
                              lambda: self.now)
         self.seq: dict[str, int] = {}
@@ -62,9 +63,12 @@ class World:
         self.event(ROOM_NODE[room], "presence.leave", {"band": BANDS[who], "room": room,
                                                        "reader": "r"})
 
-    def staff(self, command: str, args: dict[str, Any], user: str = "o1") -> dict[str, Any]:
-        txn = f"t{len(self.state.txns)}-{self.now}"
-        return json.loads(self.staff_h.handle(command, request_payload(txn, user, args)))
+    def staff(self, command: str, args: dict[str, Any], user: str | None = None
+              ) -> dict[str, Any]:
+        # Approvals come from the duty supervisor (on no team), the rest from officer o1.
+        user = user or ("sup" if command.startswith("approve-") else "o1")
+        txn = f"t{len(self.state.txns)}-{self.journal.count}-{self.now}"
+        return json.loads(self.staff_h.handle(user, command, request_payload(txn, None, args)))
 
     def people(self) -> None:
         for o in ("o1", "o2", "o3"):
@@ -202,7 +206,10 @@ def test_staff_refuses_bad_commands_whole(w):
     for cmd, args, why in bad:
         r = w.staff(cmd, args)
         assert not r["ok"] and why in r["error"], (cmd, r)
-    assert w.journal.count == before
+    # Nothing changed; each refusal is journaled as refused (who, what, why).
+    assert w.journal.count == before + len(bad)
+    assert [(r["user"], r["command"]) for r in w.state.refused] == \
+        [("sup" if c.startswith("approve-") else "o1", c) for c, _, _ in bad]
 
 
 def test_duplicates_are_acked_again_and_journaled_once(w):

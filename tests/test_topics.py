@@ -15,8 +15,8 @@ def test_builders_and_parser_round_trip():
         (T.state("alerts"), "state", "alerts"),
         (T.state("room", "holding-1"), "state", "room"),
         (T.supervisor("checkpoint"), "supervisor", "checkpoint"),
-        (T.request("register-detainee"), "request", "register-detainee"),
-        (T.response("register-detainee"), "response", "register-detainee"),
+        (T.request("o1", "register-detainee"), "request", "register-detainee"),
+        (T.response("o1", "register-detainee"), "response", "register-detainee"),
     ]:
         parsed = T.parse(topic)
         assert (parsed.kind, parsed.channel) == (kind, channel)

@@ -4,14 +4,18 @@ Everything lands under one output directory (secret: keep it on the provisioning
 
     ca/            site CA (ca.key never leaves this directory), ca.crt, ca.der
     broker/        mosquitto.conf, ca.crt, server.crt, server.key, passwords, acl
-    supervisor/    keys.toml (every node's HMAC key), mqtt.password, ca.crt
-    staff/         mqtt.password (read-only on alerts, request/response)
+    supervisor/    keys.toml (every node's HMAC key), mqtt.password, ca.crt,
+                   accounts.json (the staff directory: roles, scrypt and broker hashes)
+    staff/         admin.password (the bootstrap admin's first password), ca.crt
     nodes/<id>/    room node: agent.toml, site.toml, node.key, mqtt.password, ca.crt
                    sensor board: config.json, ca.der (copy onto the board's flash)
     provision.json what was provisioned with which options, and who is revoked
 
 Re-running keeps every existing secret (CA, broker key, node keys and passwords) and only
 adds what is new; revoking removes a node's broker password and HMAC key in one command.
+Staff log in to the broker with their own accounts (`custody accounts`), never a shared
+login; the first run creates one account, `admin`, with a random password in
+staff/admin.password. Every secret file is written 0600.
 """
 
 import json
@@ -25,13 +29,15 @@ from pathlib import Path
 from protocol.ids import check_id
 from protocol.keys import dump_keys
 from protocol.site import Node, Site, load_site
+from supervisor.accounts import AccountError, AccountFile
 
 from . import pki
 from .files import acl_text, agent_toml, board_config, mosquitto_conf
 
 SUPERVISOR_USER = "supervisor"
-STAFF_USER = "staff"
+ADMIN_USER = "admin"
 STATE_FILE = "provision.json"
+ACCOUNTS_FILE = "supervisor/accounts.json"
 
 
 class ProvisionError(RuntimeError):
@@ -137,9 +143,15 @@ def _render_shared(out: Path, site_id: str, prefix: str, nodes: list[str], revok
     users = {n: (out / "nodes" / n / "mqtt.password").read_text().strip() for n in live}
     users[SUPERVISOR_USER] = _secret(out / "supervisor" / "mqtt.password",
                                      _new_password())
-    users[STAFF_USER] = _secret(out / "staff" / "mqtt.password", _new_password())
-    _hash_passwords(out / "broker" / "passwords", users)
-    _write(out / "broker" / "acl", acl_text(f"{prefix}/{site_id}", SUPERVISOR_USER, STAFF_USER))
+    (out / "staff" / "mqtt.password").unlink(missing_ok=True)  # the old shared staff login
+    staff = _accounts(out).broker_hashes()
+    clash = sorted(set(staff) & set(nodes))
+    if clash:
+        raise ProvisionError(f"staff account(s) {', '.join(clash)} have a node's id: rename "
+                             "them (a broker login must be one or the other)")
+    _hash_passwords(out / "broker" / "passwords", users, staff)
+    _write(out / "broker" / "acl", acl_text(f"{prefix}/{site_id}", SUPERVISOR_USER, live,
+                                            sorted(staff)))
     _write(out / "broker" / "mosquitto.conf",
            mosquitto_conf(site_id, opts.broker_dir, opts.data_dir, opts.tls_port, opts.bind,
                           opts.local_port, opts.log_file, len(live)))
@@ -147,17 +159,55 @@ def _render_shared(out: Path, site_id: str, prefix: str, nodes: list[str], revok
     _write(out / "supervisor" / "keys.toml", dump_keys(keys), secret=True)
     shutil.copy(out / "ca" / "ca.crt", out / "broker" / "ca.crt")
     shutil.copy(out / "ca" / "ca.crt", out / "supervisor" / "ca.crt")
+    shutil.copy(out / "ca" / "ca.crt", out / "staff" / "ca.crt")
 
 
-def _hash_passwords(path: Path, users: dict[str, str]) -> None:
-    """A Mosquitto password file (hashed by mosquitto_passwd, never stored in clear)."""
+def _accounts(out: Path) -> AccountFile:
+    try:
+        return AccountFile(out / ACCOUNTS_FILE)
+    except AccountError as e:
+        raise ProvisionError(str(e)) from None
+
+
+def _bootstrap_admin(out: Path) -> bool:
+    """Create the first admin account (password in staff/admin.password) if none exists."""
+    f = _accounts(out)
+    if f.data["accounts"]:
+        return False
+    password = _secret(out / "staff" / "admin.password", _new_password())
+    f.add("provision", ADMIN_USER, "Site administrator", "x", ["admin"], password)
+    f.save()
+    return True
+
+
+def render_staff(out: str | Path) -> None:
+    """Re-render the broker's password file and ACL after a staff account changed."""
+    outp = Path(out)
+    state = _state(outp)
+    if not state:
+        raise ProvisionError(f"{outp} has no {STATE_FILE}: provision the site first")
+    nodes = [str(n) for n in state.get("nodes", [])]  # type: ignore[attr-defined]
+    revoked = [str(n) for n in state.get("revoked", [])]  # type: ignore[attr-defined]
+    _render_shared(outp, str(state["site"]), str(state["topic_prefix"]), nodes, revoked,
+                   Options(**state["options"]))  # type: ignore[arg-type]
+
+
+def _hash_passwords(path: Path, users: dict[str, str], hashed: dict[str, str]) -> None:
+    """A Mosquitto password file (hashed by mosquitto_passwd, never stored in clear);
+    `hashed`: lines already in Mosquitto's format (the staff accounts)."""
     exe = shutil.which("mosquitto_passwd")
     if exe is None:
         raise ProvisionError("mosquitto_passwd not found (apt-get install mosquitto)")
-    _write(path, "".join(f"{u}:{p}\n" for u, p in sorted(users.items())), secret=True)
-    r = subprocess.run([exe, "-U", str(path)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise ProvisionError(f"mosquitto_passwd -U failed: {r.stderr.strip()}")
+    tmp = path.with_name(path.name + ".clear")
+    _write(tmp, "".join(f"{u}:{p}\n" for u, p in sorted(users.items())), secret=True)
+    try:
+        r = subprocess.run([exe, "-U", str(tmp)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ProvisionError(f"mosquitto_passwd -U failed: {r.stderr.strip()}")
+        text = tmp.read_text() + "".join(f"{u}:{h}\n" for u, h in sorted(hashed.items()))
+    finally:
+        tmp.unlink(missing_ok=True)
+    _write(path, text, secret=True)
 
 
 def _node_files(out: Path, site: Site, node: Node, opts: Options, site_path: Path) -> bool:
@@ -201,6 +251,7 @@ def provision(site_path: str | Path, out: str | Path, opts: Options | None = Non
         (report.added if _node_files(outp, site, node, opts, Path(site_path)) else
          report.kept).append(node.id)
     known = sorted({p.name for p in (outp / "nodes").iterdir() if p.is_dir()})
+    _bootstrap_admin(outp)
     _render_shared(outp, site.id, site.topic_prefix, known, revoked, opts)
     _save_state(outp, site.id, site.topic_prefix, known, revoked, opts)
     return report
@@ -210,7 +261,8 @@ def _save_state(out: Path, site_id: str, prefix: str, nodes: list[str], revoked:
                 opts: Options) -> None:
     _write(out / STATE_FILE, json.dumps({"site": site_id, "topic_prefix": prefix,
                                          "nodes": nodes, "revoked": sorted(set(revoked)),
-                                         "options": asdict(opts)}, indent=1) + "\n")
+                                         "options": asdict(opts)}, indent=1) + "\n",
+           secret=True)  # options hold the Wi-Fi password
 
 
 def revoke(out: str | Path, node: str) -> None:
@@ -239,5 +291,5 @@ def reinstate(out: str | Path, node: str) -> None:
     state = _state(outp)
     revoked = [str(n) for n in state.get("revoked", []) if n != node]  # type: ignore[attr-defined]
     state["revoked"] = revoked
-    _write(outp / STATE_FILE, json.dumps(state, indent=1) + "\n")
+    _write(outp / STATE_FILE, json.dumps(state, indent=1) + "\n", secret=True)
 

@@ -1,0 +1,176 @@
+"""Staff accounts, roles, four eyes, refusals, lockout: Staff and Directory called directly,
+then the lockout alert and a retained request through a real supervisor and Mosquitto."""
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from protocol.staff import request_payload
+from protocol.transport import LinkConf
+from supervisor.accounts import AccountError, AccountFile, Directory
+from supervisor.roles import COMMAND_ROLES, permitted
+from supervisor.staff import team
+from tests.supervisor_support import (
+    ACCOUNT_PASSWORD,
+    Driver,
+    InProcess,
+    make_directory,
+    make_site,
+    sped_up,
+)
+from tests.test_supervisor_units import T0, World
+
+
+@pytest.fixture
+def w(tmp_path):
+    world = World(tmp_path)
+    world.people()
+    yield world
+    world.journal.close()
+
+
+def test_roles_per_command():
+    d = make_directory()
+    acct = {u: d.get(u) for u in ("o1", "sup", "insp", "adm")}
+    assert all(a is not None for a in acct.values())
+    assert permitted(acct["o1"], "record-search") and not permitted(acct["o1"], "approve-extension")
+    assert permitted(acct["sup"], "approve-disposition")
+    assert permitted(acct["insp"], "record-finding")
+    assert not any(permitted(acct["insp"], c) for c in COMMAND_ROLES if c != "record-finding")
+    assert [c for c in COMMAND_ROLES if permitted(acct["adm"], c)] == ["unlock-account"]
+
+
+def test_team_and_four_eyes(w):
+    w.at(10).staff("record-search", {"detainee": "d1", "officers": ["o2", "o3"],
+                                     "result": "completed"}, user="o2")
+    assert team(w.state.detainees["d1"]) == {"o1", "o2", "o3"}
+    r = w.staff("approve-extension", {"detainee": "d1", "hours": 2}, user="o3")
+    assert not r["ok"] and "own team" in r["error"]
+    assert w.staff("approve-extension", {"detainee": "d1", "hours": 2}, user="sup")["ok"]
+    assert w.state.refused[-1]["user"] == "o3"
+
+
+def test_admin_and_legal_officer_change_no_custody(w):
+    for user in ("adm", "insp"):
+        r = w.staff("set-observation", {"detainee": "d1", "observation": "high"}, user=user)
+        assert not r["ok"] and "may not do this" in r["error"]
+    assert w.staff("record-finding", {"finding": "cell 1 light broken"}, user="insp")["ok"]
+    assert w.staff("unlock-account", {"account": "o1"}, user="adm")["ok"]
+    assert w.state.detainees["d1"].observation == "level1"
+
+
+def test_unknown_and_disabled_accounts_and_bad_payloads_are_refused_and_journaled(w):
+    before = w.journal.count
+    assert "unknown account" in w.staff("record-welfare-check", {"detainee": "d1"},
+                                        user="ghost")["error"]
+    w.staff_h.accounts._records["o2"]["enabled"] = False
+    assert "disabled" in w.staff("record-welfare-check", {"detainee": "d1"}, user="o2")["error"]
+    r = json.loads(w.staff_h.handle("o1", "record-welfare-check",
+                                    request_payload("z1", "o2", {"detainee": "d1"})))
+    assert not r["ok"] and "names user 'o2'" in r["error"]
+    r = json.loads(w.staff_h.handle("o1", "record-welfare-check",
+                                    request_payload("z2", None, {"detainee": "d1"}),
+                                    retained=True))
+    assert not r["ok"] and "retained" in r["error"]
+    assert w.journal.count == before + 4
+    assert [x["user"] for x in w.state.refused] == ["ghost", "o2", "o1", "o1"]
+
+
+def test_emergency_exit_by_an_officer_raises_a_critical_alert(w):
+    r = w.at(20).staff("record-emergency-exit", {"detainee": "d1", "reason": "chest pain",
+                                                 "return_by_ts": T0 + 3_600_000})
+    assert r["ok"], r
+    w.alerts.reconcile(w.at(21).now)
+    a = [a for a in w.state.alerts.values() if a["rule"] == "emergency-exit"]
+    assert len(a) == 1 and a[0]["severity"] == "critical" and "chest pain" in a[0]["message"]
+    assert w.state.detainees["d1"].temp_approval["emergency"] is True
+    r = w.staff("record-emergency-exit", {"detainee": "d1", "reason": " ",
+                                          "return_by_ts": T0 + 3_600_000}, user="o2")
+    assert not r["ok"]
+
+
+def test_account_file_keeps_history_and_never_a_hash_in_it(tmp_path):
+    f = AccountFile(tmp_path / "accounts.json")
+    f.add("admin", "anna", "Anna", "f", ["officer"], "a-long-password")
+    with pytest.raises(AccountError, match="at least"):
+        f.add("admin", "bob", "Bob", "m", ["officer"], "short")
+    with pytest.raises(AccountError, match="role 'boss' unknown"):
+        f.add("admin", "bob", "Bob", "m", ["boss"], "a-long-password")
+    f.set("admin", "anna", roles=["officer", "custody-supervisor"], password="another-password")
+    f.set_enabled("admin", "anna", False)
+    f.save()
+    g = AccountFile(tmp_path / "accounts.json")
+    assert [(h["action"], h["seq"]) for h in g.data["history"]] == \
+        [("create", 1), ("change", 2), ("disable", 3)]
+    hist = json.dumps(g.data["history"])
+    assert "scrypt$" not in hist and "$7$" not in hist and "another-password" not in hist
+    assert g.get("anna") is not None and not g.get("anna").enabled  # type: ignore[union-attr]
+    assert "hash" not in repr(g.get("anna"))
+    assert (tmp_path / "accounts.json").stat().st_mode & 0o077 == 0
+
+
+def test_lockout_after_five_failures_in_a_row():
+    now = [100.0]
+    locked: list[tuple[str, int]] = []
+    d = Directory.from_records(json.loads(json.dumps(make_directory()._records)),
+                               fail_delay_s=0.05, lock_s=60, clock=lambda: now[0])
+    d.on_lockout = lambda u, n: locked.append((u, n))
+    assert d.verify_password("o1", ACCOUNT_PASSWORD) is not None
+    t = time.monotonic()
+    for _ in range(4):
+        assert d.verify_password("o1", "wrong") is None
+    assert time.monotonic() - t >= 4 * 0.05  # every failure answers late
+    assert d.verify_password("o1", ACCOUNT_PASSWORD) is not None  # not 5 in a row: reset
+    for _ in range(5):
+        assert d.verify_password("o1", "wrong") is None
+    assert locked == [("o1", 5)] and d.locked("o1")
+    assert d.verify_password("o1", ACCOUNT_PASSWORD) is None  # locked: even the right one
+    now[0] += 61
+    assert d.verify_password("o1", ACCOUNT_PASSWORD) is not None
+
+
+def test_lockout_raises_a_security_alert_and_retained_request_is_refused(broker, tmp_path):
+    site, clock = make_site(), sped_up(30)
+    d = Driver(broker.host, broker.port, site, clock)
+    # Published retained while the supervisor is down: the broker would replay it at start.
+    d.client.publish(d.topics.request("o1", "register-officer"),
+                     request_payload("kept-1", None, {"officer": "o1", "band": "00000000a1",
+                                                      "sex": "m"}), qos=1,
+                     retain=True).wait_for_publish(5)
+    sup = InProcess(site, tmp_path, broker.host, broker.port, clock)
+    try:
+        r = _response(d, "kept-1")
+        assert not r["ok"] and "retained" in r["error"]
+        assert "o1" not in sup.sup.state.officers
+        sup.sup.accounts.fail_delay_s = 0
+        for _ in range(5):
+            assert sup.sup.accounts.verify_password("o2", "not-it") is None
+        alert = d.wait_for("login-locked")
+        assert alert["severity"] == "critical" and "o2" in alert["message"]
+        assert sup.sup.accounts.verify_password("o2", ACCOUNT_PASSWORD) is None
+        # The cleared retained request is not replayed to a new subscriber.
+        probe = Driver(broker.host, broker.port, site, clock)
+        got: list[Any] = []
+        probe.client.on_message = lambda c, u, m: got.append(m.payload)
+        probe.client.subscribe(d.topics.request("o1", "register-officer"), qos=1)
+        time.sleep(1.0)
+        probe.close()
+        assert not [p for p in got if p]
+    finally:
+        d.close()
+        sup.stop()
+
+
+def _response(d: Driver, txn: str, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = d.responses.get(timeout=max(0.01, deadline - time.monotonic()))
+        if r["txn"] == txn:
+            return dict(r)
+    raise AssertionError(f"no response to {txn}")
+
+
+def test_link_conf_repr_hides_the_password():
+    assert "s3cret" not in repr(LinkConf("h", 1, "u", "s3cret"))
