@@ -9,6 +9,9 @@ scorecard and the compliance report's path. Ctrl-C stops everything cleanly.
 
 import argparse
 import contextlib
+import random
+import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,7 @@ from .cli import print_score
 from .runner import Run, RunOptions
 from .scenario import SCENARIO_DIR, describe, load_scenario
 from .score import Score
+from .timetable import DUTY_SUPERVISOR
 
 DEMO_SCENARIO = SCENARIO_DIR / "demo-day.toml"
 
@@ -55,6 +59,65 @@ class View:
                 self.notes.appendleft(f"{kind}: {data}")
             if self.plain:
                 print(f"{kind.upper()} {data}", flush=True)
+
+
+class DeskStaff:
+    """Simulated staff at the desk, acting as their own accounts through the staff path.
+
+    Most alerts are acknowledged within a minute of custody time by an officer (round robin
+    over the centre's officers), one non-critical alert is marked a false alarm with a reason,
+    so the report's lifecycle figures are made by named accounts. Exits are approved by the
+    duty supervisor in the day's timetable already.
+    """
+
+    ACK_SHARE = 0.9  # the rest stay unacknowledged until they resolve (or escalate)
+    OPEN = ("raised", "updated", "escalated")
+
+    def __init__(self, run: Run, seed: int | None) -> None:
+        self.run = run
+        self.rng = random.Random(seed)
+        self.officers = sorted(run.sc.centre.officers)
+        self.state: dict[str, str] = {}
+        self.due: list[tuple[float, str, str, str, dict[str, Any]]] = []
+        self.false_marked = False
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def on_alert(self, data: dict[str, Any]) -> None:
+        """An alert message (MQTT thread): plan what a person at the desk does about it."""
+        aid, st = str(data.get("id")), str(data.get("state"))
+        with self.lock:
+            first = aid not in self.state
+            self.state[aid] = st
+            if st != "raised" or not first or not self.officers:
+                return
+            t = self.run.t()
+            who = self.officers[self.n % len(self.officers)]
+            self.n += 1
+            if not self.false_marked and data.get("severity") != "critical":
+                self.false_marked = True
+                self.due.append((t + self.rng.uniform(15, 45), aid, "false-alarm", who, {
+                    "alert": aid, "note": "checked on camera and in person: nothing wrong"}))
+            elif self.rng.random() < self.ACK_SHARE:
+                self.due.append((t + self.rng.uniform(5, 55), aid, "ack-alert", who, {
+                    "alert": aid, "action": "attended the room"}))
+
+    def tick(self) -> None:
+        """Send what is due (main thread), skipping alerts that closed meanwhile."""
+        now = self.run.t()
+        with self.lock:
+            ready = [d for d in self.due if d[0] <= now]
+            self.due = [d for d in self.due if d[0] > now]
+            ready = [d for d in ready if self.state.get(d[1]) in self.OPEN]
+        for _t, _aid, command, user, args in ready:
+            self.run.command(command, user, args)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _render(run: Run, view: View, t: float, total: float) -> Any:
@@ -117,13 +180,25 @@ def demo(args: argparse.Namespace) -> int:
     live_ok = sys.stdout.isatty() and not args.plain
     view.plain = not live_ok
     broker = start_broker(BrokerConfig(port=args.port))
-    run = Run(sc, RunOptions(workdir=workdir, keep=True, on_event=view.on_event,
-                             broker=broker))
+    desk_port = args.desk_port or _free_port()
+    desk_password = secrets.token_urlsafe(12)
+    staff: list[DeskStaff] = []
+
+    def on_event(kind: str, data: Any) -> None:
+        view.on_event(kind, data)
+        if kind == "alert" and staff and isinstance(data, dict):
+            staff[0].on_alert(data)
+
+    run = Run(sc, RunOptions(workdir=workdir, keep=True, on_event=on_event, broker=broker,
+                             desk_port=desk_port, desk_password=desk_password))
+    staff.append(DeskStaff(run, args.seed))
     score: Score | None = None
     print(f"custody demo: {describe(sc)}")
     print(f"broker: {broker.kind} on {broker.host}:{broker.port}; files and logs in {workdir}")
     print("staff can watch the alerts live with:\n  mosquitto_sub -h 127.0.0.1 -p "
           f"{broker.port} -t '{sc.centre.site.topic_prefix}/+/alert/#' -v", flush=True)
+    print(f"desk: http://127.0.0.1:{desk_port} user {DUTY_SUPERVISOR} password "
+          f"{desk_password}", flush=True)
     total = sc.duration_s
     try:
         run.start()
@@ -131,11 +206,16 @@ def demo(args: argparse.Namespace) -> int:
             from rich.live import Live
 
             with Live(_render(run, view, 0, total), refresh_per_second=4) as live:
-                run.run_steps(lambda t: live.update(_render(run, view, t, total)))
+                def live_step(t: float) -> None:
+                    staff[0].tick()
+                    live.update(_render(run, view, t, total))
+
+                run.run_steps(live_step)
         else:
             marks = [i / 10 for i in range(1, 11)]
 
             def progress(t: float) -> None:
+                staff[0].tick()
                 while marks and t >= total * marks[0]:
                     print(f"progress {marks.pop(0) * 100:3.0f} %  custody time "
                           f"{t / 3600:.2f} h", flush=True)
@@ -167,4 +247,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
     p.add_argument("--workdir", default=None, help="where files, logs and the report go")
     p.add_argument("--plain", action="store_true", help="plain lines instead of a live view")
+    p.add_argument("--desk-port", type=int, default=0,
+                   help="port of the web desk on 127.0.0.1 (default: a free one)")
     p.set_defaults(func=demo)
