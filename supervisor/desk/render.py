@@ -99,6 +99,18 @@ def _sev(ctx: Ctx, sev: str) -> str:
     return f'<span class="sev {e(sev)}">{e(t(ctx.lang, sev))}</span>'
 
 
+def _doors(ctx: Ctx, doors: list[tuple[str, str]]) -> str:
+    """A room's doors: each named when few, else counted by state (a corridor has many)."""
+    if not doors:
+        return "-"
+    if len(doors) <= 2:
+        return ", ".join(f"{e(d)}: <b class=\"door {e(s)}\">{e(s)}</b>" for d, s in doors)
+    by: dict[str, int] = {}
+    for _d, st in doors:
+        by[st] = by.get(st, 0) + 1
+    return ", ".join(f'<b class="door {e(st)}">{e(st)}</b> ×{n}' for st, n in sorted(by.items()))
+
+
 def floor(snap: dict[str, Any], ctx: Ctx) -> str:
     """Every room as a tile: people, camera, doors, open alerts."""
     tiles = []
@@ -115,7 +127,7 @@ def floor(snap: dict[str, Any], ctx: Ctx) -> str:
         cam = r["camera"]
         cam_txt = (t(ctx.lang, "no_camera") if cam is None else
                    t(ctx.lang, "live") if cam else t(ctx.lang, "not_live"))
-        doors = ", ".join(f"{e(d)}: {e(s)}" for d, s in r["doors"]) or "-"
+        doors = _doors(ctx, r["doors"])
         alerts = "".join(f'<li class="sev {e(a["severity"])}">{e(a["rule"])}</li>'
                          for a in r["alerts"])
         tiles.append(
