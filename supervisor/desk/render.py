@@ -144,11 +144,11 @@ def floor(snap: dict[str, Any], ctx: Ctx) -> str:
 def _alert_row(snap: dict[str, Any], ctx: Ctx, a: dict[str, Any]) -> str:
     now = snap["now"]
     acked = a.get("acked_ts")
-    state = (t(ctx.lang, "acknowledged") if acked else t(ctx.lang, "open"))
+    state = t(ctx.lang, "open")
     if acked:
-        state += " · " + e(t(ctx.lang, "acked_by").format(
+        state = t(ctx.lang, "acked_by").format(
             who=snap["names"].get(a["acked_by"], a["acked_by"]),
-            dur=fmt_dur(acked - a["raised_ts"])))
+            dur=fmt_dur(acked - a["raised_ts"]))
         if a.get("action"):
             state += f": {a['action']}"
     acts = []
