@@ -65,51 +65,61 @@ class DeskStaff:
     """Simulated staff at the desk, acting as their own accounts through the staff path.
 
     Most alerts are acknowledged within a minute of custody time by an officer (round robin
-    over the centre's officers), one non-critical alert is marked a false alarm with a reason,
-    so the report's lifecycle figures are made by named accounts. Exits are approved by the
-    duty supervisor in the day's timetable already.
+    over the centre's officers), and the first non-critical alert still open after a few
+    seconds is marked a false alarm with a reason, so the report's lifecycle figures are made
+    by named accounts. Exits are approved by the duty supervisor in the day's timetable.
     """
 
     ACK_SHARE = 0.9  # the rest stay unacknowledged until they resolve (or escalate)
     OPEN = ("raised", "updated", "escalated")
+    FALSE_AFTER_MS = 5_000  # custody time an alert is looked at before it is called false
 
     def __init__(self, run: Run, seed: int | None) -> None:
         self.run = run
         self.rng = random.Random(seed)
         self.officers = sorted(run.sc.centre.officers)
-        self.state: dict[str, str] = {}
-        self.due: list[tuple[float, str, str, str, dict[str, Any]]] = []
+        self.alerts: dict[str, dict[str, Any]] = {}  # id -> state, severity, seen, ack_at
+        self.acted: set[str] = set()
         self.false_marked = False
         self.n = 0
         self.lock = threading.Lock()
 
     def on_alert(self, data: dict[str, Any]) -> None:
-        """An alert message (MQTT thread): plan what a person at the desk does about it."""
-        aid, st = str(data.get("id")), str(data.get("state"))
+        """An alert message (MQTT thread): note its state; plan an acknowledgement."""
+        aid = str(data.get("id"))
+        now = self.run.clock.now_ms()
         with self.lock:
-            first = aid not in self.state
-            self.state[aid] = st
-            if st != "raised" or not first or not self.officers:
-                return
-            t = self.run.t()
-            who = self.officers[self.n % len(self.officers)]
-            self.n += 1
-            if not self.false_marked and data.get("severity") != "critical":
-                self.false_marked = True
-                self.due.append((t + self.rng.uniform(15, 45), aid, "false-alarm", who, {
-                    "alert": aid, "note": "checked on camera and in person: nothing wrong"}))
-            elif self.rng.random() < self.ACK_SHARE:
-                self.due.append((t + self.rng.uniform(5, 55), aid, "ack-alert", who, {
-                    "alert": aid, "action": "attended the room"}))
+            a = self.alerts.get(aid)
+            if a is None:
+                a = self.alerts[aid] = {
+                    "seen": now, "ack_at": (now + int(self.rng.uniform(3, 40) * 1000)
+                                            if self.rng.random() < self.ACK_SHARE else None)}
+            a["state"], a["severity"] = str(data.get("state")), data.get("severity")
 
     def tick(self) -> None:
-        """Send what is due (main thread), skipping alerts that closed meanwhile."""
-        now = self.run.t()
+        """Act on what is due (main thread); alerts that closed meanwhile are left alone."""
+        if not self.officers:
+            return
+        now = self.run.clock.now_ms()
+        todo: list[tuple[str, str, dict[str, Any]]] = []
         with self.lock:
-            ready = [d for d in self.due if d[0] <= now]
-            self.due = [d for d in self.due if d[0] > now]
-            ready = [d for d in ready if self.state.get(d[1]) in self.OPEN]
-        for _t, _aid, command, user, args in ready:
+            for aid, a in self.alerts.items():
+                if aid in self.acted or a["state"] not in self.OPEN:
+                    continue
+                who = self.officers[self.n % len(self.officers)]
+                if (not self.false_marked and a["severity"] != "critical"
+                        and now - a["seen"] >= self.FALSE_AFTER_MS):
+                    self.false_marked = True
+                    todo.append(("false-alarm", who, {
+                        "alert": aid, "note": "checked on camera and in person: nothing wrong"}))
+                elif a["ack_at"] is not None and now >= a["ack_at"]:
+                    todo.append(("ack-alert", who, {"alert": aid,
+                                                    "action": "attended the room"}))
+                else:
+                    continue
+                self.acted.add(aid)
+                self.n += 1
+        for command, user, args in todo:
             self.run.command(command, user, args)
 
 
