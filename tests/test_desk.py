@@ -179,6 +179,11 @@ def test_officer_sees_no_approval_and_forged_approval_refused(world: World) -> N
                            form={"command": "approve-disposition", "detainee": "d2",
                                  "disposition": "release"})
     assert r2.status == 403
+    # Nor from a page of another site, even with the token.
+    r3 = page.request.post(w.desk.url + "/action", headers={
+        "Accept": "application/json", "Origin": "http://elsewhere.example"},
+        form={"csrf": csrf or "", "command": "ack-alert", "alert": "x", "action": "y"})
+    assert r3.status == 403
     refused = as_worker(w, lambda: [e.json() for e in w.sup.journal.entries()
                                     if e.kind == "refused"])
     assert any(x["user"] == "off1" and x["command"] == "approve-disposition" for x in refused)

@@ -522,7 +522,7 @@ class DeskHandler(BaseHTTPRequestHandler):
         try:
             self.wfile.write(b"retry: 1000\n\n")
             self.wfile.flush()
-            version, last_html, last_count = -1, None, -1
+            version, last_html, last_count, last_at = -1, None, -1, 0.0
             while not desk.closing.is_set():
                 snap, version2 = desk.wait(version, KEEPALIVE_S)
                 if desk.session(self._cookies().get("desk_session")) is None:
@@ -545,9 +545,10 @@ class DeskHandler(BaseHTTPRequestHandler):
                         self._event("alert", desk.feed_item(idx, m, lang))
                 last_idx = max(last_idx, snap["count"])
                 ctx = desk.ctx(s, lang)
-                if view in ("record", "inspection") and snap["count"] == last_count:
-                    continue  # these read the journal: only when it grew
-                last_count = snap["count"]
+                if view in ("record", "inspection") and (
+                        snap["count"] == last_count or time.monotonic() - last_at < 1.0):
+                    continue  # these read the journal: when it grew, at most once a second
+                last_count, last_at = snap["count"], time.monotonic()
                 html = desk.view_html(view, extra, snap, ctx)
                 if html != last_html:
                     self._event("view", {"html": html, "tone": tone(snap),
@@ -571,6 +572,10 @@ class DeskHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """Sign in, sign out, actions."""
         path = urlsplit(self.path).path
+        origin = self.headers.get("Origin")
+        if origin and origin != "null" and urlsplit(origin).netloc != self.headers.get("Host"):
+            # A form posted from another site (sign-in included): refused before reading it.
+            return self._send(HTTPStatus.FORBIDDEN, "cross-site request refused", "text/plain")
         try:
             form = self._form()
         except ValueError as e:
