@@ -529,6 +529,7 @@ class DeskHandler(BaseHTTPRequestHandler):
                     self._event("expired", {})
                     return
                 if snap is None or version2 == version:
+                    version = version2  # (no snapshot yet: wait for the first, do not spin)
                     self.wfile.write(b": keepalive\n\n")
                     self.wfile.flush()
                     continue
