@@ -76,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         browser.close()
         pw.stop()
         driver.close()
-        desk.stop()
+        w.desk.stop()
         sup.stop_event.set()
         thread.join(10)
         broker.close()
@@ -260,3 +260,27 @@ def test_reconnect_gets_missed_alerts(world: World) -> None:
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     c.request("GET", "/events?view=floor")
     assert c.getresponse().status == 401
+
+
+def test_browser_reconnects_and_misses_no_alert(world: World) -> None:
+    """The desk goes away (a network drop), an alert is raised meanwhile; when the desk is
+    back the open page reconnects by itself and shows the alert, in the queue and the feed."""
+    w = world
+    page = sign_in(w, "sup1")
+    page.goto(w.desk.url + "/alerts")
+    page.wait_for_function("document.body.dataset.count !== undefined")
+    port = w.desk.port
+    w.desk.stop()
+    page.locator("#banner").wait_for(state="visible")  # the page says it lost the desk
+    w.driver.enter("o3", "holding-1")
+    deadline = time.monotonic() + 10
+    while not any(a["room"] == "holding-1" and a["rule"] == "unknown-band"
+                  for a in as_worker(w, lambda: list(w.sup.state.alerts.values()))):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    w.desk = Desk(w.sup, "127.0.0.1", port)  # what was missed is only in the journal now
+    w.desk.start()
+    page.get_by_role("row").filter(has_text="unknown-band").filter(
+        has_text="holding-1").wait_for(timeout=15_000)
+    page.locator("#feed li").filter(has_text="unknown-band holding-1 raised").wait_for()
+    assert page.locator("#banner").is_hidden()
