@@ -29,7 +29,7 @@ from protocol.staff import COMMANDS
 
 from . import render
 from .i18n import fmt_time, t
-from .snapshot import build
+from .snapshot import RECENT_CLOSED, build, recently_closed
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -37,6 +37,7 @@ LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
 IDLE_S = 30 * 60  # a session not used for this long expires
 MAX_S = 12 * 3600  # and none outlives a shift
 SNAPSHOT_EVERY_S = 1.0  # clocks on the pages move at least this often
+SNAPSHOT_MIN_GAP_S = 0.05  # and under load snapshots are built at most this often
 KEEPALIVE_S = 15.0
 RING = 2000  # recent alert messages kept for streams that fell behind
 FEED_START = 20  # alert messages a freshly opened page's activity feed starts with
@@ -75,6 +76,8 @@ class Desk:
         self.ring: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RING)
         # Alert messages journaled after this entry are all in the ring (older: the journal).
         self.ring_start = sup.state.count
+        self.closed: deque[str] = deque(reversed(recently_closed(sup.state)),
+                                        maxlen=RECENT_CLOSED)  # oldest first
         self._built_at = 0.0
         self._built_count = -1
         self._alert_prefix = f"{sup.topics.base}/alert/"
@@ -119,6 +122,8 @@ class Desk:
             except ValueError:
                 log.warning("desk: unreadable alert message on %s", topic)
                 return
+            if msg.get("state") in ("resolved", "false_alarm"):
+                self.closed.append(str(msg.get("id")))
             with self.cond:
                 if len(self.ring) == RING:
                     self.ring_start = self.ring[0][0]
@@ -128,9 +133,11 @@ class Desk:
         """Build a new snapshot when the journal grew or a second passed (worker thread)."""
         count = self.sup.state.count
         mono = time.monotonic()
-        if count == self._built_count and mono - self._built_at < SNAPSHOT_EVERY_S:
+        since = mono - self._built_at
+        if since < SNAPSHOT_MIN_GAP_S or (count == self._built_count and
+                                          since < SNAPSHOT_EVERY_S):
             return
-        snap = build(self.sup.state, now, count, self._names())
+        snap = build(self.sup.state, now, count, self._names(), list(reversed(self.closed)))
         self._built_at, self._built_count = mono, count
         with self.cond:
             self.snap = snap

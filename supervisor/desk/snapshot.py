@@ -5,6 +5,7 @@ snapshot (dicts, lists, numbers, text) each time the journal grows or a second h
 the pages are rendered from that copy.
 """
 
+import heapq
 from typing import Any
 
 from ..rules.limits import limit_ms
@@ -55,7 +56,16 @@ def _detainee(state: State, cid: str, now: int) -> dict[str, Any]:
             "temp_approval": c.temp_approval}
 
 
-def build(state: State, now: int, count: int, names: dict[str, str]) -> dict[str, Any]:
+def recently_closed(state: State) -> list[str]:
+    """Ids of the last RECENT_CLOSED closed alerts, newest first (a scan: once at start)."""
+    closed = heapq.nlargest(RECENT_CLOSED, (a for a in state.alerts.values()
+                                            if a.get("closed_ts")),
+                            key=lambda a: a["closed_ts"])
+    return [a["id"] for a in closed]
+
+
+def build(state: State, now: int, count: int, names: dict[str, str],
+          closed_ids: list[str]) -> dict[str, Any]:
     """Copy what the desk shows out of the live state (call on the worker thread)."""
     by_room: dict[str, list[dict[str, Any]]] = {}
     open_alerts = [_alert(a) for a in state.open_alerts()]
@@ -82,8 +92,7 @@ def build(state: State, now: int, count: int, names: dict[str, str]) -> dict[str
                        and rs.cam_last_live is not None),
             "doors": doors_of.get(r.id, []),
             "alerts": by_room.get(r.id, [])})
-    closed = sorted((a for a in state.alerts.values() if a.get("closed_ts")),
-                    key=lambda a: a["closed_ts"], reverse=True)[:RECENT_CLOSED]
+    closed = [state.alerts[i] for i in closed_ids if i in state.alerts]
     return {"count": count, "now": now, "site": {"id": state.site.id, "name": state.site.name},
             "rooms": rooms, "alerts": open_alerts, "closed": [_alert(a) for a in closed],
             "detainees": [_detainee(state, d, now) for d in sorted(state.detainees)],
