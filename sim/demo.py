@@ -81,6 +81,7 @@ class DeskStaff:
         self.alerts: dict[str, dict[str, Any]] = {}  # id -> state, severity, seen, ack_at
         self.acted: set[str] = set()
         self.false_marked = False
+        self.false_txn: str | None = None  # until its answer: refused -> try another alert
         self.n = 0
         self.lock = threading.Lock()
 
@@ -102,6 +103,12 @@ class DeskStaff:
             return
         now = self.run.clock.now_ms()
         todo: list[tuple[str, str, dict[str, Any]]] = []
+        if self.false_txn is not None:
+            with self.run._lock:
+                answer = self.run.responses.get(self.false_txn)
+            if answer is not None:
+                self.false_txn = None
+                self.false_marked = bool(answer.get("ok"))  # e.g. it had just resolved
         with self.lock:
             for aid, a in self.alerts.items():
                 if aid in self.acted or a["state"] not in self.OPEN:
@@ -120,7 +127,9 @@ class DeskStaff:
                 self.acted.add(aid)
                 self.n += 1
         for command, user, args in todo:
-            self.run.command(command, user, args)
+            txn = self.run.command(command, user, args)
+            if command == "false-alarm":
+                self.false_txn = txn
 
 
 def _free_port() -> int:
