@@ -86,8 +86,7 @@ class Desk:
         self.refusals: list[dict[str, Any]] = []
         self.streams = 0
         self.closing = threading.Event()
-        self.httpd = ThreadingHTTPServer((host, port), _handler(self))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), _handler(self))
         if certfile is not None:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -361,6 +360,22 @@ class Desk:
 def tone(snap: dict[str, Any]) -> bool:
     """Whether a critical alert is open and not yet acknowledged (the desk sounds a tone)."""
     return any(a["severity"] == "critical" and not a.get("acked_ts") for a in snap["alerts"])
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server; a browser that went away mid-answer is not an error worth a trace."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log dropped connections quietly, anything else with its traceback."""
+        import sys
+
+        err = sys.exc_info()[1]
+        if isinstance(err, (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError)):
+            log.debug("desk: %s dropped the connection: %s", client_address, err)
+            return
+        log.exception("desk: error answering %s", client_address)
 
 
 def _handler(desk: Desk) -> type[BaseHTTPRequestHandler]:

@@ -15,10 +15,41 @@
     var a = document.activeElement;
     return a && view.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName) && a.value;
   }
+  // Replace only what changed: a queue of a hundred alerts re-rendered whole on every push
+  // would keep the browser busy laying out rows that did not change.
+  function morph(cur, next) {
+    if (cur.nodeType !== next.nodeType || cur.nodeName !== next.nodeName) {
+      cur.replaceWith(next); return;
+    }
+    if (cur.nodeType !== 1) {
+      if (cur.nodeValue !== next.nodeValue) { cur.nodeValue = next.nodeValue; }
+      return;
+    }
+    if (cur.isEqualNode(next)) { return; }
+    var attrsSame = cur.attributes.length === next.attributes.length &&
+      Array.prototype.every.call(next.attributes, function (a) {
+        return cur.getAttribute(a.name) === a.value; });
+    var key = next.getAttribute("data-alert") || next.getAttribute("data-room") ||
+              next.getAttribute("data-detainee");
+    if (!attrsSame || (key && cur.getAttribute("data-alert") !== next.getAttribute("data-alert"))
+        || /^(INPUT|SELECT|TEXTAREA|FORM)$/.test(cur.nodeName)) {
+      cur.replaceWith(next); return;
+    }
+    var a = Array.prototype.slice.call(cur.childNodes);
+    var b = Array.prototype.slice.call(next.childNodes);
+    for (var i = 0; i < b.length; i++) {
+      if (i < a.length) { morph(a[i], b[i]); } else { cur.appendChild(b[i]); }
+    }
+    for (var j = b.length; j < a.length; j++) { cur.removeChild(a[j]); }
+  }
   function apply(html) {
     if (editing()) { pending = html; return; }
     pending = null;
-    view.innerHTML = html;
+    var t = document.createElement("template");
+    t.innerHTML = html;
+    var box = document.createElement("main");
+    box.appendChild(t.content);
+    morph(view, (function () { box.id = view.id; return box; })());
   }
   document.addEventListener("focusout", function () {
     setTimeout(function () { if (pending !== null && !editing()) { apply(pending); } }, 0);
