@@ -41,7 +41,7 @@ from benchmarks.bench_ingest import (
 from benchmarks.results import command_line, write_section
 from custody.broker import Mosquitto
 from protocol.keys import dump_keys
-from protocol.passwords import hash_password, write_file
+from protocol.passwords import hash_password, mosquitto_hash, write_file
 
 PASSWORD = "bench-desk-load-password"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -54,7 +54,7 @@ def start(broker: Mosquitto, tmp: Path, desk_port: int | None) -> subprocess.Pop
     accounts = tmp / "accounts.json"
     write_file(accounts, {"version": 1, "history": [], "accounts": {"sup1": {
         "name": "Bench", "sex": "f", "roles": ["custody-supervisor"], "enabled": True,
-        "hash": hash_password(PASSWORD)}}})
+        "hash": hash_password(PASSWORD), "broker_hash": mosquitto_hash(PASSWORD)}}})
     for f in tmp.glob("journal.db*"):
         f.unlink()
     probe = client(broker, f"probe-{time.monotonic_ns()}")
@@ -85,9 +85,8 @@ def live_rate(broker: Mosquitto, n: int, epoch: int) -> float:
 
     def on_message(c: mqtt.Client, u: Any, m: mqtt.MQTTMessage) -> None:
         env = json.loads(json.loads(m.payload)["env"])
-        if env["epoch"] == epoch:
-            last[0] = time.perf_counter()
-            counter.add([(env["node"], s) for s in env["body"]["seqs"]])
+        last[0] = time.perf_counter()
+        counter.add([(env["node"], s) for s in env["body"]["seqs"]])
 
     sub.on_message = on_message
     sub.subscribe(TOPICS.node_filter("ack"), qos=1)

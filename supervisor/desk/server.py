@@ -40,6 +40,7 @@ SNAPSHOT_EVERY_S = 1.0  # clocks on the pages move at least this often
 SNAPSHOT_MIN_GAP_S = 0.05  # and under load snapshots are built at most this often
 KEEPALIVE_S = 15.0
 RING = 2000  # recent alert messages kept for streams that fell behind
+ROUTINE_S = 0.5  # a page's routine updates (no alert changed) at most this often
 FEED_START = 20  # alert messages a freshly opened page's activity feed starts with
 ACTIONS = ("ack-alert", "resolve-alert", "false-alarm", "approve-disposition",
            "approve-temporary-exit", "approve-extension", "record-finding")
@@ -357,6 +358,12 @@ class Desk:
                         f"{m.get('state')}{who}"}
 
 
+def alerts_signature(snap: dict[str, Any]) -> tuple[tuple[Any, ...], ...]:
+    """What about the open alerts a person must see at once (raised, changed, acknowledged)."""
+    return tuple((a["id"], a["state"], a["severity"], a.get("acked_ts"))
+                 for a in snap["alerts"])
+
+
 def tone(snap: dict[str, Any]) -> bool:
     """Whether a critical alert is open and not yet acknowledged (the desk sounds a tone)."""
     return any(a["severity"] == "critical" and not a.get("acked_ts") for a in snap["alerts"])
@@ -545,6 +552,7 @@ class DeskHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"retry: 1000\n\n")
             self.wfile.flush()
             version, last_html, last_count, last_at = -1, None, -1, 0.0
+            last_sig: tuple[tuple[Any, ...], ...] = ()
             while not desk.closing.is_set():
                 snap, version2 = desk.wait(version, KEEPALIVE_S)
                 if desk.session(self._cookies().get("desk_session")) is None:
@@ -568,10 +576,17 @@ class DeskHandler(BaseHTTPRequestHandler):
                         self._event("alert", desk.feed_item(idx, m, lang))
                 last_idx = max(last_idx, snap["count"])
                 ctx = desk.ctx(s, lang)
+                mono = time.monotonic()
                 if view in ("record", "inspection") and (
-                        snap["count"] == last_count or time.monotonic() - last_at < 1.0):
+                        snap["count"] == last_count or mono - last_at < 1.0):
                     continue  # these read the journal: when it grew, at most once a second
-                last_count, last_at = snap["count"], time.monotonic()
+                # An alert raised, acknowledged or closed goes out at once; the rest (people
+                # moving, doors, clocks) at most ROUTINE_S apart, which keeps a busy floor
+                # from costing the supervisor and the browsers a re-render every tick.
+                sig = alerts_signature(snap)
+                if sig == last_sig and mono - last_at < ROUTINE_S:
+                    continue
+                last_count, last_at, last_sig = snap["count"], mono, sig
                 html = desk.view_html(view, extra, snap, ctx)
                 if html != last_html:
                     self._event("view", {"html": html, "tone": tone(snap),
