@@ -13,6 +13,7 @@ browser's wall clock; same machine, same clock). `--browsers N` opens more signe
 
 import argparse
 import dataclasses
+import http.client
 import json
 import os
 import sys
@@ -79,7 +80,7 @@ def main() -> int:
     assert sup.subscribed.wait(10)
     driver = Driver(broker.host, broker.port, site, clock)
     mqtt_seen: dict[str, float] = {}
-    orig = driver.client.on_message
+    orig: Any = driver.client.on_message
 
     def on_message(c: Any, u: Any, msg: Any) -> None:
         if "/alert/" in msg.topic:
@@ -108,6 +109,30 @@ def main() -> int:
         pages.append(page)
     rooms = [r for r in ROOM_NODE if r not in ("entry", "exit")]  # the rule skips those
     sent: dict[str, tuple[float, str]] = {}
+    # The same stream read by a plain HTTP client: when the desk sent the row (no browser).
+    cookie = next(c for c in pages[0].context.cookies() if c["name"] == "desk_session")
+    streamed: dict[str, float] = {}
+
+    def read_stream() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", desk.port, timeout=60)
+        conn.request("GET", "/events?view=alerts",
+                     headers={"Cookie": f"desk_session={cookie['value']}"})
+        resp = conn.getresponse()
+        event = ""
+        while True:
+            line = resp.fp.readline().decode()
+            if not line:
+                return
+            if line.startswith("event: "):
+                event = line[7:].strip()
+            elif line.startswith("data: ") and event == "view":
+                html, now = json.loads(line[6:])["html"], time.time()
+                for band in list(sent):
+                    if band not in streamed and band in html:
+                        streamed[band] = now
+
+    threading.Thread(target=read_stream, daemon=True).start()
+    time.sleep(1.0)
     for i in range(args.alerts):
         band = f"{0xbe00000000 + i:010x}"
         room = rooms[i % len(rooms)]
@@ -118,7 +143,7 @@ def main() -> int:
     time.sleep(2.0)
     seen_page = pages[0].evaluate("window.__seen")
     ids = {a["id"]: a for a in sup.submit(lambda: list(sup.state.alerts.values()))}
-    to_browser, to_mqtt = [], []
+    to_browser, to_mqtt, to_stream = [], [], []
     for aid, a in ids.items():
         if a["rule"] != "unknown-band":
             continue
@@ -127,6 +152,8 @@ def main() -> int:
             continue
         t0 = sent[band][0]
         to_browser.append((seen_page[aid] / 1000 - t0) * 1000)
+        if band in streamed:
+            to_stream.append((streamed[band] - t0) * 1000)
         key = f"{a['room']}/{band}"
         if key in mqtt_seen:
             to_mqtt.append((mqtt_seen[key] - t0) * 1000)
@@ -144,6 +171,10 @@ def main() -> int:
         f"| alerts seen in the browser / sent | {n} / {args.alerts} |",
         f"| event sent → row visible in the browser, p50 | {percentile(to_browser, 50):.1f} ms |",
         f"| event sent → row visible in the browser, p99 | {percentile(to_browser, 99):.1f} ms |",
+        f"| event sent → row sent on the desk's event stream, p50 | "
+        f"{percentile(to_stream, 50):.1f} ms |",
+        f"| event sent → row sent on the desk's event stream, p99 | "
+        f"{percentile(to_stream, 99):.1f} ms |",
         f"| event sent → alert on MQTT, p50 | {percentile(to_mqtt, 50):.1f} ms |",
         f"| event sent → alert on MQTT, p99 | {percentile(to_mqtt, 99):.1f} ms |",
     ]
@@ -152,7 +183,9 @@ def main() -> int:
         f"entering a room (immediate `unknown-band` alert); {len(pages)} signed-in browser "
         "pages on the alert queue, each with its own event stream; the first page's rows are "
         "timed. The desk's time includes the MQTT path (event → supervisor → alert) plus the "
-        "snapshot, render and push. Load average (1/5/15 min) at the end: "
+        "snapshot, render and push; the event-stream rows are the same stream read by a plain "
+        "HTTP client (what the desk sends, before any browser work). Load average "
+        "(1/5/15 min) at the end: "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores shared with "
         "other jobs.\n")
     print(body)

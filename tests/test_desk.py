@@ -202,6 +202,16 @@ def test_chinese_switch_and_record(world: World) -> None:
     w = world
     register(w, "d3", "00000000d1")
     page = sign_in(w, "legal1")
+    # The legal officer records a finding on d3's record: journaled under that account.
+    page.goto(w.desk.url + "/inspection")
+    page.get_by_label("Alert or detainee").fill("d3")
+    page.get_by_label("Finding").fill("search room door left open during intake")
+    page.get_by_role("button", name="Record finding").click()
+    page.get_by_role("listitem").filter(has_text="search room door left open").wait_for()
+    found = as_worker(w, lambda: [e.json() for e in w.sup.journal.entries()
+                                  if e.kind == "staff" and b"record-finding" in e.payload])
+    assert [(f["user"], f["args"]["detainee"]) for f in found] == [("legal1", "d3")]
+    page.goto(w.desk.url + "/floor")
     page.get_by_role("link", name="中文").click()
     page.wait_for_function("document.documentElement.lang === 'zh-CN'")
     assert page.get_by_role("link", name="楼层").count() == 1

@@ -109,3 +109,58 @@ def test_render_alert_row_floor_and_chinese() -> None:
     assert '<label for="user">User</label>' in signin
     assert '<label for="password">Password</label>' in signin
     assert ">Sign in</button>" in signin
+
+
+def test_https_desk_with_site_ca_and_plain_http_only_on_loopback(tmp_path: Any) -> None:
+    """HTTPS with a certificate from the site CA: the sign-in cookie is Secure; plain HTTP
+    on any address but loopback is refused at start."""
+    import http.client
+    import ssl
+    from urllib.parse import urlencode
+
+    from custody.provisioning import pki
+    from protocol.clock import simulated
+    from protocol.passwords import hash_password
+    from protocol.transport import LinkConf
+    from supervisor.accounts import Directory
+    from supervisor.service import Supervisor
+    from tests.supervisor_support import KEYS, make_site
+
+    ca = pki.make_ca("test-centre")
+    server = pki.make_server_cert(ca, "test-centre", ["127.0.0.1", "localhost"])
+    (tmp_path / "ca.pem").write_bytes(pki.cert_pem(ca.cert))
+    (tmp_path / "desk.pem").write_bytes(pki.cert_pem(server.cert))
+    (tmp_path / "desk.key").write_bytes(pki.key_pem(server.key))
+    accounts = Directory.from_records({"sup1": {
+        "name": "S", "sex": "f", "roles": ["custody-supervisor"], "enabled": True,
+        "hash": hash_password("pw-123456789")}})
+    sup = Supervisor(make_site(), KEYS, tmp_path / "j.db", tmp_path / "cp.json",
+                     LinkConf("127.0.0.1", 1), simulated(1.0, time.time()), accounts=accounts)
+    try:
+        with pytest.raises(ConfigError, match=r"127\.0\.0\.1 for plain HTTP"):
+            Desk(sup, "0.0.0.0", 0)
+        desk = Desk(sup, "127.0.0.1", 0, str(tmp_path / "desk.pem"), str(tmp_path / "desk.key"))
+        desk.start()
+        try:
+            assert desk.url.startswith("https://")
+            ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+            c = http.client.HTTPSConnection("127.0.0.1", desk.port, context=ctx, timeout=10)
+            c.request("GET", "/signin")
+            r = c.getresponse()
+            assert r.status == 200 and b'<label for="user">User</label>' in r.read()
+            assert r.getheader("Strict-Transport-Security")
+            c.request("POST", "/signin", urlencode({"user": "sup1", "password": "pw-123456789"}),
+                      {"Content-Type": "application/x-www-form-urlencoded"})
+            r = c.getresponse()
+            r.read()
+            cookie = r.getheader("Set-Cookie") or ""
+            assert r.status == 303 and "Secure" in cookie and "HttpOnly" in cookie, cookie
+            # A client that does not trust the site CA is refused by the TLS handshake.
+            bare = http.client.HTTPSConnection("127.0.0.1", desk.port, timeout=10,
+                                               context=ssl.create_default_context())
+            with pytest.raises(ssl.SSLError):
+                bare.request("GET", "/signin")
+        finally:
+            desk.stop()
+    finally:
+        sup.journal.close()

@@ -8,13 +8,8 @@
   var feed = document.getElementById("feed");
   var banner = document.getElementById("banner");
   var result = document.getElementById("result");
-  var pending = null;
   var audio = null, beeping = null;
 
-  function editing() {
-    var a = document.activeElement;
-    return a && view.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName) && a.value;
-  }
   // Replace only what changed: a queue of a hundred alerts re-rendered whole on every push
   // would keep the browser busy laying out rows that did not change.
   function morph(cur, next) {
@@ -42,18 +37,16 @@
     }
     for (var j = b.length; j < a.length; j++) { cur.removeChild(a[j]); }
   }
+  // Nodes that did not change are kept, so what someone is typing in a form survives an
+  // update (an input's typed value is not an attribute: the node compares equal).
   function apply(html) {
-    if (editing()) { pending = html; return; }
-    pending = null;
     var t = document.createElement("template");
     t.innerHTML = html;
     var box = document.createElement("main");
+    box.id = view.id;
     box.appendChild(t.content);
-    morph(view, (function () { box.id = view.id; return box; })());
+    morph(view, box);
   }
-  document.addEventListener("focusout", function () {
-    setTimeout(function () { if (pending !== null && !editing()) { apply(pending); } }, 0);
-  });
 
   function beep() {
     try {
