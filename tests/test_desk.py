@@ -225,7 +225,7 @@ def test_chinese_switch_and_record(world: World) -> None:
 
 def _session_cookie(url: str, user: str) -> str:
     u = urlsplit(url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    c = http.client.HTTPConnection("127.0.0.1", u.port, timeout=10)
     c.request("POST", "/signin", urlencode({"user": user, "password": PASSWORD}),
               {"Content-Type": "application/x-www-form-urlencoded"})
     r = c.getresponse()
@@ -249,7 +249,7 @@ def test_reconnect_gets_missed_alerts(world: World) -> None:
     w.desk.ring.clear()
     w.desk.ring_start = as_worker(w, lambda: w.sup.state.count)
     u = urlsplit(w.desk.url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    c = http.client.HTTPConnection("127.0.0.1", u.port, timeout=10)
     c.request("GET", "/events?view=floor", headers={"Cookie": cookie,
                                                     "Last-Event-ID": str(before)})
     r = c.getresponse()
@@ -267,7 +267,7 @@ def test_reconnect_gets_missed_alerts(world: World) -> None:
     c.close()
     assert any("unknown-band interview-1 raised" in s["text"] for s in seen), seen
     # Without a session the stream is refused.
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    c = http.client.HTTPConnection("127.0.0.1", u.port, timeout=10)
     c.request("GET", "/events?view=floor")
     assert c.getresponse().status == 401
 
