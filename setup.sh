@@ -64,4 +64,23 @@ extract "$SKIMAGE_WHEEL" models/samples \
   skimage/data/chelsea.png skimage/data/brick.png skimage/data/grass.png \
   skimage/data/motorcycle_left.png skimage/data/rocket.jpg
 
+# micropython-lib's own umqtt.simple, from the registry, for the firmware stand-in's wire test.
+# Its sdist has neither setup.py nor pyproject.toml, so pip refuses to build it -- after
+# downloading and unpacking it; --no-clean keeps the unpacked tree, and we take the module.
+UMQTT_SPEC="micropython-umqtt.simple==1.3.4"
+if [ ! -f .cache/umqtt-upstream/umqtt/simple.py ]; then
+  echo "setup: fetching $UMQTT_SPEC (micropython-lib's umqtt.simple)"
+  tmp=$(mktemp -d)
+  TMPDIR="$tmp" .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-clean \
+    -d "$tmp/dl" "$UMQTT_SPEC" >/dev/null 2>&1 || true
+  src=$(find "$tmp" -path '*/umqtt/simple.py' | head -n1)
+  if [ -n "$src" ]; then
+    mkdir -p .cache/umqtt-upstream/umqtt
+    cp "$src" .cache/umqtt-upstream/umqtt/simple.py
+  else
+    echo "setup: could not unpack $UMQTT_SPEC; tests/test_firmware_umqtt.py will say so" >&2
+  fi
+  rm -rf "$tmp"
+fi
+
 echo "setup: ready (.venv/bin/custody --help)"

@@ -43,6 +43,18 @@ NODES = [n.id for n in SITE.nodes if n.kind == "room"]
 KEYS = {n: bytes([i + 1]) * 32 for i, n in enumerate(NODES)}
 
 
+def node_event(node: str, i: int) -> tuple[str, dict[str, Any]]:
+    """An everyday event this node's own devices make (ingest refuses any other)."""
+    n = SITE.node(node)
+    if n.doors:
+        return "door", {"door": n.doors[0].door, "state": "open" if i % 2 else "closed"}
+    if n.cameras:
+        return "camera", {"camera": n.cameras[0].id, "room": n.room, "live": True}
+    reader = n.readers[0]
+    return "band.status", {"band": "00000000ee", "reader": reader.id, "tamper": False,
+                           "battery_low": bool(i % 2)}
+
+
 class Counter:
     """Counts received messages and notes when a target count is reached."""
 
@@ -59,7 +71,7 @@ class Counter:
 
 
 def payloads(n: int, epoch: int, start_seq: int = 1) -> list[tuple[str, str, int, bytes]]:
-    """n door events spread over the room nodes: (topic, node, seq, payload)."""
+    """n door (or camera) events spread over the room nodes: (topic, node, seq, payload)."""
     out = []
     per = {node: start_seq for node in NODES}
     now = int(time.time() * 1000)
@@ -68,8 +80,7 @@ def payloads(n: int, epoch: int, start_seq: int = 1) -> list[tuple[str, str, int
         seq = per[node]
         per[node] += 1
         out.append((TOPICS.node(node, "event"), node, seq,
-                    seal(KEYS[node], node, epoch, seq, now, "door",
-                         {"door": "d-exit", "state": "open" if i % 2 else "closed"})))
+                    seal(KEYS[node], node, epoch, seq, now, *node_event(node, i))))
     return out
 
 
@@ -232,7 +243,7 @@ def alert_latency(broker: Mosquitto, samples: int, rate: int, epoch: int) -> lis
             etype, fall = "behaviour", incident_id("fall", f"{node}/f{k}", now + i)
         else:
             node = NODES[i % len(NODES)]
-            body, etype = {"door": "d-exit", "state": "open" if i % 2 else "closed"}, "door"
+            etype, body = node_event(node, i)
         seq = seqs[node]
         seqs[node] += 1
         plan.append((TOPICS.node(node, "event"),

@@ -43,7 +43,8 @@ def fleet_site(site: str, rooms: int, extra: str = "", broker_port: int = 1883,
         parts.append(f'[[rooms]]\nid = "{room_id(i)}"\nkind = "interview"\n')
         parts.append(f'[[doors]]\nid = "d-{room_id(i)}"\nbetween = ["{room_id(i)}", "corridor"]\n')
         parts.append(f'[[nodes]]\nid = "{node_id(i)}"\nroom = "{room_id(i)}"\n'
-                     f'[[nodes.cameras]]\nid = "cam-{i:03d}"\nsource = "0"\n')
+                     f'[[nodes.cameras]]\nid = "cam-{i:03d}"\nsource = "0"\n'
+                     f'[[nodes.doors]]\ndoor = "d-{room_id(i)}"\ntype = "gpio"\npin = 17\n')
     return "\n".join(parts) + "\n" + extra
 
 

@@ -21,10 +21,18 @@ def _run(args: argparse.Namespace) -> int:
         if not args.site:
             print("custody provision: --site FILE is required", file=sys.stderr)
             return 2
+        wifi_password = "CHANGE-ME"
+        if args.wifi_password_file:
+            try:
+                with open(args.wifi_password_file, encoding="utf-8") as f:
+                    wifi_password = f.read().strip()
+            except OSError as e:
+                raise ProvisionError(f"{args.wifi_password_file}: cannot read the Wi-Fi "
+                                     f"password ({e.strerror})") from None
         opts = Options(hosts=args.host or [], tls_port=args.tls_port, bind=args.bind,
                        local_port=args.local_port, broker_dir=args.broker_dir,
                        data_dir=args.data_dir, log_file=args.log_file,
-                       wifi_ssid=args.wifi_ssid, wifi_password=args.wifi_password)
+                       wifi_ssid=args.wifi_ssid, wifi_password=wifi_password)
         report = provision(args.site, args.out, opts)
     except ProvisionError as e:
         print(f"custody provision: {e}", file=sys.stderr)
@@ -54,5 +62,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--data-dir", default="/var/lib/mosquitto")
     p.add_argument("--log-file", default="", help="Mosquitto log file (default: syslog)")
     p.add_argument("--wifi-ssid", default="CHANGE-ME")
-    p.add_argument("--wifi-password", default="CHANGE-ME")
+    # A file, never the command line (`ps` shows every process's arguments).
+    p.add_argument("--wifi-password-file", help="file holding the sensor boards' Wi-Fi password")
     p.set_defaults(func=_run)

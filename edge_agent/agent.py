@@ -30,7 +30,7 @@ from .drivers.serial_reader import SerialReader
 from .health import HostStats
 from .link import Link
 from .local_rules import Inputs, LocalRules
-from .outbox import Outbox, OutboxFull
+from .outbox import Outbox, OutboxFull, OutboxUnwritable
 from .presence import Presence, PresentBand, ReaderRole
 from .roster import Roster, RosterError, load_json, verify_roster
 from .sdnotify import Notifier
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 BROKER_WINDOW = 200  # events handed to paho and not yet PUBACKed by the broker
 RETRANSMIT_MAX_S = 300.0  # retransmit interval cap while no ack comes back at all
 SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
+HELD_MAX = 10_000  # events kept in memory while the outbox's disk refuses commits
+HELD_RETRY_S = 0.5
 
 
 class Agent:
@@ -95,6 +97,11 @@ class Agent:
         self.faults: dict[str, str] = {}  # active fault key -> fault id
         self._fault_n = 0
         self._checksum_seen: dict[str, int] = {}
+        # Events the disk refused, in order, with their own time: committed (and only then
+        # given a sequence number) when it takes writes again. See _hold / _flush_held.
+        self.held: deque[tuple[str, dict[str, Any], bool, dict[str, str] | None, int]] = deque()
+        self.held_dropped = 0
+        self._held_retry = 0.0
 
     # ---- items from other threads -------------------------------------------------------
 
@@ -131,15 +138,59 @@ class Agent:
             meta = {"present": json.dumps({b: p.reader
                                            for b, p in self.presence.present.items()})}
             self._present_saved = set(self.presence.present)
+        reserved = event_type in SYSTEM_EVENTS
+        if self.held:  # nothing overtakes what the disk refused
+            self._hold(event_type, body, reserved, meta, None)
+            return None
         try:
-            stored = self.outbox.append(event_type, body, reserved=event_type in SYSTEM_EVENTS,
-                                        meta=meta)
+            stored = self.outbox.append(event_type, body, reserved=reserved, meta=meta)
+        except OutboxUnwritable as e:
+            self._hold(event_type, body, reserved, meta, e)
+            return None
         except OutboxFull as e:
             if self.outbox.rejected == 1 or self.outbox.rejected % 1000 == 0:
                 log.error("%s; %d events rejected so far", e, self.outbox.rejected)
             return None
         self.pump()
         return stored.seq
+
+    def _hold(self, event_type: str, body: dict[str, Any], reserved: bool,
+              meta: dict[str, str] | None, err: Exception | None) -> None:
+        """Keep an event the disk refused; on the first, raise the storage fault at once."""
+        first = not self.held
+        if len(self.held) >= HELD_MAX:
+            self.held_dropped += 1  # counted, reported in the fault and in health
+        else:
+            self.held.append((event_type, body, reserved, meta, self.clock.now_ms()))
+        if first and err is not None:
+            log.error("%s; holding events in memory (up to %d) until it can", err, HELD_MAX)
+            self.fault("outbox-storage", "new", "outbox", "unwritable", str(err)[:300])
+            self.publish_health()  # seq 0, never stored: reaches the supervisor right now
+            self._held_retry = time.monotonic() + HELD_RETRY_S
+
+    def _flush_held(self) -> None:
+        """Commit held events in order once the disk takes writes again."""
+        if not self.held or time.monotonic() < self._held_retry:
+            return
+        self._held_retry = time.monotonic() + HELD_RETRY_S
+        n = len(self.held)
+        while self.held:
+            event_type, body, reserved, meta, ts = self.held[0]
+            try:
+                self.outbox.append(event_type, body, reserved=reserved, meta=meta, ts_ms=ts)
+            except OutboxUnwritable:
+                return
+            except OutboxFull:
+                self.held_dropped += 1
+                log.error("outbox full: a held %s event dropped", event_type)
+            self.held.popleft()
+        log.warning("outbox writable again: %d held event(s) committed, %d dropped", n,
+                    self.held_dropped)
+        self.fault("outbox-storage", "end", "outbox", "unwritable",
+                   f"{n} held event(s) committed, {self.held_dropped} dropped",
+                   self.held_dropped)
+        self.publish_health()
+        self.pump()
 
     def fault(self, key: str, phase: str, device: str, kind: str, detail: str = "",
               count: int | None = None) -> None:
@@ -331,7 +382,10 @@ class Agent:
             "readers": {r.id: r.stats() for r in self.readers},
             "doors": {d.door: d.stats() for d in self.doors},
             "outbox": {"capacity": self.outbox.capacity, "rejected": self.outbox.rejected,
-                       "epoch": self.outbox.epoch, "next_seq": self.outbox.next_seq},
+                       "epoch": self.outbox.epoch, "next_seq": self.outbox.next_seq,
+                       "unwritable": self.outbox.unwritable or "",
+                       "commit_failures": self.outbox.commit_failures,
+                       "held": len(self.held), "held_dropped": self.held_dropped},
             "ack_rejected": self.counts["ack_rejected"],
             "roster_rejected": self.counts["roster_rejected"],
             "roster_version": -1 if self.roster is None else self.roster.version,
@@ -415,6 +469,7 @@ class Agent:
                     self.counts["loop_errors"] += 1
                     log.exception("main loop error (kept running)")
                 try:
+                    self._flush_held()
                     self.tick()
                     self._retransmit_due()
                     self.pump()

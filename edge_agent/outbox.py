@@ -5,9 +5,12 @@ epoch is chosen once, when the database is created (real Unix seconds, so a repl
 database always gets a higher epoch); sequences start at 1 in each epoch. Rows are deleted
 only when a verified supervisor ack names them. When full, new events are rejected and
 counted (never drop-oldest); a small reserve lets the agent still store its own alerts.
+When the disk cannot take a commit (full, I/O error) `append` raises OutboxUnwritable and
+claims no sequence number: a number is only ever handed out with its event committed.
 """
 
 import contextlib
+import errno
 import json
 import sqlite3
 import time
@@ -36,6 +39,19 @@ class OutboxFull(Exception):
     """The outbox is at capacity; the event was rejected (and counted)."""
 
 
+class OutboxUnwritable(Exception):
+    """The outbox's storage refused the commit (disk full, I/O error); nothing was stored."""
+
+
+def storage_error(e: BaseException) -> bool:
+    """Whether an exception is the storage failing rather than a bug."""
+    if isinstance(e, sqlite3.OperationalError):
+        text = str(e).lower()
+        return any(w in text for w in ("disk", "full", "i/o", "readonly", "read-only"))
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EIO, errno.EROFS,
+                                                  errno.EDQUOT)
+
+
 @dataclass(frozen=True)
 class Stored:
     """One committed event."""
@@ -55,6 +71,8 @@ class Outbox:
         self.capacity = capacity or DEFAULT_CAPACITY
         self.reserve = reserve
         self.rejected = 0
+        self.commit_failures = 0
+        self.unwritable: str | None = None  # the last commit's error, until one succeeds
         self.high_water = False
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         restrict_db(self.path)  # names, cases: owner only (its -wal/-shm follow)
@@ -76,10 +94,11 @@ class Outbox:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite may have rolled back itself (disk full)
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     def get(self, k: str) -> str | None:
         """A value of the meta table."""
@@ -101,22 +120,31 @@ class Outbox:
         return default if v is None else json.loads(v)
 
     def append(self, event_type: str, body: dict[str, Any], *, reserved: bool = False,
-               meta: dict[str, str] | None = None) -> Stored:
+               meta: dict[str, str] | None = None, ts_ms: int | None = None) -> Stored:
         """Seal and commit one event (with `meta` values in the same transaction); raise
-        OutboxFull (counted) when at capacity."""
+        OutboxFull (counted) when at capacity, OutboxUnwritable when the disk refuses.
+        `ts_ms`: when it happened, for an event held in memory while the disk was full."""
         limit = self.capacity + (self.reserve if reserved else 0)
         if self.depth >= limit:
             self.rejected += 1
             raise OutboxFull(f"outbox holds {self.depth} events (capacity {self.capacity})")
         seq = self.next_seq
-        ts = self.clock.now_ms()
+        ts = self.clock.now_ms() if ts_ms is None else ts_ms
         payload = seal(self.key, self.node, self.epoch, seq, ts, event_type, body)
-        with self._tx():
-            self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
-                            (seq, ts, event_type, payload))
-            self.db.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(seq + 1),))
-            for k, v in (meta or {}).items():
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
+        try:
+            with self._tx():
+                self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
+                                (seq, ts, event_type, payload))
+                self.db.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(seq + 1),))
+                for k, v in (meta or {}).items():
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
+        except (sqlite3.Error, OSError) as e:
+            if not storage_error(e):
+                raise
+            self.commit_failures += 1
+            self.unwritable = str(e)
+            raise OutboxUnwritable(f"outbox {self.path} cannot commit: {e}") from e
+        self.unwritable = None
         self.next_seq = seq + 1
         self.depth += 1
         self._update_high_water()
@@ -138,11 +166,19 @@ class Outbox:
         if epoch != self.epoch or not seqs:
             return []
         deleted: list[int] = []
-        with self._tx():
-            for s in seqs:
-                cur = self.db.execute("DELETE FROM events WHERE seq = ?", (s,))
-                if cur.rowcount:
-                    deleted.append(s)
+        try:
+            with self._tx():
+                for s in seqs:
+                    cur = self.db.execute("DELETE FROM events WHERE seq = ?", (s,))
+                    if cur.rowcount:
+                        deleted.append(s)
+        except (sqlite3.Error, OSError) as e:
+            if not storage_error(e):
+                raise
+            # Kept, so sent again and acked again (the supervisor dedupes): nothing lost.
+            self.commit_failures += 1
+            self.unwritable = str(e)
+            return []
         self.depth -= len(deleted)
         self._update_high_water()
         return deleted

@@ -35,8 +35,20 @@ RULES: dict[str, str] = {
     "unknown-band": "warning",
     "reader-fault": "info",
     "security": "critical",
+    "clock-skew": "warning",
+    "node-throttled": "warning",
+    "supervisor-degraded": "critical",
+    "node-storage": "critical",
     "missing-events": "critical",
     "outbox-high-water": "warning",
     "emergency-exit": "critical",
     "login-locked": "critical",
+}
+
+# A security entry's reason -> the rule its incident raises (default `security`).
+SECURITY_REASON_RULE: dict[str, str] = {
+    "clock_skew": "clock-skew",
+    "throttled": "node-throttled",
+    "journal_unwritable": "supervisor-degraded",
+    "node_storage": "node-storage",
 }

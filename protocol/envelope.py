@@ -41,6 +41,12 @@ class Reason:
     REPLAY = "replay"
     STALE_EPOCH = "stale_epoch"
     OUT_OF_WINDOW = "out_of_window"
+    SEQ_JUMP = "seq_jump"
+    FUTURE_EPOCH = "future_epoch"
+    CLOCK_SKEW = "clock_skew"
+    OUT_OF_SCOPE = "out_of_scope"
+    OUT_OF_RANGE = "out_of_range"
+    THROTTLED = "throttled"
 
 
 class VerifyError(ValueError):
@@ -50,6 +56,21 @@ class VerifyError(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook: a repeated key is refused (json.loads would keep the last one)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise VerifyError(Reason.MALFORMED, f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """json.loads that refuses duplicate keys (canonical JSON never has them)."""
+    return json.loads(text, object_pairs_hook=_no_duplicates)
 
 
 def mac_hex(key: bytes, data: bytes) -> str:
@@ -88,7 +109,7 @@ def open_payload(payload: bytes) -> Opened:
     if len(payload) > MAX_PAYLOAD:
         raise VerifyError(Reason.OVERSIZE, f"{len(payload)} bytes > {MAX_PAYLOAD}")
     try:
-        outer = json.loads(payload.decode("utf-8"))
+        outer = loads_strict(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         # RecursionError: json nests arrays by recursion; a deep `[[[[...` must not escape.
         raise VerifyError(Reason.MALFORMED, f"not JSON: {e}") from None
@@ -100,7 +121,7 @@ def open_payload(payload: bytes) -> Opened:
     if len(mac) != MAC_HEX_LEN or any(c not in "0123456789abcdef" for c in mac):
         raise VerifyError(Reason.MALFORMED, "'mac' must be 64 lower-case hex digits")
     try:
-        env = json.loads(env_text)
+        env = loads_strict(env_text)
     except (ValueError, RecursionError) as e:
         raise VerifyError(Reason.MALFORMED, f"'env' is not JSON: {e}") from None
     if not isinstance(env, dict):
@@ -129,7 +150,7 @@ def verify(payload: bytes, keys: dict[str, bytes], topic_node: str | None = None
         raise VerifyError(Reason.MALFORMED, "'env' must be ASCII canonical JSON") from None
     if not hmac.compare_digest(mac_hex(key, signed), opened.mac):
         raise VerifyError(Reason.BAD_MAC, f"MAC does not match node {opened.claimed_node!r}'s key")
-    env = json.loads(opened.env_text)
+    env = loads_strict(opened.env_text)
     if set(env) != ENVELOPE_KEYS:
         raise VerifyError(Reason.BAD_FIELD, f"envelope keys must be {sorted(ENVELOPE_KEYS)}")
     if env["v"] != PROTOCOL_VERSION:

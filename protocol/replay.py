@@ -5,6 +5,10 @@ from dataclasses import dataclass, field
 from .envelope import Reason, VerifyError
 
 DEFAULT_WINDOW = 4096
+# A node's outbox never deletes what was not acked, so its sequence can run ahead of what the
+# supervisor has seen by at most what the outbox holds (edge_agent's config caps it at 1e8).
+MAX_SEQ_JUMP = 100_000_000
+MAX_SEQ = 2**40  # ~35 years at 1,000 events/s: anything above was not counted, it was made up
 
 
 @dataclass
@@ -31,15 +35,21 @@ class ReplayWindow:
     lower than the node's current one is stale. A jump forward reports the gap.
     """
 
-    def __init__(self, size: int = DEFAULT_WINDOW) -> None:
-        self.size = size
+    def __init__(self, size: int = DEFAULT_WINDOW, max_jump: int = MAX_SEQ_JUMP) -> None:
+        self.size, self.max_jump = size, max_jump
         self.nodes: dict[str, NodeWindow] = {}
 
     def admit(self, node: str, epoch: int, seq: int) -> Admission:
-        """Record the message or raise VerifyError(replay / stale_epoch / out_of_window)."""
+        """Record the message or raise VerifyError(replay / stale_epoch / out_of_window /
+        seq_jump)."""
         w = self.nodes.setdefault(node, NodeWindow())
         if epoch < w.epoch:
             raise VerifyError(Reason.STALE_EPOCH, f"{node}: epoch {epoch} < current {w.epoch}")
+        # Checked before anything changes: an absurd sequence must not move the window.
+        base = w.highest if epoch == w.epoch else 0
+        if seq > MAX_SEQ or (w.epoch and seq - base > self.max_jump):
+            raise VerifyError(Reason.SEQ_JUMP, f"{node}: epoch {epoch} seq {seq} jumps past "
+                              f"{base} by more than an outbox holds ({self.max_jump})")
         if epoch > w.epoch:
             w.epoch, w.highest, w.recent = epoch, 0, set()
         if seq in w.recent:
@@ -57,3 +67,9 @@ class ReplayWindow:
             if len(w.recent) > self.size:
                 w.recent = {s for s in w.recent if s > floor}
         return gap
+
+    def forget(self, node: str, epoch: int, seq: int) -> None:
+        """Undo an admission whose journal write was rolled back (it may come again)."""
+        w = self.nodes.get(node)
+        if w is not None and w.epoch == epoch:
+            w.recent.discard(seq)

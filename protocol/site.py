@@ -167,6 +167,9 @@ class SupervisorConf:
     checkpoint_file: str = "var/checkpoint.json"
     checkpoint_interval_s: int = 60
     keys_file: str = ""
+    max_clock_skew_s: int = 120  # an event stamped further ahead of the supervisor is refused
+    max_event_age_s: int = 7 * 86400  # ... or further behind (an outbox holds 72 h at peak)
+    checkpoint_key_file: str = ""  # the checkpoint key, kept away from the journal
 
 
 @dataclass(frozen=True)
@@ -322,7 +325,10 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
     sup = SupervisorConf(sv.text("db", "var/supervisor.db"),
                          sv.text("checkpoint_file", "var/checkpoint.json"),
                          sv.integer("checkpoint_interval_s", 60, lo=1, hi=60),
-                         sv.text("keys_file", ""))
+                         sv.text("keys_file", ""),
+                         sv.integer("max_clock_skew_s", 120, lo=1, hi=86400),
+                         sv.integer("max_event_age_s", 7 * 86400, lo=60, hi=365 * 86400),
+                         sv.text("checkpoint_key_file", ""))
     sv.done()
     top.done()
 

@@ -103,8 +103,8 @@ class Topics:
         raise TopicError(f"state topic {what!r}/{subject!r} is not part of the tree")
 
     def supervisor(self, channel: str) -> str:
-        """Supervisor's own topics: 'availability' or 'checkpoint'."""
-        if channel not in ("availability", "checkpoint"):
+        """Supervisor's own topics: availability, checkpoint, health."""
+        if channel not in ("availability", "checkpoint", "health"):
             raise TopicError(f"supervisor channel {channel!r} unknown")
         return f"{self.base}/supervisor/{channel}"
 

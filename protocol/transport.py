@@ -39,16 +39,14 @@ class LinkConf:
 
 
 def add_login_args(p: argparse.ArgumentParser) -> None:
-    """Add --username and --password / --password-file (a file keeps it out of `ps`)."""
+    """Add --username and --password-file (never a password on the command line: `ps` and
+    the shell history would show it)."""
     p.add_argument("--username")
-    g = p.add_mutually_exclusive_group()
-    # `--password=VALUE` also works for a password that starts with "-".
-    g.add_argument("--password", help="broker password (prefer --password-file)")
-    g.add_argument("--password-file", help="file holding the broker password (as provisioned)")
+    p.add_argument("--password-file", help="file holding the broker password (as provisioned)")
 
 
 def login_password(args: argparse.Namespace) -> str | None:
-    """The password given by --password or read from --password-file (ConfigError if not)."""
+    """The password read from --password-file (ConfigError if unreadable), else None."""
     if getattr(args, "password_file", None):
         try:
             with open(args.password_file, encoding="utf-8") as f:

@@ -243,7 +243,11 @@ class Directory:
         and raises AccountError."""
         if self.path is None:
             return False
-        mtime = self.path.stat().st_mtime_ns
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError as e:
+            raise AccountError(f"{self.path}: cannot read the account directory "
+                               f"({e.strerror})") from None
         if not force and mtime == self._mtime:
             return False
         data = read_file(self.path)

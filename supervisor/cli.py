@@ -14,7 +14,8 @@ from protocol.private import owner_only
 from protocol.site import DEMO_SITE, load_site
 from protocol.transport import LinkConf, add_login_args, login_password
 
-from .journal import read_entries, supervisor_key, verify_journal
+from .accounts import AccountError
+from .journal import read_checkpoints, read_entries, verify_journal
 from .record import header, record_lines
 from .state import State
 
@@ -33,9 +34,16 @@ def _run(args: argparse.Namespace) -> int:
     link = LinkConf(host=args.host or site.broker.host, port=args.port or site.broker.port,
                     username=args.username, password=login_password(args),
                     ca_file=args.ca_file or None, keepalive_s=site.broker.keepalive_s)
-    sup = Supervisor(site, keys, args.db or site.supervisor.db,
-                     args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
-                     accounts=args.accounts)
+    # The checkpoint key lives with the keys, never beside the journal (journal.supervisor_key).
+    key_file = (args.checkpoint_key or site.supervisor.checkpoint_key_file
+                or Path(keys_file).parent / "checkpoint.key")
+    try:
+        sup = Supervisor(site, keys, args.db or site.supervisor.db,
+                         args.checkpoint or site.supervisor.checkpoint_file, link, from_env(),
+                         accounts=args.accounts, broker_log=args.broker_log,
+                         checkpoint_key=key_file)
+    except AccountError as e:
+        raise ConfigError(args.accounts, "--accounts", f"a staff directory ({e})") from None
     signal.signal(signal.SIGTERM, lambda *_: sup.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stop_event.set())
     print(f"supervisor: site {site.id}, journal {sup.journal.path} ({sup.journal.count} entries"
@@ -55,32 +63,48 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if desk is not None:
             desk.stop()
+    if sup.refusal is not None:
+        print(f"supervisor: REFUSED to continue over {sup.journal.path}: {sup.refusal}",
+              file=sys.stderr)
+        return 2
     return 0
 
 
 def _key_for_audit(args: argparse.Namespace) -> bytes | None:
+    # Named by the auditor, never guessed from beside the journal: a key found there could
+    # be the forger's own.
     if args.keys:
         keys = load_keys(args.keys)
         if "supervisor" in keys:
             return keys["supervisor"]
-    kp = Path(str(args.db) + ".key")
-    if kp.exists():
-        return supervisor_key({}, args.db)
+    if args.checkpoint_key:
+        return bytes.fromhex(Path(args.checkpoint_key).read_text().strip())
     return None
 
 
 def _verify(args: argparse.Namespace) -> int:
-    cp = None
+    cps: list[bytes] = []
     if args.checkpoint:
         try:
-            cp = Path(args.checkpoint).read_bytes()
+            cps = read_checkpoints(args.checkpoint)
+            if not cps:
+                raise FileNotFoundError(2, "no such checkpoint")
         except OSError as e:
             print(f"audit: cannot read checkpoint {args.checkpoint}: {e.strerror}",
                   file=sys.stderr)
             return 1
-    result = verify_journal(args.db, _key_for_audit(args), cp)
+    try:
+        key = _key_for_audit(args)
+    except (OSError, ValueError) as e:
+        print(f"audit: cannot read the checkpoint key: {e}", file=sys.stderr)
+        return 1
+    if cps and key is None:
+        print("audit: checking checkpoints needs the checkpoint key: --checkpoint-key FILE "
+              "(or --keys FILE with a `supervisor` entry)", file=sys.stderr)
+        return 1
+    result = verify_journal(args.db, key, checkpoints=cps)
     if result.ok:
-        note = " and matches the checkpoint" if cp is not None else ""
+        note = (f" and matches all {len(cps)} signed checkpoint(s)" if cps else "")
         print(f"{args.db}: {result.checked} entries, hash chain intact{note}: OK")
         return 0
     print(f"{args.db}: TAMPERED: {result.problem}", file=sys.stderr)
@@ -104,7 +128,10 @@ def fmt_ts(ms: int | None) -> str:
 
     if ms is None:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:  # the journal may hold any integer a node signed: print it, never crash on it
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return f"<invalid time {ms!r}>"
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -132,8 +159,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--keys", help="node keys file ([nodes] node = \"hex\")")
     p.add_argument("--db", help="journal database (default: the site's supervisor.db)")
     p.add_argument("--checkpoint", help="checkpoint file (default: the site's)")
+    p.add_argument("--checkpoint-key", help="checkpoint key file (default: the site's "
+                   "supervisor.checkpoint_key_file, else checkpoint.key beside the keys file)")
     p.add_argument("--accounts", help="staff account directory (provisioned "
                    "supervisor/accounts.json); without it every staff request is refused")
+    p.add_argument("--broker-log", help="Mosquitto's log file (provision --log-file): refused "
+                   "broker logins, 5 in a row from one address, raise login-locked")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     add_login_args(p)
@@ -150,8 +181,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     s = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     v = s.add_parser("verify", help="exit 0 when intact, else name the first bad entry, exit 1")
     v.add_argument("--db", required=True)
-    v.add_argument("--checkpoint")
-    v.add_argument("--keys", help="keys file holding the supervisor key (else DB.key)")
+    v.add_argument("--checkpoint", help="checkpoint file: every checkpoint in its "
+                   "append-only store (FILE.log) is checked, not only the latest")
+    v.add_argument("--checkpoint-key", help="the supervisor's checkpoint key file")
+    v.add_argument("--keys", help="keys file holding a `supervisor` key")
     v.set_defaults(func=_verify)
 
     r = sub.add_parser("record", help="print one detainee's custody timeline")

@@ -101,8 +101,9 @@ class Journal:
         self._in_txn = False
 
     def rollback(self) -> None:
-        """Abandon the batch."""
-        self.db.execute("ROLLBACK")
+        """Abandon the batch (SQLite may already have, e.g. after a full disk)."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
         self._in_txn = False
         self.count, self.head, self.own_seq = self._saved
 
@@ -228,11 +229,54 @@ def write_checkpoint(path: str | Path, data: bytes) -> None:
     os.replace(tmp, p)
 
 
-def supervisor_key(keys: dict[str, bytes], db_path: str | Path) -> bytes:
-    """The checkpoint key: `supervisor` in the keys file, else `<db>.key` (made on first use)."""
-    if SUPERVISOR_NODE in keys:
-        return keys[SUPERVISOR_NODE]
-    kp = Path(str(db_path) + ".key")
+# Every checkpoint ever signed, one per line, appended and never rewritten: a later, shorter
+# checkpoint cannot hide an earlier, longer one. (On an installed system the file gets the
+# append-only attribute, `chattr +a`: see hardware/README.md.)
+def checkpoint_store(checkpoint_file: str | Path) -> Path:
+    """The append-only store beside the latest-checkpoint file."""
+    return Path(str(checkpoint_file) + ".log")
+
+
+def append_checkpoint(checkpoint_file: str | Path, data: bytes) -> None:
+    """File a checkpoint: append it to the store (fsync'd), then replace the latest copy."""
+    store = checkpoint_store(checkpoint_file)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(store, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"\n" + data + b"\n")  # a leading newline ends any torn earlier line
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    write_checkpoint(checkpoint_file, data)
+
+
+def read_checkpoints(checkpoint_file: str | Path) -> list[bytes]:
+    """Every checkpoint filed for a journal, oldest first (the bureau reads them here too).
+
+    Lines that are not a whole JSON object (a write torn by a crash or a full disk) are
+    skipped; a signature is checked by whoever holds the key (open_checkpoint). Without a
+    store (a journal from before it existed) the latest-checkpoint file is the only one.
+    """
+    store = checkpoint_store(checkpoint_file)
+    if not store.exists():
+        p = Path(checkpoint_file)
+        return [p.read_bytes()] if p.exists() else []
+    out = []
+    for line in store.read_bytes().split(b"\n"):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            if isinstance(json.loads(line), dict):
+                out.append(line)
+        except ValueError:
+            continue
+    return out
+
+
+def load_key_file(path: str | Path) -> bytes:
+    """A 32-byte hex key file, created (mode 0600) on first use."""
+    kp = Path(path)
     if kp.exists():
         return bytes.fromhex(kp.read_text().strip())
     kp.parent.mkdir(parents=True, exist_ok=True)
@@ -241,6 +285,44 @@ def supervisor_key(keys: dict[str, bytes], db_path: str | Path) -> bytes:
     with os.fdopen(fd, "w") as f:
         f.write(key.hex() + "\n")
     return key
+
+
+def supervisor_key(keys: dict[str, bytes], key_file: str | Path, db_path: str | Path) -> bytes:
+    """The checkpoint key: `supervisor` in the keys file, else `key_file` (made on first use).
+
+    Never `<db>.key`: a key kept beside the journal lets whoever can rewrite the journal
+    re-sign it. An installed system keeps it with the keys under /etc/custody (read-only to
+    the service), the journal under /var/lib/custody (hardware/README.md).
+    """
+    if SUPERVISOR_NODE in keys:
+        return keys[SUPERVISOR_NODE]
+    if Path(key_file).resolve() == Path(str(db_path) + ".key").resolve():
+        raise ValueError(f"checkpoint key {key_file} must not sit beside the journal as "
+                         "<db>.key: whoever can rewrite the journal could re-sign it")
+    return load_key_file(key_file)
+
+
+def start_problem(journal: "Journal", key: bytes, checkpoints: list[bytes]) -> str | None:
+    """Why the supervisor must not continue over this journal, or None.
+
+    The journal must extend every checkpoint filed for it: at least as many entries as the
+    longest, and the entry each checkpoint names must carry the hash it signed.
+    """
+    for data in checkpoints:
+        try:
+            count, head = open_checkpoint(key, data)
+        except ValueError as e:
+            return f"a filed checkpoint does not verify ({e})"
+        if count > journal.count:
+            return (f"journal has {journal.count} entries but a signed checkpoint says {count}:"
+                    f" entries #{journal.count + 1}..#{count} are missing (truncated)")
+        if count == 0:
+            continue
+        row = journal.db.execute("SELECT hash FROM journal WHERE idx = ?", (count,)).fetchone()
+        if row is None or row[0] != head:
+            return (f"entry #{count} does not carry the head hash its signed checkpoint names "
+                    "(the journal was rewritten)")
+    return None
 
 
 # ---- verification --------------------------------------------------------------------------
@@ -259,21 +341,28 @@ def _describe(e: tuple[Any, ...]) -> str:
 
 
 def verify_journal(db_path: str | Path, key: bytes | None = None,
-                   checkpoint_data: bytes | None = None) -> AuditResult:
-    """Walk the chain from the start; compare with a checkpoint when given."""
+                   checkpoint_data: bytes | None = None,
+                   checkpoints: list[bytes] | None = None) -> AuditResult:
+    """Walk the chain from the start; compare with every checkpoint given."""
     if not Path(db_path).exists():
         return AuditResult(False, 0, f"{db_path}: no such journal")
+    given = list(checkpoints or []) + ([checkpoint_data] if checkpoint_data is not None else [])
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         prev, expect_idx, n = GENESIS, 1, 0
-        cp: tuple[int, str] | None = None
-        if checkpoint_data is not None:
-            if key is None:
-                return AuditResult(False, 0, "a checkpoint needs the supervisor key")
+        heads: dict[int, str] = {}  # count -> head hash, from every checkpoint
+        if given and key is None:
+            return AuditResult(False, 0, "a checkpoint needs the supervisor key")
+        for i, data in enumerate(given, start=1):
+            assert key is not None
             try:
-                cp = open_checkpoint(key, checkpoint_data)
+                count, head = open_checkpoint(key, data)
             except ValueError as e:
-                return AuditResult(False, 0, str(e))
+                return AuditResult(False, 0, f"checkpoint {i} of {len(given)}: {e}")
+            if heads.setdefault(count, head) != head:
+                return AuditResult(False, 0, f"two signed checkpoints give entry #{count} "
+                                   "different head hashes")
+        top = max(heads, default=0)
         rows = db.execute("SELECT idx, node, epoch, seq, kind, payload, hash FROM journal "
                           "ORDER BY idx")
         for row in rows:
@@ -286,12 +375,12 @@ def verify_journal(db_path: str | Path, key: bytes | None = None,
                 return AuditResult(False, n, f"{_describe(row)}: hash does not chain (edited, "
                                    "inserted, reordered, or an entry before it was removed)")
             prev, expect_idx, n = h, expect_idx + 1, n + 1
-            if cp is not None and n == cp[0] and h.hex() != cp[1]:
+            if n in heads and h.hex() != heads[n]:
                 return AuditResult(False, n, f"{_describe(row)}: head hash differs from the "
                                    "checkpoint (the chain was rewritten)")
-        if cp is not None and n < cp[0]:
+        if n < top:
             return AuditResult(False, n, f"journal has {n} entries but the checkpoint says "
-                               f"{cp[0]}: entries #{n + 1}..#{cp[0]} are missing (truncated)")
+                               f"{top}: entries #{n + 1}..#{top} are missing (truncated)")
         return AuditResult(True, n)
     except sqlite3.DatabaseError as e:
         return AuditResult(False, 0, f"{db_path}: not a readable journal ({e})")

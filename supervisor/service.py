@@ -4,7 +4,9 @@ paho's network thread only queues messages; the worker owns the journal and the 
 everything that changes them happens in one thread, in arrival order.
 """
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -23,8 +25,19 @@ from protocol.transport import CallbackErrors, LinkConf, make_client
 
 from .accounts import AccountError, Directory
 from .alerts import AlertManager, delivery
+from .broker_log import BrokerLogWatch
+from .degraded import Degraded, is_storage_error, refusal
+from .health import HealthPublisher, health_body
 from .ingest import Ingest
-from .journal import SUPERVISOR_NODE, Journal, checkpoint, supervisor_key, write_checkpoint
+from .journal import (
+    SUPERVISOR_NODE,
+    Journal,
+    append_checkpoint,
+    checkpoint,
+    read_checkpoints,
+    start_problem,
+    supervisor_key,
+)
 from .rules.recording import camera_dead_since
 from .staff import Staff
 from .state import State
@@ -35,25 +48,46 @@ RULE_TICK_S = 0.1  # real seconds between rule evaluations when nothing arrives
 RULE_MIN_GAP_S = 0.02  # under load, rules run at most this often (bounds alert latency)
 
 
+def default_key_file(site: Site, checkpoint_file: Path, given: str | Path | None,
+                     db: str | Path) -> Path:
+    """Where the checkpoint key is read: given, the site's, else a one-time key whose
+    legacy `<db>.key` copy (beside the journal, where it must not stay) is moved there."""
+    path = Path(given or site.supervisor.checkpoint_key_file or
+                checkpoint_file.parent / "checkpoint.key")
+    legacy = Path(str(db) + ".key")
+    if legacy.exists() and not path.exists() and legacy.resolve() != path.resolve():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(legacy, path)
+        log.warning("moved the checkpoint key from %s (beside the journal) to %s", legacy, path)
+    return path
+
+
 class Supervisor:
     """One site's supervisor: journal, state, ingest, alerts, staff commands, roster."""
 
     def __init__(self, site: Site, keys: dict[str, bytes], db: str | Path,
                  checkpoint_file: str | Path, link: LinkConf, clock: Clock,
                  checkpoint_interval_s: float | None = None,
-                 accounts: Directory | str | Path | None = None) -> None:
+                 checkpoint_key: str | Path | None = None,
+                 accounts: Directory | str | Path | None = None,
+                 broker_log: str | Path | None = None) -> None:
         self.site, self.clock, self.link = site, clock, link
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
         self.journal = Journal(db)
-        self.key = supervisor_key(keys, db)
         self.checkpoint_file = Path(checkpoint_file)
+        self.key = supervisor_key(keys, default_key_file(site, self.checkpoint_file,
+                                                         checkpoint_key, db), db)
+        # A journal shorter than, or not extending, what was signed before is not continued.
+        self.refusal = start_problem(self.journal, self.key,
+                                     read_checkpoints(self.checkpoint_file))
         self.checkpoint_interval_s = float(checkpoint_interval_s or
                                            site.supervisor.checkpoint_interval_s)
         self.state = State(site)
         for e in self.journal.entries():  # state is a pure function of the journal
             self.state.apply(e)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.requests: queue.Queue[tuple[str, bytes]] = queue.Queue()  # staff, ahead of nodes
         self.errors = CallbackErrors()
         self.client = make_client(f"custody-supervisor-{site.id}", link, clean_start=False,
                                   will=(self.topics.supervisor("availability"), b"offline", True))
@@ -78,6 +112,11 @@ class Supervisor:
         self.tasks: queue.Queue[Callable[[], None]] = queue.Queue()
         self.retained_requests: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._accounts_checked = 0.0
+        self.degraded = Degraded(self.topics, self.publish)
+        self.health = HealthPublisher()
+        self.last_checkpoint: dict[str, Any] | None = None
+        # Mosquitto's log, for refused broker logins (it tells nobody else about them).
+        self.broker_log = BrokerLogWatch(broker_log) if broker_log is not None else None
         self._roster_published = -1
         self._rooms_published: dict[str, Any] = {}
         self._detainees_published: dict[str, Any] = {}
@@ -112,6 +151,13 @@ class Supervisor:
             # A retained request would be replayed by the broker at every (re)subscribe.
             self.retained_requests.put((msg.topic, bytes(msg.payload)))
             return
+        if "/request/" in msg.topic and self.inbox.qsize() > BATCH:
+            # Behind a backlog (a flood, a fleet catching up) staff go first: a person's
+            # request must not wait for it. Otherwise arrival order holds, so a request sees
+            # the events sent before it. The empty item only wakes the worker.
+            self.requests.put((msg.topic, bytes(msg.payload)))
+            self.inbox.put(("", b""))
+            return
         self.inbox.put((msg.topic, bytes(msg.payload)))
 
     # ---- other threads' work for the worker ------------------------------------------------
@@ -135,6 +181,15 @@ class Supervisor:
         if "error" in box:
             raise box["error"]
         return box.get("value")
+
+    def _watch_broker_log(self) -> None:
+        if self.broker_log is None:
+            return
+        for address, failures in self.broker_log.poll():
+            entry = self.journal.append_own("login", {"ts": self.clock.now_ms(), "user": None,
+                                                      "address": address,
+                                                      "failures": failures, "where": "broker"})
+            self.state.apply(entry)
 
     def _lockout(self, user: str, failures: int, where: str = "desk") -> None:
         """An account was locked (called on any thread): journal it on the worker."""
@@ -176,6 +231,7 @@ class Supervisor:
         except (AccountError, OSError) as e:
             log.error("account directory not reloaded (keeping the last good one): %s", e)
         self.staff.sync_accounts()
+        self._watch_broker_log()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> mqtt.MQTTMessageInfo:
@@ -193,6 +249,9 @@ class Supervisor:
 
     def run(self) -> None:
         """Work until stop_event is set, then stop cleanly."""
+        if self.refusal is not None:
+            self._refuse()
+            return
         self.start()
         try:
             resent = self.alerts.resend_pending()
@@ -211,11 +270,33 @@ class Supervisor:
         finally:
             self.close()
 
+    def _refuse(self) -> None:
+        """Say on MQTT why we will not run, then stop: staff must see it, not a silence."""
+        log.critical("refusing to continue over this journal: %s", self.refusal)
+        self.start()
+        self.connected.wait(5.0)
+        now = self.clock.now_ms()
+        msg = {"id": f"security-journal-{now}", "rule": "security", "state": "raised",
+               "severity": "critical", "detainee": None, "room": None, "raised_ts": now,
+               "ts": now, "by": None, "action": None,
+               "message": f"supervisor refuses to start: {self.refusal}"}
+        infos = [self.publish(self.topics.alert("critical", "security"), dumpb(msg), 1, False),
+                 self.publish(self.topics.supervisor("availability"), b"refused", 1, True)]
+        for info in infos:
+            if self.connected.is_set():
+                info.wait_for_publish(2.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.journal.close()
+
     def step(self, timeout: float = 0.05) -> int:
         """Take up to BATCH queued messages and handle them; return how many."""
         items: list[tuple[str, bytes]] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                items.append(self.requests.get_nowait())
         try:
-            items.append(self.inbox.get(timeout=timeout) if timeout > 0 else
+            items.append(self.inbox.get(timeout=timeout) if timeout > 0 and not items else
                          self.inbox.get_nowait())
             while len(items) < BATCH:
                 items.append(self.inbox.get_nowait())
@@ -223,6 +304,8 @@ class Supervisor:
             pass
         node_items = []
         for topic, payload in items:
+            if not topic:
+                continue
             try:
                 parsed = self.topics.parse(topic)
             except TopicError:
@@ -230,22 +313,71 @@ class Supervisor:
                 continue
             if parsed.kind == "request":
                 if node_items:
-                    self.ingest.process(node_items)
+                    self._ingest(node_items)
                     node_items = []
                 user = parsed.subject or "?"  # the login the broker's ACL bound in the topic
-                resp = self.staff.handle(user, parsed.channel, payload)
+                resp = self._staff(user, parsed.channel, payload)
                 self.publish(self.topics.response(user, parsed.channel), resp, 1, False)
             elif parsed.kind == "node":
                 node_items.append((topic, payload))
         if node_items:
-            self.ingest.process(node_items)
+            self._ingest(node_items)
         return len(items)
 
+    # ---- a journal that cannot be written (supervisor/degraded.py) ------------------------
+
+    def _ingest(self, items: list[tuple[str, bytes]]) -> None:
+        try:
+            self.ingest.process(items)
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.dropped += len(items)  # unacked: the nodes' outboxes resend them
+            self.degraded.failed(e, self.clock.now_ms())
+
+    def _staff(self, user: str, command: str, payload: bytes) -> bytes:
+        try:
+            return self.staff.handle(user, command, payload)
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.refused += 1
+            self.degraded.failed(e, self.clock.now_ms())
+            return refusal(payload, f"supervisor degraded: its journal cannot be written ({e})"
+                           "; nothing was done, try again when it recovers")
+
+    def _storage_probe(self) -> None:
+        """While degraded: journal the outage; the first write that succeeds ends it."""
+        now = self.clock.now_ms()
+        try:
+            entry = self.journal.append_own("security", self.degraded.record(now))
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.failed(e, now)
+            return
+        self.state.apply(entry)
+        self.degraded.recovered(now)
+
     def tick(self) -> None:
-        """Rules, alerts, retained snapshots, roster and checkpoint."""
+        """Rules, alerts, retained snapshots, roster and checkpoint (degraded: see _tick)."""
+        try:
+            if self.degraded.active:
+                self._storage_probe()
+            self._tick()
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.failed(e, self.clock.now_ms())
+        if self.health.due():  # degraded or not: this is how an operator sees it
+            self.publish(self.topics.supervisor("health"),
+                         dumpb(health_body(self, self.clock.now_ms())), 1, True)
+
+    def _tick(self) -> None:
         self._run_tasks()
         self._sync_accounts()
         now = self.clock.now_ms()
+        self.ingest.housekeeping()  # journal the counts of repeated rejections
         self.alerts.reconcile(now)
         self.alerts.confirm(self.connected.is_set())
         self.alerts.publish_snapshot(now)
@@ -260,7 +392,9 @@ class Supervisor:
     def write_checkpoint(self) -> bytes:
         """Sign (count, head), file it and publish it retained."""
         data = checkpoint(self.key, self.journal.count, self.journal.head, self.clock.now_ms())
-        write_checkpoint(self.checkpoint_file, data)
+        append_checkpoint(self.checkpoint_file, data)
+        self.last_checkpoint = {"count": self.journal.count, "head": self.journal.head.hex(),
+                                "ts": self.clock.now_ms()}
         self.publish(self.topics.supervisor("checkpoint"), data, 1, True)
         self._last_checkpoint = time.monotonic()
         return data
@@ -330,7 +464,12 @@ class Supervisor:
                     if delivery(pinfo) == "waiting":
                         pinfo.wait_for_publish(max(0.0, deadline - time.monotonic()))
             self.alerts.confirm(self.connected.is_set())
-            self.write_checkpoint()
+            try:
+                self.write_checkpoint()
+            except Exception as e:  # a full disk must not keep us from saying `offline`
+                if not is_storage_error(e):
+                    raise
+                log.error("final checkpoint not written: %s", e)
             info = self.client.publish(self.topics.supervisor("availability"), b"offline", qos=1,
                                        retain=True)
             if self.connected.is_set():

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.alerts import SECURITY_REASON_RULE
 from protocol.envelope import open_payload
 from protocol.events import Event
 from protocol.site import Site
@@ -138,17 +139,22 @@ class State:
             self.refused.append(obj)
         elif e.kind == "account":
             self.account_seq = max(self.account_seq, int(obj["seq"]))
-        elif e.kind == "login":
+        elif e.kind == "login" and obj.get("user"):
             self._incident("login-locked", obj["user"], ts, None, None,
                            f"account {obj['user']}: {obj['failures']} failed logins in a row "
                            f"({obj['where']}); locked")
+        elif e.kind == "login":  # the broker names no account, only the source address
+            self._incident("login-locked", f"address-{obj['address']}", ts, None, None,
+                           f"{obj['failures']} refused broker logins in a row from "
+                           f"{obj['address']} (Mosquitto does not log which account)")
         elif e.kind == "alert":
             self._alert(obj)
         elif e.kind == "security":
             self.security_count += 1
             node = obj.get("node") or "unknown"
             room = self.node_room.get(node)
-            self._incident("security", f"{node}/{obj['reason']}", ts, None, room,
+            rule = SECURITY_REASON_RULE.get(obj["reason"], "security")
+            self._incident(rule, f"{node}/{obj['reason']}", ts, None, room,
                            f"rejected message from {node}: {obj['reason']}: {obj['detail']}")
         elif e.kind == "availability":
             ns = self._node(obj["node"])

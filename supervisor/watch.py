@@ -18,6 +18,15 @@ from protocol.transport import make_client
 
 from .staff_cli import add_staff_login, staff_link
 
+
+def _hms(ms: Any) -> str:
+    """Custody ms as UTC H:M:S; any value a message holds prints, none crashes."""
+    try:
+        return time.strftime("%H:%M:%S", time.gmtime(ms / 1000))
+    except (OverflowError, OSError, ValueError, TypeError):
+        return "??:??:??"
+
+
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -41,7 +50,7 @@ class View:
                                                          .index(a["severity"]), a["raised_ts"])):
                 alerts.add_row(a["severity"], a["rule"], a.get("detainee") or "",
                                a.get("room") or "", a["state"],
-                               time.strftime("%H:%M:%S", time.gmtime(a["raised_ts"] / 1000)),
+                               _hms(a["raised_ts"]),
                                a["message"], style=STYLE.get(a["severity"], ""))
             rooms = Table(title="Rooms", expand=True)
             for col in ("room", "kind", "detainees", "officers", "camera"):
@@ -55,7 +64,7 @@ class View:
             for col in ("time", "state", "rule", "message"):
                 recent.add_column(col)
             for m in self.recent[-8:]:
-                recent.add_row(time.strftime("%H:%M:%S", time.gmtime(m["ts"] / 1000)),
+                recent.add_row(_hms(m["ts"]),
                                m["state"], m["rule"], m["message"],
                                style=STYLE.get(m["severity"], ""))
         return Group(alerts, rooms, recent)

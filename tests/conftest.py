@@ -20,3 +20,8 @@ def broker() -> Iterator[Mosquitto]:
         yield b
     finally:
         b.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the long end-to-end tests first, so parallel workers do not finish on a tail of them."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)

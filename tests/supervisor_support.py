@@ -69,27 +69,98 @@ kind = "interview"
 id = "exit"
 kind = "exit"
 
+# Each node declares the devices it speaks for: ingest refuses anything else.
+[[doors]]
+id = "d1"
+between = ["entry", "search"]
 [[nodes]]
 id = "node-entry"
 room = "entry"
+[[nodes.readers]]
+id = "entry-uhf"
+type = "uhf"
+role = "presence"
+port = "/dev/null"
+[[nodes.cameras]]
+id = "cam-entry"
+source = "0"
+[[nodes.doors]]
+door = "d1"
+type = "mqtt"
 [[nodes]]
 id = "node-search"
 room = "search"
+[[nodes.readers]]
+id = "search-uhf"
+type = "uhf"
+role = "presence"
+port = "/dev/null"
+[[nodes.cameras]]
+id = "cam-search"
+source = "0"
 [[nodes]]
 id = "node-corridor"
 room = "corridor"
+[[nodes.readers]]
+id = "corridor-uhf"
+type = "uhf"
+role = "presence"
+port = "/dev/null"
+[[nodes.cameras]]
+id = "cam-corridor"
+source = "0"
 [[nodes]]
 id = "node-medical"
 room = "medical"
+[[nodes.readers]]
+id = "medical-uhf"
+type = "uhf"
+role = "presence"
+port = "/dev/null"
+[[nodes.cameras]]
+id = "cam-medical"
+source = "0"
 [[nodes]]
 id = "node-holding"
 room = "holding-1"
+[[nodes.readers]]
+id = "holding-1-uhf"
+type = "uhf"
+role = "presence"
+port = "/dev/null"
+[[nodes.cameras]]
+id = "cam-holding-1"
+source = "0"
+[[nodes.buttons]]
+id = "b1"
+kind = "call"
+pin = 5
+[[nodes.buttons]]
+id = "p1"
+kind = "panic"
+pin = 6
 [[nodes]]
 id = "node-interview"
 room = "interview-1"
+[[nodes.readers]]
+id = "interview-1-uhf"
+type = "uhf"
+role = "presence"
+port = "/dev/null"
+[[nodes.cameras]]
+id = "cam-interview-1"
+source = "0"
 [[nodes]]
 id = "node-exit"
 room = "exit"
+[[nodes.readers]]
+id = "exit-uhf"
+type = "uhf"
+role = "presence"
+port = "/dev/null"
+[[nodes.cameras]]
+id = "cam-exit"
+source = "0"
 """
 
 ROOM_NODE = {"entry": "node-entry", "search": "node-search", "corridor": "node-corridor",

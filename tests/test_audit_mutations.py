@@ -19,6 +19,7 @@ from tests.journal_mutations import mutations
 from tests.test_fault_e2e import Chain
 
 ROOT = Path(__file__).resolve().parent.parent
+KEY_FILE: list[Path] = []  # the supervisor's checkpoint key, once the fixture has run
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,14 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
             c.close()  # SIGTERM: the supervisor files a final checkpoint
     cp = c.db.with_suffix(".checkpoint")
     assert cp.exists() and len(journal_rows(c.db)) >= 27
+    KEY_FILE.append(d / "checkpoint.key")  # beside the keys file, not the journal
     yield c.db, cp
 
 
 def _verify(db: Path, cp: Path | None, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    args = ["audit", "verify", "--db", str(db)] + (["--checkpoint", str(cp)] if cp else [])
+    args = ["audit", "verify", "--db", str(db)] + (
+        ["--checkpoint", str(cp), "--checkpoint-key", str(KEY_FILE[-1])]
+        if cp else [])
     rc = custody_main(args)
     out = capsys.readouterr()
     return rc, out.out + out.err
@@ -59,8 +63,6 @@ def test_every_mutation_is_detected(name, journal, tmp_path, capsys):
     copy = tmp_path / "journal.db"
     shutil.copy(db, copy)
     assert not Path(str(db) + "-wal").exists() or Path(str(db) + "-wal").stat().st_size == 0
-    key = Path(str(db) + ".key")
-    shutil.copy(key, Path(str(copy) + ".key"))
     mutate, needs_checkpoint = mutations()[name]
     what = mutate(copy)
     rc, text = _verify(copy, cp, capsys)
@@ -85,9 +87,9 @@ def test_cli_exit_status_as_a_process(journal, tmp_path):
     db, cp = journal
     copy = tmp_path / "journal.db"
     shutil.copy(db, copy)
-    shutil.copy(Path(str(db) + ".key"), Path(str(copy) + ".key"))
     mutations()["delete-middle"][0](copy)
     r = subprocess.run([sys.executable, "-m", "custody", "audit", "verify", "--db", str(copy),
-                        "--checkpoint", str(cp)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=60)
+                        "--checkpoint", str(cp), "--checkpoint-key", str(KEY_FILE[-1])],
+                       cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 1 and "TAMPERED" in r.stderr, r.stdout + r.stderr

@@ -5,6 +5,7 @@ import json
 import time
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from protocol.staff import request_payload
@@ -174,3 +175,46 @@ def _response(d: Driver, txn: str, timeout: float = 10.0) -> dict[str, Any]:
 
 def test_link_conf_repr_hides_the_password():
     assert "s3cret" not in repr(LinkConf("h", 1, "u", "s3cret"))
+
+
+def test_refused_broker_logins_counted_per_address_from_mosquittos_log(tmp_path):
+    from custody.broker import BrokerConfig, Mosquitto
+    from supervisor.broker_log import BrokerLogWatch
+
+    def login(b: Mosquitto, password: str) -> bool:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c.username_pw_set("o1", password)
+        try:
+            c.connect(b.host, b.port, 5)
+        except OSError:
+            return False
+        got: list[Any] = []
+        c.on_connect = lambda *a: got.append(a[3])
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            c.loop(0.1)
+        c.disconnect()
+        return bool(got) and not got[0].is_failure
+
+    with Mosquitto(BrokerConfig(users={"o1": "right-password"})) as b:
+        watch = BrokerLogWatch(b.log_path)
+        for _ in range(4):
+            assert not login(b, "wrong")
+        assert login(b, "right-password")  # a success from the address resets the count
+        for _ in range(5):
+            assert not login(b, "wrong")
+        deadline = time.monotonic() + 5
+        crossed: list[tuple[str, int]] = []
+        while not crossed and time.monotonic() < deadline:
+            crossed = watch.poll()
+            time.sleep(0.1)
+        assert crossed == [("127.0.0.1", 5)] and watch.refused_total == 9
+
+
+def test_broker_login_entry_raises_login_locked_naming_the_address(w):
+    entry = w.journal.append_own("login", {"ts": w.now, "user": None, "address": "10.0.0.9",
+                                           "failures": 5, "where": "broker"})
+    w.state.apply(entry)
+    w.alerts.reconcile(w.at(1).now)
+    a = [a for a in w.state.alerts.values() if a["rule"] == "login-locked"]
+    assert len(a) == 1 and "10.0.0.9" in a[0]["message"] and a[0]["severity"] == "critical"

@@ -24,14 +24,14 @@ def build(tmp: Path, n: int = 12) -> tuple[Path, Path]:
                                    "args": {}})
     write_checkpoint(cp, checkpoint(KEY, j.count, j.head, 1000))
     j.close()
-    (tmp / "j.db.key").write_text(KEY.hex())
+    (tmp / "checkpoint.key").write_text(KEY.hex())
     return db, cp
 
 
 def audit(db: Path, cp: Path | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "custody", "audit", "verify", "--db", str(db)]
     if cp is not None:
-        cmd += ["--checkpoint", str(cp)]
+        cmd += ["--checkpoint", str(cp), "--checkpoint-key", str(cp.parent / "checkpoint.key")]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
@@ -58,10 +58,13 @@ def test_duplicate_is_refused_in_the_same_transaction(tmp_path):
     j.close()
 
 
-def test_key_file_is_created_once(tmp_path):
-    k1 = supervisor_key({}, tmp_path / "x.db")
-    assert supervisor_key({}, tmp_path / "x.db") == k1
-    assert supervisor_key({"supervisor": b"k" * 16}, tmp_path / "x.db") == b"k" * 16
+def test_key_file_is_created_once_and_never_beside_the_journal(tmp_path):
+    kf, db = tmp_path / "keys" / "checkpoint.key", tmp_path / "x.db"
+    k1 = supervisor_key({}, kf, db)
+    assert supervisor_key({}, kf, db) == k1 and (kf.stat().st_mode & 0o777) == 0o600
+    assert supervisor_key({"supervisor": b"k" * 16}, kf, db) == b"k" * 16
+    with pytest.raises(ValueError, match="beside the journal"):
+        supervisor_key({}, tmp_path / "x.db.key", db)
 
 
 TAMPERING = {

@@ -59,7 +59,7 @@ def test_replay_equals_live(broker, tmp_path):
         a = d.wait_for("real-search")
         d.staff("ack-alert", {"alert": a["id"], "action": "re-search ordered"}, user="o3")
         d.staff("false-alarm", {"alert": a["id"], "note": "test"}, user="o3")
-        d.event("node-holding", "behaviour", {"id": "b9", "phase": "new", "camera": "c",
+        d.event("node-holding", "behaviour", {"id": "b9", "phase": "new", "camera": "cam-holding-1",
                                               "room": "holding-1", "cls": "fall",
                                               "score_pct": 80})
         d.wait_for("fall")
@@ -125,8 +125,8 @@ def start(site_file, keys_file, db, cp, broker, clock) -> subprocess.Popen[bytes
                              str(site_file), "--keys", str(keys_file), "--db", str(db),
                              "--checkpoint", str(cp), "--host", broker.host, "--port",
                              str(broker.port), "--accounts",
-                             str(write_accounts(db.with_name("accounts.json")))], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                             str(write_accounts(db.with_name("accounts.json")))],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def wait_until(pred, timeout: float = 20.0) -> None:
@@ -196,5 +196,7 @@ def test_kill_9_mid_stream_and_restart(broker, tmp_path):
     raised = [a["id"] for a in watch.alerts if a["state"] == "raised"]
     assert len(raised) == len(set(raised)), f"raised twice: {raised}"
     r = subprocess.run([sys.executable, "-m", "custody", "audit", "verify", "--db", str(db),
-                        "--checkpoint", str(cp)], capture_output=True, text=True, timeout=60)
+                        "--checkpoint", str(cp), "--checkpoint-key",
+                        str(tmp_path / "checkpoint.key")], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stderr + out

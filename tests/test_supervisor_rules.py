@@ -243,7 +243,8 @@ def band_status(flag: str) -> Flow:
 
 def unknown_band(d: Driver, bad: bool) -> None:
     d.event(ROOM_NODE["medical" if bad else "entry"], "presence.enter",
-            {"band": "00000000ff", "room": "medical" if bad else "entry", "reader": "r"})
+            {"band": "00000000ff", "room": "medical" if bad else "entry",
+             "reader": "medical-uhf" if bad else "entry-uhf"})
     d.wait(3)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from protocol.envelope import verify
 from protocol.transport import LinkConf, make_client
-from supervisor.journal import open_checkpoint, supervisor_key
+from supervisor.journal import open_checkpoint
 from tests.supervisor_support import BANDS, KEYS, Driver, InProcess, make_site, sped_up, write_files
 
 
@@ -62,7 +62,7 @@ def test_roster_room_state_and_checkpoint(broker, tmp_path):
         d.close()
         sup.stop()
     data = retained(broker.host, broker.port, d.topics.supervisor("checkpoint"))
-    count, head = open_checkpoint(supervisor_key({}, sup.db), data)
+    count, head = open_checkpoint(sup.sup.key, data)
     assert count == sup.sup.journal.count and head == sup.sup.journal.head.hex()
     assert sup.cp.read_bytes() == data
     assert retained(broker.host, broker.port, d.topics.supervisor("availability")) == b"offline"

@@ -57,11 +57,11 @@ class World:
 
     def enter(self, who: str, room: str) -> None:
         self.event(ROOM_NODE[room], "presence.enter", {"band": BANDS[who], "room": room,
-                                                       "reader": "r"})
+                                                       "reader": f"{room}-uhf"})
 
     def leave(self, who: str, room: str) -> None:
         self.event(ROOM_NODE[room], "presence.leave", {"band": BANDS[who], "room": room,
-                                                       "reader": "r"})
+                                                       "reader": f"{room}-uhf"})
 
     def staff(self, command: str, args: dict[str, Any], user: str | None = None
               ) -> dict[str, Any]:
@@ -108,11 +108,12 @@ def test_never_alone_prefers_corroboration_by_the_camera(w):
     w.at(0).enter("o1", "medical")
     w.enter("d1", "medical")
     w.at(1).leave("o1", "medical")
-    w.at(11).event("node-medical", "camera", {"camera": "c", "room": "medical", "live": True})
-    w.event("node-medical", "person_count", {"camera": "c", "room": "medical", "count": 2})
+    cam = {"camera": "cam-medical", "room": "medical"}
+    w.at(11).event("node-medical", "camera", {**cam, "live": True})
+    w.event("node-medical", "person_count", {**cam, "count": 2})
     [d] = R.never_alone(w.state, w.at(12).now, w.site.rules)
     assert d.severity == "warning" and "unconfirmed" in d.message
-    w.event("node-medical", "person_count", {"camera": "c", "room": "medical", "count": 1})
+    w.event("node-medical", "person_count", {**cam, "count": 1})
     [d] = R.never_alone(w.state, w.at(13).now, w.site.rules)
     assert d.severity == "critical" and "camera agrees" in d.message
 
@@ -141,7 +142,8 @@ def test_welfare_visit_must_be_sensor_verified(w):
     assert R.welfare_check(w.state, w.at(120).now, w.site.rules)[0].severity == "warning"
     assert R.welfare_check(w.state, w.at(140).now, w.site.rules)[0].severity == "critical"
     w.at(141).enter("o1", "holding-1")
-    w.event("node-holding", "person_count", {"camera": "c", "room": "holding-1", "count": 2})
+    w.event("node-holding", "person_count",
+            {"camera": "cam-holding-1", "room": "holding-1", "count": 2})
     w.at(147).leave("o1", "holding-1")
     assert w.rule(R.welfare_check) == []
     assert w.state.detainees["d1"].last_verified_ms == T0 + 147_000
@@ -239,12 +241,12 @@ def test_gap_then_fill(w):
     topic = w.topics.node("node-entry", "event")
     for s in (1, 4):
         w.ingest.process([(topic, seal(KEYS["node-entry"], "node-entry", 1, s, T0, "door",
-                                       {"door": "d", "state": "open"}))])
+                                       {"door": "d1", "state": "open"}))])
     assert w.state.nodes["node-entry"].gaps == [[2, 3, T0]]
     assert w.at(10).rule(R.missing_events) == [("missing-events", None, "entry")]
     for s in (3, 2):
         w.ingest.process([(topic, seal(KEYS["node-entry"], "node-entry", 1, s, T0, "door",
-                                       {"door": "d", "state": "open"}))])
+                                       {"door": "d1", "state": "open"}))])
     assert w.state.nodes["node-entry"].gaps == []
 
 

@@ -4,7 +4,7 @@ Everything lands under one output directory (secret: keep it on the provisioning
 
     ca/            site CA (ca.key never leaves this directory), ca.crt, ca.der
     broker/        mosquitto.conf, ca.crt, server.crt, server.key, passwords, acl
-    supervisor/    keys.toml (every node's HMAC key), mqtt.password, ca.crt,
+    supervisor/    keys.toml (every node's HMAC key), checkpoint.key, mqtt.password, ca.crt,
                    accounts.json (the staff directory: roles, scrypt and broker hashes)
     staff/         admin.password (the bootstrap admin's first password), ca.crt
     nodes/<id>/    room node: agent.toml, site.toml, node.key, mqtt.password, ca.crt
@@ -56,7 +56,7 @@ class Options:
     data_dir: str = "/var/lib/mosquitto"
     log_file: str = ""  # "" = syslog
     wifi_ssid: str = "CHANGE-ME"
-    wifi_password: str = "CHANGE-ME"
+    wifi_password: str = field(default="CHANGE-ME", repr=False)  # a secret: never in a repr
 
 
 @dataclass
@@ -157,6 +157,8 @@ def _render_shared(out: Path, site_id: str, prefix: str, nodes: list[str], revok
                           opts.local_port, opts.log_file, len(live)))
     keys = {n: bytes.fromhex((out / "nodes" / n / "node.key").read_text().strip()) for n in live}
     _write(out / "supervisor" / "keys.toml", dump_keys(keys), secret=True)
+    # The journal's checkpoint key: installed with keys.toml, never beside the journal.
+    _secret(out / "supervisor" / "checkpoint.key", secrets.token_hex(32))
     shutil.copy(out / "ca" / "ca.crt", out / "broker" / "ca.crt")
     shutil.copy(out / "ca" / "ca.crt", out / "supervisor" / "ca.crt")
     shutil.copy(out / "ca" / "ca.crt", out / "staff" / "ca.crt")
