@@ -136,7 +136,7 @@ def test_alert_live_then_acknowledged_by_signed_in_account(world: World) -> None
     w = world
     page = sign_in(w, "sup1")
     page.goto(w.desk.url + "/alerts")
-    page.wait_for_function("document.body.dataset.count !== undefined")  # stream is up
+    page.locator("body[data-count]").wait_for(state="attached")  # stream is up
     w.driver.enter("o3", "medical")  # an unregistered band in a room: unknown-band
     row = page.get_by_role("row").filter(has_text="unknown-band").filter(has_text="medical")
     row.wait_for(timeout=10_000)
@@ -278,7 +278,7 @@ def test_browser_reconnects_and_misses_no_alert(world: World) -> None:
     w = world
     page = sign_in(w, "sup1")
     page.goto(w.desk.url + "/alerts")
-    page.wait_for_function("document.body.dataset.count !== undefined")
+    page.locator("body[data-count]").wait_for(state="attached")
     port = w.desk.port
     w.desk.stop()
     page.locator("#banner").wait_for(state="visible")  # the page says it lost the desk
@@ -294,3 +294,30 @@ def test_browser_reconnects_and_misses_no_alert(world: World) -> None:
         has_text="holding-1").wait_for(timeout=15_000)
     page.locator("#feed li").filter(has_text="unknown-band holding-1 raised").wait_for()
     assert page.locator("#banner").is_hidden()
+
+
+def test_critical_alert_sounds_until_acknowledged(world: World) -> None:
+    """A detainee left alone raises a critical alert: its tile turns red and the page sounds
+    (body.tone) until someone acknowledges it."""
+    w = world
+    if "d2" not in as_worker(w, lambda: list(w.sup.state.detainees)):  # run on its own
+        register(w, "d2", "00000000d2")
+    page = sign_in(w, "sup1")
+    page.locator("body[data-count]").wait_for(state="attached")
+    w.driver.enter("d2", "medical")  # no officer with them: never-alone, critical
+    page.locator("section.tile.critical[data-room=medical]").wait_for(timeout=15_000)
+    page.locator("body.tone").wait_for(state="attached")
+    page.screenshot(path=str(w.shots / "floor-critical.png"), full_page=True)
+    page.goto(w.desk.url + "/alerts")
+    row = page.get_by_role("row").filter(has_text="never-alone").filter(has_text="medical")
+    row.wait_for()
+    # Every critical alert this raised (never-alone; search-first too: d2 was never searched)
+    # sounds until someone takes it on.
+    while page.locator("tr.sev-critical:not(.acked)").count():
+        crit = page.locator("tr.sev-critical:not(.acked)").first
+        crit.get_by_label("What was done").fill("officer sent to the medical room")
+        crit.get_by_role("button", name="Acknowledge").click()
+        page.locator("#result.ok").wait_for()
+        page.locator("#result").evaluate("e => e.className = ''")
+        page.wait_for_timeout(300)
+    page.locator("body:not(.tone)").wait_for(state="attached")
