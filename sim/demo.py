@@ -93,7 +93,7 @@ class DeskStaff:
             a = self.alerts.get(aid)
             if a is None:
                 a = self.alerts[aid] = {
-                    "seen": now, "ack_at": (now + int(self.rng.uniform(3, 40) * 1000)
+                    "seen": now, "ack_at": (now + int(self.rng.uniform(10, 50) * 1000)
                                             if self.rng.random() < self.ACK_SHARE else None)}
             a["state"], a["severity"] = str(data.get("state")), data.get("severity")
 
