@@ -101,7 +101,10 @@ def as_worker(w: World, fn: Any) -> Any:
 
 
 def register(w: World, detainee: str, band: str, by: str = "off1") -> None:
-    """Register a detainee as `by` through the same path the desk and MQTT use."""
+    """Register a detainee as `by` through the same path the desk and MQTT use (once: tests
+    of this module may run in any order, or spread over workers)."""
+    if detainee in as_worker(w, lambda: list(w.sup.state.detainees)):
+        return
     r = as_worker(w, lambda: w.sup.staff.execute(by, "register-detainee", {
         "detainee": detainee, "band": band, "case": f"case-{detainee}", "sex": "m",
         "custody_type": "short", "observation": "level1"}, f"reg-{detainee}"))
@@ -300,8 +303,7 @@ def test_critical_alert_sounds_until_acknowledged(world: World) -> None:
     """A detainee left alone raises a critical alert: its tile turns red and the page sounds
     (body.tone) until someone acknowledges it."""
     w = world
-    if "d2" not in as_worker(w, lambda: list(w.sup.state.detainees)):  # run on its own
-        register(w, "d2", "00000000d2")
+    register(w, "d2", "00000000d2")
     page = sign_in(w, "sup1")
     page.locator("body[data-count]").wait_for(state="attached")
     w.driver.enter("d2", "medical")  # no officer with them: never-alone, critical
