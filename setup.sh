@@ -5,15 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(mosquitto mosquitto-clients socat)
+# chromium: the desk's browser tests (Playwright drives it; no browser download);
+# fonts-wqy-microhei: its Chinese pages render in screenshots.
+APT_PACKAGES=(mosquitto mosquitto-clients socat chromium fonts-wqy-microhei)
 MEDIAPIPE_WHEEL="mediapipe==0.10.21"
 SKIMAGE_WHEEL="scikit-image==0.26.0"
 PYTHON="${PYTHON:-python3}"
 
 need_apt=()
-for cmd in mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat; do
+for cmd in mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat chromium:chromium; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need_apt+=("${cmd##*:}")
 done
+[ -d /usr/share/fonts/truetype/wqy ] || need_apt+=(fonts-wqy-microhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${APT_PACKAGES[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
