@@ -432,8 +432,9 @@ def main() -> int:
             ]
             body = (f"{len(sites)} sites, one nats-server 2.9 (JetStream, file store), "
                     "PostgreSQL 15, site journals on tmpfs; the bureau is `custody bureau "
-                    "--workers 2` in its own process; the sites' uplinks (one thread each) run "
-                    "in the benchmark process. Entries ~250 bytes.\n\n| figure | value |\n"
+                    "--workers 2` (a process per worker); the sites' uplinks (one thread each) "
+                    "run in the benchmark process, the paced writer in a process of its own. "
+                    "Entries ~250 bytes.\n\n| figure | value |\n"
                     "|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows) + "\n" + NOTE)
             write_section("bureau: 27 sites into one bureau (2 workers)",
                           " ".join([".venv/bin/python -m benchmarks.bench_bureau",

@@ -25,6 +25,7 @@ class Room:
     kind: str
     name: str
     camera_required: bool
+    position: tuple[int, int] | None = None  # (column, row) of its tile on the desk's floor
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class Site:
     broker: BrokerConf = field(default_factory=BrokerConf)
     supervisor: SupervisorConf = field(default_factory=SupervisorConf)
     path: str = ""
+    timezone: str = "UTC"  # IANA name; the desk and reports show times in it
     bureau: BureauConf | None = None  # None: no uplink (the embedded default)
 
     def room(self, room_id: str) -> Room:
@@ -303,6 +305,7 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
     site_id = _id(site_s, "id", "site id")
     name = site_s.text("name", site_id)
     prefix = site_s.text("topic_prefix", DEFAULT_PREFIX, check=check_prefix)
+    timezone = site_s.text("timezone", "UTC", check=_check_timezone)
     site_s.done()
 
     rooms = []
@@ -310,7 +313,8 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
         rooms.append(Room(_id(r, "id", "room id"), r.text("kind", choices=ROOM_KINDS),
                           r.text("name", r.data.get("id", "")) or r.data["id"],
                           r.flag("camera_required", r.data.get("kind") in ("holding",
-                                                                             "interview"))))
+                                                                             "interview")),
+                          _position(r)))
         r.done()
     doors = []
     door_secs = top.sections("doors")
@@ -364,7 +368,28 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
             if di.door not in door_ids:
                 raise ConfigError(path, f"nodes[{i}].doors[{j}].door", "a door id", di.door)
     return Site(site_id, name, prefix, tuple(rooms), tuple(doors), tuple(nodes), rules, broker,
-                sup, str(path), bureau)
+                sup, str(path), timezone, bureau)
+
+
+def _check_timezone(name: str) -> None:
+    """Raise ValueError unless `name` is a time zone this machine knows (e.g. Asia/Shanghai)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"an IANA time zone name such as Asia/Shanghai, got {name!r}") from None
+
+
+def _position(s: Section) -> tuple[int, int] | None:
+    """A room's optional desk tile position: `position = [column, row]`, both from 1."""
+    v = s.array("position", [])
+    if not v:
+        return None
+    if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 64
+                              for x in v):
+        raise s.fail("position", "[column, row], two integers in [1, 64]", v)
+    return (v[0], v[1])
 
 
 def _check_nats_url(url: str) -> None:

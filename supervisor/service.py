@@ -126,6 +126,7 @@ class Supervisor:
         self._detainees_published: dict[str, Any] = {}
         self._last_checkpoint = 0.0
         self.stop_event = threading.Event()
+        self.desk: Any = None  # supervisor.desk.Desk when serving one; fed from tick/publish
 
     # ---- MQTT ----------------------------------------------------------------------------
 
@@ -239,6 +240,8 @@ class Supervisor:
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> mqtt.MQTTMessageInfo:
         """Publish through the supervisor's client (queued by paho while disconnected)."""
+        if self.desk is not None:  # the desk pushes the same changes to its browsers
+            self.desk.published(topic, payload, self.state.count)
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     # ---- the worker ----------------------------------------------------------------------
@@ -387,6 +390,8 @@ class Supervisor:
         self._publish_rooms(now)
         self._publish_detainees(now)
         self._publish_roster(now)
+        if self.desk is not None:
+            self.desk.refresh(now)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.write_checkpoint()
 
