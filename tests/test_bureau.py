@@ -86,6 +86,34 @@ def test_tamper_rechained_and_resigned_is_caught(tmp_path: Path, fresh_db: str) 
             up.stop()
 
 
+
+def test_nats_down_site_journals_and_uplink_catches_up_in_order(tmp_path: Path,
+                                                                fresh_db: str) -> None:
+    """The only NATS server is killed: the site keeps journaling, the uplink reports the
+    failure and keeps its position; when the server is back everything arrives, in order."""
+    with NatsCluster(1) as nats:
+        site = SiteWriter(tmp_path, "site-d", KEY_A)
+        site.write(10)
+        up = Uplink("site-d", site.db, site.cp, SiteBureau(tuple(nats.urls)), poll_s=0.05)
+        up.start()
+        bureau = BureauThread(BureauConf(tuple(nats.urls), fresh_db, {"site-d": KEY_A}), 1)
+        try:
+            wait_until(lambda: mirrored(fresh_db, "site-d") == 10, 30, "first 10 mirrored")
+            nats.kill(0)
+            site.write(50)  # journaling goes on without NATS
+            wait_until(lambda: up.status.failures > 0 or not up.status.connected, 15,
+                       "the uplink noticing NATS is gone")
+            assert up.status.sent_idx <= 10 < site.journal.count
+            nats.restart(0)
+            wait_until(lambda: query(fresh_db, "SELECT cp_count FROM bureau_site") == [(60,)],
+                       60, "all 60 entries and the last checkpoint witnessed")
+            assert mirror_rows(fresh_db, "site-d") == journal_rows(site.db)
+            assert query(fresh_db, "SELECT count(*) FROM security_alert") == [(0,)]
+        finally:
+            bureau.stop()
+            up.stop()
+
+
 CUT_S = float(os.environ.get("CUSTODY_UPLINK_CUT_S", "8"))  # the issue's 60 s: benchmarks
 
 
