@@ -514,7 +514,8 @@ class Agent:
             try:
                 w = vision.open_camera(cam, self.room.id, self.emit_threadsafe, self.clock,
                                        self.conf.site.rules,
-                                       heartbeat_s=self.conf.camera_heartbeat_s)
+                                       heartbeat_s=self.conf.camera_heartbeat_s,
+                                       **self.conf.recording)
                 w.start()
                 self.cameras[cam.id] = w
             except Exception as e:

@@ -97,21 +97,28 @@ def dump_toml(data: dict[str, Any]) -> str:
     return "\n".join(out).lstrip("\n") + "\n"
 
 
-def supervisor_argv(site_file: Path, accounts: Path) -> list[str]:
-    """How the supervisor is started (its CLI entry point)."""
+def supervisor_argv(site_file: Path, accounts: Path, desk_port: int | None = None
+                    ) -> list[str]:
+    """How the supervisor is started (its CLI entry point); with the desk when given a port."""
+    desk = ["--desk-port", str(desk_port)] if desk_port is not None else []
     return [sys.executable, "-m", "custody", "supervisor", "--config", str(site_file),
-            "--accounts", str(accounts), "-v"]
+            "--accounts", str(accounts), *desk, "-v"]
 
 
-def write_accounts(path: Path, officers: dict[str, str]) -> None:
+def write_accounts(path: Path, officers: dict[str, str], desk_password: str | None = None
+                   ) -> None:
     """The simulated centre's staff directory: each officer (id -> sex) an `officer`
-    account, and the duty supervisor who gives approvals and is on no detainee's team."""
+    account, and the duty supervisor who gives approvals and is on no detainee's team.
+    `desk_password`: the duty supervisor's, for signing in to the demo's desk."""
     password = os.urandom(16).hex()  # nobody logs in: the sim's staff act over MQTT topics
     h, b = hash_password(password), mosquitto_hash(password)
     people = {o: (sex, ["officer"]) for o, sex in officers.items()}
     people[DUTY_SUPERVISOR] = ("f", ["custody-supervisor"])
+    hashes = {u: h for u in people}
+    if desk_password is not None:
+        hashes[DUTY_SUPERVISOR] = hash_password(desk_password)
     write_file(path, {"version": 1, "history": [], "accounts": {
-        u: {"name": u, "sex": sex, "roles": roles, "enabled": True, "hash": h,
+        u: {"name": u, "sex": sex, "roles": roles, "enabled": True, "hash": hashes[u],
             "broker_hash": b} for u, (sex, roles) in sorted(people.items())}})
 
 
@@ -126,6 +133,8 @@ class RunOptions:
     on_event: Callable[[str, Any], None] | None = None  # live view hook: ("alert", Raised) ...
     broker: Mosquitto | None = None  # an already running broker (the demo's)
     supervisor: bool = True  # False: nodes and devices only (to test the devices and nodes)
+    desk_port: int | None = None  # the supervisor serves its desk there (custody demo)
+    desk_password: str | None = None  # the duty supervisor's desk password
 
 
 class Run:
@@ -261,8 +270,10 @@ class Run:
         if self.use_relay:
             self.relay.start()
         accounts = self.dir / "accounts.json"
-        write_accounts(accounts, {o.id: o.sex for o in self.sc.centre.officers.values()})
-        self.supervisor = Child("supervisor", supervisor_argv(site_file, accounts),
+        write_accounts(accounts, {o.id: o.sex for o in self.sc.centre.officers.values()},
+                       self.opts.desk_password)
+        self.supervisor = Child("supervisor", supervisor_argv(site_file, accounts,
+                                                              self.opts.desk_port),
                                 env_with(self.clock.env()), self.dir / "supervisor.log")
 
     def _video_camera(self, camera_id: str, room: str) -> VideoCamera:

@@ -33,6 +33,7 @@ with that list exactly (a scenario whose file and plan disagree is refused), and
 alert that fires counts as false.
 """
 
+import os
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,8 +64,10 @@ from .timetable import (
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SITES_DIR = Path(__file__).resolve().parent.parent / "sites"
-# The shared data folder beside the repository (../shared/data), as the tests find it.
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# The shared data folder beside the repository (../shared/data), as the tests find it;
+# CUSTODY_SHARED_DATA overrides it.
+SHARED_DATA = Path(os.environ.get("CUSTODY_SHARED_DATA")
+                   or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 VIDEO_MAX_ROOMS = 3  # each costs a node a full-rate pose pipeline and the sim a decoded clip
 VIDEO_MAX_SPEED = 2.0  # the clip is played at fps x speed; the node's pipeline must keep up
 INTAKES = ("full", "quick")

@@ -41,6 +41,7 @@ from .journal import (
 from .rules.recording import camera_dead_since
 from .staff import Staff
 from .state import State
+from .uplink import Uplink
 
 log = logging.getLogger(__name__)
 BATCH = 200  # messages per journal transaction at most (bounds the wait of an urgent one)
@@ -75,6 +76,9 @@ class Supervisor:
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
         self.journal = Journal(db)
+        # The bureau uplink reads the journal and checkpoint file on its own connection.
+        self.uplink = (Uplink(site.id, db, checkpoint_file, site.bureau)
+                       if site.bureau is not None else None)
         self.checkpoint_file = Path(checkpoint_file)
         self.key = supervisor_key(keys, default_key_file(site, self.checkpoint_file,
                                                          checkpoint_key, db), db)
@@ -122,6 +126,7 @@ class Supervisor:
         self._detainees_published: dict[str, Any] = {}
         self._last_checkpoint = 0.0
         self.stop_event = threading.Event()
+        self.desk: Any = None  # supervisor.desk.Desk when serving one; fed from tick/publish
 
     # ---- MQTT ----------------------------------------------------------------------------
 
@@ -235,6 +240,8 @@ class Supervisor:
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> mqtt.MQTTMessageInfo:
         """Publish through the supervisor's client (queued by paho while disconnected)."""
+        if self.desk is not None:  # the desk pushes the same changes to its browsers
+            self.desk.published(topic, payload, self.state.count)
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     # ---- the worker ----------------------------------------------------------------------
@@ -250,6 +257,8 @@ class Supervisor:
             self._refuse()
             return
         self.start()
+        if self.uplink is not None:
+            self.uplink.start()
         try:
             resent = self.alerts.resend_pending()
             if resent:
@@ -381,6 +390,8 @@ class Supervisor:
         self._publish_rooms(now)
         self._publish_detainees(now)
         self._publish_roster(now)
+        if self.desk is not None:
+            self.desk.refresh(now)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.write_checkpoint()
 
@@ -475,4 +486,6 @@ class Supervisor:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            if self.uplink is not None:
+                self.uplink.stop()
             self.journal.close()

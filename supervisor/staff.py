@@ -105,6 +105,10 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
             raise StaffError(f"record-finding: detainee {a['detainee']!r} is not registered")
         if "room" in a and a["room"] not in state.rooms:
             raise StaffError(f"record-finding: room {a['room']!r} is not on this site")
+    elif command == "view-evidence":
+        # The node side and the protocol exist (edge_agent/recording, protocol/evidence.py);
+        # the role check and the fetch from the node belong with staff identity (issue 13).
+        raise StaffError("view-evidence: not served by this supervisor yet")
     else:
         detainee_in_custody()
         c = state.detainees[a["detainee"]]

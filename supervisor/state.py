@@ -96,6 +96,7 @@ class State:
         self.seen_outside: dict[str, str] = {}  # unregistered band -> first non-entry room
         self.roster_version = 0
         self.property: dict[str, dict[str, Any]] = {}
+        self.doors: dict[str, tuple[str, int]] = {}  # door -> (last reported state, since)
         self.behaviours: dict[str, Activity] = {}
         self.tampers: dict[str, Activity] = {}
         self.faults: dict[str, Activity] = {}
@@ -219,6 +220,10 @@ class State:
             self._sighting(body["band"], body["room"], ts)
         elif etype == "camera":
             self._camera(node, body, ts)
+        elif etype == "door":
+            last = self.doors.get(body["door"])
+            if last is None or ts >= last[1]:  # an older, late event does not turn it back
+                self.doors[body["door"]] = (body["state"], ts)
         elif etype == "person_count":
             room = self.rooms.get(body["room"])
             if room is not None and ts >= room.person_count_ts:
@@ -690,6 +695,8 @@ class State:
             self.open_ids.add(aid)
         if st == "acknowledged":
             rec["acked_ts"], rec["acked_by"] = msg["ts"], msg["by"]
+        if st == "escalated":
+            rec["escalations"] = prev.get("escalations", 0) + 1
         if st in ("resolved", "false_alarm"):
             self.open_ids.discard(aid)
             rec["closed_ts"] = msg["ts"]

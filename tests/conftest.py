@@ -1,5 +1,6 @@
 """Shared fixtures: a real Mosquitto per test (or module) on a free loopback port."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pytest
 from custody.broker import BrokerConfig, Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The shared (read-only) data folder; CUSTODY_SHARED_DATA overrides it (worktrees, CI).
+SHARED_DATA = Path(os.environ.get("CUSTODY_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture
