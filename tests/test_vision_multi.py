@@ -74,3 +74,23 @@ def test_a_busy_pipeline_gets_the_newest_frame_and_the_skips_are_counted():
         box.put(Frame(ts, persons=[]), stop)
     got = box.get(0.1)
     assert got is not None and got.ts_ms == 3 and box.dropped == 2
+
+
+def test_a_keypoint_feed_keeps_one_real_second_queued_whatever_the_clock_speed():
+    # A node on a sped-up clock (the simulator's x40) reads line time 40 times faster than
+    # real time: its 1 s bound is 40 s of line time, so a burst of dense lines is kept whole
+    # (it once dropped 40 % of a fight's lines and the fight was missed), and at real speed
+    # lines older than 1 s still go.
+    from edge_agent.vision.capture import KeypointSource
+    from protocol.clock import simulated
+
+    stop = threading.Event()
+    for speed, kept in ((1.0, 7), (40.0, 12)):
+        src = KeypointSource("/nonexistent-feed", simulated(speed, START / 1000))
+        for i in range(12):  # 1.65 s of lines 150 ms apart, arriving at once
+            src.mailbox.put(Frame(START + 150 * i, persons=[]), stop)
+        got = []
+        while (f := src.mailbox.get(0.01)) is not None:
+            got.append(f.ts_ms)
+        assert len(got) == kept and got[-1] == START + 150 * 11, (speed, got)
+        assert src.mailbox.dropped == 12 - kept

@@ -245,12 +245,16 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
 class KeypointSource(Source):
     """The `kp:<path>` feed: JSON lines of keypoints from a pty, FIFO or file."""
 
-    MAX_LAG_MS = 1000
+    MAX_LAG_MS = 1000  # of real time
 
     def __init__(self, path: str, clock: Clock) -> None:
-        # Never more than MAX_LAG_MS of line time behind: the oldest lines go when the pipeline
-        # cannot keep up (three people in view used to put the node's vision 22 s late).
-        super().__init__(f"kp:{path}", clock, drop_old=True, max_lag_ms=self.MAX_LAG_MS)
+        # Never more than MAX_LAG_MS of real time behind: the oldest lines go when the pipeline
+        # cannot keep up (three people in view used to put the node's vision 22 s late). Line
+        # time runs `clock.speed` times faster than real time (the simulator's sped-up custody
+        # clock), so the bound in line time scales with it; at x40 a 1 s line-time bound
+        # dropped 40 % of the lines of a fast burst the node would have read in milliseconds.
+        super().__init__(f"kp:{path}", clock, drop_old=True,
+                         max_lag_ms=max(1, round(self.MAX_LAG_MS * clock.speed)))
         self.path = path
 
     def _open(self) -> int | None:

@@ -72,6 +72,8 @@ def _check(kind, v):
         return isinstance(v, list) and all(_is_int(x) for x in v)
     if kind == "obj":
         return isinstance(v, dict)
+    if kind == "sha256":  # 64 lower-case hex digits (segment and evidence hashes)
+        return isinstance(v, str) and len(v) == 64 and all(c in _HEX for c in v)
     return False
 
 

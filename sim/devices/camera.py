@@ -2,8 +2,11 @@
 
 Each line is {"ts": custody ms, "persons": [[[x, y, visibility] * 33], ...]} (the vision
 part's README). People stand at their own spot; a fall tips one of them over within half a
-second of custody time; a fight makes two people's wrists and ankles fly. A covered camera
-sends nothing (keypoints carry no pixels, so "covered" reaches the node as a stalled feed).
+second of custody time, towards the middle of the picture (a body that leaves the picture is
+not judged, as on a real camera); lying down takes a few seconds (sit, then lie back), so it
+is not a fall; a fight makes everyone's arms punch and legs kick, 2-3 times a second. A covered
+camera sends nothing (keypoints carry no pixels, so "covered" reaches the node as a stalled
+feed).
 """
 
 import json
@@ -31,19 +34,35 @@ _STAND: list[tuple[float, float]] = [
     (-0.08, 0.00), (0.08, 0.00),  # 29-30 heels
     (-0.05, 0.00), (0.05, 0.00),  # 31-32 foot index
 ]
-_WRISTS_ANKLES = (15, 16, 17, 18, 19, 20, 21, 22, 27, 28)
+_LEFT_ARM = (13, 15, 17, 19, 21)  # elbow, wrist, hand
+_RIGHT_ARM = (14, 16, 18, 20, 22)
+_ANKLES = (27, 28, 29, 30, 31, 32)
+LIE_DOWN_MS = 6000  # sitting down on the bench, then lying back
 
 
 def pose(cx: float, foot_y: float, height: float, tilt: float, rng: random.Random,
-         flail: float = 0.0) -> list[list[float]]:
-    """33 landmarks of a person; `tilt` 0 = upright, 1 = lying; `flail` moves the limbs."""
-    a = tilt * math.pi / 2
+         flail: float = 0.0, t_s: float = 0.0, sit: float = 0.0) -> list[list[float]]:
+    """33 landmarks of a person; `tilt` 0 = upright, 1 = lying (towards the middle of the
+    picture); `flail` (body heights) swings the arms and legs as punches and kicks at time
+    `t_s`; `sit` 0..1 lowers the hips and upper body onto a seat."""
+    a = tilt * math.pi / 2 * (-1.0 if cx > 0.5 else 1.0)
     ca, sa = math.cos(a), math.sin(a)
     out = []
+    # Punches and kicks: smooth, fast swings (2-3 a second, the arms out of step), as the
+    # behaviour model knows violence, not a new random limb position every frame.
+    w = 2 * math.pi * 2.5 * t_s
+    swing = {**{i: (math.sin(w), math.cos(w)) for i in _LEFT_ARM},
+             **{i: (-math.sin(1.3 * w + 1.0), math.cos(1.3 * w + 1.0)) for i in _RIGHT_ARM},
+             **{i: (0.5 * math.sin(0.7 * w), 0.3 * max(0.0, math.sin(0.7 * w)))
+                for i in _ANKLES}}
     for i, (dx, dy) in enumerate(_STAND):
-        if flail and i in _WRISTS_ANKLES:
-            dx += rng.uniform(-flail, flail)
-            dy += rng.uniform(-flail, flail) * 0.5
+        if flail and i in swing:
+            reach = 1.0 if i in (15, 16, 27, 28) or i > 16 else 0.5  # elbows swing less
+            sx, sy = swing[i]
+            dx += flail * reach * sx * (-1 if dx < 0 else 1)
+            dy -= flail * reach * sy * 0.5
+        if sit and dy <= -0.26:  # above the knees: the body lowers onto the seat
+            dy += 0.24 * sit
         # Rotate about the feet; lying people lie on the floor line.
         x = cx + (dx * ca - dy * sa) * height * 0.75
         y = foot_y + (dx * sa + dy * ca) * height
@@ -67,6 +86,7 @@ class VirtualCamera:
         self.lines = 0
         self.last_ts = 0
         self._fall_start: dict[str, int] = {}  # person -> custody ms the fall began
+        self._lie_start: dict[str, int] = {}  # person -> custody ms they began to lie down
 
     @property
     def path(self) -> str:
@@ -77,24 +97,31 @@ class VirtualCamera:
               lying: str | None = None, fighting: bool = False) -> None:
         """Write one line showing `people` (each at their own spot, so nobody jumps when
         someone leaves); `falling` tips that person over (and keeps them down), `lying`
-        keeps that person flat, `fighting` makes everyone's limbs fly."""
+        has that person lie down (over LIE_DOWN_MS) and stay flat, `fighting` makes
+        everyone's limbs fly."""
         if self.covered or ts_ms <= self.last_ts:
             return
         self.last_ts = ts_ms
         persons = []
         for who in people:
             cx = spot(who)
-            tilt = 0.0
+            tilt = sit = 0.0
             if who == falling:
                 start = self._fall_start.setdefault(who, ts_ms)
                 tilt = min(1.0, (ts_ms - start) / 500.0)
             elif who == lying:
-                tilt = 1.0
-            flail = 0.3 if fighting and tilt == 0.0 else 0.0
-            persons.append(pose(cx, 0.92, 0.7, tilt, self.rng, flail))
+                # sit down over the first half, then lie back over the second
+                u = (ts_ms - self._lie_start.setdefault(who, ts_ms)) / LIE_DOWN_MS
+                sit = min(1.0, 2 * u)
+                tilt = min(1.0, max(0.0, 2 * u - 1))
+            flail = 0.25 if fighting and tilt == 0.0 else 0.0
+            persons.append(pose(cx, 0.92, 0.7, tilt, self.rng, flail, ts_ms / 1000, sit))
         for who in list(self._fall_start):
             if who != falling:
                 del self._fall_start[who]
+        for who in list(self._lie_start):
+            if who != lying:
+                del self._lie_start[who]
         line = json.dumps({"ts": ts_ms, "persons": persons}, separators=(",", ":")) + "\n"
         if self.port.write(line.encode()):
             self.lines += 1
