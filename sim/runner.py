@@ -34,7 +34,7 @@ from protocol.transport import LinkConf, make_client
 
 from .actors import OUTSIDE, Floor
 from .devices.board import MIN_HOLD_S, VirtualBoard, sim_board_config
-from .devices.camera import VirtualCamera
+from .devices.camera import LIE_DOWN_MS, VirtualCamera
 from .devices.door import VirtualDoor
 from .devices.frames import Noise
 from .devices.readers import VirtualReader
@@ -47,7 +47,10 @@ from .timetable import DUTY_SUPERVISOR, Step
 log = logging.getLogger(__name__)
 SETTLE_S = 1.0  # real seconds after every agent is up, for rosters to arrive
 BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown
-BURST_S = {"fall": 3.0, "fight": 8.0}  # custody seconds of dense frames from the start
+# Custody seconds of dense frames from the start: a fall, a fight, and lying down (which, seen
+# in frames seconds apart, is a stand-to-flat jump, i.e. a fall), plus a window after each.
+BURST_S = {"fall": 3.0, "fight": 8.0, "lying": LIE_DOWN_MS / 1000 + 3.0}
+BURST_MAX = 40  # dense frames written at once at most (6 s: a loaded pump loop still keeps up)
 
 
 def _toml_value(v: Any) -> str:
@@ -626,7 +629,7 @@ class Run:
                     stamps = [ts]
                     if (shown and kind in BURST_S and cam.last_ts
                             and ts - self.start_ms - shown[1] * 1000 < BURST_S[kind] * 1000):
-                        stamps = list(range(cam.last_ts + BURST_MS, ts + 1, BURST_MS))[-12:]
+                        stamps = list(range(cam.last_ts + BURST_MS, ts + 1, BURST_MS))[-BURST_MAX:]
                     for stamp in stamps:
                         cam.frame(stamp, people, falling=subject if kind == "fall" else None,
                                   lying=subject if kind == "lying" else None,

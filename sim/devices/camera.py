@@ -37,14 +37,22 @@ _STAND: list[tuple[float, float]] = [
 _LEFT_ARM = (13, 15, 17, 19, 21)  # elbow, wrist, hand
 _RIGHT_ARM = (14, 16, 18, 20, 22)
 _ANKLES = (27, 28, 29, 30, 31, 32)
-LIE_DOWN_MS = 6000  # sitting down on the bench, then lying back
+LIE_DOWN_MS = 8000  # sitting down on the bench, sitting, then lying back
+
+
+def _smooth(u: float) -> float:
+    """0..1 eased in and out (a person's movement starts and stops gently)."""
+    u = min(max(u, 0.0), 1.0)
+    return u * u * (3 - 2 * u)
+_HIP, _SEAT = -0.50, -0.26  # hip height standing, and of a bench (knee height), in heights
 
 
 def pose(cx: float, foot_y: float, height: float, tilt: float, rng: random.Random,
          flail: float = 0.0, t_s: float = 0.0, sit: float = 0.0) -> list[list[float]]:
     """33 landmarks of a person; `tilt` 0 = upright, 1 = lying (towards the middle of the
     picture); `flail` (body heights) swings the arms and legs as punches and kicks at time
-    `t_s`; `sit` 0..1 lowers the hips and upper body onto a seat."""
+    `t_s`; `sit` 0..1 lowers the hips and upper body onto a bench, from which `tilt` lies
+    the body back along the bench (turning about the hips, not the feet)."""
     a = tilt * math.pi / 2 * (-1.0 if cx > 0.5 else 1.0)
     ca, sa = math.cos(a), math.sin(a)
     out = []
@@ -61,11 +69,15 @@ def pose(cx: float, foot_y: float, height: float, tilt: float, rng: random.Rando
             sx, sy = swing[i]
             dx += flail * reach * sx * (-1 if dx < 0 else 1)
             dy -= flail * reach * sy * 0.5
-        if sit and dy <= -0.26:  # above the knees: the body lowers onto the seat
-            dy += 0.24 * sit
-        # Rotate about the feet; lying people lie on the floor line.
+        py = 0.0  # the point turned about: the feet (a fall ends on the floor line)
+        if sit:
+            if dy < _SEAT:  # above the knees: the body lowers onto the seat
+                dy += (_SEAT - _HIP) * sit
+            # lying back on the bench turns the body about the hips, which stay on the seat
+            py = _SEAT
+        dy -= py
         x = cx + (dx * ca - dy * sa) * height * 0.75
-        y = foot_y + (dx * sa + dy * ca) * height
+        y = foot_y + (py + dx * sa + dy * ca) * height
         out.append([round(x + rng.gauss(0, 0.002), 3), round(y + rng.gauss(0, 0.002), 3), 0.95])
     return out
 
@@ -110,10 +122,10 @@ class VirtualCamera:
                 start = self._fall_start.setdefault(who, ts_ms)
                 tilt = min(1.0, (ts_ms - start) / 500.0)
             elif who == lying:
-                # sit down over the first half, then lie back over the second
-                u = (ts_ms - self._lie_start.setdefault(who, ts_ms)) / LIE_DOWN_MS
-                sit = min(1.0, 2 * u)
-                tilt = min(1.0, max(0.0, 2 * u - 1))
+                # sit down (1.5 s), sit a moment (1.5 s), then lie back slowly (5 s)
+                t = (ts_ms - self._lie_start.setdefault(who, ts_ms)) / 1000
+                sit = _smooth(t / 1.5)
+                tilt = _smooth((t - 3) / 5)
             flail = 0.25 if fighting and tilt == 0.0 else 0.0
             persons.append(pose(cx, 0.92, 0.7, tilt, self.rng, flail, ts_ms / 1000, sit))
         for who in list(self._fall_start):
