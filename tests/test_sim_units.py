@@ -1,9 +1,11 @@
 """Simulator units: frame encoders (checked against hand-made bytes from the formats and the
 agent's parsers), noisy lines, ptys with pyserial, scenario loading, plans, scoring."""
 
+import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import serial
 
@@ -239,3 +241,50 @@ def test_scenario_steps_must_name_a_real_button_and_node(tmp_path):
                         'target = "sensor-nowhere"\n')
     with pytest.raises(ConfigError, match=r"steps\[1\]\.target"):
         load_scenario(bad_node)
+
+
+def _camera_events(people: list[str], kind: str, seconds: float = 90.0) -> list[tuple[str, str]]:
+    """What the node's behaviour logic (default classifier) makes of a virtual camera showing
+    `people` (the first one falls / lies down / everyone fights from 20 s), frames 150 ms apart
+    around the behaviour's start and ~1.7 s apart otherwise, as the runner sends them."""
+    from edge_agent.vision.behaviour import BehaviourMonitor, make_classifier
+    from edge_agent.vision.tracker import Tracker
+
+    cam = VirtualCamera("c-unit")
+    lines: list[dict] = []
+    cam.port.write = lambda b: lines.append(json.loads(b)) or True  # type: ignore[method-assign]
+    tracker, out = Tracker(), []
+    mon = BehaviourMonitor("c-unit", lying_still_ms=60_000, classifier=make_classifier())
+    stamps = [*range(1, 20_000, 1667), *range(20_000, 34_000, 150),
+              *range(34_000, round(seconds * 1000), 1667)]
+    try:
+        for ts in stamps:
+            on = ts >= 20_000
+            cam.frame(ts, people, falling=people[0] if on and kind == "fall" else None,
+                      lying=people[0] if on and kind == "lying" else None,
+                      fighting=on and kind == "fight")
+            tracks = tracker.update(ts, [np.asarray(p, dtype=np.float32)
+                                         for p in lines[-1]["persons"]])
+            for tid in tracker.dropped:
+                out += [(ph, b["cls"]) for ph, b in mon.track_gone(tid)]
+            out += [(ph, b["cls"]) for ph, b in mon.step(ts, tracks, 4 / 3,
+                                                           list(tracker.tracks.values()))]
+    finally:
+        cam.close()
+    return [e for e in out if e[0] == "new"]
+
+
+@pytest.mark.parametrize("who", ["det-1", "det-y"])  # spots 0.31 and 0.69 (right of centre)
+def test_virtual_camera_shows_a_fall_the_node_sees_whichever_side_the_person_stands(who):
+    # A fall towards the nearer edge put the head out of the picture: never judged.
+    assert _camera_events([who, "off-a"], "fall", 30.0) == [("new", "fall")]
+
+
+@pytest.mark.parametrize("who", ["det-1", "det-o"])
+def test_virtual_camera_lying_down_is_lying_still_never_a_fall(who):
+    # Lying down on the bench used to be a jump from standing to flat: a fall to the model.
+    assert _camera_events([who], "lying") == [("new", "lying_still")]
+
+
+def test_virtual_camera_fight_is_a_fight():
+    assert ("new", "fight") in _camera_events(["det-1", "off-ben"], "fight", 40.0)

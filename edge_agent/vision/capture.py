@@ -246,15 +246,17 @@ class KeypointSource(Source):
     """The `kp:<path>` feed: JSON lines of keypoints from a pty, FIFO or file."""
 
     MAX_LAG_MS = 1000  # of real time
+    MAX_LINE_LAG_MS = 5000  # of line time, whatever the clock's speed
 
     def __init__(self, path: str, clock: Clock) -> None:
         # Never more than MAX_LAG_MS of real time behind: the oldest lines go when the pipeline
         # cannot keep up (three people in view used to put the node's vision 22 s late). Line
-        # time runs `clock.speed` times faster than real time (the simulator's sped-up custody
-        # clock), so the bound in line time scales with it; at x40 a 1 s line-time bound
-        # dropped 40 % of the lines of a fast burst the node would have read in milliseconds.
-        super().__init__(f"kp:{path}", clock, drop_old=True,
-                         max_lag_ms=max(1, round(self.MAX_LAG_MS * clock.speed)))
+        # time runs `clock.speed` times faster than real time on the simulator's sped-up
+        # clock, where a 1 s line-time bound dropped 40 % of a fight's dense lines the node
+        # would have read in milliseconds (and the fight was missed); so the bound scales with
+        # the speed, up to MAX_LINE_LAG_MS, well inside the time an alert is due in.
+        lag = min(self.MAX_LAG_MS * clock.speed, max(self.MAX_LAG_MS, self.MAX_LINE_LAG_MS))
+        super().__init__(f"kp:{path}", clock, drop_old=True, max_lag_ms=max(1, round(lag)))
         self.path = path
 
     def _open(self) -> int | None:
