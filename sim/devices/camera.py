@@ -37,7 +37,7 @@ _STAND: list[tuple[float, float]] = [
 _LEFT_ARM = (13, 15, 17, 19, 21)  # elbow, wrist, hand
 _RIGHT_ARM = (14, 16, 18, 20, 22)
 _ANKLES = (27, 28, 29, 30, 31, 32)
-LIE_DOWN_MS = 8000  # sitting down on the bench, sitting, then lying back
+LIE_DOWN_MS = 10000  # sitting down on the bench, sitting, then lying back
 
 
 def _smooth(u: float) -> float:
@@ -71,11 +71,14 @@ def pose(cx: float, foot_y: float, height: float, tilt: float, rng: random.Rando
             dy -= flail * reach * sy * 0.5
         py = 0.0  # the point turned about: the feet (a fall ends on the floor line)
         if sit:
-            if dy < _SEAT:  # above the knees: the body lowers onto the seat
-                dy += (_SEAT - _HIP) * sit
-            # lying back on the bench turns the body about the hips, which stay on the seat
-            py = _SEAT
-        dy -= py
+            # Sitting lowers the hips onto the bench (the thighs point at the camera, so the
+            # legs look short); lying back turns the body about the hips, which stay on the
+            # bench, and the legs stretch out along it.
+            py = _HIP + (_SEAT - _HIP) * sit
+            dy -= _HIP
+            if dy > 0:  # legs, relative to the hips
+                dy = max(0.0, dy - (_SEAT - _HIP) * sit * (1 - tilt))
+        dy -= py if not sit else 0.0
         x = cx + (dx * ca - dy * sa) * height * 0.75
         y = foot_y + (py + dx * sa + dy * ca) * height
         out.append([round(x + rng.gauss(0, 0.002), 3), round(y + rng.gauss(0, 0.002), 3), 0.95])
@@ -122,10 +125,10 @@ class VirtualCamera:
                 start = self._fall_start.setdefault(who, ts_ms)
                 tilt = min(1.0, (ts_ms - start) / 500.0)
             elif who == lying:
-                # sit down (1.5 s), sit a moment (1.5 s), then lie back slowly (5 s)
+                # sit down (1.5 s), sit a moment (1.5 s), then lie back slowly (7 s)
                 t = (ts_ms - self._lie_start.setdefault(who, ts_ms)) / 1000
                 sit = _smooth(t / 1.5)
-                tilt = _smooth((t - 3) / 5)
+                tilt = _smooth((t - 3) / 7)
             flail = 0.25 if fighting and tilt == 0.0 else 0.0
             persons.append(pose(cx, 0.92, 0.7, tilt, self.rng, flail, ts_ms / 1000, sit))
         for who in list(self._fall_start):
