@@ -386,6 +386,9 @@ class State:
     def _recount(self, room: RoomState, ts: int) -> None:
         n, old = len(self.officers_in(room)), room.officer_count
         k = self.rules.interview_min_officers
+        if n > 0 and old == 0:  # the officers are back: was anyone alone past the grace?
+            for band, entered in room.bands.items():
+                self._alone_spell_ended(room, band, entered, ts)
         if n == 0 and old != 0:
             room.officers_zero_since = ts
         if n < k <= old:
@@ -538,8 +541,31 @@ class State:
                                       "verified": True})
                     c.timeline.append((ts, f"welfare visit by {p.person} (sensor-verified)"))
         elif p is not None and p.role == "detainee":
+            if room.officer_count == 0:  # leaving a room where no officer was with them
+                self._alone_spell_ended(room, band, entered, ts)
             self._close_visit(self.detainees[p.person], ts)
         self._recount(room, ts)
+
+    def _alone_spell_ended(self, room: RoomState, band: str, entered: int, ts: int) -> None:
+        """Latch a never-alone the rules did not raise for a spell that ended at `ts`.
+
+        The rules see a spell only while it lasts in the state they are evaluated on; one that
+        began and ended between two evaluations (a sped-up clock, a leave and the return
+        delivered together) is still a detainee alone past the grace, in the events' own time.
+        The id is the rule's own, so a spell the rule already raised is not raised twice.
+        """
+        p = self.bands.get(band)
+        if p is None or p.role != "detainee" or room.kind == "holding":
+            return
+        since = max(entered, room.officers_zero_since)
+        grace = (self.rules.never_alone_doorway_grace_s if room.kind == "corridor"
+                 else self.rules.never_alone_grace_s)
+        key = f"{p.person}/{room.id}"
+        if ts - since < grace * 1000 or incident_id("never-alone", key, since) in self.alerts:
+            return
+        self._incident("never-alone", key, since, p.person, room.id,
+                       f"{p.person} was alone in {room.id} for {(ts - since) / 1000:g} s "
+                       f"(no officer band; seen once the spell had ended)")
 
     # ---- staff commands ------------------------------------------------------------------
 
