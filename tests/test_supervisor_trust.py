@@ -163,6 +163,32 @@ def test_a_never_alone_the_rule_raised_is_not_raised_again_when_the_officer_retu
     assert [i.rule for i in w.state.incidents.values() if i.rule == "never-alone"] == []
 
 
+@pytest.mark.parametrize(("back_s", "raised"), [(18.0, False), (22.0, True)])
+def test_an_interview_short_of_officers_past_the_grace_seen_only_once_over(w, back_s, raised):
+    # d1 with one officer in interview-1 from 0; the second arrives at back_s (grace 20 s).
+    # No rule pass falls inside the spell: only the fold can see it.
+    w.people()
+    w.at(0).enter("o1", "interview-1")
+    w.enter("d1", "interview-1")
+    w.at(back_s).enter("o2", "interview-1")
+    got = [(d.rule, d.detainee, d.room) for d in R.evaluate(w.state, w.now).values()
+           if d.rule == "interview"]
+    assert got == ([("interview", "d1", "interview-1")] if raised else [])
+
+
+@pytest.mark.parametrize(("apart_s", "raised"), [(2.0, False), (40.0, True)])
+def test_co_suspects_together_past_the_grace_seen_only_once_parted(w, apart_s, raised):
+    w.people()
+    w.at(0).staff("register-detainee", {"detainee": "d2", "band": BANDS["d2"], "case": "c1",
+                                        "sex": "f", "custody_type": "short",
+                                        "observation": "level1"})
+    w.enter("d1", "holding-1")
+    w.enter("d2", "holding-1")
+    w.at(apart_s).leave("d2", "holding-1")
+    got = [d.rule for d in R.evaluate(w.state, w.now).values() if d.rule == "co-suspects"]
+    assert got == (["co-suspects"] if raised else [])
+
+
 def search(w: World, first_read_s: float, last_read_s: float) -> list[Any]:
     """A search by o1 and o2 of d1 whose band reads run from first to last read."""
     w.people()
