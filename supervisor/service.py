@@ -90,6 +90,7 @@ class Supervisor:
         self.state = State(site)
         for e in self.journal.entries():  # state is a pure function of the journal
             self.state.apply(e)
+        self.state.grace_all(clock.now_ms())  # arrival times are not journaled
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.requests: queue.Queue[tuple[str, bytes]] = queue.Queue()  # staff, ahead of nodes
         self.errors = CallbackErrors()
