@@ -1,9 +1,9 @@
 """Profile the supervisor's ingest path in one process, without MQTT: where does the CPU go?
 
 A `Supervisor` over a fleet site (benchmarks/fleet.py) is fed pre-sealed events through its
-inbox and driven exactly as `Supervisor.run` drives it (step, then the rules at most every
-RULE_MIN_GAP_S); publishing is replaced by a counter, so the figure is the worker thread's own
-cost per event: verify, journal (WAL, synchronous=FULL), state, rules, signed ack. With
+inbox and driven exactly as `Supervisor.run` drives it (a step, the rules after each batch, the
+full tick every RULE_TICK_S); publishing is replaced by a counter, so the figure is the worker
+thread's own cost per event: verify, journal (WAL, synchronous=FULL), state, rules, signed ack. With
 pyinstrument installed (`.venv/bin/pip install pyinstrument`) `--profile` prints where the time
 went; without it the rate alone is printed.
 
@@ -51,17 +51,18 @@ def sealed(site_id: str, rooms: int, n: int) -> list[tuple[str, bytes]]:
 
 
 def drive(sup: Supervisor, items: list[tuple[str, bytes]]) -> float:
-    """Queue `items`, run the worker loop until they are all handled; return seconds."""
-    for it in items:
-        sup.inbox.put(it)
+    """Run the worker loop over `items` (queued as the inbox takes them); return seconds."""
     t0 = time.perf_counter()
-    last_rules = 0.0
-    while not sup.inbox.empty():
-        sup.step(timeout=0)
-        mono = time.monotonic()
-        if mono - last_rules >= service.RULE_MIN_GAP_S:
+    last_tick, i = 0.0, 0
+    while i < len(items) or not sup.inbox.empty():
+        while i < len(items) and not sup.inbox.full():
+            sup.inbox.put(items[i])
+            i += 1
+        if sup.step(timeout=0) > 0:
+            sup.react()
+        if time.monotonic() - last_tick >= service.RULE_TICK_S:
             sup.tick()
-            last_rules = mono
+            last_tick = time.monotonic()
     sup.tick()
     return time.perf_counter() - t0
 
