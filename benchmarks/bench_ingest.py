@@ -317,6 +317,7 @@ def main() -> None:
     raws: list[float] = []
     sups: dict[str, list[float]] = {k: [] for k in trees}
     lats: dict[str, list[float]] = {k: [] for k in trees}
+    p99s: dict[str, list[float]] = {k: [] for k in trees}  # each run's own p99
     loads: list[float] = []
     with Mosquitto() as broker:
         for run in range(args.repeats):
@@ -328,13 +329,15 @@ def main() -> None:
             for i, (name, tree) in enumerate(trees.items()):
                 proc, _ = start_supervisor(broker, tmp, tree=tree)
                 try:
-                    lats[name] += alert_latency(broker, args.samples, args.load,
-                                                epoch=10 + run * 10 + i)
+                    got = alert_latency(broker, args.samples, args.load,
+                                        epoch=10 + run * 10 + i)
                 finally:
                     stop(proc)
+                lats[name] += got
+                p99s[name].append(pct(got, 0.99))
             loads.append(os.getloadavg()[0])
             print(f"run {run}: alert p99 " + ", ".join(
-                f"{k} {pct(v, 0.99):.1f} ms" for k, v in lats.items()), flush=True)
+                f"{k} {v[-1]:.1f} ms" for k, v in p99s.items()), flush=True)
     raw = statistics.median(raws)
     rows = [(f"raw paho → Mosquitto → paho, QoS 1 (median of {args.repeats})",
              *[f"{raw:,.0f} events/s" for _ in trees])]
@@ -346,13 +349,19 @@ def main() -> None:
                    for v in sups.values()]))
     rows.append((f"alert latency p50 (fall event sent → alert received), {args.load} events/s "
                  "background", *[f"{statistics.median(v):.1f} ms" for v in lats.values()]))
-    rows.append(("**alert latency p99**", *[f"**{pct(v, 0.99):.1f} ms**" for v in lats.values()]))
+    rows.append(("alert latency p99, all runs pooled",
+                 *[f"{pct(v, 0.99):.1f} ms" for v in lats.values()]))
+    rows.append(("**alert latency p99, median of the runs' own p99** (a stall of this shared "
+                 "machine lands in one run)",
+                 *[f"**{statistics.median(v):.1f} ms**" for v in p99s.values()]))
     rows.append(("alert latency max", *[f"{max(v):.1f} ms" for v in lats.values()]))
     head = "| figure | " + " | ".join(trees) + " |\n|---|" + "---|" * len(trees) + "\n"
     body = head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
     body += (f"\n{args.events} signed door events per run from {len(NODES)} nodes; runs: raw "
              f"{', '.join(f'{r:,.0f}' for r in raws)}; " + "; ".join(
                  f"{k} {', '.join(f'{x:,.0f}' for x in v)}" for k, v in sups.items()) +
+             ". Per-run alert p99: " + "; ".join(
+                 f"{k} {', '.join(f'{x:.0f}' for x in v)} ms" for k, v in p99s.items()) +
              f". Latency over {args.samples} alerts per run and tree (every 100th event is a "
              "`fall`, one every 100 ms). The supervisor runs as its own process "
              "(`custody supervisor`); every measurement shares one Mosquitto and this machine, "
