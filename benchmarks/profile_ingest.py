@@ -4,15 +4,17 @@ A `Supervisor` over a fleet site (benchmarks/fleet.py) is fed pre-sealed events 
 inbox and driven exactly as `Supervisor.run` drives it (a step, the rules after each batch, the
 full tick every RULE_TICK_S); publishing is replaced by a counter, so the figure is the worker
 thread's own cost per event: verify, journal (WAL, synchronous=FULL), state, rules, signed ack. With
-pyinstrument installed (`.venv/bin/pip install pyinstrument`) `--profile` prints where the time
-went; without it the rate alone is printed.
+`--profile` it prints where the time went: with pyinstrument if installed
+(`.venv/bin/pip install pyinstrument`, not a project dependency), else with cProfile.
 
     .venv/bin/python -m benchmarks.profile_ingest [--events 20000] [--rooms 200] [--profile]
 """
 
 import argparse
+import cProfile
 import itertools
 import os
+import pstats
 import tempfile
 import time
 from pathlib import Path
@@ -94,12 +96,17 @@ def main() -> None:
         rest = items[200:]
         profiler: Any = None
         if args.profile:
-            from pyinstrument import Profiler
+            try:
+                from pyinstrument import Profiler
 
-            profiler = Profiler(interval=0.0005)
-            profiler.start()
+                profiler = Profiler(interval=0.0005)
+            except ImportError:  # not a project dependency: the standard library's instead
+                profiler = cProfile.Profile()
+            profiler.enable() if isinstance(profiler, cProfile.Profile) else profiler.start()
         dt = drive(sup, rest)
-        if profiler is not None:
+        if isinstance(profiler, cProfile.Profile):
+            profiler.disable()
+        elif profiler is not None:
             profiler.stop()
         sup.journal.close()
     cpu = getattr(drive, "cpu_s", dt)
@@ -107,7 +114,9 @@ def main() -> None:
           f"per event): {len(rest) / dt:,.0f} events/s in-process "
           f"({published[0]} messages published); load average "
           f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    if profiler is not None:
+    if isinstance(profiler, cProfile.Profile):
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    elif profiler is not None:
         print(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
