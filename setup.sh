@@ -5,15 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(mosquitto mosquitto-clients socat)
+# chromium: the desk's browser tests (Playwright drives it; no browser download);
+# fonts-wqy-microhei: its Chinese pages render in screenshots;
+# nats-server, postgresql: the bureau tier and its tests (real servers).
+APT_PACKAGES=(mosquitto mosquitto-clients socat chromium fonts-wqy-microhei nats-server
+              postgresql)
 MEDIAPIPE_WHEEL="mediapipe==0.10.21"
 SKIMAGE_WHEEL="scikit-image==0.26.0"
 PYTHON="${PYTHON:-python3}"
 
 need_apt=()
-for cmd in mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat; do
+for cmd in mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat chromium:chromium \
+           nats-server:nats-server /usr/lib/postgresql/15/bin/initdb:postgresql; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${cmd%%:*}" ] || need_apt+=("${cmd##*:}")
 done
+[ -d /usr/share/fonts/truetype/wqy ] || need_apt+=(fonts-wqy-microhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${APT_PACKAGES[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

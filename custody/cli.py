@@ -17,10 +17,13 @@ COMMAND_MODULES = (
     "edge_agent.vision.cli",
     "sim.cli",
     "sim.demo",
+    "sim.region",
     "supervisor.cli",
     "supervisor.staff_cli",
     "supervisor.watch",
     "supervisor.report",
+    "supervisor.uplink",
+    "bureau.cli",
 )
 
 

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 BROKER_WINDOW = 200  # events handed to paho and not yet PUBACKed by the broker
 RETRANSMIT_MAX_S = 300.0  # retransmit interval cap while no ack comes back at all
 SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
+# new/update/end events whose open ids are kept in the outbox, so a restart can end them
+DURATION_EVENTS = ("fault", "tamper", "behaviour")
+BEAT_MIN_REAL_S = 0.1  # real seconds between watermark beats at most speed-ups
 HELD_MAX = 10_000  # events kept in memory while the outbox's disk refuses commits
 HELD_RETRY_S = 0.5
 
@@ -76,6 +79,15 @@ class Agent:
         for band, reader in (self.outbox.get_json("present", {}) or {}).items():
             self.presence.present[band] = PresentBand(reader, now, now)
         self._present_saved = set(self.presence.present)
+        # Band flags survive a restart, so a tamper that cleared while we were down ends.
+        for band, flags in (self.outbox.get_json("band_status", {}) or {}).items():
+            self.presence.status[band] = (bool(flags[0]), bool(flags[1]))
+        self._status_saved = dict(self.presence.status)
+        # Durations (fault, tamper, behaviour) open when the node last stopped: ended in run().
+        self.open_durations: dict[str, dict[str, Any]] = \
+            self.outbox.get_json("open_durations", {}) or {}
+        self._host_obj: dict[str, int] = {}
+        self.roster_error: str | None = None  # why the newest roster was refused
         self.rules = LocalRules(self.room, conf.site.rules,
                                 self.room.id in conf.site.doorway_rooms())
         self.readers = [SerialReader(r.id, r.type, r.port, r.baud, self._on_reads,
@@ -106,22 +118,27 @@ class Agent:
     # ---- items from other threads -------------------------------------------------------
 
     def _on_reads(self, reader_id: str, reads: list[Read]) -> None:
-        self.items.put(("reads", reader_id, reads))
+        self.items.put(("reads", reader_id, reads, self.clock.now()))
 
     def _on_port(self, reader_id: str, ok: bool, detail: str) -> None:
         self.items.put(("port", reader_id, ok, detail))
 
     def _on_door(self, door: str, state: str) -> None:
-        self.items.put(("emit", "door", {"door": door, "state": state}))
+        self.items.put(("emit", "door", {"door": door, "state": state}, self.clock.now_ms()))
 
     def emit_threadsafe(self, event_type: str, body: dict[str, Any]) -> None:
-        """What vision workers call: queue an event for the loop to commit and publish."""
-        self.items.put(("emit", event_type, body))
+        """What vision workers call: queue an event for the loop to commit and publish.
+
+        Stamped now, when it happened: a loop held up (a slow fsync of the outbox) must not
+        make a camera heartbeat look late, in node time, to the supervisor's absence rules."""
+        self.items.put(("emit", event_type, body, self.clock.now_ms()))
 
     # ---- events ---------------------------------------------------------------------------
 
-    def emit(self, event_type: str, body: dict[str, Any]) -> int | None:
+    def emit(self, event_type: str, body: dict[str, Any], ts_ms: int | None = None
+             ) -> int | None:
         """Validate, commit to the outbox, publish; return the seq (None if refused).
+        `ts_ms`: when it happened (default now).
 
         Presence events commit the room's present set in the same transaction, so a restart
         (even kill -9) resumes exactly the presence the published events describe.
@@ -133,35 +150,71 @@ class Agent:
             self.counts["bad_events"] += 1
             log.error("refused a malformed %s event: %s", event_type, e)
             return None
-        meta = None
+        meta: dict[str, str] | None = None
         if event_type in ("presence.enter", "presence.leave"):
             meta = {"present": json.dumps({b: p.reader
                                            for b, p in self.presence.present.items()})}
             self._present_saved = set(self.presence.present)
+        opened = self._durations_after(event_type, body)
+        if opened is not None:  # committed with the event: a restart knows what is open
+            meta = {**(meta or {}), "open_durations": json.dumps(opened)}
         reserved = event_type in SYSTEM_EVENTS
         if self.held:  # nothing overtakes what the disk refused
-            self._hold(event_type, body, reserved, meta, None)
+            self._hold(event_type, body, reserved, meta, None, ts_ms)
+            if opened is not None:
+                self.open_durations = opened
             return None
         try:
-            stored = self.outbox.append(event_type, body, reserved=reserved, meta=meta)
+            stored = self.outbox.append(event_type, body, reserved=reserved, meta=meta,
+                                        ts_ms=ts_ms)
         except OutboxUnwritable as e:
-            self._hold(event_type, body, reserved, meta, e)
+            self._hold(event_type, body, reserved, meta, e, ts_ms)
+            if opened is not None:
+                self.open_durations = opened
             return None
         except OutboxFull as e:
             if self.outbox.rejected == 1 or self.outbox.rejected % 1000 == 0:
                 log.error("%s; %d events rejected so far", e, self.outbox.rejected)
             return None
+        if opened is not None:
+            self.open_durations = opened
         self.pump()
         return stored.seq
 
+    def _durations_after(self, event_type: str, body: dict[str, Any]
+                         ) -> dict[str, dict[str, Any]] | None:
+        """The open durations once this event is committed (None: unchanged)."""
+        if event_type not in DURATION_EVENTS or "id" not in body:
+            return None
+        key = f"{event_type}/{body['id']}"
+        if body.get("phase") == "end":
+            if key not in self.open_durations:
+                return None
+            return {k: v for k, v in self.open_durations.items() if k != key}
+        if key in self.open_durations:
+            return None
+        return {**self.open_durations, key: body}
+
+    def end_forgotten_durations(self) -> None:
+        """End every duration open when the node last stopped (its id is gone with the
+        process; a condition that still holds is detected again, under a new id)."""
+        for key, body in sorted(self.open_durations.items()):
+            event_type = key.split("/", 1)[0]
+            end = {**body, "phase": "end"}
+            if event_type == "fault":
+                end["detail"] = "ended at node restart"
+            self.emit(event_type, end)
+
     def _hold(self, event_type: str, body: dict[str, Any], reserved: bool,
-              meta: dict[str, str] | None, err: Exception | None) -> None:
+              meta: dict[str, str] | None, err: Exception | None,
+              ts_ms: int | None = None) -> None:
         """Keep an event the disk refused; on the first, raise the storage fault at once."""
         first = not self.held
         if len(self.held) >= HELD_MAX:
             self.held_dropped += 1  # counted, reported in the fault and in health
         else:
-            self.held.append((event_type, body, reserved, meta, self.clock.now_ms()))
+            self.held.append((event_type, body, reserved, meta,
+                              self.clock.now_ms() if ts_ms is None else ts_ms))
         if first and err is not None:
             log.error("%s; holding events in memory (up to %d) until it can", err, HELD_MAX)
             self.fault("outbox-storage", "new", "outbox", "unwritable", str(err)[:300])
@@ -304,6 +357,7 @@ class Agent:
             roster = verify_roster(payload, self.node, self.conf.key)
         except (VerifyError, RosterError) as e:
             self.counts["roster_rejected"] += 1
+            self.roster_error = str(e)[:200]  # told to the supervisor in every health
             log.warning("roster refused: %s", e)
             return
         if self.roster is not None and roster.version < self.roster.version:
@@ -311,7 +365,7 @@ class Agent:
             log.warning("roster version %d older than %d: refused", roster.version,
                         self.roster.version)
             return
-        self.roster = roster
+        self.roster, self.roster_error = roster, None
         self.outbox.put("roster", roster.to_json())
         log.info("roster version %d: %d bands", roster.version, len(roster.bands))
 
@@ -321,12 +375,18 @@ class Agent:
         """Act on one queued item."""
         kind = item[0]
         if kind == "reads":
-            now, mono = self.clock.now(), time.monotonic()
+            # The reads' own time (when the reader thread queued them), not the loop's.
+            now = item[3] if len(item) > 3 else self.clock.now()
+            mono = time.monotonic()
             for read in item[2]:
                 for etype, body in self.presence.on_read(item[1], read, now, mono):
-                    self.emit(etype, body)
+                    self.emit(etype, body, int(now * 1000))
+            if self.presence.status != self._status_saved:
+                self._status_saved = dict(self.presence.status)
+                self.outbox.put_json("band_status", {b: list(f) for b, f in
+                                                     self._status_saved.items()})
         elif kind == "emit":
-            self.emit(item[1], item[2])
+            self.emit(item[1], item[2], item[3] if len(item) > 3 else None)
         elif kind == "port":
             _, rid, ok, detail = item
             self.fault(f"port-{rid}", "end" if ok else "new", rid, "port-lost", detail)
@@ -376,8 +436,24 @@ class Agent:
                 self.fault(key, "end", r.id, "checksum", "no bad frames this interval", n)
             self._checksum_seen[r.id] = n
 
-    def health_body(self) -> dict[str, Any]:
-        """The health message body."""
+    def through_ts(self) -> int:
+        """Up to when the supervisor has, or is being sent, every event: the watermark it may
+        judge our rooms' silence against. Events already handed to the link go out before
+        this health on the same connection, in order; one not handed over yet (a backlog, a
+        replay after a reconnect) holds the watermark just before its own time."""
+        now = self.clock.now_ms()
+        if not self.online:
+            return 0
+        if self.held:  # events the disk refused, not even in the outbox yet
+            return min(now, self.held[0][4] - 1)
+        if self.cursor >= self.outbox.next_seq - 1:
+            return now
+        row = self.outbox.db.execute("SELECT MIN(ts) FROM events WHERE seq > ?",
+                                     (self.cursor,)).fetchone()
+        return now if row[0] is None else min(now, int(row[0]) - 1)
+
+    def health_body(self, sample: bool = True) -> dict[str, Any]:
+        """The health message body (`sample`: read the host figures again)."""
         obj: dict[str, Any] = {
             "readers": {r.id: r.stats() for r in self.readers},
             "doors": {d.door: d.stats() for d in self.doors},
@@ -394,8 +470,15 @@ class Agent:
             "bad_events": self.counts["bad_events"],
             "loop_errors": self.counts["loop_errors"],
             "connects": self.link.connects,
+            "through_ts": self.through_ts(),
+            "roster_refused": int(self.roster_error is not None),
+            "outbox_high_water": int(self.outbox.high_water),
         }
-        obj.update(self.host.sample())
+        if self.roster_error is not None:
+            obj["roster_error"] = self.roster_error
+        if sample or not self._host_obj:
+            self._host_obj = self.host.sample()
+        obj.update(self._host_obj)
         if self.cameras:
             cams = {}
             for cid, w in self.cameras.items():
@@ -407,11 +490,12 @@ class Agent:
         return {"uptime_s": int(time.monotonic() - self.started_mono),
                 "queue": self.outbox.depth, "obj": obj}
 
-    def publish_health(self) -> None:
-        """Seal health (seq 0) and publish it retained."""
+    def publish_health(self, sample: bool = True) -> None:
+        """Seal health (seq 0) and publish it retained (`sample`: a full one; otherwise a
+        beat that mainly moves the supervisor's watermark of this node)."""
         try:
             payload = seal(self.conf.key, self.node, self.outbox.epoch, 0, self.clock.now_ms(),
-                           "health", self.health_body())
+                           "health", self.health_body(sample))
         except Exception:
             log.exception("health not built")
             return
@@ -430,7 +514,8 @@ class Agent:
             try:
                 w = vision.open_camera(cam, self.room.id, self.emit_threadsafe, self.clock,
                                        self.conf.site.rules,
-                                       heartbeat_s=self.conf.camera_heartbeat_s)
+                                       heartbeat_s=self.conf.camera_heartbeat_s,
+                                       **self.conf.recording)
                 w.start()
                 self.cameras[cam.id] = w
             except Exception as e:
@@ -443,6 +528,7 @@ class Agent:
                                                                                 [])):
             self.emit(etype, body)
         self.outbox.put_json("local_alerts", [])
+        self.end_forgotten_durations()
         self.link.start()
         for r in self.readers:
             r.start()
@@ -454,6 +540,10 @@ class Agent:
                  self.outbox.epoch, self.outbox.depth)
         idle_wait = 0.2  # real seconds: the loop also wakes for every queued item
         next_health = time.monotonic() + 1.0
+        # Beats: often enough that the supervisor's watermark of this node trails the custody
+        # clock by about half a presence TTL, never more often than BEAT_MIN_REAL_S.
+        beat_s = max(BEAT_MIN_REAL_S, self.conf.site.rules.presence_ttl_s / 2 / self.clock.speed)
+        next_beat = time.monotonic() + beat_s
         wd = self.notifier.watchdog_interval()
         next_wd = time.monotonic()
         try:
@@ -476,8 +566,12 @@ class Agent:
                     mono = time.monotonic()
                     if mono >= next_health:
                         next_health = mono + self.conf.health_interval_s
+                        next_beat = mono + beat_s
                         self._checksum_faults()
                         self.publish_health()
+                    elif mono >= next_beat and self.online:
+                        next_beat = mono + beat_s
+                        self.publish_health(sample=False)
                 except Exception:
                     self.counts["loop_errors"] += 1
                     log.exception("main loop error (kept running)")

@@ -3,6 +3,7 @@
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from protocol.config import ConfigError, Section, read_toml
 from protocol.ids import check_id
@@ -44,6 +45,8 @@ class AgentConfig:
     start_inventory: dict[str, bool]
     doors: tuple[DoorSource, ...]  # only the doors this agent reads (not sensor-node doors)
     cameras: tuple[Camera, ...]
+    # [recording]: camera options for edge_agent.recording (empty: not recording)
+    recording: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _path(base: Path, value: str) -> Path:
@@ -158,11 +161,26 @@ def load_agent_config(path: str | Path) -> AgentConfig:
         cams[cid] = dataclasses.replace(cams[cid], source=o.text("source"))
         o.done()
     cs.done()
+    rs_ = top.section("recording")
+    recording: dict[str, Any] = {}
+    if rs_.data:
+        recording["record_dir"] = str(_path(base, rs_.text("dir")))
+        recording["segment_s"] = rs_.number("segment_s", 60, lo=1, hi=3600)
+        recording["ring_hours"] = rs_.number("ring_hours", 24, lo=0.01, hi=24 * 90)
+        recording["record_fps"] = rs_.number("fps", 15, lo=1, hi=60)
+        recording["record_codec"] = rs_.text("codec", "auto",
+                                             choices=("auto", "avc1", "mp4v", "MJPG"))
+        ev = rs_.text("evidence_dir", "")
+        if ev:
+            recording["evidence_dir"] = str(_path(base, ev))
+            recording["evidence_before_s"] = rs_.number("evidence_before_s", 15, lo=0, hi=300)
+            recording["evidence_after_s"] = rs_.number("evidence_after_s", 15, lo=0, hi=300)
+        rs_.done()
     top.done()
 
     return AgentConfig(node, site, key, outbox, max_events, health, vision, heartbeat,
                        retransmit, crossing, rearm, level, mqtt, tuple(readers.values()),
-                       inventory, tuple(doors.values()), tuple(cams.values()))
+                       inventory, tuple(doors.values()), tuple(cams.values()), recording)
 
 
 __all__ = ["AgentConfig", "ConfigError", "DoorSource", "load_agent_config"]

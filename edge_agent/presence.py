@@ -96,7 +96,8 @@ class Presence:
             if now - p.last_seen > self.ttl_s:
                 del self.present[band]
                 out.append(("presence.leave", {"band": band, "room": self.room,
-                                               "reader": p.reader}))
+                                               "reader": p.reader,
+                                               "seen_ts": int(p.last_seen * 1000)}))
         for key, t in list(self._tap_seen.items()):
             if mono - t > self.tap_rearm_s * 4:
                 del self._tap_seen[key]

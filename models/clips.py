@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 from edge_agent.vision.behaviour import WINDOW_MS
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "gmdcsa24"
+DATA = Path(os.environ.get("CUSTODY_SHARED_DATA") or ROOT.parent / "shared" / "data") / "gmdcsa24"
 CACHE = ROOT / ".cache" / "clip_keypoints"
 TARGET_FPS = 15.0
 

@@ -144,8 +144,11 @@ def main() -> int:
         key = {n: (0, macro_syn[n]) for n in clfs}
         which = "synthetic held-out windows (macro F1)"
     best = max(key, key=lambda n: key[n])
-    out.append(f"Default chosen on {which}: **{best}** "
-               + ", ".join(f"{n}: {k[0]} clips, F1 {k[1]:.2f}" for n, k in key.items()) + ".\n")
+    out.append(f"Window level favours, on {which}: **{best}** "
+               + ", ".join(f"{n}: {k[0]} clips, F1 {k[1]:.2f}" for n, k in key.items())
+               + ". Windows here are classified bare (no quality gate, no fall confirmation); "
+               "the default classifier is chosen at event level on the whole pipeline "
+               "(models/eval_pipeline_clips.py, see below).\n")
     text = "\n".join(out)
     print(text)
     if args.write:

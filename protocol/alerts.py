@@ -41,6 +41,7 @@ RULES: dict[str, str] = {
     "node-storage": "critical",
     "missing-events": "critical",
     "outbox-high-water": "warning",
+    "roster-refused": "warning",
     "emergency-exit": "critical",
     "login-locked": "critical",
 }

@@ -2,17 +2,20 @@
 
 A body schema maps field name to (kind, required). Kinds: "id" ([a-z0-9-]), "band"
 (lower-case hex), "str", "int", "bool", "phase" (new/update/end), "ids" (list of ids),
-"bands" (list of bands), "obj" (a nested object, checked by whoever uses it).
+"bands" (list of bands), "obj" (a nested object, checked by whoever uses it), "sha256"
+(64 lower-case hex digits).
 Events that last follow `new` -> `update` -> `end` under a stable `id`.
 Floats never appear (canonical JSON has none): scores are percent, rates are x10.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .ids import BAND_RE, ID_RE
 
 PHASES = ("new", "update", "end")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 Schema = dict[str, tuple[str, bool]]
 
@@ -20,7 +23,10 @@ EVENT_TYPES: dict[str, Schema] = {
     # A band entered / left the room's presence (UHF reader with TTL, or a tap).
     "presence.enter": {"band": ("band", True), "room": ("id", True), "reader": ("id", True),
                        "rssi": ("int", False)},
-    "presence.leave": {"band": ("band", True), "room": ("id", True), "reader": ("id", True)},
+    # seen_ts: the band's last read (ms), the evidence of when it left; the event's own ts is
+    # when the presence TTL ran out.
+    "presence.leave": {"band": ("band", True), "room": ("id", True), "reader": ("id", True),
+                       "seen_ts": ("int", False)},
     # A tap on a desk or door reader.
     "tap": {"band": ("band", True), "reader": ("id", True), "room": ("id", True),
             "door": ("id", False)},
@@ -40,13 +46,24 @@ EVENT_TYPES: dict[str, Schema] = {
     "person_count": {"camera": ("id", True), "room": ("id", True), "count": ("int", True)},
     "behaviour": {"id": ("id", True), "phase": ("phase", True), "camera": ("id", True),
                   "room": ("id", True), "cls": ("str", True), "score_pct": ("int", True),
-                  "track": ("int", False), "persons": ("int", False)},
+                  "track": ("int", False), "persons": ("int", False),
+                  "evidence": ("id", False)},
     "tamper": {"id": ("id", True), "phase": ("phase", True), "camera": ("id", True),
                "room": ("id", True), "kind": ("str", True), "score_pct": ("int", False)},
     "camera": {"camera": ("id", True), "room": ("id", True), "live": ("bool", True),
                "recording": ("bool", False), "fps_x10": ("int", False)},
     "snapshot": {"camera": ("id", True), "room": ("id", True), "alert": ("str", True),
                  "jpeg_b64": ("str", True), "masked": ("bool", True)},
+    # Whole-process recording: one closed video segment on the node (edge_agent/recording).
+    "segment": {"camera": ("id", True), "room": ("id", True), "file": ("str", True),
+                "start_ms": ("int", True), "end_ms": ("int", True), "frames": ("int", True),
+                "bytes": ("int", True), "codec": ("str", True), "sha256": ("sha256", True)},
+    # A privacy-masked evidence clip kept on the node around an alert (`alert` = the behaviour
+    # or tamper event id); fetched only on request (protocol/evidence.py).
+    "evidence": {"id": ("id", True), "camera": ("id", True), "room": ("id", True),
+                 "alert": ("id", True), "start_ms": ("int", True), "end_ms": ("int", True),
+                 "frames": ("int", True), "sha256": ("sha256", True),
+                 "clear_sha256": ("sha256", True), "masked": ("bool", True)},
     # Device faults: reader checksum errors, lost ports, outbox high water...
     "fault": {"id": ("id", True), "phase": ("phase", True), "device": ("id", True),
               "kind": ("str", True), "count": ("int", False), "detail": ("str", False)},
@@ -86,6 +103,8 @@ def _check(kind: str, value: Any) -> bool:
         return isinstance(value, list) and all(_check("int", v) for v in value)
     if kind == "obj":
         return isinstance(value, dict)
+    if kind == "sha256":
+        return isinstance(value, str) and bool(SHA256_RE.match(value))
     raise AssertionError(f"unknown schema kind {kind}")
 
 

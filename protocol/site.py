@@ -1,5 +1,6 @@
 """The site description: rooms, doors, nodes and rule timings, loaded from one TOML file."""
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class Room:
     kind: str
     name: str
     camera_required: bool
+    position: tuple[int, int] | None = None  # (column, row) of its tile on the desk's floor
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,15 @@ class SupervisorConf:
 
 
 @dataclass(frozen=True)
+class BureauConf:
+    """Where the uplink ships the journal: NATS servers and the JetStream stream."""
+
+    urls: tuple[str, ...]
+    stream: str = "CUSTODY"
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
 class Site:
     """A whole custody area."""
 
@@ -185,6 +196,8 @@ class Site:
     broker: BrokerConf = field(default_factory=BrokerConf)
     supervisor: SupervisorConf = field(default_factory=SupervisorConf)
     path: str = ""
+    timezone: str = "UTC"  # IANA name; the desk and reports show times in it
+    bureau: BureauConf | None = None  # None: no uplink (the embedded default)
 
     def room(self, room_id: str) -> Room:
         """The room with this id (KeyError if unknown)."""
@@ -292,6 +305,7 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
     site_id = _id(site_s, "id", "site id")
     name = site_s.text("name", site_id)
     prefix = site_s.text("topic_prefix", DEFAULT_PREFIX, check=check_prefix)
+    timezone = site_s.text("timezone", "UTC", check=_check_timezone)
     site_s.done()
 
     rooms = []
@@ -299,7 +313,8 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
         rooms.append(Room(_id(r, "id", "room id"), r.text("kind", choices=ROOM_KINDS),
                           r.text("name", r.data.get("id", "")) or r.data["id"],
                           r.flag("camera_required", r.data.get("kind") in ("holding",
-                                                                             "interview"))))
+                                                                             "interview")),
+                          _position(r)))
         r.done()
     doors = []
     door_secs = top.sections("doors")
@@ -326,6 +341,7 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
                          sv.integer("max_event_age_s", 7 * 86400, lo=60, hi=365 * 86400),
                          sv.text("checkpoint_key_file", ""))
     sv.done()
+    bureau = _bureau(top.section("bureau")) if "bureau" in data else None
     top.done()
 
     # Cross-references: every id unique, every reference resolves.
@@ -352,7 +368,54 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
             if di.door not in door_ids:
                 raise ConfigError(path, f"nodes[{i}].doors[{j}].door", "a door id", di.door)
     return Site(site_id, name, prefix, tuple(rooms), tuple(doors), tuple(nodes), rules, broker,
-                sup, str(path))
+                sup, str(path), timezone, bureau)
+
+
+def _check_timezone(name: str) -> None:
+    """Raise ValueError unless `name` is a time zone this machine knows (e.g. Asia/Shanghai)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"an IANA time zone name such as Asia/Shanghai, got {name!r}") from None
+
+
+def _position(s: Section) -> tuple[int, int] | None:
+    """A room's optional desk tile position: `position = [column, row]`, both from 1."""
+    v = s.array("position", [])
+    if not v:
+        return None
+    if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 64
+                              for x in v):
+        raise s.fail("position", "[column, row], two integers in [1, 64]", v)
+    return (v[0], v[1])
+
+
+def _check_nats_url(url: str) -> None:
+    m = re.fullmatch(r"(nats|tls)://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", url)
+    if m is None or not 1 <= int(m.group(3)) <= 65535:
+        raise ValueError("a NATS URL like nats://host:4222 (scheme nats or tls, host, port)")
+
+
+def _check_stream(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ValueError("a JetStream stream name: 1-64 letters, digits, '-' or '_'")
+
+
+def _bureau(s: Section) -> BureauConf:
+    urls = s.array("urls")
+    if not urls or not all(isinstance(u, str) for u in urls):
+        raise s.fail("urls", "a non-empty array of NATS URLs", urls)
+    for i, u in enumerate(urls):
+        try:
+            _check_nats_url(u)
+        except ValueError as e:
+            raise ConfigError(s.file, f"{s.key('urls')}[{i}]", str(e), u) from None
+    stream = s.text("stream", "CUSTODY", check=_check_stream)
+    b = BureauConf(tuple(urls), stream, s.integer("replicas", 1, lo=1, hi=5))
+    s.done()
+    return b
 
 
 def _unique(path: str | Path, key: str, ids: list[str]) -> None:

@@ -49,6 +49,10 @@ COMMANDS: dict[str, Schema] = {
     "record-finding": {"finding": ("str", True), "detainee": ("id", False),
                        "room": ("id", False), "severity": ("str", False)},
     "unlock-account": {"account": ("id", True)},
+    # Fetch an evidence clip kept on a node (protocol/evidence.py). Masked by default; `clear`
+    # asks for the unmasked cut, which only some roles may see; every view is journaled.
+    "view-evidence": {"evidence": ("id", True), "reason": ("str", True),
+                      "clear": ("bool", False)},
 }
 
 _ENUMS: dict[str, tuple[str, ...]] = {"sex": SEXES, "observation": OBSERVATION_LEVELS,

@@ -21,6 +21,8 @@ class Floor:
     where: dict[str, str] = field(default_factory=dict)  # person -> room or OUTSIDE
     flags: dict[str, BandFlags] = field(default_factory=dict)
     behaviour: dict[str, tuple[str, float]] = field(default_factory=dict)  # room -> (kind, since)
+    unread: dict[str, float] = field(default_factory=dict)  # person -> missed reads until (s)
+    echo: dict[str, tuple[str, float]] = field(default_factory=dict)  # person -> (room, until)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def move(self, people: list[str], room: str) -> dict[str, str]:
@@ -42,6 +44,28 @@ class Floor:
             out: dict[str, list[str]] = {}
             for p, r in sorted(self.where.items()):
                 if r != OUTSIDE:
+                    out.setdefault(r, []).append(p)
+            return out
+
+    def miss_reads(self, person: str, until: float) -> None:
+        """No reader reads this band until custody second `until` (a missed read streak)."""
+        with self._lock:
+            self.unread[person] = until
+
+    def echo_in(self, person: str, room: str, until: float) -> None:
+        """A second room's reader also reads this band until `until` (seen by two readers)."""
+        with self._lock:
+            self.echo[person] = (room, until)
+
+    def read_by_room(self, now: float) -> dict[str, list[str]]:
+        """Room -> bands its readers read now: the occupants minus missed reads, plus echoes."""
+        with self._lock:
+            out: dict[str, list[str]] = {}
+            for p, r in sorted(self.where.items()):
+                if r != OUTSIDE and self.unread.get(p, -1.0) <= now:
+                    out.setdefault(r, []).append(p)
+            for p, (r, until) in sorted(self.echo.items()):
+                if until > now and p not in out.get(r, []):
                     out.setdefault(r, []).append(p)
             return out
 

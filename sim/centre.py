@@ -14,6 +14,8 @@ class Officer:
     sex: str
     band: str
     name: str = ""
+    on_s: float = 0.0  # the shift: on duty from on_s to off_s custody seconds
+    off_s: float = float("inf")
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,25 @@ import sys
 from pathlib import Path
 
 from .runner import RunOptions, run_scenario
-from .scenario import MissingFootage, describe, find_scenario, list_scenarios, load_scenario
+from .scenario import (
+    MissingFootage,
+    describe,
+    describe_expected,
+    find_scenario,
+    list_scenarios,
+    load_scenario,
+)
 from .score import Score
 
 
 def _list(args: argparse.Namespace) -> int:
     for p in list_scenarios():
         try:
-            print(describe(load_scenario(p)))
+            sc = load_scenario(p)
+            print(describe(sc))
+            if len(sc.plan.expected) <= 20:  # the long days' lists say little
+                for line in describe_expected(sc):
+                    print(f"    {line}")
         except MissingFootage as exc:  # listed, not run: its real clips are not here
             print(f"{p.stem}: cannot run here: {exc}")
     return 0
@@ -23,7 +34,8 @@ def print_score(s: Score, out: "object" = sys.stdout) -> None:
     """The scorecard as text."""
     w = out.write  # type: ignore[attr-defined]
     w(f"scenario {s.scenario}: expected {len(s.expected)}, raised {len(s.raised)}, "
-      f"matched {len(s.matched)}, missed {len(s.missed)}, false {len(s.false)}"
+      f"matched {len(s.matched)}, missed {len(s.missed)}, false {len(s.false)}, "
+      f"refused commands {len(s.refused)}"
       f" -> {'PASS' if s.passed else 'FAIL'}\n")
     for m in s.matched:
         e = m["expected"]
@@ -34,6 +46,13 @@ def print_score(s: Score, out: "object" = sys.stdout) -> None:
           f"from {e['from_s']:.0f} s within {e['within_s']:.0f} s\n")
     for r in s.false:
         w(f"  FALSE   {r['rule']:<24} {r['detainee'] or r['room'] or '-':<14} {r['message']}\n")
+    for c in s.lifecycle:
+        w(f"  {'step ok' if c['ok'] else 'STEP BAD':<7} {c['rule']:<24} {c['subject']:<14} "
+          f"{c['step']}: want {c['want']!r}, got {c['got']!r}\n")
+    for x in s.refused:
+        w(f"  REFUSED {x}\n")
+    for x in s.unused:
+        w(f"  NOT DONE staff {x} (its alert never came)\n")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -9,6 +9,9 @@ scorecard and the compliance report's path. Ctrl-C stops everything cleanly.
 
 import argparse
 import contextlib
+import random
+import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,7 @@ from .cli import print_score
 from .runner import Run, RunOptions
 from .scenario import SCENARIO_DIR, describe, load_scenario
 from .score import Score
+from .timetable import DUTY_SUPERVISOR
 
 DEMO_SCENARIO = SCENARIO_DIR / "demo-day.toml"
 
@@ -55,6 +59,84 @@ class View:
                 self.notes.appendleft(f"{kind}: {data}")
             if self.plain:
                 print(f"{kind.upper()} {data}", flush=True)
+
+
+class DeskStaff:
+    """Simulated staff at the desk, acting as their own accounts through the staff path.
+
+    Most alerts are acknowledged within a minute of custody time by an officer (round robin
+    over the centre's officers), and the first non-critical alert still open after a few
+    seconds is marked a false alarm with a reason, so the report's lifecycle figures are made
+    by named accounts. Exits are approved by the duty supervisor in the day's timetable.
+    """
+
+    ACK_SHARE = 0.9  # the rest stay unacknowledged until they resolve (or escalate)
+    OPEN = ("raised", "updated", "escalated")
+    FALSE_AFTER_MS = 5_000  # custody time an alert is looked at before it is called false
+
+    def __init__(self, run: Run, seed: int | None) -> None:
+        self.run = run
+        self.rng = random.Random(seed)
+        self.officers = sorted(run.sc.centre.officers)
+        self.alerts: dict[str, dict[str, Any]] = {}  # id -> state, severity, seen, ack_at
+        self.acted: set[str] = set()
+        self.false_marked = False
+        self.false_txn: str | None = None  # until its answer: refused -> try another alert
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def on_alert(self, data: dict[str, Any]) -> None:
+        """An alert message (MQTT thread): note its state; plan an acknowledgement."""
+        aid = str(data.get("id"))
+        now = self.run.clock.now_ms()
+        with self.lock:
+            a = self.alerts.get(aid)
+            if a is None:
+                a = self.alerts[aid] = {
+                    "seen": now, "ack_at": (now + int(self.rng.uniform(10, 50) * 1000)
+                                            if self.rng.random() < self.ACK_SHARE else None)}
+            a["state"], a["severity"] = str(data.get("state")), data.get("severity")
+
+    def tick(self) -> None:
+        """Act on what is due (main thread); alerts that closed meanwhile are left alone."""
+        if not self.officers:
+            return
+        now = self.run.clock.now_ms()
+        todo: list[tuple[str, str, dict[str, Any]]] = []
+        if self.false_txn is not None:
+            with self.run._lock:
+                answer = self.run.responses.get(self.false_txn)
+            if answer is not None:
+                self.false_txn = None
+                self.false_marked = bool(answer.get("ok"))  # e.g. it had just resolved
+        with self.lock:
+            for aid, a in self.alerts.items():
+                if aid in self.acted or a["state"] not in self.OPEN:
+                    continue
+                who = self.officers[self.n % len(self.officers)]
+                if (not self.false_marked and a["severity"] != "critical"
+                        and now - a["seen"] >= self.FALSE_AFTER_MS):
+                    self.false_marked = True
+                    todo.append(("false-alarm", who, {
+                        "alert": aid, "note": "checked on camera and in person: nothing wrong"}))
+                elif a["ack_at"] is not None and now >= a["ack_at"]:
+                    todo.append(("ack-alert", who, {"alert": aid,
+                                                    "action": "attended the room"}))
+                else:
+                    continue
+                self.acted.add(aid)
+                self.n += 1
+        for command, user, args in todo:
+            txn = self.run.command(command, user, args)
+            if command == "false-alarm":
+                self.false_txn = txn
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _render(run: Run, view: View, t: float, total: float) -> Any:
@@ -117,13 +199,25 @@ def demo(args: argparse.Namespace) -> int:
     live_ok = sys.stdout.isatty() and not args.plain
     view.plain = not live_ok
     broker = start_broker(BrokerConfig(port=args.port))
-    run = Run(sc, RunOptions(workdir=workdir, keep=True, on_event=view.on_event,
-                             broker=broker))
+    desk_port = args.desk_port or _free_port()
+    desk_password = secrets.token_urlsafe(12)
+    staff: list[DeskStaff] = []
+
+    def on_event(kind: str, data: Any) -> None:
+        view.on_event(kind, data)
+        if kind == "alert" and staff and isinstance(data, dict):
+            staff[0].on_alert(data)
+
+    run = Run(sc, RunOptions(workdir=workdir, keep=True, on_event=on_event, broker=broker,
+                             desk_port=desk_port, desk_password=desk_password))
+    staff.append(DeskStaff(run, args.seed))
     score: Score | None = None
     print(f"custody demo: {describe(sc)}")
     print(f"broker: {broker.kind} on {broker.host}:{broker.port}; files and logs in {workdir}")
     print("staff can watch the alerts live with:\n  mosquitto_sub -h 127.0.0.1 -p "
           f"{broker.port} -t '{sc.centre.site.topic_prefix}/+/alert/#' -v", flush=True)
+    print(f"desk: http://127.0.0.1:{desk_port} user {DUTY_SUPERVISOR} password "
+          f"{desk_password}", flush=True)
     total = sc.duration_s
     try:
         run.start()
@@ -131,11 +225,16 @@ def demo(args: argparse.Namespace) -> int:
             from rich.live import Live
 
             with Live(_render(run, view, 0, total), refresh_per_second=4) as live:
-                run.run_steps(lambda t: live.update(_render(run, view, t, total)))
+                def live_step(t: float) -> None:
+                    staff[0].tick()
+                    live.update(_render(run, view, t, total))
+
+                run.run_steps(live_step)
         else:
             marks = [i / 10 for i in range(1, 11)]
 
             def progress(t: float) -> None:
+                staff[0].tick()
                 while marks and t >= total * marks[0]:
                     print(f"progress {marks.pop(0) * 100:3.0f} %  custody time "
                           f"{t / 3600:.2f} h", flush=True)
@@ -167,4 +266,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
     p.add_argument("--workdir", default=None, help="where files, logs and the report go")
     p.add_argument("--plain", action="store_true", help="plain lines instead of a live view")
+    p.add_argument("--desk-port", type=int, default=0,
+                   help="port of the web desk on 127.0.0.1 (default: a free one)")
     p.set_defaults(func=demo)

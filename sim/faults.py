@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 
@@ -63,13 +64,18 @@ class Child:
 
 class Relay:
     """TCP relays from a local port per node to the broker; `cut(node, s)` drops the node's
-    connections and refuses new ones for `s` real seconds (a pulled network cable)."""
+    connections and refuses new ones for `s` real seconds (a pulled network cable);
+    `lag(node, delay, s)` holds every byte to and from the node for `delay` real seconds, for
+    `s` real seconds (a congested link or a stalled switch: late, in order, nothing lost)."""
 
     def __init__(self, broker_host: str, broker_port: int) -> None:
         self.target = (broker_host, broker_port)
         self.sel = selectors.DefaultSelector()
         self.ports: dict[str, int] = {}
         self.cut_until: dict[str, float] = {}
+        self.lag_until: dict[str, tuple[float, float]] = {}  # node -> (delay s, until)
+        # destination socket -> bytes waiting to be written (due time, data), in order
+        self.delayed: dict[socket.socket, deque[tuple[float, bytes]]] = {}
         self.pairs: dict[socket.socket, tuple[socket.socket, str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sim-relay", daemon=True)
@@ -100,6 +106,18 @@ class Relay:
             self.cut_until[node] = time.monotonic() + seconds
         self._wake_w.send(b"x")
 
+    def lag(self, node: str, delay_s: float, seconds: float) -> None:
+        """Delay the node's traffic both ways by `delay_s` for `seconds` (real seconds)."""
+        with self._lock:
+            self.lag_until[node] = (delay_s, time.monotonic() + seconds)
+        self._wake_w.send(b"x")
+
+    def delay_of(self, node: str) -> float:
+        """The node's current delay (real seconds; 0 when not lagged)."""
+        with self._lock:
+            delay, until = self.lag_until.get(node, (0.0, 0.0))
+        return delay if time.monotonic() < until else 0.0
+
     def is_cut(self, node: str) -> bool:
         """True while the node is cut off."""
         with self._lock:
@@ -107,11 +125,13 @@ class Relay:
 
     def _close(self, s: socket.socket) -> None:
         peer = self.pairs.pop(s, None)
+        self.delayed.pop(s, None)
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(s)
         s.close()
         if peer is not None:
             other = peer[0]
+            self.delayed.pop(other, None)
             self.pairs.pop(other, None)
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(other)
@@ -119,7 +139,9 @@ class Relay:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            for key, _ in self.sel.select(timeout=0.2):
+            due = [q[0][0] for q in self.delayed.values() if q]
+            wait = 0.2 if not due else max(0.0, min(0.2, min(due) - time.monotonic()))
+            for key, _ in self.sel.select(timeout=wait):
                 kind, node = key.data
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
                 if kind == "wake":
@@ -129,6 +151,7 @@ class Relay:
                     self._accept(sock, node)
                 else:
                     self._pump(sock)
+            self._flush_delayed()
             # Drop the connections of nodes that are cut off.
             for s, (_, node) in list(self.pairs.items()):
                 if s in self.pairs and self.is_cut(node):
@@ -167,13 +190,29 @@ class Relay:
         if not data:
             self._close(s)
             return
-        other = self.pairs[s][0]
+        other, node = self.pairs[s]
+        delay = self.delay_of(node)
+        if delay > 0 or self.delayed.get(other):  # behind what is already held: keep order
+            self.delayed.setdefault(other, deque()).append((time.monotonic() + delay, data))
+            return
+        self._send(s, other, data)
+
+    def _send(self, s: socket.socket, other: socket.socket, data: bytes) -> None:
         try:
             other.setblocking(True)
             other.sendall(data)
             other.setblocking(False)
         except OSError:
             self._close(s)
+
+    def _flush_delayed(self) -> None:
+        now = time.monotonic()
+        for dest, q in list(self.delayed.items()):
+            while q and q[0][0] <= now and dest in self.pairs:
+                _, data = q.popleft()
+                self._send(dest, dest, data)
+            if not q:
+                self.delayed.pop(dest, None)
 
     def stop(self) -> None:
         """Close everything."""

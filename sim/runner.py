@@ -97,21 +97,28 @@ def dump_toml(data: dict[str, Any]) -> str:
     return "\n".join(out).lstrip("\n") + "\n"
 
 
-def supervisor_argv(site_file: Path, accounts: Path) -> list[str]:
-    """How the supervisor is started (its CLI entry point)."""
+def supervisor_argv(site_file: Path, accounts: Path, desk_port: int | None = None
+                    ) -> list[str]:
+    """How the supervisor is started (its CLI entry point); with the desk when given a port."""
+    desk = ["--desk-port", str(desk_port)] if desk_port is not None else []
     return [sys.executable, "-m", "custody", "supervisor", "--config", str(site_file),
-            "--accounts", str(accounts), "-v"]
+            "--accounts", str(accounts), *desk, "-v"]
 
 
-def write_accounts(path: Path, officers: dict[str, str]) -> None:
+def write_accounts(path: Path, officers: dict[str, str], desk_password: str | None = None
+                   ) -> None:
     """The simulated centre's staff directory: each officer (id -> sex) an `officer`
-    account, and the duty supervisor who gives approvals and is on no detainee's team."""
+    account, and the duty supervisor who gives approvals and is on no detainee's team.
+    `desk_password`: the duty supervisor's, for signing in to the demo's desk."""
     password = os.urandom(16).hex()  # nobody logs in: the sim's staff act over MQTT topics
     h, b = hash_password(password), mosquitto_hash(password)
     people = {o: (sex, ["officer"]) for o, sex in officers.items()}
     people[DUTY_SUPERVISOR] = ("f", ["custody-supervisor"])
+    hashes = {u: h for u in people}
+    if desk_password is not None:
+        hashes[DUTY_SUPERVISOR] = hash_password(desk_password)
     write_file(path, {"version": 1, "history": [], "accounts": {
-        u: {"name": u, "sex": sex, "roles": roles, "enabled": True, "hash": h,
+        u: {"name": u, "sex": sex, "roles": roles, "enabled": True, "hash": hashes[u],
             "broker_hash": b} for u, (sex, roles) in sorted(people.items())}})
 
 
@@ -126,6 +133,8 @@ class RunOptions:
     on_event: Callable[[str, Any], None] | None = None  # live view hook: ("alert", Raised) ...
     broker: Mosquitto | None = None  # an already running broker (the demo's)
     supervisor: bool = True  # False: nodes and devices only (to test the devices and nodes)
+    desk_port: int | None = None  # the supervisor serves its desk there (custody demo)
+    desk_password: str | None = None  # the duty supervisor's desk password
 
 
 class Run:
@@ -163,6 +172,10 @@ class Run:
         self.responses: dict[str, dict[str, Any]] = {}
         self.healthy: set[str] = set()  # nodes whose agent has published health (it is up)
         self.command_errors: list[str] = []
+        self.sent: dict[str, str] = {}  # txn -> "at <t> s <command> by <user>"
+        # Staff reactions ([[staff]]) waiting for their alert, then for their time.
+        self.reactions = list(sc.plan.reactions)
+        self.due: list[tuple[int, str, Any]] = []  # custody ms, alert id, Reaction
         self.client: mqtt.Client | None = None
         self.topics = Topics(sc.centre.site.id, sc.centre.site.topic_prefix)
         self._stop = threading.Event()
@@ -183,8 +196,9 @@ class Run:
             # The broker's own temp dir: Mosquitto (run as root) drops to its user, which must
             # be able to reach the directory.
             self.broker = start_broker(BrokerConfig())
-        # Nodes go through a relay only when the scenario cuts one off (it costs a hop).
-        self.use_relay = any(s.action == "fault" and s.args.get("kind") == "cut-node"
+        # Nodes go through a relay only when the scenario cuts or lags one (it costs a hop).
+        self.use_relay = any(s.action == "fault"
+                             and s.args.get("kind") in ("cut-node", "lag-node")
                              for s in self.sc.plan.steps)
         self.relay = Relay(self.broker.host, self.broker.port)
         site = self.sc.centre.site
@@ -256,8 +270,10 @@ class Run:
         if self.use_relay:
             self.relay.start()
         accounts = self.dir / "accounts.json"
-        write_accounts(accounts, {o.id: o.sex for o in self.sc.centre.officers.values()})
-        self.supervisor = Child("supervisor", supervisor_argv(site_file, accounts),
+        write_accounts(accounts, {o.id: o.sex for o in self.sc.centre.officers.values()},
+                       self.opts.desk_password)
+        self.supervisor = Child("supervisor", supervisor_argv(site_file, accounts,
+                                                              self.opts.desk_port),
                                 env_with(self.clock.env()), self.dir / "supervisor.log")
 
     def _video_camera(self, camera_id: str, room: str) -> VideoCamera:
@@ -328,8 +344,9 @@ class Run:
             with self._lock:
                 self.responses[str(data.get("txn"))] = data
             if not data.get("ok"):
-                self.command_errors.append(f"{parts[-1]}: {data.get('error')}")
-                self._emit("command_error", f"{parts[-1]}: {data.get('error')}")
+                what = self.sent.get(str(data.get("txn")), parts[-1])
+                self.command_errors.append(f"{what}: {data.get('error')}")
+                self._emit("command_error", f"{what}: {data.get('error')}")
             return
         if "alert" in parts and isinstance(data, dict) and "id" in data:
             with self._lock:
@@ -342,7 +359,17 @@ class Run:
                                                      or 0), time.time(),
                                str(data.get("message", "")))
                     self.raised[r.id] = r
+                    self._react(r)
             self._emit("alert", data)
+
+    def _react(self, r: Raised) -> None:
+        """Schedule the first waiting staff reaction that names this alert (lock held)."""
+        for x in self.reactions:
+            if x.rule == r.rule and (x.detainee is None or x.detainee == r.detainee) and (
+                    x.room is None or x.room == r.room):
+                self.reactions.remove(x)
+                self.due.append((r.raised_ts + int(x.after_s * 1000), r.id, x))
+                return
 
     # -- running -------------------------------------------------------------------------
     def start(self) -> None:
@@ -406,6 +433,7 @@ class Run:
             while i < len(steps) and steps[i].at_s <= now:
                 self.do(steps[i])
                 i += 1
+            self._staff_due()
             if progress is not None:
                 progress(min(now, end))
             if now >= end and i >= len(steps):
@@ -428,8 +456,14 @@ class Run:
         elif step.action == "behaviour":
             self.floor.set_behaviour(str(a["room"]), str(a["kind"]), self.t())
         elif step.action == "band":
-            self.floor.set_flags(str(a["person"]), bool(a.get("tamper")),
-                                 bool(a.get("battery_low")))
+            person = str(a["person"])
+            if "unread_s" in a:  # missed reads: nothing reads the band for a while
+                self.floor.miss_reads(person, step.at_s + float(a["unread_s"]))
+            elif "echo_room" in a:  # seen by two readers: a neighbour's reader reads it too
+                self.floor.echo_in(person, str(a["echo_room"]),
+                                   step.at_s + float(a.get("duration_s", 0)))
+            else:
+                self.floor.set_flags(person, bool(a.get("tamper")), bool(a.get("battery_low")))
         elif step.action == "camera":
             cam_id = str(a["camera"])
             (self.videos.get(cam_id) or self.cameras[cam_id]).covered = bool(a["covered"])
@@ -442,7 +476,23 @@ class Run:
         elif step.action == "button":
             self.press(str(a["button"]))
         elif step.action == "fault":
-            self.fault(str(a["kind"]), str(a.get("target", "")), float(a.get("duration_s", 0)))
+            self.fault(str(a["kind"]), str(a.get("target", "")), float(a.get("duration_s", 0)),
+                       float(a.get("delay_s", 0)))
+
+    def _staff_due(self) -> None:
+        """Carry out the staff reactions whose time has come, through the staff path."""
+        now = self.clock.now_ms()
+        with self._lock:
+            ready = [d for d in self.due if d[0] <= now]
+            self.due = [d for d in self.due if d[0] > now]
+        for _, alert_id, x in ready:
+            args = {"alert": alert_id}
+            if x.do == "ack-alert":
+                args["action"] = x.note
+            elif x.note:
+                args["note"] = x.note
+            self._emit("staff", f"{x.do} {alert_id} by {x.by}")
+            self.command(x.do, x.by, args)
 
     def _move(self, people: list[str], room: str) -> None:
         before = self.floor.move(people, room)
@@ -481,18 +531,22 @@ class Run:
         for k, v in args.items():
             if k.endswith("_s_ago"):
                 out[k[: -len("_s_ago")] + "_ts"] = now - int(float(v) * 1000)
+            elif k.endswith("_ts_in_s"):  # a time field given from now: due_ts_in_s
+                out[k[: -len("_in_s")]] = now + int(float(v) * 1000)
             elif k.endswith("_in_s"):
                 out[k[: -len("_in_s")] + "_by_ts"] = now + int(float(v) * 1000)
             else:
                 out[k] = v
         txn = f"sim-{next(self._txn)}"
+        with self._lock:
+            self.sent[txn] = f"at {self.t():.0f} s {command} by {user}"
         assert self.client is not None
         self.client.publish(self.topics.request(user, command), request_payload(txn, None, out),
                             qos=1)
         return txn
 
-    def fault(self, kind: str, target: str, duration_s: float) -> None:
-        """Inject a fault."""
+    def fault(self, kind: str, target: str, duration_s: float, delay_s: float = 0.0) -> None:
+        """Inject a fault (`duration_s` custody seconds; a lag's `delay_s` real seconds)."""
         self._emit("fault", f"{kind} {target}".strip())
         if kind == "kill-broker" and self.broker is not None:
             self.broker.kill()
@@ -504,6 +558,8 @@ class Run:
             self.node_child(target).start()
         elif kind == "cut-node" and self.relay is not None:
             self.relay.cut(target, self.clock.real_seconds(duration_s))
+        elif kind == "lag-node" and self.relay is not None:
+            self.relay.lag(target, delay_s, self.clock.real_seconds(duration_s))
         elif kind == "kill-supervisor" and self.supervisor is not None:
             self.supervisor.kill()
         elif kind == "start-supervisor" and self.supervisor is not None:
@@ -524,7 +580,7 @@ class Run:
             now = time.time()
             if readers and now >= next_uhf:
                 next_uhf = now + uhf_period
-                occ = self.floor.occupied()
+                occ = self.floor.read_by_room(self.t())
                 for room, room_readers in self.uhf_of_room.items():
                     people = occ.get(room, [])
                     for vr in room_readers:
@@ -582,7 +638,12 @@ class Run:
         """Score what was raised against what was expected."""
         with self._lock:
             raised = list(self.raised.values())
-        return score(self.sc.name, self.sc.plan.expected, raised, self.start_ms)
+            history = list(self.alert_log)
+            refused = list(self.command_errors)
+            unused = [f"{x.do} by {x.by} on {x.rule} {x.detainee or x.room}"
+                      for x in [*self.reactions, *(d[2] for d in self.due)]]
+        return score(self.sc.name, self.sc.plan.expected, raised, self.start_ms,
+                     history=history, refused=refused, unused=unused)
 
     def stop(self) -> None:
         """Stop everything: the supervisor first (so nodes going away at the end raise no

@@ -10,7 +10,7 @@ day at one stage and say which alert it must raise (rule, subject, window).
 
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actors import OUTSIDE
@@ -19,13 +19,59 @@ from .centre import Centre, Detainee, Officer
 # The duty custody supervisor: gives every approval and is on no detainee's team (four eyes).
 DUTY_SUPERVISOR = "duty-sup"
 WALK_S = 15.0  # custody seconds per room crossed on the way
+# A hop never shorter than this, whatever the pace: a band lingers in a room for the presence
+# TTL (5 s) after it leaves, so faster hops reach the exit before the corridor has seen the
+# band (the exit read releases it, and the corridor then reports an unknown band).
+WALK_MIN_S = 4.5
 SEARCH_S = 240.0
 VIOLATIONS = (
     "late-registration", "no-search", "short-search", "one-officer-search", "left-alone",
     "holding-camera-off", "one-officer-interview", "interview-camera-off", "missed-welfare",
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
-    "lying-still", "node-offline", "band-tamper",
+    "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
+    "case-property-out", "observation-raised", "missed-reads", "two-readers",
+    "meets-co-suspect", "extension",
 )
+# The parameters each violation takes (custody seconds); a violation given as a table
+# `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
+# alert only when a parameter crosses its rule's limit, so the same kind with a value just
+# inside the limit is the compliant twin of a boundary pair (it must raise nothing).
+PARAMS: dict[str, tuple[str, ...]] = {
+    "late-registration": ("late_s",),  # arrived this long before registration
+    "short-search": ("duration_s",),  # the search's length
+    "left-alone": ("duration_s", "at_s"),  # officers out for; at_s into information collection
+    "holding-camera-off": ("duration_s",),
+    "one-officer-interview": ("duration_s",),  # the second officer out for (default: all of it)
+    "interview-camera-off": ("duration_s",),
+    "temporary-exit-overdue": ("return_in_s", "back_after_s"),  # approved for; back after
+    "belongings-late": ("after_s",),  # logged this long after registration (default: never)
+    "lying-still": ("duration_s",),
+    "node-offline": ("duration_s",),
+    "band-tamper": ("duration_s",),
+    "short-welfare-visits": ("duration_s",),  # every welfare visit lasts this long
+    # one officer takes the detainee to the toilet at_s into holding, for duration_s, and
+    # waits outside the door for outside_s of it (0: stays inside)
+    "toilet-visit": ("at_s", "duration_s", "outside_s"),
+    # case property of the detainee's case taken out at_s into holding, due back after
+    # due_s, back after out_s
+    "case-property-out": ("at_s", "due_s", "out_s"),
+    # observation raised to high at_s into holding; adapt = 1: visits follow the new
+    # interval, 0: they stop (the next visit is due sooner than anyone comes)
+    "observation-raised": ("at_s", "adapt"),
+    # both officers' bands go unread for duration_s during information collection (a read
+    # streak lost: under the presence TTL it must change nothing)
+    "missed-reads": ("duration_s",),
+    # the detainee's band is also read by the next room's reader for duration_s during
+    # information collection (a band seen by two readers)
+    "two-readers": ("duration_s",),
+    # an officer takes the detainee into the cell of a co-suspect (one of the same case planned
+    # before them) at_s into holding, for duration_s, and again later for again_s (0: once);
+    # the predictor decides which meeting is long enough for co-suspects
+    "meets-co-suspect": ("at_s", "duration_s", "again_s"),
+    # the duty supervisor approves an extension to `hours` at_s into holding (the predictor
+    # moves the time-limit warnings accordingly)
+    "extension": ("at_s", "hours"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +81,7 @@ class Step:
     at_s: float
     action: str  # move | command | tap | behaviour | band | fault | noise | camera
     args: dict[str, Any]
+    id: str = ""  # named raw steps: expectations may follow them (`after`)
 
 
 @dataclass(frozen=True)
@@ -47,6 +94,10 @@ class Expected:
     from_s: float
     within_s: float
     note: str = ""
+    cause: str = ""  # the violation or step id it follows (`after` in [[expect]])
+    # What the alert must go through after it is raised (severity, escalated, lifecycle,
+    # acked_by, closed_within_s), each scored.
+    checks: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,10 +107,11 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
     expected: list[Expected] = field(default_factory=list)
     duration_s: float = 0.0
+    reactions: list["Reaction"] = field(default_factory=list)
 
-    def add(self, at_s: float, action: str, **args: Any) -> None:
+    def add(self, at_s: float, action: str, step_id: str = "", **args: Any) -> None:
         """Append a step."""
-        self.steps.append(Step(round(at_s, 3), action, args))
+        self.steps.append(Step(round(at_s, 3), action, args, step_id))
 
     def sorted_steps(self) -> list[Step]:
         """Steps in time order (stable for equal times)."""
@@ -77,6 +129,34 @@ class Stay:
     interviews: int = 1
     violations: tuple[str, ...] = ()
     intake: str = "full"  # "quick": searched and straight to holding, the day ends there
+    params: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> PARAMS values
+    ids: dict[str, str] = field(default_factory=dict)  # kind -> violation id (default det:kind)
+
+    def param(self, kind: str, name: str, default: float | None) -> float | None:
+        """A violation's parameter, or `default`."""
+        return self.params.get(kind, {}).get(name, default)
+
+    def vid(self, kind: str) -> str:
+        """The id `after` names this violation by."""
+        return self.ids.get(kind, f"{self.detainee}:{kind}")
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A staff member acting on an alert `after_s` custody seconds after it is raised; the
+    alert is found by rule and subject, since its id is only known when it fires."""
+
+    do: str  # ack-alert | resolve-alert | false-alarm
+    by: str
+    rule: str
+    detainee: str | None
+    room: str | None
+    after_s: float
+    note: str = ""
+
+
+class PlanError(ValueError):
+    """A day that cannot happen as written (an officer in two places, or off duty)."""
 
 
 class Planner:
@@ -92,6 +172,11 @@ class Planner:
         self.plan = Plan()
         self.busy: dict[str, list[tuple[float, float]]] = {}
         self._visitor = ""
+        # officer -> (start, end, what): nobody is in two places, nobody works off shift
+        self.engaged: dict[str, list[tuple[float, float, str]]] = {}
+        # what -> indices in plan.steps of a welfare visit (any officer on duty may make it)
+        self.visit_steps: dict[str, list[int]] = {}
+        self._visit_s = 60.0  # how long the detainee being planned is visited for
         self.arrivals: dict[str, float] = {}  # detainee -> custody s of arrival (arrived_ts)
         self.graph: dict[str, set[str]] = {r.id: set() for r in centre.site.rooms}
         for d in centre.site.doors:
@@ -100,6 +185,11 @@ class Planner:
             self.graph[b].add(a)
 
     # -- rooms ---------------------------------------------------------------------------
+    @property
+    def hop(self) -> float:
+        """Custody seconds to cross one room at this pace."""
+        return max(WALK_S * self.pace, WALK_MIN_S)
+
     def route(self, a: str, b: str) -> list[str]:
         """Rooms walked through from a to b (excluding a, including b)."""
         if a == b:
@@ -140,15 +230,68 @@ class Planner:
     def walk(self, t: float, people: list[str], a: str, b: str) -> float:
         """Move a group from a to b room by room; returns the arrival time."""
         for room in self.route(a, b):
-            t += WALK_S * self.pace
+            t += self.hop
             self.plan.add(t, "move", people=people, room=room)
         return t
 
+    def on_duty(self, officer: str, start: float, end: float) -> bool:
+        """Whether the officer's shift covers [start, end]."""
+        o = self.c.officers[officer]
+        return o.on_s <= start and end <= o.off_s
+
+    def is_free(self, officer: str, start: float, end: float) -> bool:
+        """On duty and not engaged elsewhere during [start, end]."""
+        return self.on_duty(officer, start, end) and not any(
+            start < e and s < end for s, e, _ in self.engaged.get(officer, []))
+
+    def engage(self, officers: list[str], start: float, end: float, what: str) -> None:
+        """Book officers for [start, end]; PlanError when one is already elsewhere."""
+        for o in officers:
+            if not self.on_duty(o, start, end):
+                off = self.c.officers[o]
+                raise PlanError(f"officer {o} is off duty for {what} ({start:.0f}-{end:.0f} s; "
+                                f"shift {off.on_s:.0f}-{off.off_s:.0f} s)")
+            for s, e, w in list(self.engaged.get(o, [])):
+                if start < e and s < end and not self._hand_over(o, s, e, w):
+                    raise PlanError(f"officer {o} in two places: {w} ({s:.0f}-{e:.0f} s) and "
+                                    f"{what} ({start:.0f}-{end:.0f} s)")
+            self.engaged.setdefault(o, []).append((start, end, what))
+
+    def _hand_over(self, o: str, s: float, e: float, what: str) -> bool:
+        """Give a welfare visit `o` was booked for to whoever else is on duty and free (a
+        custody officer's own work comes first); False when it is not a visit or nobody is."""
+        steps = self.visit_steps.get(what)
+        if steps is None:
+            return False
+        other = next((x for x in sorted(self.c.officers)
+                      if x != o and self.is_free(x, s, e)), None)
+        if other is None:
+            return False
+        self.engaged[o].remove((s, e, what))
+        self.engaged.setdefault(other, []).append((s, e, what))
+        for i in steps:
+            st = self.plan.steps[i]
+            args = dict(st.args)
+            if "people" in args:
+                args["people"] = [other]
+            if "user" in args:
+                args["user"] = other
+            self.plan.steps[i] = replace(st, args=args)
+        return True
+
+    def on_call(self, prefer: str, start: float, end: float, what: str) -> str:
+        """Whoever is on duty and free for [start, end] (`prefer` first), booked."""
+        for o in [prefer, *sorted(self.c.officers)]:
+            if self.is_free(o, start, end):
+                self.engage([o], start, end, what)
+                return o
+        raise PlanError(f"no officer on duty and free for {what} ({start:.0f}-{end:.0f} s)")
+
     def expect(self, rule: str, from_s: float, within_s: float, detainee: str | None = None,
-               room: str | None = None, note: str = "") -> None:
+               room: str | None = None, note: str = "", cause: str = "") -> None:
         """Record an alert the day must raise."""
         self.plan.expected.append(Expected(rule, detainee, room, round(from_s, 3),
-                                           within_s, note))
+                                           within_s, note, cause))
 
     # -- the day -------------------------------------------------------------------------
     def register_people(self, at_s: float = 0.0) -> None:
@@ -190,16 +333,26 @@ class Planner:
         everyone = [d.id, *team]
         t = stay.arrive_s
         # Arrival: band issued and registered at the entry desk.
-        late = r.registration_limit_s + 300 if "late-registration" in v else 120
-        self.arrivals[d.id] = t - late
-        self._register(t, d, o1, late)
+        late = 120.0
         if "late-registration" in v:
-            self.expect("brought-straight-in", t, 60, detainee=d.id)
+            late = float(stay.param("late-registration", "late_s", r.registration_limit_s + 300)
+                         or 0)
+            if late > r.registration_limit_s:
+                self.expect("brought-straight-in", t, 60, detainee=d.id,
+                            cause=stay.vid("late-registration"))
+        self.arrivals[d.id] = t - late
+        self._register(t, d, o1, int(late))
+        belongings_after: float | None = 60
         if "belongings-late" in v:
-            self.expect("property", t + r.belongings_limit_s, 120, detainee=d.id)
+            after = stay.param("belongings-late", "after_s", None)
+            # after_s counts from registration (the rule's clock); the desk is 2 s later.
+            belongings_after = None if after is None else after - 2
+            if after is None or after >= r.belongings_limit_s:
+                self.expect("property", t + r.belongings_limit_s, 120, detainee=d.id,
+                            cause=stay.vid("belongings-late"))
         t += 2
         # Belongings are taken and logged at the booking-in desk (unless the day forgets them).
-        self._entry_desk(t, d, o1, everyone, None if "belongings-late" in v else 60, 10)
+        self._entry_desk(t, d, o1, everyone, belongings_after, 10)
         t += 90 * self.pace
         here = "entry"
         if "no-search" in v:
@@ -207,26 +360,33 @@ class Planner:
             # The supervisor raises search-first per room entered before the search
             # (subject: detainee and room), so every room on the way is an alert.
             for i, hop in enumerate(self.route(here, "information")):
-                self.expect("search-first", t + (i + 1) * WALK_S * self.pace, 60,
-                            detainee=d.id, room=hop)
+                self.expect("search-first", t + (i + 1) * self.hop, 60,
+                            detainee=d.id, room=hop, cause=stay.vid("no-search"))
             t_in = self.walk(t, everyone, here, "information")
             t, here = t_in + 300 * self.pace, "information"
         # Search.
         searchers = [o1] if "one-officer-search" in v else team
-        dur = 60.0 if "short-search" in v else SEARCH_S
+        # A third over the site's minimum, at most SEARCH_S (a site that lowers the minimum in
+        # a scenario not about searching gets shorter searches, so packed days fit).
+        dur = min(SEARCH_S, r.search_min_duration_s * 4 / 3)
+        if "short-search" in v:
+            dur = float(stay.param("short-search", "duration_s", 60.0) or 0)
         room, start = self.book("search", t, dur + 2 * WALK_S)
         if "one-officer-search" in v:
             self.plan.add(start, "move", people=[o2], room=OUTSIDE)
         if "no-search" in v:
             for i, hop in enumerate(self.route(here, room)[:-1]):
-                self.expect("search-first", max(t, start) + (i + 1) * WALK_S * self.pace, 60,
-                            detainee=d.id, room=hop)
+                self.expect("search-first", max(t, start) + (i + 1) * self.hop, 60,
+                            detainee=d.id, room=hop, cause=stay.vid("no-search"))
         t = self.walk(max(t, start), [d.id, *searchers], here, room)
         t += dur
         self.plan.add(t, "command", command="record-search", user=o1,
                       args={"detainee": d.id, "officers": searchers, "result": "completed"})
-        if "short-search" in v or "one-officer-search" in v:
-            self.expect("real-search", t - dur, dur + 60, detainee=d.id)
+        if "one-officer-search" in v or ("short-search" in v
+                                          and dur < r.search_min_duration_s):
+            self.expect("real-search", t - dur, dur + 60, detainee=d.id,
+                        cause=stay.vid("one-officer-search" if "one-officer-search" in v
+                                       else "short-search"))
         here = room
         if "one-officer-search" in v:
             self.plan.add(t + 5, "move", people=[o2], room=here)
@@ -234,13 +394,37 @@ class Planner:
         # Information collection (unless done before the search).
         if "no-search" not in v:
             stage = 600 * self.pace
+            at = float(stay.param("left-alone", "at_s", 20.0) or 0)
+            alone = float(stay.param("left-alone", "duration_s", 60.0) or 0)
+            if "left-alone" in v:
+                stage = max(stage, at + alone + 30)
             room, start = self.book("information", t, stage)
             t = self.walk(max(t, start), everyone, here, room)
+            if "missed-reads" in v:
+                lost = float(stay.param("missed-reads", "duration_s", 3.0) or 0)
+                for o in team:
+                    self.plan.add(t + 30, "band", person=o, unread_s=lost)
+                # Unread past the presence TTL the officers are gone as far as anyone knows.
+                if lost >= r.presence_ttl_s + r.never_alone_grace_s:
+                    self.expect("never-alone", t + 30, r.presence_ttl_s
+                                + r.never_alone_grace_s + 30, detainee=d.id, room=room,
+                                cause=stay.vid("missed-reads"))
+            if "two-readers" in v:
+                also = float(stay.param("two-readers", "duration_s", 20.0) or 0)
+                near = self.route(room, holding_of(self.c, d))[0]
+                self.plan.add(t + 30, "band", person=d.id, echo_room=near, duration_s=also)
+                grace = (r.never_alone_doorway_grace_s
+                         if self.c.site.room(near).kind == "corridor"
+                         else r.never_alone_grace_s)
+                if also >= grace:
+                    self.expect("never-alone", t + 30, grace + 30, detainee=d.id, room=near,
+                                cause=stay.vid("two-readers"))
             if "left-alone" in v:
-                self.plan.add(t + 20, "move", people=team, room=OUTSIDE)
-                self.expect("never-alone", t + 20, r.never_alone_grace_s + 30, detainee=d.id,
-                            room=room)
-                self.plan.add(t + 80, "move", people=team, room=room)
+                self.plan.add(t + at, "move", people=team, room=OUTSIDE)
+                if alone >= r.never_alone_grace_s:  # held_for: a condition that lasted the grace
+                    self.expect("never-alone", t + at, r.never_alone_grace_s + 30,
+                                detainee=d.id, room=room, cause=stay.vid("left-alone"))
+                self.plan.add(t + at + alone, "move", people=team, room=room)
             t += max(stage, 100)
             here = room
         # Property store: belongings logged.
@@ -249,7 +433,7 @@ class Planner:
             # property store for a minute would look like an interview outside the rooms).
             room, start = self.book("property", t, 240 * self.pace)
             t = self.walk(max(t, start), [d.id, o1], here, room)
-            self.plan.add(t - WALK_S * self.pace, "move", people=[o2], room=OUTSIDE)
+            self.plan.add(t - self.hop, "move", people=[o2], room=OUTSIDE)
             t += min(180 * self.pace, r.interview_grace_s * 0.5)
             self.plan.add(t, "move", people=[o2], room=room)
             t += 5
@@ -268,6 +452,7 @@ class Planner:
         in_holding = t
         t += 20
         self.plan.add(t, "move", people=team, room=OUTSIDE)  # officers leave the cell
+        self.engage(team, stay.arrive_s, t, f"the intake of {d.id}")
         interval = r.welfare_interval_s(d.observation)
         visit_every = interval * 0.4
         last_check = t - visit_every + 120  # first look-in two minutes after the door shuts
@@ -283,29 +468,50 @@ class Planner:
         if "holding-camera-off" in v:
             events.append((t + 240, "holding-camera-off"))
             events.sort()
+        for kind, at in (("toilet-visit", 200.0), ("case-property-out", 120.0),
+                         ("observation-raised", 300.0), ("meets-co-suspect", 100.0),
+                         ("extension", 60.0)):
+            if kind in v:
+                events.append((t + float(stay.param(kind, "at_s", at) or 0), kind))
+                events.sort()
+        if "case-property-out" in v:
+            self.plan.add(stay.arrive_s + 30, "command", command="log-case-property", user=o1,
+                          args={"item": f"item-{d.id}", "case": d.case, "detainee": d.id,
+                                "description": "phone seized as evidence"})
         if "band-tamper" in v:
+            tamper_s = float(stay.param("band-tamper", "duration_s", 60.0) or 0)
             self.plan.add(t + 200, "band", person=d.id, tamper=True, battery_low=False)
-            self.expect("band-tamper", t + 200, 30, room=holding)
-            self.plan.add(t + 260, "band", person=d.id, tamper=False, battery_low=False)
+            self.expect("band-tamper", t + 200, 30, room=holding, cause=stay.vid("band-tamper"))
+            self.plan.add(t + 200 + tamper_s, "band", person=d.id, tamper=False,
+                          battery_low=False)
         if "node-offline" in v:
             # A node of a room nobody uses today (the toilet's, else the last interview
             # room's): a dead node in an occupied room would also stop its camera.
             spare = (self.c.rooms_of_kind("toilet") or self.c.rooms_of_kind("interview"))[-1]
             node = self.c.node_of_room(spare)
             if node is not None:
+                down = float(stay.param("node-offline", "duration_s",
+                                        r.device_offline_s + 60) or 0)
                 self.plan.add(t + 200, "fault", kind="kill-node", target=node.id)
-                self.expect("device-offline", t + 200, r.device_offline_s + 30, room=spare)
-                self.plan.add(t + 200 + r.device_offline_s + 60, "fault", kind="start-node",
-                              target=node.id)
+                if down > r.device_offline_s:
+                    self.expect("device-offline", t + 200, r.device_offline_s + 30, room=spare,
+                                cause=stay.vid("node-offline"))
+                self.plan.add(t + 200 + down, "fault", kind="start-node", target=node.id)
+        self._visit_s = float(stay.param("short-welfare-visits", "duration_s", 60.0) or 0)
+        if "short-welfare-visits" in v and self._visit_s < r.welfare_visit_min_s:
+            # Visits too short to count: the first one due is missed as far as the rule knows.
+            self.expect("welfare-check", in_holding + interval - r.welfare_warn_before_s, 60,
+                        detainee=d.id, cause=stay.vid("short-welfare-visits"))
         if "missed-welfare" in v:
             self.expect("welfare-check", in_holding + interval - r.welfare_warn_before_s, 60,
-                        detainee=d.id)
+                        detainee=d.id, cause=stay.vid("missed-welfare"))
             # Nobody visits, until the escalation point.
             events = [e for e in events if e[0] > t + interval + r.welfare_escalate_after_s
                       + 120]
             if not events:
                 end = max(end, t + interval + r.welfare_escalate_after_s + 300)
         self._visitor = o1
+        visits = "missed-welfare" not in v
         for when, what in events:
             booked: tuple[str, float] | None = None
             if what == "interview":
@@ -315,47 +521,104 @@ class Planner:
                                    + 4 * WALK_S + 60)
                 when = max(when, booked[1])
             # Welfare visits fill the time up to the next thing.
-            while "missed-welfare" not in v and last_check + visit_every < when - 120:
+            while visits and last_check + visit_every < when - 120:
                 last_check = self._welfare(last_check + visit_every, o1, d, holding)
             t = max(t, when)
-            if booked is not None:
-                t = self._interview(t, d, team, holding, "one-officer-interview" in v,
-                                    "interview-camera-off" in v, booked)
+            if what in ("fight", "toilet-visit"):
+                span = 90.0 if what == "fight" else float(
+                    stay.param("toilet-visit", "duration_s", 120.0) or 0) + 4 * self.hop + 30
+                self._visitor = self.on_call(o1, t, t + span, f"{what} of {d.id}")
+            if what == "extension":
+                hours = int(stay.param("extension", "hours", 0) or 0)
+                allowed = self.rules.custody_type(d.custody_type).extended_h
+                if hours not in allowed:
+                    raise PlanError(f"extension of {d.id} to {hours} h: the custody type "
+                                    f"{d.custody_type} allows {list(allowed)}")
+                self.plan.add(t, "command", command="approve-extension", user=DUTY_SUPERVISOR,
+                              args={"detainee": d.id, "hours": hours})
+            elif what == "meets-co-suspect":
+                t = self._meet(t, d, o1, holding, stay)
+            elif what == "toilet-visit":
+                t = self._toilet(t, d, self._visitor, holding, stay)
+            elif what == "case-property-out":
+                t = self._case_property(t, d, o1, stay)
+            elif what == "observation-raised":
+                self.plan.add(t, "command", command="set-observation", user=o1,
+                              args={"detainee": d.id, "observation": "high"})
+                new = r.welfare_interval_s("high")
+                if stay.param("observation-raised", "adapt", 1.0):
+                    visit_every = new * 0.4
+                    last_check = max(last_check, t + 30 - visit_every)
+                else:
+                    visits = False
+                    # The last verified visit was under the old level: the new interval
+                    # runs from it (verified when the officer's band leaves the cell).
+                    due = last_check + self._visit_s + r.presence_ttl_s + new
+                    self.expect("welfare-check", max(t, due - r.welfare_warn_before_s), 60,
+                                detainee=d.id, cause=stay.vid("observation-raised"))
+                    end = max(end, due - r.welfare_warn_before_s + 120)
+            elif booked is not None:
+                t = self._interview(t, d, team, holding, stay, booked)
                 last_check = t
             elif what == "holding-camera-off":
                 cam = self._camera(holding)
                 if cam:
+                    off = float(stay.param("holding-camera-off", "duration_s", 120.0) or 0)
+                    cause = stay.vid("holding-camera-off")
                     self.plan.add(t, "camera", camera=cam, covered=True)
-                    self.expect("holding-watch", t, r.holding_watch_grace_s
-                                + r.recording_gap_s + 30,
-                                detainee=d.id, room=holding)
-                    self.expect("recording-gap", t, r.recording_gap_s + 30, room=holding)
-                    self.plan.add(t + 120, "camera", camera=cam, covered=False)
-                    t += 130
+                    # The camera counts as not live once its heartbeat is a gap late.
+                    if off > r.holding_watch_grace_s + r.recording_gap_s:
+                        self.expect("holding-watch", t, r.holding_watch_grace_s
+                                    + r.recording_gap_s + 30,
+                                    detainee=d.id, room=holding, cause=cause)
+                    if off > r.recording_gap_s:
+                        self.expect("recording-gap", t, r.recording_gap_s + 30, room=holding,
+                                    cause=cause)
+                    self.plan.add(t + off, "camera", camera=cam, covered=False)
+                    t += off + 10
             else:
-                t = self._behaviour(t, what, d, holding)
-        while "missed-welfare" not in v and last_check + visit_every < end - 60:
+                t = self._behaviour(t, what, d, holding, stay=stay)
+        while visits and last_check + visit_every < end - 60:
             last_check = self._welfare(last_check + visit_every, o1, d, holding)
+        self._visitor = o1
         t = max(t, end)
         # Disposition and exit.
         if "temporary-exit-overdue" in v:
+            ret = float(stay.param("temporary-exit-overdue", "return_in_s", 600.0) or 0)
+            back = stay.param("temporary-exit-overdue", "back_after_s", None)
             self.plan.add(t, "command", command="approve-temporary-exit", user=DUTY_SUPERVISOR,
-                          args={"detainee": d.id, "return_in_s": 600, "reason": "hospital"})
+                          args={"detainee": d.id, "return_in_s": ret, "reason": "hospital"})
             self.plan.add(t, "move", people=team, room=holding)
-            self.expect("temporary-exit-overdue", t + 600, 120, detainee=d.id)
+            t_out = t
             t = self.walk(t + 10, everyone, holding, "exit")
             self._exit_tap(t, d)
             self.plan.add(t + 10, "move", people=everyone, room=OUTSIDE)
-            return t + 900
+            # The team goes out with the detainee (to hospital) until they are back.
+            if back is None or t_out + back > t_out + ret:
+                self.expect("temporary-exit-overdue", t_out + ret, 120, detainee=d.id,
+                            cause=stay.vid("temporary-exit-overdue"))
+            if back is None:
+                self.engage(team, t_out, t + 900, f"the temporary exit of {d.id}")
+                return t + 900
+            # Back through the exit with both officers and to the cell: back_after_s after
+            # the approval they are seen past the exit (which is what ends a temporary exit).
+            t = t_out + float(back) - self.hop
+            self.plan.add(t - 5, "move", people=everyone, room="exit")
+            t = self.walk(t, everyone, "exit", holding)
+            self.plan.add(t + 10, "move", people=team, room=OUTSIDE)
+            self.engage(team, t_out, t + 10, f"the temporary exit of {d.id}")
+            return t + 60
         if "exit-without-approval" not in v:
             self.plan.add(t, "command", command="approve-disposition", user=DUTY_SUPERVISOR,
                           args={"detainee": d.id, "disposition": "release"})
         self.plan.add(t + 5, "move", people=team, room=holding)
+        t_fetch = t + 5
         t = self.walk(t + 10, everyone, holding, "exit")
         self._exit_tap(t, d)
         if "exit-without-approval" in v:
-            self.expect("exit", t, 60, detainee=d.id)
+            self.expect("exit", t, 60, detainee=d.id, cause=stay.vid("exit-without-approval"))
         self.plan.add(t + 30, "move", people=everyone, room=OUTSIDE)
+        self.engage(team, t_fetch, t + 30, f"the exit of {d.id}")
         return t + 30
 
     def quick_day(self, stay: Stay) -> float:
@@ -397,61 +660,162 @@ class Planner:
         node = self.c.node_of_room(room)
         return node.cameras[0].id if node and node.cameras else None
 
-    def _welfare(self, t: float, officer: str, d: Detainee, holding: str) -> float:
-        """An officer looks in on the detainee: in the cell for 60 s, seen by its camera."""
+    def _toilet(self, t: float, d: Detainee, officer: str, holding: str, stay: Stay) -> float:
+        """One officer takes the detainee to the toilet and back; returns when done."""
+        dur = float(stay.param("toilet-visit", "duration_s", 120.0) or 0)
+        outside = float(stay.param("toilet-visit", "outside_s", 0.0) or 0)
+        room, start = self.book("toilet", t, dur + 4 * self.hop + 20)
+        t = max(t, start)
         self.plan.add(t, "move", people=[officer], room=holding)
-        self.plan.add(t + 60, "command", command="record-welfare-check", user=officer,
-                      args={"detainee": d.id, "note": "checked, fine"})
-        self.plan.add(t + 61, "move", people=[officer], room=OUTSIDE)
+        t = self.walk(t + 10, [d.id, officer], holding, room)
+        if outside > 0:
+            # Waiting outside the door: the corridor the toilet opens onto.
+            near = self.route(room, holding)[0]
+            self.plan.add(t + 5, "move", people=[officer], room=near)
+            if outside >= self.rules.never_alone_grace_s:
+                self.expect("never-alone", t + 5, self.rules.never_alone_grace_s + 30,
+                            detainee=d.id, room=room, cause=stay.vid("toilet-visit"))
+            self.plan.add(t + 5 + outside, "move", people=[officer], room=room)
+        t = self.walk(t + max(dur, outside + 10), [d.id, officer], room, holding) + 10
+        self.plan.add(t, "move", people=[officer], room=OUTSIDE)
         return t
 
-    def _interview(self, t: float, d: Detainee, team: list[str], holding: str,
-                   one_officer: bool, camera_off: bool, booked: tuple[str, float]) -> float:
+    def where_at(self, person: str, t: float) -> str:
+        """Where the plan so far has a person at custody second t."""
+        room = OUTSIDE
+        for s in self.plan.sorted_steps():
+            if s.at_s > t:
+                break
+            if s.action == "move" and person in s.args["people"]:
+                room = s.args["room"]
+        return room
+
+    def _meet(self, t: float, d: Detainee, officer: str, holding: str, stay: Stay) -> float:
+        """Take the detainee into a co-suspect's cell and back, once or twice."""
+        for i, key in enumerate(("duration_s", "again_s")):
+            dur = float(stay.param("meets-co-suspect", key, 30.0 if i == 0 else 0.0) or 0)
+            if dur <= 0:
+                break
+            cells = {r.id for r in self.c.site.rooms if r.kind == "holding"}
+            other = next((x for x in self.c.detainees.values() if x.case == d.case
+                          and x.id != d.id and x.id in self.arrivals
+                          and self.where_at(x.id, t) in cells), None)
+            if other is None:
+                raise PlanError(f"no co-suspect of {d.id} ({d.case}) in a cell at {t:.0f} s "
+                                "(one planned before them)")
+            cell = self.where_at(other.id, t)
+            span = dur + 4 * self.hop + 40
+            officer = self.on_call(officer, t, t + span, f"{d.id} meeting {other.id}")
+            self.plan.add(t, "move", people=[officer], room=holding)
+            route = self.route(holding, cell)
+            for room in route[:-1]:
+                t += self.hop
+                self.plan.add(t, "move", people=[d.id, officer], room=room)
+            t += self.hop
+            # The step that puts them together names the cause (the predictor's `after`).
+            self.plan.add(t, "move", step_id=f"{stay.vid('meets-co-suspect')}-{i + 1}",
+                          people=[d.id, officer], room=cell)
+            # walk() takes its first hop before the first move: out of the cell at t + dur.
+            t = self.walk(t + dur - self.hop, [d.id, officer], cell, holding) + 10
+            self.plan.add(t, "move", people=[officer], room=OUTSIDE)
+            t += 120
+        return t
+
+    def _case_property(self, t: float, d: Detainee, officer: str, stay: Stay) -> float:
+        """Case property out (due back after due_s) and back in after out_s."""
+        due = float(stay.param("case-property-out", "due_s", 600.0) or 0)
+        out = float(stay.param("case-property-out", "out_s", 300.0) or 0)
+        item = f"item-{d.id}"
+        self.plan.add(t, "command", command="property-out", user=officer,
+                      args={"item": item, "due_ts_in_s": due, "reason": "forensics"})
+        if out > due:
+            self.expect("property", t + due, 60, detainee=d.id,
+                        cause=stay.vid("case-property-out"))
+        self.plan.add(t + out, "command", command="property-in", user=officer,
+                      args={"item": item})
+        return t + 5
+
+    def _welfare(self, t: float, officer: str, d: Detainee, holding: str) -> float:
+        """An officer looks in on the detainee: in the cell for 60 s (or the violation's
+        `duration_s`), seen by its camera; `officer` if free, else whoever is on duty."""
+        stay_s = self._visit_s
+        what = f"a welfare visit to {d.id} at {t:.0f} s"
+        officer = self.on_call(officer, t, t + stay_s + 1, what)
+        self.visit_steps[what] = [len(self.plan.steps) + i for i in range(3)]
+        self.plan.add(t, "move", people=[officer], room=holding)
+        self.plan.add(t + stay_s, "command", command="record-welfare-check", user=officer,
+                      args={"detainee": d.id, "note": "checked, fine"})
+        self.plan.add(t + stay_s + 1, "move", people=[officer], room=OUTSIDE)
+        return t
+
+    def _interview(self, t: float, d: Detainee, team: list[str], holding: str, stay: Stay,
+                   booked: tuple[str, float]) -> float:
         dur = 2400.0 * self.pace
+        one_officer = "one-officer-interview" in stay.violations
+        camera_off = "interview-camera-off" in stay.violations
         room, start = booked
         t = max(t, start)
+        fetch = t
         self.plan.add(t, "move", people=team, room=holding)
         everyone = [d.id, *team]
         t = self.walk(t + 10, everyone, holding, room)
+        out_s = float(stay.param("one-officer-interview", "duration_s", dur) or 0)
         if one_officer:
             self.plan.add(t, "move", people=[team[1]], room=OUTSIDE)
-            self.expect("interview", t, self.rules.interview_grace_s + 30, detainee=d.id,
-                        room=room)
+            if out_s >= self.rules.interview_grace_s:
+                self.expect("interview", t, self.rules.interview_grace_s + 30, detainee=d.id,
+                            room=room, cause=stay.vid("one-officer-interview"))
+            if out_s < dur:
+                self.plan.add(t + out_s, "move", people=[team[1]], room=room)
         if camera_off:
             cam = self._camera(room)
+            off = float(stay.param("interview-camera-off", "duration_s", 90.0) or 0)
             if cam:
                 self.plan.add(t + 300, "camera", camera=cam, covered=True)
-                self.expect("recording-gap", t + 300, self.rules.recording_gap_s + 30,
-                            room=room)
-                self.plan.add(t + 390, "camera", camera=cam, covered=False)
+                if off > self.rules.recording_gap_s:
+                    self.expect("recording-gap", t + 300, self.rules.recording_gap_s + 30,
+                                room=room, cause=stay.vid("interview-camera-off"))
+                self.plan.add(t + 300 + off, "camera", camera=cam, covered=False)
+                dur = max(dur, 300 + off + 30)
         t += dur
-        if one_officer:
+        if one_officer and out_s >= dur:
             self.plan.add(t, "move", people=[team[1]], room=room)
         t = self.walk(t, everyone, room, holding) + 10
         self.plan.add(t, "move", people=team, room=OUTSIDE)
+        self.engage(team, fetch, t, f"the interview of {d.id}")
         return t
 
     def _behaviour(self, t: float, kind: str, d: Detainee, holding: str,
-                   recover_s: float = 60.0) -> float:
+                   recover_s: float = 60.0, stay: Stay | None = None) -> float:
+        cause = stay.vid(kind) if stay is not None else ""
         if kind == "fall":
             self.plan.add(t, "behaviour", room=holding, kind="fall", people=1)
-            self.expect("fall", t, 30, room=holding)
+            self.expect("fall", t, 30, room=holding, cause=cause)
             self.plan.add(t + recover_s, "behaviour", room=holding, kind="none")
             return t + recover_s + 10
         if kind == "lying-still":
+            lie = self.rules.lying_still_s + 120.0
+            if stay is not None:
+                lie = float(stay.param("lying-still", "duration_s", lie) or 0)
             self.plan.add(t, "behaviour", room=holding, kind="lying", people=1)
-            self.expect("lying-still", t + self.rules.lying_still_s, 60, room=holding)
-            self.plan.add(t + self.rules.lying_still_s + 120, "behaviour", room=holding,
-                          kind="none")
-            return t + self.rules.lying_still_s + 130
+            if lie > self.rules.lying_still_s:
+                self.expect("lying-still", t + self.rules.lying_still_s, 60, room=holding,
+                            cause=cause)
+            self.plan.add(t + lie, "behaviour", room=holding, kind="none")
+            return t + lie + 10
         # fight: an officer looks in and the detainee turns on them
         officer = self._visitor
         self.plan.add(t, "move", people=[officer], room=holding)
         self.plan.add(t + 20, "behaviour", room=holding, kind="fight", people=2)
-        self.expect("fight", t + 20, 30, room=holding)
+        self.expect("fight", t + 20, 30, room=holding, cause=cause)
         self.plan.add(t + 50, "behaviour", room=holding, kind="none")
         self.plan.add(t + 80, "move", people=[officer], room=OUTSIDE)
         return t + 90
+
+
+def holding_of(c: Centre, d: Detainee) -> str:
+    """The detainee's holding room (the site's first when none is set)."""
+    return d.holding or c.rooms_of_kind("holding")[0]
 
 
 def make_team(officers: list[Officer], sex: str, rng: random.Random) -> tuple[str, str]:
@@ -470,7 +834,7 @@ def predicted(planner: Planner, arrivals: dict[str, float]) -> list[Expected]:
     c, r, plan = planner.c, planner.rules, planner.plan
     out: list[Expected] = []
     where: dict[str, str] = {}
-    together: dict[tuple[str, str, str], float] = {}  # (room, d1, d2) -> since
+    together: dict[tuple[str, str, str], tuple[float, str]] = {}  # -> since, step id
     flagged: set[tuple[str, str, str]] = set()
     gone: dict[str, float] = {}
     for s in plan.sorted_steps():
@@ -485,17 +849,27 @@ def predicted(planner: Planner, arrivals: dict[str, float]) -> list[Expected]:
                      if where[a] == where[b] and c.detainees[a].case == c.detainees[b].case}
         for k in list(together):
             if k not in now_pairs:
-                since = together.pop(k)
+                since, cause = together.pop(k)
                 if s.at_s - since >= r.co_suspects_grace_s and k not in flagged:
                     flagged.add(k)
                     out.append(Expected("co-suspects", None, k[0], since,
-                                        r.co_suspects_grace_s + 30, "co-suspects together"))
+                                        r.co_suspects_grace_s + 30, "co-suspects together",
+                                        cause))
         for k in now_pairs:
-            together.setdefault(k, s.at_s)
+            together.setdefault(k, (s.at_s, s.id))
+    extended = {s.args["args"]["detainee"]: (s.at_s, int(s.args["args"]["hours"]))
+                for s in plan.steps if s.action == "command"
+                and s.args.get("command") == "approve-extension"}
+
+    def first_warning(limit_s: float) -> float:
+        return min([limit_s * p / 100 for p in r.time_limit_warn_pct]
+                   + [limit_s - r.time_limit_final_warn_s])
+
     for d, arrived in arrivals.items():
-        limit_s = r.custody_type(c.detainees[d].custody_type).limit_h * 3600
-        first = min([limit_s * p / 100 for p in r.time_limit_warn_pct]
-                    + [limit_s - r.time_limit_final_warn_s])
+        first = first_warning(r.custody_type(c.detainees[d].custody_type).limit_h * 3600)
+        if d in extended and extended[d][0] <= arrived + first:
+            # Extended before the first warning: the warnings follow the new limit.
+            first = first_warning(extended[d][1] * 3600)
         left = gone.get(d, plan.duration_s)
         if arrived + first < left:
             out.append(Expected("time-limit", d, None, arrived + first, 60,

@@ -16,6 +16,7 @@ from protocol.transport import LinkConf, add_login_args, login_password
 
 from .accounts import AccountError
 from .journal import read_checkpoints, read_entries, verify_journal
+from .record import header, record_lines
 from .state import State
 
 
@@ -47,7 +48,21 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: sup.stop_event.set())
     print(f"supervisor: site {site.id}, journal {sup.journal.path} ({sup.journal.count} entries"
           f"), broker {link.host}:{link.port}", flush=True)
-    sup.run()
+    desk = None
+    if args.desk_port is not None:
+        from .desk import Desk
+
+        if bool(args.desk_cert) != bool(args.desk_key):
+            raise ConfigError("--desk-cert/--desk-key", "desk", "both files, or neither")
+        desk = Desk(sup, args.desk_host, args.desk_port, args.desk_cert or None,
+                    args.desk_key or None)
+        desk.start()
+        print(f"desk: {desk.url}", flush=True)
+    try:
+        sup.run()
+    finally:
+        if desk is not None:
+            desk.stop()
     if sup.refusal is not None:
         print(f"supervisor: REFUSED to continue over {sup.journal.path}: {sup.refusal}",
               file=sys.stderr)
@@ -126,22 +141,8 @@ def _record(args: argparse.Namespace) -> int:
     if c is None:
         print(f"record: no detainee {args.detainee!r} in {db}", file=sys.stderr)
         return 1
-    print(f"{c.id}: case {c.case}, sex {c.sex}, {c.custody_type}, observation {c.observation}, "
-          f"band {c.band}")
-    lines: list[tuple[int, str]] = list(c.timeline)
-    for v in c.visits:
-        officers = ", ".join(sorted(v.officers)) or "no officer"
-        lines.append((v.enter_ms, f"enters {v.room} ({v.kind}); officers present: {officers}"))
-        if v.leave_ms is not None:
-            lines.append((v.leave_ms, f"leaves {v.room}"))
-    for a in state.alerts.values():
-        if a.get("detainee") == c.id:
-            lines.append((a["raised_ts"], f"ALERT {a['rule']} ({a['severity']}): {a['message']}"
-                                          f" [{a['state']}]"))
-            if a.get("acked_ts"):
-                lines.append((a["acked_ts"], f"alert {a['rule']} acknowledged by "
-                                             f"{a['acked_by']}: {a.get('action') or ''}"))
-    for ts, text in sorted(lines, key=lambda x: x[0]):
+    print(header(state, c.id))
+    for ts, text in record_lines(state, c.id):
         print(f"{fmt_ts(ts)}  {text}")
     return 0
 
@@ -168,6 +169,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--port", type=int)
     add_login_args(p)
     p.add_argument("--ca-file", default="")
+    p.add_argument("--desk-port", type=int, help="serve the web desk on this port (0: any)")
+    p.add_argument("--desk-host", default="127.0.0.1",
+                   help="desk address (plain HTTP only on 127.0.0.1; elsewhere give a cert)")
+    p.add_argument("--desk-cert", default="", help="PEM certificate (site CA) for HTTPS")
+    p.add_argument("--desk-key", default="", help="its PEM private key")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_run)
 

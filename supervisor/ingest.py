@@ -34,7 +34,7 @@ from protocol.envelope import (
 )
 from protocol.events import Event
 from protocol.ids import ID_RE
-from protocol.replay import ReplayWindow
+from protocol.replay import NODE_EVENT_WINDOW, ReplayWindow
 from protocol.topics import TopicError, Topics
 from protocol.verifier import ack_payload
 
@@ -46,6 +46,7 @@ from .state import State
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], Any]
 MAX_KEPT_PAYLOAD = 1024  # bytes of a rejected payload kept in the journal for forensics
+HEALTHY = {"roster_refused": False, "roster_error": "", "outbox_high_water": False}
 REJECT_SUMMARY_S = 10.0  # real seconds between journaled counts of one (node, reason)
 MAX_EPOCH_AHEAD_S = 86400  # epochs are the outbox's creation time in real Unix seconds
 
@@ -95,10 +96,11 @@ class Ingest:
                  publish: Publish, now_ms: Callable[[], int]) -> None:
         self.journal, self.state, self.topics, self.keys = journal, state, topics, keys
         self.publish, self.now_ms = publish, now_ms
-        self.window = ReplayWindow()
+        self.window = ReplayWindow(NODE_EVENT_WINDOW)
         self.stats = IngestCounts()
         self._ack_seq: dict[str, int] = {}
         self.events: dict[int, Event] = {}  # entry idx -> verified event, to spare a re-parse
+        self.max_lag_ms = 0  # longest (arrival - node stamp) of a new event, custody ms
         self.scopes = site_scopes(state.site)
         conf = state.site.supervisor
         self.max_skew_ms = conf.max_clock_skew_s * 1000
@@ -198,6 +200,7 @@ class Ingest:
             entries.append(entry)
             self.events[entry.idx] = ev
             self.stats.add("events")
+            self.max_lag_ms = max(self.max_lag_ms, now - ev.ts_ms)
         acks[(ev.node, ev.epoch)].append(ev.seq)
 
     def _health(self, topic: str, node: str, payload: bytes, now: int,
@@ -208,10 +211,23 @@ class Ingest:
         except VerifyError as e:
             self._reject(topic, payload, e.reason, e.detail, node, now, entries)
             return
+        obj = ev.body.get("obj")
+        if not isinstance(obj, dict):
+            obj = {}
+        # The watermark of the node's rooms: health says up to when we have its events.
+        through = obj.get("through_ts", ev.ts_ms)
+        self.state.heard(node, through if isinstance(through, int) else ev.ts_ms)
+        # What staff must act on is journaled when it changes (so replay rebuilds it).
+        flags = {"roster_refused": bool(obj.get("roster_refused")),
+                 "roster_error": str(obj.get("roster_error", ""))[:200],
+                 "outbox_high_water": bool(obj.get("outbox_high_water"))}
+        if (self.state.health_flags(node) or HEALTHY) != flags:
+            entries.append(self.journal.append_own("health", {"node": node, "ts": now,
+                                                              **flags}))
+            self.state.set_health_flags(node, flags, now)  # the fold after commit agrees
         # A node whose outbox cannot commit says so in its health (seq 0, never stored), the
         # only way it can speak at once: journal the transition so staff are alerted.
-        obj = ev.body.get("obj")
-        outbox = obj.get("outbox") if isinstance(obj, dict) else None
+        outbox = obj.get("outbox")
         if not isinstance(outbox, dict):
             outbox = {}
         failing = str(outbox.get("unwritable") or "")

@@ -16,7 +16,8 @@ OUT_OF_SCOPE = "out_of_scope"
 OUT_OF_RANGE = "out_of_range"
 
 ALWAYS = frozenset({"fault", "health"})  # every node reports its own faults and health
-CAMERA_TYPES = frozenset({"person_count", "behaviour", "tamper", "camera", "snapshot"})
+CAMERA_TYPES = frozenset({"person_count", "behaviour", "tamper", "camera", "snapshot",
+                          "segment", "evidence"})  # segment/evidence: edge_agent/recording
 # Physical bounds of body integers: (type, field) -> (lowest, highest).
 RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("person_count", "count"): (0, 100),
@@ -26,6 +27,9 @@ RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("tamper", "score_pct"): (0, 100),
     # Rates are per custody second: a sped-up simulated clock multiplies them, so only absurd.
     ("camera", "fps_x10"): (0, 10**7),
+    ("segment", "frames"): (0, 10**7),
+    ("segment", "bytes"): (0, 2**40),
+    ("evidence", "frames"): (0, 10**6),
     ("presence.enter", "rssi"): (-255, 255),
     ("fault", "count"): (0, 2**40),
     ("health", "uptime_s"): (0, 100 * 365 * 86400),

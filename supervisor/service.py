@@ -41,6 +41,7 @@ from .journal import (
 from .rules.recording import camera_dead_since
 from .staff import Staff
 from .state import State
+from .uplink import Uplink
 
 log = logging.getLogger(__name__)
 BATCH = 200  # messages per journal transaction at most (bounds the wait of an urgent one)
@@ -79,6 +80,9 @@ class Supervisor:
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
         self.journal = Journal(db)
+        # The bureau uplink reads the journal and checkpoint file on its own connection.
+        self.uplink = (Uplink(site.id, db, checkpoint_file, site.bureau)
+                       if site.bureau is not None else None)
         self.checkpoint_file = Path(checkpoint_file)
         self.key = supervisor_key(keys, default_key_file(site, self.checkpoint_file,
                                                          checkpoint_key, db), db)
@@ -133,6 +137,7 @@ class Supervisor:
         self._detainees_published: dict[str, Any] = {}
         self._last_checkpoint = 0.0
         self.stop_event = threading.Event()
+        self.desk: Any = None  # supervisor.desk.Desk when serving one; fed from tick/publish
 
     # ---- MQTT ----------------------------------------------------------------------------
 
@@ -263,6 +268,8 @@ class Supervisor:
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool
                 ) -> mqtt.MQTTMessageInfo:
         """Publish through the supervisor's client (queued by paho while disconnected)."""
+        if self.desk is not None:  # the desk pushes the same changes to its browsers
+            self.desk.published(topic, payload, self.state.count)
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     # ---- the worker ----------------------------------------------------------------------
@@ -278,6 +285,8 @@ class Supervisor:
             self._refuse()
             return
         self.start()
+        if self.uplink is not None:
+            self.uplink.start()
         try:
             resent = self.alerts.resend_pending()
             if resent:
@@ -391,12 +400,16 @@ class Supervisor:
         """The rules over what a batch just journaled (its alerts journaled, then published)."""
         if self.degraded.active:
             return  # tick() probes the storage; nothing new was journaled meanwhile
+        now = self.clock.now_ms()
         try:
-            self.alerts.reconcile(self.clock.now_ms())
+            changed = self.alerts.reconcile(now)
         except Exception as e:
             if not is_storage_error(e):
                 raise
             self.degraded.failed(e, self.clock.now_ms())
+            return
+        if changed and self.desk is not None:  # the desk shows a new alert at once too
+            self.desk.refresh(now)
 
     def tick(self) -> None:
         """Rules, alerts, retained snapshots, roster and checkpoint (degraded: see _tick)."""
@@ -423,6 +436,8 @@ class Supervisor:
         self._publish_rooms(now)
         self._publish_detainees(now)
         self._publish_roster(now)
+        if self.desk is not None:
+            self.desk.refresh(now)
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.write_checkpoint()
 
@@ -443,7 +458,8 @@ class Supervisor:
                                        for b in self.state.officers_in(room)),
                     "detainees": self.state.detainees_in(room),
                     "unregistered": sum(1 for b in room.bands if b not in self.state.bands),
-                    "camera_live": camera_dead_since(room, now, self.state.rules) is None}
+                    "camera_live": camera_dead_since(self.state, room, now,
+                                                   self.state.rules) is None}
             if self._rooms_published.get(room.id) != view:
                 self._rooms_published[room.id] = view
                 self.publish(self.topics.state("room", room.id), dumpb({**view, "ts": now}), 1,
@@ -493,6 +509,8 @@ class Supervisor:
 
     def close(self) -> None:
         """Final checkpoint, 'offline', disconnect, close the journal."""
+        log.info("longest transport lag: %d ms custody time (node stamp to journal)",
+                 self.ingest.max_lag_ms)
         try:
             if self.connected.is_set():  # let in-flight alert messages be confirmed
                 deadline = time.monotonic() + 2.0
@@ -514,4 +532,6 @@ class Supervisor:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            if self.uplink is not None:
+                self.uplink.stop()
             self.journal.close()

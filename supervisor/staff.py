@@ -17,6 +17,7 @@ disposition, whatever their roles.
 """
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from .roles import FOUR_EYES, permitted
 from .state import State
 
 ALERT_COMMANDS = ("ack-alert", "resolve-alert", "false-alarm")
+log = logging.getLogger(__name__)
 MAX_REFUSED_DETAIL = 300  # characters of a refused request's text kept in the journal
 
 
@@ -103,6 +105,10 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
             raise StaffError(f"record-finding: detainee {a['detainee']!r} is not registered")
         if "room" in a and a["room"] not in state.rooms:
             raise StaffError(f"record-finding: room {a['room']!r} is not on this site")
+    elif command == "view-evidence":
+        # The node side and the protocol exist (edge_agent/recording, protocol/evidence.py);
+        # the role check and the fetch from the node belong with staff identity (issue 13).
+        raise StaffError("view-evidence: not served by this supervisor yet")
     else:
         detainee_in_custody()
         c = state.detainees[a["detainee"]]
@@ -134,6 +140,8 @@ class Staff:
 
     def _refuse(self, actor: str, command: str, txn: str, reason: str) -> dict[str, Any]:
         self.refused += 1
+        # Also in the process log, where whoever runs the supervisor (or a simulation) looks.
+        log.warning("refused %s by %s (txn %s): %s", command[:64], actor[:64], txn[:64], reason)
         entry = self.journal.append_own("refused", {"ts": self.now_ms(), "user": actor[:64],
                                                     "command": command[:64], "txn": txn[:64],
                                                     "reason": reason[:MAX_REFUSED_DETAIL]})

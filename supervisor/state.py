@@ -19,6 +19,9 @@ from .journal import Entry
 from .process import Custody, Incident, Person, Visit, incident_id
 
 log = logging.getLogger(__name__)
+# A band unread this long, and read by no other room, is still in the room it was last in
+# (measured at x60 on a loaded machine: unread spells of 7.5 and 11.7 s inside one search).
+UNREAD_SPELL_MS = 60_000
 
 
 @dataclass
@@ -40,6 +43,10 @@ class RoomState:
     person_count: int = 0
     person_count_ts: int = 0
     officer_stay_max: dict[str, int] = field(default_factory=dict)  # band -> max count seen
+    # band -> whether the camera proved itself live (a heartbeat or count stamped inside the
+    # officer's stay): a count left over from a camera that has since died verifies nothing.
+    officer_stay_live: dict[str, bool] = field(default_factory=dict)
+    cam_node: str | None = None  # the node whose camera heartbeats describe this room
 
 
 @dataclass
@@ -53,6 +60,8 @@ class NodeState:
     availability: str = "unknown"
     availability_since: int = 0
     events: int = 0
+    heard: int = 0  # watermark: the newest node time heard from it (events, heartbeats, health)
+    health: dict[str, Any] = field(default_factory=dict)  # flags staff act on, and since when
 
 
 @dataclass
@@ -74,6 +83,11 @@ class State:
         self.rules = site.rules
         self.rooms = {r.id: RoomState(r.id, r.kind) for r in site.rooms}
         self.node_room = {n.id: n.room for n in site.nodes}
+        self.room_nodes: dict[str, set[str]] = {}  # room -> nodes that report on it
+        for n in site.nodes:
+            self.room_nodes.setdefault(n.room, set()).add(n.id)
+        self.band_ts: dict[str, int] = {}  # band -> evidence time of its newest move
+        self.late_events = 0  # presence events older than the band's newest move
         self.nodes: dict[str, NodeState] = {}
         self.bands: dict[str, Person] = {}
         self.officers: dict[str, Person] = {}
@@ -82,6 +96,7 @@ class State:
         self.seen_outside: dict[str, str] = {}  # unregistered band -> first non-entry room
         self.roster_version = 0
         self.property: dict[str, dict[str, Any]] = {}
+        self.doors: dict[str, tuple[str, int]] = {}  # door -> (last reported state, since)
         self.behaviours: dict[str, Activity] = {}
         self.tampers: dict[str, Activity] = {}
         self.faults: dict[str, Activity] = {}
@@ -155,6 +170,9 @@ class State:
             rule = SECURITY_REASON_RULE.get(obj["reason"], "security")
             self._incident(rule, f"{node}/{obj['reason']}", ts, None, room,
                            f"rejected message from {node}: {obj['reason']}: {obj['detail']}")
+        elif e.kind == "health":
+            flags = {k: v for k, v in obj.items() if k not in ("node", "ts")}
+            self.set_health_flags(obj["node"], flags, ts)
         elif e.kind == "availability":
             ns = self._node(obj["node"])
             if obj["status"] != ns.availability:
@@ -170,6 +188,8 @@ class State:
         ns = self._node(node)
         ns.events += 1
         if epoch > ns.epoch:
+            if ns.epoch:
+                self._forget_durations(node)
             ns.epoch, ns.highest, ns.gaps = epoch, 0, []
         elif epoch < ns.epoch:
             return
@@ -192,26 +212,26 @@ class State:
                body: dict[str, Any]) -> None:
         self._sequence(node, epoch, seq, ts)
         self.last_ts = max(self.last_ts, ts)
+        self.heard(node, ts)
         key = f"{node}/{body.get('id', '')}"
-        if etype == "presence.enter":  # enter first: an exit read may release the band
-            self._enter(body["band"], body["room"], ts)
-            self._sighting(body["band"], body["room"], ts)
-        elif etype == "presence.leave":
-            self._leave(body["band"], body["room"], ts)
-        elif etype == "crossing":
-            self._leave(body["band"], body["from_room"], ts)
-            self._enter(body["band"], body["to_room"], ts)
-            self._sighting(body["band"], body["to_room"], ts)
+        if etype in ("presence.enter", "presence.leave", "crossing"):
+            self._move(node, etype, body, ts)
         elif etype == "tap":
             self._sighting(body["band"], body["room"], ts)
         elif etype == "camera":
-            self._camera(body, ts)
+            self._camera(node, body, ts)
+        elif etype == "door":
+            last = self.doors.get(body["door"])
+            if last is None or ts >= last[1]:  # an older, late event does not turn it back
+                self.doors[body["door"]] = (body["state"], ts)
         elif etype == "person_count":
             room = self.rooms.get(body["room"])
-            if room is not None:
+            if room is not None and ts >= room.person_count_ts:
                 room.person_count, room.person_count_ts = body["count"], ts
                 for b in room.officer_stay_max:
-                    room.officer_stay_max[b] = max(room.officer_stay_max[b], body["count"])
+                    if ts >= room.bands.get(b, ts + 1):  # counted during the officer's stay
+                        room.officer_stay_max[b] = max(room.officer_stay_max[b], body["count"])
+                        room.officer_stay_live[b] = True
         elif etype == "behaviour":
             self._activity(self.behaviours, key, body["phase"], body["cls"], body["room"], ts)
         elif etype == "tamper":
@@ -243,6 +263,17 @@ class State:
             self._incident("panic", body["button"], ts, self._only_detainee(where), where,
                            f"panic button {body['button']} pressed")
 
+    def _forget_durations(self, node: str) -> None:
+        """A node with a new epoch lost its outbox, and with it every duration it had open:
+        they end here, so no alert stays open for something its node has forgotten."""
+        prefix = f"{node}/"
+        for table in (self.behaviours, self.tampers, self.faults, self.local_alerts):
+            for key in [k for k in table if k.startswith(prefix)]:
+                del table[key]
+        for room in self.rooms.values():
+            for key in [k for k in room.tamper if k.startswith(prefix)]:
+                del room.tamper[key]
+
     def _activity(self, table: dict[str, Activity], key: str, phase: str, kind: str,
                   room: str | None, ts: int, detail: str = "", bands: tuple[str, ...] = ()
                   ) -> None:
@@ -253,16 +284,82 @@ class State:
         else:
             table[key].bands = bands or table[key].bands
 
-    def _camera(self, body: dict[str, Any], ts: int) -> None:
+    def _camera(self, node: str, body: dict[str, Any], ts: int) -> None:
         room = self.rooms.get(body["room"])
         if room is None:
             return
+        room.cam_node = node
+        if room.cam_last_live is not None and ts < room.cam_last_live:
+            return  # an older heartbeat arriving late says nothing about now
         if body["live"]:
+            for b, entered in room.bands.items():
+                if b in room.officer_stay_live and ts >= entered:
+                    room.officer_stay_live[b] = True
             room.cam_last_live, room.cam_dead_since = ts, None
             if body.get("recording", False):
                 room.cam_last_rec = ts
         elif room.cam_dead_since is None:
             room.cam_dead_since = ts
+
+    # ---- node time -----------------------------------------------------------------------
+
+    def health_flags(self, node: str) -> dict[str, Any]:
+        """The node's last journaled health flags (without their times)."""
+        ns = self.nodes.get(node)
+        return {} if ns is None else {k: v for k, v in ns.health.items()
+                                      if not k.endswith("_since")}
+
+    def set_health_flags(self, node: str, flags: dict[str, Any], ts: int = 0) -> None:
+        """Fold a node's health flags; each raised flag remembers since when."""
+        ns = self._node(node)
+        old = ns.health
+        new = dict(flags)
+        for k, v in flags.items():
+            if isinstance(v, bool) and v:
+                new[f"{k}_since"] = old.get(f"{k}_since", ts) if old.get(k) else ts
+        ns.health = new
+
+    def heard(self, node: str, ts: int) -> None:
+        """Advance the node's watermark (also called by ingest for verified health)."""
+        ns = self._node(node)
+        ns.heard = max(ns.heard, ts)
+
+    def _watermark(self, nodes: set[str] | list[str], now_ms: int) -> int:
+        """Up to when `nodes` have told us everything, judged against `now_ms`.
+
+        The newest time heard from any of them, but never more than `device_offline_s` behind
+        the supervisor's clock: a node silent that long is itself the condition, and the rooms
+        it watches count as unobserved. An offline node (its last will) observes nothing.
+        """
+        floor = now_ms - self.rules.device_offline_s * 1000
+        heard = 0
+        for n in nodes:
+            ns = self.nodes.get(n)
+            if ns is None:
+                continue
+            if ns.availability == "offline":
+                return now_ms
+            heard = max(heard, ns.heard)
+        if not nodes:
+            return now_ms
+        return min(now_ms, max(heard, floor))
+
+    def room_clock(self, room_id: str, now_ms: int) -> int:
+        """The time up to which presence in the room is known (its nodes' watermark)."""
+        return self._watermark(self.room_nodes.get(room_id, set()), now_ms)
+
+    def camera_clock(self, room: RoomState, now_ms: int) -> int:
+        """The time up to which the room's camera has reported (its node's watermark)."""
+        if room.cam_node is not None:
+            return self._watermark([room.cam_node], now_ms)
+        return self.room_clock(room.id, now_ms)
+
+    def camera_offline_since(self, room: RoomState) -> int | None:
+        """Since when the node carrying the room's camera is offline (None: it is not)."""
+        nodes = [room.cam_node] if room.cam_node else sorted(self.room_nodes.get(room.id, ()))
+        since = [self.nodes[n].availability_since for n in nodes
+                 if n in self.nodes and self.nodes[n].availability == "offline"]
+        return min(since) if since else None
 
     # ---- occupancy -----------------------------------------------------------------------
 
@@ -303,6 +400,42 @@ class State:
             room.detainee_since = ts
         elif not has_detainee:
             room.detainee_since = None
+
+    def _move(self, node: str, etype: str, body: dict[str, Any], ts: int) -> None:
+        """A presence change, folded in event time per band.
+
+        Each move carries its evidence time: an enter its first read, a leave its last read
+        (`seen_ts`; without it, the stamp). A move
+        older than the band's newest one arrived late (outboxes replayed in another order
+        after a reconnect): it is journaled and kept in the record, but never moves the person
+        back.
+        """
+        band = body["band"]
+        t = ts
+        if etype == "presence.leave":
+            t = min(int(body.get("seen_ts", ts)), ts)
+        if t < self.band_ts.get(band, t):
+            self.late_events += 1
+            p = self.bands.get(band)
+            if p is not None and p.role == "detainee":
+                where = body.get("room") or f"{body.get('from_room')} -> {body.get('to_room')}"
+                self.detainees[p.person].timeline.append(
+                    (t, f"late {etype} in {where} (arrived after a newer one; not applied)"))
+            return
+        if etype == "presence.enter":  # enter first: an exit read may release the band
+            self.band_ts[band] = t
+            self._enter(band, body["room"], t)
+            self._sighting(band, body["room"], t)
+        elif etype == "presence.leave":
+            room = self.rooms.get(body["room"])
+            if room is not None and band in room.bands:
+                self.band_ts[band] = t
+                self._leave(band, body["room"], t)
+        else:
+            self.band_ts[band] = t
+            self._leave(band, body["from_room"], t)
+            self._enter(band, body["to_room"], t)
+            self._sighting(band, body["to_room"], t)
 
     def _sighting(self, band: str, room_id: str, ts: int) -> None:
         room = self.rooms.get(room_id)
@@ -363,6 +496,7 @@ class State:
         p = self.bands.get(band)
         if p is not None and p.role == "officer":
             room.officer_stay_max[band] = room.person_count
+            room.officer_stay_live[band] = False
             for d in self.detainees_in(room):
                 v = self.detainees[d].visit
                 if v is not None:
@@ -394,8 +528,9 @@ class State:
         p = self.bands.get(band)
         if p is not None and p.role == "officer":
             top = room.officer_stay_max.pop(band, 0)
+            live = room.officer_stay_live.pop(band, False)
             if (room.kind == "holding" and ts - entered >= self.rules.welfare_visit_min_s * 1000
-                    and top >= 2):
+                    and top >= 2 and live):
                 for d in self.detainees_in(room):
                     c = self.detainees[d]
                     c.last_verified_ms = ts
@@ -497,6 +632,8 @@ class State:
     def _search(self, c: Custody, user: str, a: dict[str, Any], ts: int) -> None:
         visits = [v for v in c.visits if v.kind == "search"]
         v = visits[-1] if visits else None
+        if v is not None:  # one stay, even if the band went unread for a moment in it
+            v = self._whole_stay(c, v)
         c.search = {"ts": ts, "by": user, "result": a["result"],
                     "officers_claimed": list(a["officers"]),
                     "items_found": a.get("items_found", ""),
@@ -506,6 +643,24 @@ class State:
                     "duration_ms": ((v.leave_ms or ts) - v.enter_ms) if v else 0}
         c.timeline.append((ts, f"search recorded by {user}: {a['result']}; officers present "
                                f"{', '.join(c.search['officers']) or 'none'}"))
+
+    def _whole_stay(self, c: Custody, last: Visit) -> Visit:
+        """The visit `last` joined with the visits to the same room just before it, when
+        nothing but an unread spell parts them (no other room read the band, for at most
+        UNREAD_SPELL_MS): the band missed reads, the detainee never left."""
+        i = c.visits.index(last)
+        first, officers, sexes = last, set(last.officers), set(last.officer_sexes)
+        while i > 0:
+            prev = c.visits[i - 1]
+            if (prev.room != last.room or prev.leave_ms is None
+                    or first.enter_ms - prev.leave_ms > UNREAD_SPELL_MS):
+                break
+            first, i = prev, i - 1
+            officers |= prev.officers
+            sexes |= prev.officer_sexes
+        if first is last:
+            return last
+        return Visit(last.room, last.kind, first.enter_ms, last.leave_ms, officers, sexes)
 
     def _property(self, cmd: str, user: str, a: dict[str, Any], ts: int) -> None:
         if cmd == "log-case-property":
@@ -540,6 +695,8 @@ class State:
             self.open_ids.add(aid)
         if st == "acknowledged":
             rec["acked_ts"], rec["acked_by"] = msg["ts"], msg["by"]
+        if st == "escalated":
+            rec["escalations"] = prev.get("escalations", 0) + 1
         if st in ("resolved", "false_alarm"):
             self.open_ids.discard(aid)
             rec["closed_ts"] = msg["ts"]

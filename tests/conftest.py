@@ -1,5 +1,6 @@
 """Shared fixtures: a real Mosquitto per test (or module) on a free loopback port."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pytest
 from custody.broker import BrokerConfig, Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The shared (read-only) data folder; CUSTODY_SHARED_DATA overrides it (worktrees, CI).
+SHARED_DATA = Path(os.environ.get("CUSTODY_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture
@@ -20,3 +22,8 @@ def broker() -> Iterator[Mosquitto]:
         yield b
     finally:
         b.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the long end-to-end tests first, so parallel workers do not finish on a tail of them."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)

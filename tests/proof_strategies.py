@@ -43,6 +43,7 @@ def _value(kind: str, enum: tuple[str, ...] | None) -> st.SearchStrategy[Any]:
         "bands": st.lists(bands, max_size=3), "ints": st.lists(safe_ints, max_size=4),
         "strs": st.lists(st.text(max_size=10), max_size=3),
         "obj": st.dictionaries(ids, st.integers(0, 1000) | ids, max_size=3),
+        "sha256": st.text("0123456789abcdef", min_size=64, max_size=64),
     }[kind]
 
 

@@ -124,6 +124,8 @@ def test_forged_ack_and_roster_are_refused(broker, tmp_path):
                      and obs.health[-1]["obj"]["roster_rejected"] == 1 and obs.health[-1],
                      10, "rejections counted", agent.log_text)
         assert h["queue"] >= 3 and h["obj"]["roster_version"] == -1
+        # The refusal is in every health until a roster is taken: the supervisor alerts on it.
+        assert h["obj"]["roster_refused"] == 1 and "mac" in h["obj"]["roster_error"].lower()
     finally:
         agent.close()
         obs.close()

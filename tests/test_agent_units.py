@@ -90,7 +90,8 @@ def test_presence_ttl_taps_and_crossing():
     assert p.on_read("u", Read("aa", -50), 0.0, 0.0)[0][0] == "presence.enter"
     assert p.on_read("u", Read("aa", -50), 4.0, 4.0) == []
     assert p.tick(8.9, 8.9) == []
-    assert p.tick(9.1, 9.1)[0] == ("presence.leave", {"band": "aa", "room": "r", "reader": "u"})
+    assert p.tick(9.1, 9.1)[0] == ("presence.leave", {"band": "aa", "room": "r", "reader": "u",
+                                                      "seen_ts": 4000})
     assert [e[0] for e in p.on_read("t", Read("bb"), 10.0, 10.0)] == ["tap"]
     assert p.on_read("t", Read("bb"), 10.5, 10.5) == []  # still in the field
     assert [e[0] for e in p.on_read("t", Read("bb"), 12.0, 12.0)] == ["tap"]
@@ -128,6 +129,15 @@ def test_config_resolves_overrides_against_the_site(tmp_path):
                                                    "d-entry-corridor-1": "gpio:27"}
     assert c.outbox == tmp_path / "o.db" and c.mqtt.keepalive_s == 5 and not c.vision
     assert c.camera_heartbeat_s == c.site.rules.recording_gap_s / 2
+    assert c.recording == {}  # no [recording]: the cameras do not record
+
+
+def test_config_recording_section_becomes_camera_options(tmp_path):
+    c = load_agent_config(_conf(tmp_path, '[recording]\ndir = "rec"\nsegment_s = 30\n'
+                                          'evidence_dir = "ev"\n'))
+    assert c.recording["record_dir"] == str(tmp_path / "rec")
+    assert c.recording["segment_s"] == 30 and c.recording["ring_hours"] == 24
+    assert c.recording["evidence_dir"] == str(tmp_path / "ev")
 
 
 @pytest.mark.parametrize("text,key", [
@@ -137,6 +147,7 @@ def test_config_resolves_overrides_against_the_site(tmp_path):
     ("outbox_max_events = -1\n", "agent.outbox_max_events"),
     ('[mqtt]\nport = "x"\n', "mqtt.port"),
     ("camera_heartbeat_s = 10\n", "agent.camera_heartbeat_s"),  # = the site's recording gap
+    ('[recording]\ndir = "r"\ncodec = "h265"\n', "recording.codec"),
 ])
 def test_config_errors_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as e:

@@ -1,6 +1,8 @@
 """`custody demo` smoke test: a tiny day without a terminal; a real mosquitto_sub started on
-the printed command line receives the alerts; the run ends cleanly with a scorecard."""
+the printed command line receives the alerts; the printed desk account signs in to the desk;
+the run ends cleanly with a scorecard."""
 
+import http.client
 import re
 import shlex
 import subprocess
@@ -8,8 +10,33 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def desk_sign_in(line: str) -> tuple[int, str]:
+    """Sign in with the demo's printed `desk: URL user U password P`; (status, floor page)."""
+    m = re.fullmatch(r"desk: (\S+) user (\S+) password (\S+)", line.strip())
+    assert m, line
+    u = urlsplit(m.group(1))
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
+    for _ in range(100):  # the supervisor may still be starting
+        try:
+            c.request("POST", "/signin", urlencode({"user": m.group(2),
+                                                    "password": m.group(3)}),
+                      {"Content-Type": "application/x-www-form-urlencoded"})
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.2)
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 303 and r.getheader("Location") == "/floor", r.status
+    cookie = (r.getheader("Set-Cookie") or "").split(";", 1)[0]
+    c.request("GET", "/floor", headers={"Cookie": cookie})
+    page = c.getresponse()
+    return page.status, page.read().decode()
 
 
 def test_demo_prints_a_working_mosquitto_sub_line_and_a_scorecard(tmp_path):
@@ -23,6 +50,7 @@ def test_demo_prints_a_working_mosquitto_sub_line_and_a_scorecard(tmp_path):
     lines: list[str] = []
     sub: subprocess.Popen[str] | None = None
     received: list[str] = []
+    desk: list[tuple[int, str]] = []
     try:
         assert demo.stdout is not None
         for line in demo.stdout:
@@ -32,6 +60,9 @@ def test_demo_prints_a_working_mosquitto_sub_line_and_a_scorecard(tmp_path):
                 sub = subprocess.Popen(shlex.split(line.strip()), stdout=subprocess.PIPE,
                                        text=True)
                 threading.Thread(target=lambda s=sub: received.extend(s.stdout),
+                                 daemon=True).start()
+            if line.startswith("desk: "):
+                threading.Thread(target=lambda x=line: desk.append(desk_sign_in(x)),
                                  daemon=True).start()
         demo.wait(timeout=600)
     finally:
@@ -46,6 +77,8 @@ def test_demo_prints_a_working_mosquitto_sub_line_and_a_scorecard(tmp_path):
     assert re.search(r"-t 'custody/v1/\+/alert/#' -v", out)
     assert "ALERT raised" in out and "never-alone" in out, out  # plain mode, no TTY
     assert "progress 100 %" in out, out
+    # The desk served the floor to the printed duty-supervisor account.
+    assert desk and desk[0][0] == 200 and 'data-room="' in desk[0][1], (desk, out)
     assert "scenario tiny: expected 1" in out and "-> PASS" in out, out
     m = re.search(r"compliance report: (\S+)", out)
     assert m and Path(m.group(1)).is_file(), out

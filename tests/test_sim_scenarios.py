@@ -20,7 +20,11 @@ from sim.scenario import MissingFootage, find_scenario, list_scenarios, load_sce
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = {"random-day", "demo-day"}
-SCENARIOS = [p.stem for p in list_scenarios() if p.stem not in LONG]
+OWN_TEST = {"lag-node", "lag-node-camera"}  # tests/test_sim_lag.py runs them (and checks more)
+# Run by hand (`custody sim run vocabulary`, ~1.5 min): the suite's time goes to the boundary
+# pairs and the lifecycle, which cover the rules themselves.
+BY_HAND = {"vocabulary"}
+SCENARIOS = [p.stem for p in list_scenarios() if p.stem not in LONG | BY_HAND | OWN_TEST]
 RAM = Path("/dev/shm")
 
 
@@ -64,11 +68,16 @@ def test_scenario_passes(name, tmp_path, run_dir):
 
 
 def test_sim_run_exits_nonzero_when_an_expected_alert_is_missing(tmp_path):
-    """A scenario expecting an alert the day never causes fails with exit status 1."""
+    """A scenario expecting an alert the day never causes fails with exit status 1, and a
+    staff command the supervisor refused is on the scorecard."""
     text = (ROOT / "sim/scenarios/never-alone.toml").read_text()
     text = text.replace('violations = ["left-alone"]', "violations = []")
     text = text.replace('site = "../sites/compact.toml"', f'site = "{ROOT}/sim/sites/compact.toml"')
     text += "\nfrom_s = 100\n"
+    # A command the supervisor refuses (by state, which the loader cannot know): the
+    # scorecard names it and the run fails on it too.
+    text += ('\n[[steps]]\nat_s = 30\naction = "command"\ncommand = "property-in"\n'
+             'user = "off-anna"\nargs = { item = "item-nowhere" }\n')
     f = tmp_path / "wrong.toml"
     f.write_text(text)
     out = tmp_path / "score.json"
@@ -78,3 +87,7 @@ def test_sim_run_exits_nonzero_when_an_expected_alert_is_missing(tmp_path):
     s = json.loads(out.read_text())
     assert r.returncode == 1, r.stdout + r.stderr
     assert [m["rule"] for m in s["missed"]] == ["never-alone"]
+    (refused,) = s["refused"]  # "at <custody s> s <command> by <user>: <the supervisor's>"
+    assert refused.startswith("at 3") and refused.endswith(
+        " s property-in by off-anna: property-in: item 'item-nowhere' is not logged"), refused
+    assert "REFUSED " + refused in r.stdout

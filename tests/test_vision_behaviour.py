@@ -76,3 +76,23 @@ def test_monitor_fall_then_lying_still_after_the_configured_time_then_end():
     assert ("new", "fall") in classes and ("new", "lying_still") in classes
     assert classes.index(("new", "fall")) < classes.index(("new", "lying_still"))
     assert mon.track_gone(1) and not mon.open
+
+
+def test_window_features_do_not_depend_on_the_absolute_start_time():
+    # Two poses 100 ms apart (half a speed step: the boundary case) and a real window, shifted
+    # to many epoch start times: features must be identical (integer ms differences first).
+    xs, _, aspects = dataset(4, seed=97)
+    base = [(ts - xs[0][0][0], kp) for ts, kp in xs[0]]
+    pair = [(0, xs[1][0][1]), (100, xs[1][-1][1])]
+    rejected = 0
+    for start in range(1_764_000_000_000, 1_764_000_000_000 + 286 * 7, 7):
+        for samples in (base, pair):
+            a = window_features(samples, aspects[0])
+            b = window_features([(start + t, kp) for t, kp in samples], aspects[0])
+            assert (a is None) == (b is None)
+            if a is None:
+                rejected += 1
+                continue
+            assert b is not None
+            np.testing.assert_array_equal(a, b)
+    assert rejected == 0  # the 100 ms pair is a valid (shortest) step at every start time

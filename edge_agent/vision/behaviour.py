@@ -22,7 +22,7 @@ MIN_VIS = 0.3
 MODEL_PATH = Path(__file__).resolve().parent.parent.parent / "models" / "behaviour.tflite"
 # Which classifier the pipeline uses unless told otherwise; chosen by models/eval_behaviour.py
 # (see models/MODEL_CARD.md).
-DEFAULT_CLASSIFIER = "heuristic"
+DEFAULT_CLASSIFIER = "model"
 
 L_SH, R_SH, L_HIP, R_HIP = 11, 12, 23, 24
 L_KNEE, R_KNEE = 25, 26
@@ -94,7 +94,12 @@ def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4
     if len(samples) < 2:
         return None
     s = [summarise(kp, aspect) for _, kp in samples]
-    t = np.array([ts for ts, _ in samples], dtype=np.float64) / 1000.0
+    # Integer milliseconds since the window's first sample: differences are taken before any
+    # float division, so the step checks and speeds do not depend on the absolute start time
+    # (epoch ms / 1000 in float64 rounded 0.1 s steps either way).
+    t0 = int(samples[0][0])
+    t_ms = [int(ts) - t0 for ts, _ in samples]
+    step_ms = round(STEP_S * 1000)
     scale = float(np.median([p.scale for p in s]))
     ang = np.array([p.angle for p in s])
     cy = np.array([p.centre[1] for p in s])
@@ -102,19 +107,19 @@ def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4
     j = 0
     for i in range(1, len(s)):
         # Speeds over at least STEP_S, so that keypoint jitter does not grow with frame rate.
-        while j + 1 < i and t[i] - t[j + 1] >= STEP_S:
+        while j + 1 < i and t_ms[i] - t_ms[j + 1] >= step_ms:
             j += 1
-        dt = t[i] - t[j]
-        if dt < STEP_S * 0.5:
+        dt_ms = t_ms[i] - t_ms[j]
+        if 2 * dt_ms < step_ms:
             continue
-        dt = min(dt, 2.0)
+        dt = min(dt_ms, 2000) / 1000.0
         down.append((cy[i] - cy[j]) / scale / dt)
         centre_v.append(float(np.hypot(*(s[i].centre - s[j].centre))) / scale / dt)
         d = np.hypot(*(s[i].limbs - s[j].limbs).T)
         d = d[np.isfinite(d)]
         lv = float(d.mean()) / scale / dt if d.size else 0.0
         limb_v.append(lv)
-        if t[-1] - t[i] <= 1.0:
+        if t_ms[-1] - t_ms[i] <= 1000:
             recent.append(lv)
         ang_v.append(abs(ang[i] - ang[j]) / dt)
     if not centre_v:
@@ -126,8 +131,41 @@ def window_features(samples: Sequence[tuple[int, np.ndarray]], aspect: float = 4
         float(np.mean(limb_v)), float(np.max(limb_v)),
         float(np.mean(recent)) if recent else float(limb_v[-1]), max(ang_v) / 90,
         float(np.mean([p.visibility for p in s])), s[-1].head_above_hips,
-        math.log(s[-1].height / s[0].height), t[-1] - t[0],
+        math.log(s[-1].height / s[0].height), t_ms[-1] / 1000.0,
     ], dtype=np.float32)
+
+
+HEAD = (0, 1, 2, 3, 4, 5, 6, 7, 8)  # nose, eyes, ears
+CORE = (0, 11, 12, 23, 24)  # nose, shoulders, hips
+QUALITY_VIS = 0.5
+FRAME_MARGIN = 0.01  # normalised: a point this close to an edge may be cut off
+
+
+def _in_frame(kp: np.ndarray, idx: Sequence[int]) -> bool:
+    """At least one of the points `idx` seen (visibility >= QUALITY_VIS) inside the image."""
+    for i in idx:
+        x, y, v = (float(a) for a in kp[i])
+        if v >= QUALITY_VIS and FRAME_MARGIN <= x <= 1 - FRAME_MARGIN \
+                and FRAME_MARGIN <= y <= 1 - FRAME_MARGIN:
+            return True
+    return False
+
+
+def window_problem(samples: Sequence[tuple[int, np.ndarray]]) -> str | None:
+    """Why a window cannot be classified (None when it can): the head or the hips out of frame
+    or unseen at the start or the end of the window, or low keypoint confidence overall.
+
+    Such windows are not guessed at: a person walking past close to the camera with the head
+    cut off looks, to torso-angle features, like a person going down."""
+    for _, kp in (samples[0], samples[-1]):
+        if not _in_frame(kp, (L_HIP, R_HIP)):
+            return "hips_out_of_frame"
+        if not _in_frame(kp, HEAD):
+            return "head_out_of_frame"
+    vis = float(np.mean([kp[list(CORE), 2].mean() for _, kp in samples]))
+    if vis < QUALITY_VIS:
+        return "low_confidence"
+    return None
 
 
 class Classifier(Protocol):
@@ -153,6 +191,9 @@ class HeuristicClassifier:
         if (lying and f["angle_first"] < 0.45 and f["max_angle_rate"] > 0.6
                 and (f["drop"] > 0.4 or f["max_down_speed"] > 0.8)):
             out[1] = min(1.0, 0.6 + 0.2 * f["max_angle_rate"])
+        elif lying and f["drop"] > 0.8 and f["max_down_speed"] > 1.5:
+            # From a bed (already lying) or a low seat: the body does not turn, it drops.
+            out[1] = min(1.0, 0.5 + 0.1 * f["max_down_speed"])
         elif lying and f["recent_limb_speed"] < 0.6 and f["mean_centre_speed"] < 0.5:
             out[2] = 0.8
         elif not lying and f["mean_limb_speed"] > 2.5 and f["max_limb_speed"] > 5.0:
@@ -225,7 +266,25 @@ def classify_window(clf: Classifier, samples: Sequence[tuple[int, np.ndarray]],
     return CLASSES[i], float(p[i])
 
 
+def _near(a: Any, b: Any, aspect: float) -> bool:
+    """Two tracks within reach of each other: the gap between their boxes (x corrected for
+    the aspect) under the taller person's height (a step and a lunge)."""
+    ba, bb = a.box.astype(np.float64), b.box.astype(np.float64)
+    ba[[0, 2]] *= aspect
+    bb[[0, 2]] *= aspect
+    gap_x = max(0.0, float(max(ba[0], bb[0]) - min(ba[2], bb[2])))
+    gap_y = max(0.0, float(max(ba[1], bb[1]) - min(ba[3], bb[3])))
+    tall = max(float(ba[3] - ba[1]), float(bb[3] - bb[1]))
+    return max(gap_x, gap_y) < tall
+
+
 # --- events -------------------------------------------------------------------------------
+
+def event_time(event_id: str, default: int) -> int:
+    """The time (ms) a behaviour event's id was made with (`<camera>-<cls>-<track>-<ts>`)."""
+    tail = event_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else default
+
 
 BehaviourEvent = tuple[str, dict[str, Any]]  # (phase, body without camera/room)
 
@@ -246,6 +305,8 @@ class _TrackState:
     still_since: int | None = None
     not_still_since: int | None = None
     upright_since: int | None = None
+    fall_candidate: tuple[int, float] | None = None  # (ts, score) awaiting confirmation
+    fell_at: int | None = None  # window end of the last fall seen
 
 
 @dataclass
@@ -257,6 +318,9 @@ class BehaviourMonitor:
     agitated_end_ms: int = 5000
     agitated_min_ms: int = 1500  # violence lasts; picking something up quickly does not
     fall_rearm_ms: int = 10000  # after a fall ends, the same track cannot fall again at once
+    # A fall is confirmed once the person is still not upright this long after the window that
+    # saw it (a fast deep bend to pick something up is upright again within a second).
+    fall_confirm_ms: int = 1000
     min_score: float = 0.5
     classifier: Classifier = field(default_factory=HeuristicClassifier)
     open: dict[tuple[str, int], _Open] = field(default_factory=dict)
@@ -264,6 +328,7 @@ class BehaviourMonitor:
     last_cls: dict[int, tuple[str, float]] = field(default_factory=dict)
     agitated_since: int | None = None
     agitated_last: int | None = None
+    rejected: dict[str, int] = field(default_factory=dict)  # windows not classified, by why
 
     def _event_id(self, cls: str, track: int, ts: int) -> str:
         return f"{self.camera[:30]}-{cls.replace('_', '-')}-{track}-{ts}"[:64]
@@ -293,28 +358,49 @@ class BehaviourMonitor:
             return [("update", self._body(o))]
         return []
 
-    def step(self, ts: int, tracks: Sequence[Any], aspect: float = 4 / 3
-             ) -> list[tuple[str, dict[str, Any]]]:
-        """Classify every track seen at `ts`; return (phase, body) behaviour events."""
+    def step(self, ts: int, tracks: Sequence[Any], aspect: float = 4 / 3,
+             live: Sequence[Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Classify every track seen at `ts` (`live`: every track still alive, for who is
+        near whom); return (phase, body) behaviour events."""
         out: list[tuple[str, dict[str, Any]]] = []
-        persons = len(tracks)
+        persons = len(live) if live is not None else len(tracks)  # in view, seen now or not
         agitated: list[tuple[int, float]] = []
         for tr in tracks:
-            res = classify_window(self.classifier, tr.window(WINDOW_MS), aspect)
+            win = tr.window(WINDOW_MS)
+            why = window_problem(win) if len(win) >= 2 else None
+            # Without the hips, or with poor keypoints, nothing is judged; without the head,
+            # violence still can be (limb speed is measured against the hips) but a fall or
+            # lying cannot (the body's angle and height are guesses).
+            if why is not None and why != "head_out_of_frame":
+                self.rejected[why] = self.rejected.get(why, 0) + 1
+                continue
+            res = classify_window(self.classifier, win, aspect)
             if res is None:
                 continue
             cls, p = res
+            if why is not None and cls in ("fall", "lying_still"):
+                self.rejected[why] = self.rejected.get(why, 0) + 1
+                continue
             self.last_cls[tr.id] = (cls, p)
             st = self.states.setdefault(tr.id, _TrackState())
             upright = summarise(tr.history[-1][1], aspect).angle < 40
-            # fall: at once; over once the person has been upright again for 2 s
+            # fall: confirmed once still down `fall_confirm_ms` later; over once the person
+            # has been upright again for 2 s
             rearmed = st.fall_ended is None or ts - st.fall_ended >= self.fall_rearm_ms
             if cls == "fall" and p >= self.min_score:
-                if ("fall", tr.id) not in self.open:
-                    if rearmed:
-                        out += self._start("fall", tr.id, p, persons, ts)
-                else:
+                st.fell_at = ts
+                if ("fall", tr.id) in self.open:
                     out += self._touch("fall", tr.id, p, persons, ts)
+                elif rearmed and st.fall_candidate is None:
+                    st.fall_candidate = (ts, p)
+            if st.fall_candidate is not None:
+                cand_ts, cand_p = st.fall_candidate
+                if upright:
+                    st.fall_candidate = None  # up again at once: a bend, not a fall
+                elif ts - cand_ts >= self.fall_confirm_ms:
+                    st.fall_candidate = None
+                    out += self._start("fall", tr.id, max(cand_p, p if cls == "fall" else 0.0),
+                                       persons, cand_ts)
             if upright:
                 st.upright_since = st.upright_since if st.upright_since is not None else ts
             else:
@@ -333,6 +419,8 @@ class BehaviourMonitor:
                         out += self._start("lying_still", tr.id, p, persons, ts)
                     else:
                         out += self._touch("lying_still", tr.id, p, persons, ts)
+            elif not upright and st.fell_at is not None and ts - st.fell_at <= WINDOW_MS + 500:
+                pass  # down after a fall whose motion is still inside the window: neither way
             else:
                 if st.not_still_since is None:
                     st.not_still_since = ts
@@ -350,7 +438,16 @@ class BehaviourMonitor:
                 and ts - self.agitated_since >= self.agitated_min_ms)
         if agitated and (held or any(k[0] in ("agitated", "fight") for k in self.open)):
             track, p = max(agitated, key=lambda a: a[1])
-            want = "fight" if persons >= 2 else "agitated"
+            # fight: violent motion with someone else within reach (any live track, seen in
+            # this run or not: pose drops one of two people in a tangle; seen at least three
+            # times, so a one-off false detection is nobody); once a fight is
+            # open it stays a fight while the violence goes on
+            violent = {t for t, _ in agitated}
+            others = list(live) if live is not None else list(tracks)
+            fighting = any(k[0] == "fight" for k in self.open)
+            want = "fight" if fighting or any(
+                _near(a, b, aspect) for a in tracks if a.id in violent
+                for b in others if b.id != a.id and len(b.history) >= 3) else "agitated"
             other = "agitated" if want == "fight" else "fight"
             for key in [k for k in self.open if k[0] == other]:
                 out += self._end(*key)
@@ -365,10 +462,15 @@ class BehaviourMonitor:
         return out
 
     def track_gone(self, track: int) -> list[tuple[str, dict[str, Any]]]:
-        """End a vanished track's events (fall, lying still)."""
-        self.states.pop(track, None)
+        """End a vanished track's events (fall, lying still); a fall seen but not yet
+        confirmed is raised (pose often loses a person on the floor) and ended."""
+        st = self.states.pop(track, None)
         self.last_cls.pop(track, None)
-        return self._end("fall", track) + self._end("lying_still", track)
+        out: list[tuple[str, dict[str, Any]]] = []
+        if st is not None and st.fall_candidate is not None \
+                and ("fall", track) not in self.open:
+            out += self._start("fall", track, st.fall_candidate[1], 1, st.fall_candidate[0])
+        return out + self._end("fall", track) + self._end("lying_still", track)
 
     def close_all(self) -> list[tuple[str, dict[str, Any]]]:
         """End every open event (camera stopping)."""

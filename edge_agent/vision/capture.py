@@ -16,6 +16,7 @@ import termios
 import threading
 import time
 import tty
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,32 +46,51 @@ class SourceStats:
     frames: int = 0
     reconnects: int = 0
     bad_lines: int = 0
+    dropped: int = 0  # frames replaced unread (the pipeline was busy: skip to newest)
     last_error: str = ""
 
 
 class Mailbox:
-    """A one-slot hand-over between a reader thread and the pipeline."""
+    """The hand-over between a reader thread and the pipeline.
 
-    def __init__(self, drop_old: bool) -> None:
+    `drop_old`: a live source keeps only the newest frame (the pipeline never falls behind a
+    camera). `max_lag_ms`: a queue that drops its oldest frames once it spans more than that
+    much frame time (a keypoint feed: consecutive lines keep behaviour windows dense, and a
+    busy node still never lags more than `max_lag_ms`). Neither: a file waits for the reader.
+    """
+
+    def __init__(self, drop_old: bool, max_lag_ms: int | None = None) -> None:
         self._cv = threading.Condition()
-        self._item: Frame | None = None
-        self._drop_old = drop_old
+        self._items: deque[Frame] = deque()
+        self.drop_old = drop_old
+        self.max_lag_ms = max_lag_ms
         self.closed = False
+        self.dropped = 0
 
     def put(self, item: Frame, stop: threading.Event) -> None:
-        """Offer a frame; a live source replaces an unread one, a file waits for the reader."""
+        """Offer a frame (see the class for what happens when the reader is busy)."""
         with self._cv:
-            while not self._drop_old and self._item is not None and not stop.is_set():
-                self._cv.wait(0.1)
-            self._item = item
+            if self.max_lag_ms is not None:
+                self._items.append(item)
+                while len(self._items) > 1 and \
+                        item.ts_ms - self._items[0].ts_ms > self.max_lag_ms:
+                    self._items.popleft()
+                    self.dropped += 1
+            else:
+                while not self.drop_old and self._items and not stop.is_set():
+                    self._cv.wait(0.1)
+                if self._items:
+                    self.dropped += len(self._items)
+                    self._items.clear()
+                self._items.append(item)
             self._cv.notify_all()
 
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None after `timeout` seconds."""
         with self._cv:
-            if self._item is None:
+            if not self._items:
                 self._cv.wait(timeout)
-            item, self._item = self._item, None
+            item = self._items.popleft() if self._items else None
             self._cv.notify_all()
             return item
 
@@ -78,14 +98,17 @@ class Mailbox:
 class Source:
     """Base of the frame sources: a thread that fills a mailbox until stopped."""
 
-    def __init__(self, spec: str, clock: Clock, drop_old: bool) -> None:
+    def __init__(self, spec: str, clock: Clock, drop_old: bool,
+                 max_lag_ms: int | None = None) -> None:
         self.spec = spec
         self.clock = clock
         self.stats = SourceStats()
-        self.mailbox = Mailbox(drop_old)
+        self.mailbox = Mailbox(drop_old, max_lag_ms)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_error: Callable[[str, str], None] | None = None  # (kind, detail)
+        # Every frame read, in the reader thread, before any is skipped (the recorder).
+        self.on_frame: Callable[[Frame], None] | None = None
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -101,6 +124,15 @@ class Source:
     def read(self, timeout: float) -> Frame | None:
         """The next frame or None after `timeout` seconds."""
         return self.mailbox.get(timeout)
+
+    def _deliver(self, frame: Frame) -> None:
+        if self.on_frame is not None:
+            try:
+                self.on_frame(frame)
+            except Exception as exc:  # recording trouble is reported, frames keep flowing
+                self._error("record_failed", f"{type(exc).__name__}: {exc}")
+        self.mailbox.put(frame, self._stop)
+        self.stats.dropped = self.mailbox.dropped
 
     def _error(self, kind: str, detail: str) -> None:
         self.stats.last_error = detail
@@ -125,6 +157,8 @@ class VideoSource(Source):
     def __init__(self, spec: str, clock: Clock, pace: bool = True) -> None:
         target = cv_target(spec)
         self.is_file = isinstance(target, str) and os.path.isfile(target)
+        # A live camera (device, stream, pipe) skips to the newest frame when the pipeline is
+        # busy; a file (evaluation, trials) gives every frame, paced or not.
         super().__init__(spec, clock, drop_old=not self.is_file)
         self.target = target
         self.pace = pace
@@ -158,7 +192,7 @@ class VideoSource(Source):
                 ts = t0 + round(index * 1000 / fps) if self.is_file and fps > 0 else \
                     self.clock.now_ms()
                 index += 1
-                self.mailbox.put(Frame(ts, image=img), self._stop)
+                self._deliver(Frame(ts, image=img))
                 if period:
                     next_t += period
                     self._stop.wait(max(0.0, next_t - time.monotonic()))
@@ -211,8 +245,12 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
 class KeypointSource(Source):
     """The `kp:<path>` feed: JSON lines of keypoints from a pty, FIFO or file."""
 
+    MAX_LAG_MS = 1000
+
     def __init__(self, path: str, clock: Clock) -> None:
-        super().__init__(f"kp:{path}", clock, drop_old=False)
+        # Never more than MAX_LAG_MS of line time behind: the oldest lines go when the pipeline
+        # cannot keep up (three people in view used to put the node's vision 22 s late).
+        super().__init__(f"kp:{path}", clock, drop_old=True, max_lag_ms=self.MAX_LAG_MS)
         self.path = path
 
     def _open(self) -> int | None:
@@ -273,7 +311,7 @@ class KeypointSource(Source):
             self._bad(str(exc))
             return
         self.stats.frames += 1
-        self.mailbox.put(frame, self._stop)
+        self._deliver(frame)
 
     def _bad(self, why: str) -> None:
         self.stats.bad_lines += 1

@@ -36,11 +36,14 @@ def _run(args: argparse.Namespace) -> int:
             stalled.set()
 
     from . import open_camera
+    from .behaviour import DEFAULT_CLASSIFIER
 
     worker = open_camera(camera, check_id(args.room, "room id"), emit, from_env(),
                          Rules(lying_still_s=args.lying_still_s), threads=args.threads,
-                         classifier=args.classifier, snapshots=bool(args.snapshots),
-                         snapshot_dir=args.snapshots, stall_s=args.stall_s)
+                         classifier=args.classifier or DEFAULT_CLASSIFIER,
+                         snapshots=bool(args.snapshots),
+                         snapshot_dir=args.snapshots, stall_s=args.stall_s,
+                         record_dir=args.record, evidence_dir=args.evidence)
     worker.start()
     end = time.monotonic() + args.seconds if args.seconds else float("inf")
     try:
@@ -67,7 +70,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="stop when the source stops delivering (end of a file)")
     r.add_argument("--stall-s", type=float, default=9.0)
     r.add_argument("--lying-still-s", type=int, default=600)
-    r.add_argument("--classifier", choices=("heuristic", "model"), default="heuristic")
+    r.add_argument("--classifier", choices=("heuristic", "model"), default=None,
+                   help="default: the pipeline's (models/MODEL_CARD.md)")
+    r.add_argument("--record", metavar="DIR", default=None,
+                   help="record segments here (segment events are printed)")
+    r.add_argument("--evidence", metavar="DIR", default=None,
+                   help="keep masked evidence clips around alerts here (needs --record)")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--snapshots", metavar="DIR", default=None,
                    help="take masked snapshots on behaviour events into DIR")

@@ -16,7 +16,7 @@ import numpy as np
 from protocol.clock import Clock
 from protocol.site import Camera, Rules
 
-from .behaviour import DEFAULT_CLASSIFIER, BehaviourMonitor, make_classifier
+from .behaviour import DEFAULT_CLASSIFIER, BehaviourMonitor, event_time, make_classifier
 from .capture import Frame, Source, open_source
 from .motion import MotionGate, small_gray
 from .tamper import TamperDetector
@@ -66,7 +66,12 @@ class CameraWorker:
                  snapshot_dir: str | None = None, stall_s: float = 9.0,
                  occupied_interval_ms: int = 2000, empty_interval_ms: int = 10000,
                  detect_interval_ms: int = 1000, heartbeat_s: float | None = None,
-                 pace: bool = True, pose: Any = None) -> None:
+                 pace: bool = True, pose: Any = None, analysis_fps: float = 15.0,
+                 cpu_share: float = 0.6, pose_max_width: int = 640,
+                 record_dir: str | None = None, segment_s: float = 60.0,
+                 ring_hours: float = 24.0, record_fps: float = 15.0,
+                 record_codec: str = "auto", evidence_dir: str | None = None,
+                 evidence_before_s: float = 15.0, evidence_after_s: float = 15.0) -> None:
         self.camera, self.room, self.emit, self.clock, self.rules = camera, room, emit, clock, rules
         self.threads = threads
         self.stall_s = stall_s
@@ -100,12 +105,40 @@ class CameraWorker:
         self._stalled = False
         self.stats = {"frames": 0, "pose_runs": 0, "detector_runs": 0, "persons": 0,
                       "motion_frames": 0, "events": 0, "errors": 0}
+        # The per-frame budget: pose at most `analysis_fps` times a second of frame time, and
+        # no more often than lets its measured cost stay within `cpu_share` of one core; the
+        # source skips to the newest frame whatever the pipeline cannot take.
+        self.min_pose_gap_ms = 1000.0 / analysis_fps if analysis_fps > 0 else 0.0
+        self.cpu_share = cpu_share
+        self.pose_max_width = pose_max_width
+        self._pose_cost_ms: float | None = None  # moving average of one pose run
+        self._pose_times: deque[float] = deque()
+        self.recorder: Any = None
+        self.evidence: Any = None
+        self._evidence_threads: list[threading.Thread] = []
+        if record_dir:
+            from edge_agent.recording import EvidenceKeeper, SegmentRecorder
+
+            self.recorder = SegmentRecorder(camera.id, room, record_dir, self._emit,
+                                            segment_s=segment_s, ring_hours=ring_hours,
+                                            fps=record_fps, codec=record_codec)
+            if evidence_dir:
+                self.evidence = EvidenceKeeper(camera.id, room, self.recorder, evidence_dir,
+                                               self._emit, before_s=evidence_before_s,
+                                               after_s=evidence_after_s,
+                                               regions=camera.masked_regions)
+        elif evidence_dir:
+            raise ValueError("evidence_dir needs record_dir: evidence is cut from the recording")
+        self._source_records = False
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         """Open the source and start the processing thread."""
         self.source = open_source(self.camera.source, self.clock, pace=self.pace)
         self.source.on_error = self.faults.raise_
+        if self.recorder is not None and not self.camera.source.startswith("kp:"):
+            self.source.on_frame = self._record  # every frame, before any is skipped
+            self._source_records = True
         self.source.start()
         self._thread = threading.Thread(target=self._run, name=f"vision-{self.camera.id}",
                                         daemon=True)
@@ -118,6 +151,12 @@ class CameraWorker:
             self.source.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for t in self._evidence_threads:
+            t.join(timeout=60)
+        if self.recorder is not None:
+            self.recorder.close()
+            if self.evidence is not None:
+                self.evidence.poll(0, force=True)  # cut what there is of pending clips
         self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": False})
 
     def health(self) -> dict[str, int]:
@@ -130,7 +169,11 @@ class CameraWorker:
                 "reconnects": src.reconnects if src else 0,
                 "bad_lines": src.bad_lines if src else 0,
                 "stalled": int(self._stalled), "tamper": len(self.tamper.active),
-                "errors": self.stats["errors"]}
+                "errors": self.stats["errors"], "dropped": src.dropped if src else 0,
+                "pose_fps_x10": self._rate_x10(self._pose_times),
+                "pose_ms": round(self._pose_cost_ms or 0),
+                "segments": self.recorder.stats["segments"] if self.recorder else 0,
+                "rejected_windows": sum(self.monitor.rejected.values())}
 
     # --- loop ----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -162,13 +205,22 @@ class CameraWorker:
             last_frame = time.monotonic()  # a stall is the source's silence, not our work
 
     def _fps_x10(self) -> int:
+        return self._rate_x10(self._frame_times)
+
+    @staticmethod
+    def _rate_x10(times: deque[float]) -> int:
+        """Events per second x10 over the last 5 s of `times` (monotonic seconds)."""
         now = time.monotonic()
-        while self._frame_times and now - self._frame_times[0] > 5.0:
-            self._frame_times.popleft()
-        if len(self._frame_times) < 2:
+        while times and now - times[0] > 5.0:
+            times.popleft()
+        if len(times) < 2:
             return 0
-        span = max(now - self._frame_times[0], 1e-3)
-        return round(10 * (len(self._frame_times) - 1) / span)
+        span = max(now - times[0], 1e-3)
+        return round(10 * (len(times) - 1) / span)
+
+    def _record(self, frame: Frame) -> None:
+        if frame.image is not None and self.recorder is not None:
+            self.recorder.write(frame.image, frame.ts_ms)
 
     def _emit(self, event_type: str, body: dict[str, Any]) -> None:
         self.stats["events"] += 1
@@ -179,12 +231,16 @@ class CameraWorker:
         """Run one frame through the pipeline (tamper, gate, pose, tracker, behaviour)."""
         self.stats["frames"] += 1
         self._frame_times.append(time.monotonic())
+        if self.recorder is not None and not self._source_records and frame.image is not None:
+            self._record(frame)  # frames handed in directly (tests, benchmarks)
         self._heartbeat()
         if frame.persons is not None:  # kp: feed, pixels skipped
             self._persons(frame.ts_ms, frame.persons, frame.aspect, None)
             return
         img = frame.image
         assert img is not None
+        if self.evidence is not None and self.evidence.pending:
+            self._cut_evidence(frame.ts_ms)
         gray = small_gray(img)
         for kind, phase, tid, score in self.tamper.check(gray, frame.ts_ms, self.gate.moving):
             self._emit("tamper", {"id": tid, "phase": phase, "camera": self.camera.id,
@@ -195,9 +251,22 @@ class CameraWorker:
         if self._pose_due(frame.ts_ms):
             self._last_pose_ts = frame.ts_ms
             self.stats["pose_runs"] += 1
-            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-            persons = [p.landmarks for p in self._find_people(rgb, frame.ts_ms)]
+            t0 = time.perf_counter()
             h, w = img.shape[:2]
+            small = img
+            if w > self.pose_max_width:  # landmarks are normalised: any size gives the same
+                small = cv2.resize(img, (self.pose_max_width, round(h * self.pose_max_width / w)),
+                                   interpolation=cv2.INTER_AREA)
+            rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+            persons = [p.landmarks for p in self._find_people(rgb, frame.ts_ms)]
+            cost = (time.perf_counter() - t0) * 1000
+            self._pose_cost_ms = cost if self._pose_cost_ms is None else \
+                0.8 * self._pose_cost_ms + 0.2 * cost
+            self._pose_times.append(time.monotonic())
+            if self.evidence is not None:
+                from .tracker import keypoint_box
+
+                self.evidence.note_people(frame.ts_ms, [tuple(keypoint_box(p)) for p in persons])
             self._persons(frame.ts_ms, persons, w / h, img)
 
     def _find_people(self, rgb: np.ndarray, ts: int) -> list[Any]:
@@ -225,8 +294,19 @@ class CameraWorker:
         return self._pose
 
     def _pose_due(self, ts: int) -> bool:
-        if self._last_pose_ts is None or self.gate.moving:
+        if self._last_pose_ts is None:
             return True
+        if self.gate.moving:
+            # keep the budget: a pose run costs `_pose_cost_ms`; spend at most cpu_share of
+            # one core on it, and never more than analysis_fps runs a second of frame time
+            gap = self.min_pose_gap_ms
+            # The cost part applies to live sources only (the newest frame wins anyway): a
+            # file played unpaced, or frames handed in, are analysed the same on any machine.
+            live = self.source is not None and self.source.mailbox.drop_old
+            if live and self._pose_cost_ms is not None and self.cpu_share > 0:
+                gap = max(gap, self._pose_cost_ms / self.cpu_share)
+            # a 10 % allowance: frames 1/15 s apart must not miss a 1/15 s gap by jitter
+            return ts - self._last_pose_ts >= 0.9 * gap
         interval = self.occupied_interval_ms if self._occupied else self.empty_interval_ms
         return ts - self._last_pose_ts >= interval
 
@@ -240,8 +320,10 @@ class CameraWorker:
             self._last_heartbeat = now if behind else self._last_heartbeat + self.heartbeat_ms
             # recording: frames arrive and the picture is usable (no tamper), which is what
             # the supervisor's recording-gap rule needs to hear.
+            # With a recorder, recording means a segment is being written (and usable).
+            writing = self.recorder.recording if self.recorder is not None else True
             self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": True,
-                                  "recording": not self.tamper.active,
+                                  "recording": writing and not self.tamper.active,
                                   "fps_x10": self._fps_x10()})
 
     def _persons(self, ts: int, persons: list[np.ndarray], aspect: float,
@@ -253,12 +335,30 @@ class CameraWorker:
         events = []
         for tid in self.tracker.dropped:
             events += self.monitor.track_gone(tid)
-        events += self.monitor.step(ts, tracks, aspect)
+        events += self.monitor.step(ts, tracks, aspect, list(self.tracker.tracks.values()))
         for phase, body in events:
+            if phase == "new" and self.evidence is not None:
+                # the clip is centred on the event's own time (a fall's is when it was seen,
+                # before it was confirmed), which its id ends with
+                body = {**body, "evidence": self.evidence.alert(body["id"],
+                                                                event_time(body["id"], ts))}
             self._emit("behaviour", {**body, "phase": phase, "camera": self.camera.id,
                                      "room": self.room})
             if phase == "new" and img is not None and self.snapshots:
                 self._snapshot(img, persons, body["cls"], body["id"])
+
+    def _cut_evidence(self, ts: int) -> None:
+        """Cut due evidence clips in a thread of their own (reading and encoding 30 s of
+        video must not hold up the frames)."""
+        assert self.evidence is not None
+        if any(t.is_alive() for t in self._evidence_threads):
+            return
+        if not any(ts >= p.ts_ms + self.evidence.after_ms for p in self.evidence.pending):
+            return
+        t = threading.Thread(target=self.evidence.poll, args=(ts,), daemon=True,
+                             name=f"evidence-{self.camera.id}")
+        self._evidence_threads = [t]
+        t.start()
 
     def _count(self, ts: int, n: int) -> None:
         if n != self._count_candidate:

@@ -175,6 +175,15 @@ class Roi:
         return np.array([[k * c, -k * s, tx], [k * s, k * c, ty]], dtype=np.float64)
 
 
+def _same_person(a: Detection, b: Detection) -> bool:
+    """Two detections of one person: boxes overlap, or mid-hips within half a body radius."""
+    if float(_iou(np.asarray(a.box), np.asarray([b.box]))[0]) > 0.3:
+        return True
+    ra = float(np.hypot(*(a.keypoints[1] - a.keypoints[0])))
+    rb = float(np.hypot(*(b.keypoints[1] - b.keypoints[0])))
+    return float(np.hypot(*(a.keypoints[0] - b.keypoints[0]))) < 0.5 * max(ra, rb)
+
+
 def detection_roi(det: Detection) -> Roi:
     """MediaPipe's pose ROI: centred on mid-hip, body axis up, side 2 x radius x 1.25."""
     (x0, y0), (x1, y1) = det.keypoints[0], det.keypoints[1]
@@ -213,7 +222,10 @@ class PoseEstimator:
     LM_SIZE = 256
 
     def __init__(self, models: Path = MODELS, threads: int = 1, max_persons: int = 4,
-                 min_detection: float = 0.5, min_presence: float = 0.5) -> None:
+                 min_detection: float = 0.5, min_presence: float = 0.5,
+                 tiles: bool = True) -> None:
+        self.tiles = tiles
+        self.detector_passes = 0
         self.det = load_interpreter(models / "pose_detection.tflite", threads)
         self.lm = load_interpreter(models / "pose_landmark_full.tflite", threads)
         self._check_shapes()
@@ -238,20 +250,46 @@ class PoseEstimator:
                                  f"out {sorted(got_out)}")
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Run the person detector on a whole RGB frame; detections in image pixels."""
+        """Every person the detector finds in a whole RGB frame, in image pixels.
+
+        The detector sees a 224 px letterbox: on a wide frame people shrink below what it finds
+        and it favours one prominent person. So the whole frame is searched and, when the frame
+        is not square, also square tiles the height of the frame overlapping by at least a
+        third; detections of all passes are merged by non-maximum suppression."""
+        h, w = rgb.shape[:2]
+        out = self._detect_once(rgb, 0, 0)
+        if self.tiles and max(h, w) > 1.15 * min(h, w):
+            side = min(h, w)
+            n = max(2, math.ceil((max(h, w) - side) / (side * 2 / 3)) + 1)
+            for k in range(n):
+                off = round(k * (max(h, w) - side) / (n - 1))
+                if w >= h:
+                    out += self._detect_once(rgb[:, off:off + side], off, 0)
+                else:
+                    out += self._detect_once(rgb[off:off + side], 0, off)
+        out.sort(key=lambda d: -d.score)
+        kept: list[Detection] = []
+        for d in out:
+            if not any(_same_person(d, k) for k in kept):
+                kept.append(d)
+        return kept[: self.max_persons]
+
+    def _detect_once(self, rgb: np.ndarray, ox: int, oy: int) -> list[Detection]:
         canvas, lb = letterbox(rgb, self.DET_SIZE)
         x = (canvas.astype(np.float32) / 127.5 - 1.0)[None]
         self.det.set_tensor(self.det.get_input_details()[0]["index"], x)
         self.det.invoke()
+        self.detector_passes += 1
         raw_boxes = self.det.get_tensor(self._det_boxes)[0]
         raw_scores = self.det.get_tensor(self._det_scores)[0]
         found = decode_ssd(raw_boxes, raw_scores, self.anchors, self.DET_SIZE, 4,
                            self.min_detection)
         out = []
+        off = np.array([ox, oy], dtype=np.float32)
         for box, score, kps in found[: self.max_persons]:
-            b = lb.to_image(box.reshape(2, 2)).reshape(4)
+            b = (lb.to_image(box.reshape(2, 2)) + off).reshape(4)
             out.append(Detection((float(b[0]), float(b[1]), float(b[2]), float(b[3])), score,
-                                 lb.to_image(kps)))
+                                 lb.to_image(kps) + off))
         return out
 
     def landmarks(self, rgb: np.ndarray, roi: Roi) -> Person | None:

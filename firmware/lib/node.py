@@ -12,6 +12,7 @@ from link import Link, tls_context
 from flash_outbox import Outbox
 
 INFLIGHT_MAX = 16  # events published but not yet acked, resent after resend_s
+READER_RECOVERED_MS = 30000  # no checksum error for this long (real ms): the reader fault ends
 
 
 class Node:
@@ -46,6 +47,7 @@ class Node:
         self.roster_version = -1
         self.roster_bands = 0
         self._reader_fault_at = None
+        self._reader_err_at = time.ticks_ms()
 
     # --- incoming -------------------------------------------------------------------
     def _on_message(self, topic, msg):
@@ -100,15 +102,24 @@ class Node:
                 if self.reader_door:
                     body["door"] = self.reader_door
                 self.emit("tap", body)
+            now = time.ticks_ms()
             if self.reader.errors != self.counts["reader_errors"]:
                 self.counts["reader_errors"] = self.reader.errors
-                now = time.ticks_ms()
+                self._reader_err_at = now
                 if self._reader_fault_at is None or time.ticks_diff(now, self._reader_fault_at) > 60000:
                     phase = "new" if self._reader_fault_at is None else "update"
                     self._reader_fault_at = now
                     self.emit("fault", {"id": self.reader_id + "-frames", "phase": phase,
                                         "device": self.reader_id, "kind": "checksum",
                                         "count": self.reader.errors})
+            elif (self._reader_fault_at is not None
+                  and time.ticks_diff(now, self._reader_err_at) > READER_RECOVERED_MS):
+                # Clean frames for a while: the reader recovered, so the fault ends (an open
+                # fault that never ends would keep its alert, and its id, for ever).
+                self._reader_fault_at = None
+                self.emit("fault", {"id": self.reader_id + "-frames", "phase": "end",
+                                    "device": self.reader_id, "kind": "checksum",
+                                    "count": self.reader.errors})
 
     def send_pending(self):
         now = time.ticks_ms()

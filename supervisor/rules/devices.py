@@ -23,13 +23,19 @@ def behaviour(state: State, now_ms: int, rules: Rules) -> list[Desired]:
 
 
 def devices(state: State, now_ms: int, rules: Rules) -> list[Desired]:
-    """Node offline, camera tamper, band tamper/battery, reader faults, outbox high water."""
+    """Node offline, refused roster, camera tamper, band tamper/battery, reader faults, outbox
+    high water."""
     out = []
     for node, ns in sorted(state.nodes.items()):
         if ns.availability == "offline" and held_for(ns.availability_since, now_ms,
                                                      rules.device_offline_s):
             out.append(desired("device-offline", node, ns.availability_since, None, ns.room,
                                f"node {node} offline"))
+        if ns.health.get("roster_refused"):
+            since = ns.health.get("roster_refused_since", 0)
+            out.append(desired("roster-refused", node, since, None, ns.room,
+                               f"node {node} refused the band roster: "
+                               f"{ns.health.get('roster_error') or 'no reason given'}"))
     for key, a in sorted(state.tampers.items()):
         out.append(desired("camera-tamper", key, a.since, None, a.room,
                            f"camera in {a.room} {a.kind}"))

@@ -26,6 +26,16 @@ def search_first(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     return out
 
 
+def read_tolerance_ms(rules: Rules) -> int:
+    """How much shorter than the truth a stay measured from band reads can be.
+
+    A stay runs from the band's first read in the room to its last; each may miss the real
+    moment by up to one read interval, and a reader reads a present band several times per
+    presence TTL (the node drops a band not read for a TTL). Half the TTL covers both ends.
+    """
+    return rules.presence_ttl_s * 1000 // 2
+
+
 def real_search(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     """A completed search with too few officers, none of the same sex, or too short."""
     out = []
@@ -42,8 +52,8 @@ def real_search(state: State, now_ms: int, rules: Rules) -> list[Desired]:
                               f"{rules.search_min_officers}")
             if c.sex not in s["officer_sexes"]:
                 faults.append("no officer of the detainee's sex present")
-            if s["duration_ms"] < rules.search_min_duration_s * 1000:
-                faults.append(f"search lasted {s['duration_ms'] // 1000} s < "
+            if s["duration_ms"] + read_tolerance_ms(rules) < rules.search_min_duration_s * 1000:
+                faults.append(f"search lasted {s['duration_ms'] / 1000:g} s < "
                               f"{rules.search_min_duration_s} s")
         if faults:
             out.append(desired("real-search", c.id, s["ts"], c.id, s["room"],

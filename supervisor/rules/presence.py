@@ -20,14 +20,14 @@ def never_alone(state: State, now_ms: int, rules: Rules) -> list[Desired]:
         since = max(entered, room.officers_zero_since)
         grace = (rules.never_alone_doorway_grace_s if room.kind == "corridor"
                  else rules.never_alone_grace_s)
-        if held_for(since, now_ms, grace):
-            note, severity = corroboration(room, since, now_ms, rules)
+        if held_for(since, state.room_clock(room.id, now_ms), grace):
+            note, severity = corroboration(state, room, since, now_ms, rules)
             out.append(desired("never-alone", f"{c.id}/{room.id}", since, c.id, room.id,
                                f"{c.id} alone in {room.id} (no officer band; {note})", severity))
     return out
 
 
-def corroboration(room: RoomState, since: int, now_ms: int, rules: Rules
+def corroboration(state: State, room: RoomState, since: int, now_ms: int, rules: Rules
                   ) -> tuple[str, str | None]:
     """Does the camera agree the detainee is alone? (note, severity override or None).
 
@@ -35,7 +35,7 @@ def corroboration(room: RoomState, since: int, now_ms: int, rules: Rules
     bands (an officer without a band, a band misread): the alert is raised as a warning until
     the camera agrees, so that staff learn to trust the critical ones.
     """
-    if camera_dead_since(room, now_ms, rules) is not None:
+    if camera_dead_since(state, room, now_ms, rules) is not None:
         return "no live camera to confirm", None
     if room.person_count_ts >= since and room.person_count >= 2:
         return f"camera sees {room.person_count} people: unconfirmed", "warning"
@@ -50,11 +50,11 @@ def holding_watch(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     for c, room, entered in detainees_in_rooms(state):
         if room.kind != "holding" or room.officer_count > 0:
             continue
-        dead = camera_dead_since(room, now_ms, rules)
+        dead = camera_dead_since(state, room, now_ms, rules)
         if dead is None:
             continue
         since = max(entered, room.officers_zero_since, dead)
-        if held_for(since, now_ms, rules.holding_watch_grace_s):
+        if held_for(since, state.camera_clock(room, now_ms), rules.holding_watch_grace_s):
             out.append(desired("holding-watch", f"{c.id}/{room.id}", since, c.id, room.id,
                                f"{c.id} alone in {room.id} and its camera is not live"))
     return out
@@ -74,7 +74,7 @@ def interview(state: State, now_ms: int, rules: Rules) -> list[Desired]:
                   "outside an interview room"
         else:
             continue
-        if held_for(since, now_ms, rules.interview_grace_s):
+        if held_for(since, state.room_clock(room.id, now_ms), rules.interview_grace_s):
             out.append(desired("interview", f"{c.id}/{room.id}", since, c.id, room.id, msg))
     return out
 
@@ -89,7 +89,7 @@ def co_suspects(state: State, now_ms: int, rules: Rules) -> list[Desired]:
         if len(members) < 2:
             continue
         since = sorted(members)[1][0]
-        if held_for(since, now_ms, rules.co_suspects_grace_s):
+        if held_for(since, state.room_clock(room_id, now_ms), rules.co_suspects_grace_s):
             ids = sorted(m[1] for m in members)
             out.append(desired("co-suspects", f"{room_id}/{case}", since, ids[0], room_id,
                                f"co-suspects of case {case} together in {room_id}: "

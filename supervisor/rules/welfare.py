@@ -12,7 +12,9 @@ def welfare_check(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     for c, room, entered in detainees_in_rooms(state):
         if room.kind != "holding":
             continue
-        visiting = any(now_ms - room.bands[b] >= rules.welfare_visit_min_s * 1000 and top >= 2
+        clock = state.room_clock(room.id, now_ms)
+        visiting = any(clock - room.bands[b] >= rules.welfare_visit_min_s * 1000 and top >= 2
+                       and room.officer_stay_live.get(b, False)
                        for b, top in room.officer_stay_max.items() if b in room.bands)
         if visiting:
             continue

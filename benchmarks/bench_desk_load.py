@@ -1,0 +1,199 @@
+"""Does an open desk slow the supervisor? Ingest rate and alert latency, desk off vs desk on
+with browsers watching, side by side in one run.
+
+`custody supervisor` runs as its own process on the demo site, once without the desk and
+once with `--desk-port` and N signed-in Chromium pages (one on the floor, the rest on the
+alert queue, each holding its own event stream), alternating for `--repeats` rounds:
+
+1. live ingest: N signed door events published at full speed (QoS 1) while the supervisor
+   runs; rate = N / (last signed ack - first publish). Door events change the floor, so
+   every one of them makes the desk rebuild and push.
+2. alert latency: bench_ingest's measure (1,000 events/s background, a `fall` every 100 ms,
+   alert message received - event sent).
+
+    .venv/bin/python -m benchmarks.bench_desk_load [--events 5000] [--repeats 2] [--browsers 2]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from benchmarks.bench_ingest import (
+    DEMO_SITE,
+    KEYS,
+    TOPICS,
+    Counter,
+    alert_latency,
+    client,
+    payloads,
+    stop,
+)
+from benchmarks.results import command_line, write_section
+from custody.broker import Mosquitto
+from protocol.keys import dump_keys
+from protocol.passwords import hash_password, mosquitto_hash, write_file
+
+PASSWORD = "bench-desk-load-password"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def start(broker: Mosquitto, tmp: Path, desk_port: int | None) -> subprocess.Popen[bytes]:
+    """`custody supervisor` on a fresh journal, with the desk when given a port."""
+    keys = tmp / "keys.toml"
+    keys.write_text(dump_keys(KEYS))
+    accounts = tmp / "accounts.json"
+    write_file(accounts, {"version": 1, "history": [], "accounts": {"sup1": {
+        "name": "Bench", "sex": "f", "roles": ["custody-supervisor"], "enabled": True,
+        "hash": hash_password(PASSWORD), "broker_hash": mosquitto_hash(PASSWORD)}}})
+    for f in tmp.glob("journal.db*"):
+        f.unlink()
+    probe = client(broker, f"probe-{time.monotonic_ns()}")
+    online = threading.Event()
+    probe.on_message = lambda c, u, m: online.set() if m.payload == b"online" else None
+    probe.subscribe(TOPICS.supervisor("availability"), qos=1)
+    desk = ["--desk-port", str(desk_port)] if desk_port is not None else []
+    proc = subprocess.Popen([sys.executable, "-m", "custody", "supervisor", "--config",
+                             str(DEMO_SITE), "--keys", str(keys), "--db", str(tmp / "journal.db"),
+                             "--checkpoint", str(tmp / "cp.json"), "--host", broker.host,
+                             "--port", str(broker.port), "--accounts", str(accounts), *desk],
+                            stdout=subprocess.DEVNULL)
+    assert online.wait(30), "supervisor did not come up"
+    probe.disconnect()
+    probe.loop_stop()
+    time.sleep(1.0)
+    return proc
+
+
+def live_rate(broker: Mosquitto, n: int, epoch: int) -> float:
+    """Publish n events at full speed; events/s until the last one is acked."""
+    items = payloads(n, epoch)
+    counter = Counter(n)
+    sub = client(broker, f"ack-{epoch}")
+    ready = threading.Event()
+    sub.on_subscribe = lambda *a: ready.set()
+    last = [0.0]
+
+    def on_message(c: mqtt.Client, u: Any, m: mqtt.MQTTMessage) -> None:
+        env = json.loads(json.loads(m.payload)["env"])
+        last[0] = time.perf_counter()
+        counter.add([(env["node"], s) for s in env["body"]["seqs"]])
+
+    sub.on_message = on_message
+    sub.subscribe(TOPICS.node_filter("ack"), qos=1)
+    ready.wait(5)
+    pub = client(broker, f"pub-{epoch}")
+    t0 = time.perf_counter()
+    infos = [pub.publish(topic, p, qos=1) for topic, _n, _s, p in items]
+    for info in infos:
+        info.wait_for_publish(60)
+    assert counter.done.wait(300), f"only {len(counter.seen)} of {n} acked"
+    for c in (pub, sub):
+        c.disconnect()
+        c.loop_stop()
+    return n / (last[0] - t0)
+
+
+def open_browsers(url: str, n: int) -> tuple[Any, Any, list[Any]]:
+    """n signed-in pages: the first on the floor, the others on the alert queue."""
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
+    pages = []
+    for i in range(n):
+        page = browser.new_context().new_page()
+        page.goto(url + "/signin")
+        page.get_by_label("User").fill("sup1")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/floor")
+        if i:
+            page.goto(url + "/alerts")
+        page.wait_for_function("document.body.dataset.count !== undefined")
+        pages.append(page)
+    return pw, browser, pages
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def main() -> int:
+    """Measure and write the RESULTS.md section."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=5000)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--browsers", type=int, default=2)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-desk-load-"))
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    lats: dict[str, list[float]] = {"off": [], "on": []}
+    epoch = 100
+    with Mosquitto() as broker:
+        for run in range(args.repeats):
+            for mode in ("off", "on"):
+                port = free_port() if mode == "on" else None
+                proc = start(broker, tmp, port)
+                pw = browser = None
+                try:
+                    if port is not None:
+                        pw, browser, _pages = open_browsers(f"http://127.0.0.1:{port}",
+                                                            args.browsers)
+                    epoch += 1
+                    rates[mode].append(live_rate(broker, args.events, epoch))
+                    epoch += 1
+                    lats[mode] += alert_latency(broker, args.samples, 1000, epoch)
+                finally:
+                    if browser is not None:
+                        browser.close()
+                    if pw is not None:
+                        pw.stop()
+                    stop(proc)
+                print(f"run {run} desk {mode}: {rates[mode][-1]:,.0f} events/s", flush=True)
+
+    def pct(xs: list[float], p: float) -> float:
+        s = sorted(xs)
+        return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+    rows = []
+    for mode, label in (("off", "no desk"), ("on", f"desk + {args.browsers} browsers")):
+        rows.append((f"live ingest, {label} (median of {args.repeats})",
+                     f"{statistics.median(rates[mode]):,.0f} events/s "
+                     f"({', '.join(f'{r:,.0f}' for r in rates[mode])})"))
+        rows.append((f"alert latency p50 / p99, {label} ({len(lats[mode])} alerts)",
+                     f"{statistics.median(lats[mode]):.1f} / {pct(lats[mode], 99):.1f} ms"))
+    body = "| figure | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+    load = os.getloadavg()
+    body += (f"\n{args.events} signed door events per run published at full speed (QoS 1) to "
+             "a running `custody supervisor` (demo site); rate until the last signed ack. "
+             "Desk on: one page on the floor (every door event changes it), the others on the "
+             "alert queue, each with its own event stream. Modes alternate within each round "
+             f"on one Mosquitto. Load average (1/5/15 min) at the end: {load[0]:.1f} / "
+             f"{load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores shared with other "
+             "jobs.\n")
+    print(body)
+    if not args.no_write:
+        write_section("Supervisor with the desk open", command_line(), body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Desk pieces without a browser: site keys, sessions, rendering, the Chinese page."""
+
+import time
+import tomllib
+from types import SimpleNamespace
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from protocol.config import ConfigError
+from protocol.site import parse_site
+from supervisor.desk import render
+from supervisor.desk.server import Desk, Session
+from tests.supervisor_support import SITE_TOML
+
+
+def site_with(site_extra: str = "", room_extra: str = "") -> Any:
+    """The test site with lines added to [site] and to its first room."""
+    text = SITE_TOML.replace('id = "test-centre"\n', f'id = "test-centre"\n{site_extra}\n', 1)
+    text = text.replace('id = "entry"\nkind = "entry"\n',
+                        f'id = "entry"\nkind = "entry"\n{room_extra}\n', 1)
+    return parse_site(tomllib.loads(text), "t.toml")
+
+
+def test_site_timezone_and_position_keys() -> None:
+    """timezone defaults to UTC and must be a known zone; position is [column, row] or absent."""
+    assert site_with().timezone == "UTC"
+    assert site_with('timezone = "Asia/Shanghai"').timezone == "Asia/Shanghai"
+    with pytest.raises(ConfigError, match=r"site\.timezone.*Mars/Olympus"):
+        site_with('timezone = "Mars/Olympus"')
+    s = site_with(room_extra="position = [3, 2]")
+    assert s.rooms[0].position == (3, 2) and s.rooms[1].position is None
+    for bad in ("[0, 1]", "[1]", '["a", 1]', "[1, 2, 3]"):
+        with pytest.raises(ConfigError, match=r"rooms\[0\]\.position"):
+            site_with(room_extra=f"position = {bad}")
+
+
+class Accounts:
+    """A stand-in directory for the session unit tests only (the shipped desk uses 13's)."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+
+    def get(self, user: str) -> Any:
+        return SimpleNamespace(id=user, name="N", enabled=self.enabled, roles=frozenset())
+
+
+def desk_for_sessions() -> tuple[Desk, Accounts]:
+    """A Desk object without a server, enough to sign and check cookies."""
+    d = Desk.__new__(Desk)
+    acc = Accounts()
+    d.sup = SimpleNamespace(accounts=acc)
+    d.secret, d.revoked, d.idle_s = b"k" * 32, set(), 60
+    return d, acc
+
+
+def test_session_cookie_signed_expires_and_revokes() -> None:
+    """A forged, expired, revoked or disabled session is refused; CSRF is per session."""
+    d, acc = desk_for_sessions()
+    now = int(time.time())
+    s = Session("sup1", "n1", now, now + 60)
+    cookie = d.cookie(s)
+    assert d.session(cookie) == s
+    body, mac = cookie.rsplit(".", 1)
+    assert d.session(body + "." + "0" * len(mac)) is None
+    assert d.session(d.cookie(Session("sup1", "n1", now, now - 1))) is None  # idle expiry
+    assert d.session(d.cookie(Session("sup1", "n1", now - 13 * 3600, now + 60))) is None
+    assert d.csrf(s) != d.csrf(Session("sup1", "n2", now, now + 60))
+    acc.enabled = False
+    assert d.session(cookie) is None
+    acc.enabled = True
+    d.revoked.add("n1")
+    assert d.session(cookie) is None
+
+
+def snap() -> dict[str, Any]:
+    """A small snapshot as the worker builds it."""
+    alert = {"id": "never-alone-1", "rule": "never-alone", "state": "raised",
+             "severity": "critical", "detainee": "d1", "room": "corridor",
+             "raised_ts": 1_700_000_000_000, "ts": 1_700_000_000_000,
+             "message": "d1 alone <b>", "acked_by": None, "acked_ts": None, "action": None,
+             "by": None, "closed_ts": None, "escalations": 1}
+    return {"count": 5, "now": 1_700_000_060_000, "site": {"id": "s", "name": "S"},
+            "rooms": [{"id": "corridor", "name": "Corridor", "kind": "corridor",
+                       "position": (2, 1), "officers": [], "detainees": ["d1"],
+                       "unregistered": 0, "camera": None, "doors": [("d-1", "closed")],
+                       "alerts": [alert]}],
+            "alerts": [alert], "closed": [], "detainees": [], "custody_types": {},
+            "false_alarms": {}, "names": {}}
+
+
+def test_render_alert_row_floor_and_chinese() -> None:
+    """Rule id and Acknowledge in the row, escaped text, site time zone, zh-CN page."""
+    tz = ZoneInfo("Asia/Shanghai")
+    ctx = render.Ctx("en", tz, "o1", "Officer", "tok", lambda c: c == "ack-alert")
+    html = render.alerts(snap(), ctx)
+    assert 'class="rule">never-alone<' in html and ">Acknowledge</button>" in html
+    assert "Resolve</button>" not in html  # not permitted: no button
+    assert "&lt;b&gt;" in html and "<b>" not in html.split("small>")[1]
+    assert "06:13:20" in html  # 1_700_000_000 s is 22:13:20 UTC, 06:13:20 in Shanghai
+    floor = render.floor(snap(), ctx)
+    assert "grid-column:2;grid-row:1" in floor and 'class="tile critical"' in floor
+    zh = render.Ctx("zh", tz, "o1", "Officer", "tok", lambda c: True)
+    page = render.page(zh, "alerts", render.alerts(snap(), zh), "S")
+    assert page.startswith('<!doctype html>\n<html lang="zh-CN">')
+    assert ">确认</button>" in page and "告警队列" in page
+    signin = render.signin_page("en", False)
+    assert '<label for="user">User</label>' in signin
+    assert '<label for="password">Password</label>' in signin
+    assert ">Sign in</button>" in signin
+
+
+def test_https_desk_with_site_ca_and_plain_http_only_on_loopback(tmp_path: Any) -> None:
+    """HTTPS with a certificate from the site CA: the sign-in cookie is Secure; plain HTTP
+    on any address but loopback is refused at start."""
+    import http.client
+    import ssl
+    from urllib.parse import urlencode
+
+    from custody.provisioning import pki
+    from protocol.clock import simulated
+    from protocol.passwords import hash_password
+    from protocol.transport import LinkConf
+    from supervisor.accounts import Directory
+    from supervisor.service import Supervisor
+    from tests.supervisor_support import KEYS, make_site
+
+    ca = pki.make_ca("test-centre")
+    server = pki.make_server_cert(ca, "test-centre", ["127.0.0.1", "localhost"])
+    (tmp_path / "ca.pem").write_bytes(pki.cert_pem(ca.cert))
+    (tmp_path / "desk.pem").write_bytes(pki.cert_pem(server.cert))
+    (tmp_path / "desk.key").write_bytes(pki.key_pem(server.key))
+    accounts = Directory.from_records({"sup1": {
+        "name": "S", "sex": "f", "roles": ["custody-supervisor"], "enabled": True,
+        "hash": hash_password("pw-123456789")}})
+    sup = Supervisor(make_site(), KEYS, tmp_path / "j.db", tmp_path / "cp.json",
+                     LinkConf("127.0.0.1", 1), simulated(1.0, time.time()), accounts=accounts)
+    try:
+        with pytest.raises(ConfigError, match=r"127\.0\.0\.1 for plain HTTP"):
+            Desk(sup, "0.0.0.0", 0)
+        desk = Desk(sup, "127.0.0.1", 0, str(tmp_path / "desk.pem"), str(tmp_path / "desk.key"))
+        desk.start()
+        try:
+            assert desk.url.startswith("https://")
+            ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+            c = http.client.HTTPSConnection("127.0.0.1", desk.port, context=ctx, timeout=10)
+            c.request("GET", "/signin")
+            r = c.getresponse()
+            assert r.status == 200 and b'<label for="user">User</label>' in r.read()
+            assert r.getheader("Strict-Transport-Security")
+            c.request("POST", "/signin", urlencode({"user": "sup1", "password": "pw-123456789"}),
+                      {"Content-Type": "application/x-www-form-urlencoded"})
+            r = c.getresponse()
+            r.read()
+            cookie = r.getheader("Set-Cookie") or ""
+            assert r.status == 303 and "Secure" in cookie and "HttpOnly" in cookie, cookie
+            # A client that does not trust the site CA is refused by the TLS handshake.
+            bare = http.client.HTTPSConnection("127.0.0.1", desk.port, timeout=10,
+                                               context=ssl.create_default_context())
+            with pytest.raises(ssl.SSLError):
+                bare.request("GET", "/signin")
+        finally:
+            desk.stop()
+    finally:
+        sup.journal.close()
