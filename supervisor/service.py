@@ -402,6 +402,9 @@ class Supervisor:
             return  # tick() probes the storage; nothing new was journaled meanwhile
         now = self.clock.now_ms()
         try:
+            # Alert messages the broker has confirmed leave `pending` first: the sooner they
+            # do, the smaller the window in which a crash makes a restart send one again.
+            self.alerts.confirm(self.connected.is_set())
             changed = self.alerts.reconcile(now)
         except Exception as e:
             if not is_storage_error(e):
