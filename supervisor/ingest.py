@@ -192,6 +192,7 @@ class Ingest:
                                             "journaled with other content")
             self._reject(topic, payload, reason, detail, node, now, entries)
             return
+        self.state.arrived(ev.node, now)
         self._admitted.append((ev.node, ev.epoch, ev.seq))
         entry = self.journal.append(ev.node, ev.epoch, ev.seq, "event", payload)
         if entry is None:  # only if the window and the journal disagree; the journal wins
@@ -214,6 +215,7 @@ class Ingest:
         obj = ev.body.get("obj")
         if not isinstance(obj, dict):
             obj = {}
+        self.state.arrived(node, now)
         # The watermark of the node's rooms: health says up to when we have its events.
         through = obj.get("through_ts", ev.ts_ms)
         self.state.heard(node, through if isinstance(through, int) else ev.ts_ms)

@@ -94,6 +94,7 @@ class Supervisor:
         self.state = State(site)
         for e in self.journal.entries():  # state is a pure function of the journal
             self.state.apply(e)
+        self.state.grace_all(clock.now_ms())  # arrival times are not journaled
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(INBOX_MAX)
         self.inbox_full = 0  # times the network thread had to wait for room (back-pressure)
         self.dropped_at_stop = 0  # not taken because we were stopping (never acked: resent)

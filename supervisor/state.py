@@ -61,6 +61,10 @@ class NodeState:
     availability_since: int = 0
     events: int = 0
     heard: int = 0  # watermark: the newest node time heard from it (events, heartbeats, health)
+    # Supervisor time of the last verified message from it: what tells a node that lags
+    # (still talking, in the past) from one that is silent. Not journaled: a restart starts
+    # every node's grace afresh (grace_all).
+    arrived: int = 0
     health: dict[str, Any] = field(default_factory=dict)  # flags staff act on, and since when
 
 
@@ -324,25 +328,44 @@ class State:
         ns = self._node(node)
         ns.heard = max(ns.heard, ts)
 
+    def arrived(self, node: str, now_ms: int) -> None:
+        """Note that a verified message from `node` reached us at supervisor time `now_ms`."""
+        ns = self._node(node)
+        ns.arrived = max(ns.arrived, now_ms)
+
+    def grace_all(self, now_ms: int) -> None:
+        """After a restart: start every known node's silence grace at `now_ms`.
+
+        Arrival times are not journaled, so every node gets its grace afresh; its watermark
+        starts where a silent node's would stand (`device_offline_s` behind), so that what
+        was judged before the restart is not judged back in time for the grace.
+        """
+        floor = now_ms - self.rules.device_offline_s * 1000
+        for ns in self.nodes.values():
+            ns.arrived = max(ns.arrived, now_ms)
+            ns.heard = max(ns.heard, floor)
+
     def _watermark(self, nodes: set[str] | list[str], now_ms: int) -> int:
         """Up to when `nodes` have told us everything, judged against `now_ms`.
 
-        The newest time heard from any of them, but never more than `device_offline_s` behind
-        the supervisor's clock: a node silent that long is itself the condition, and the rooms
-        it watches count as unobserved. An offline node (its last will) observes nothing.
+        The newest time heard from any of them. A node that still talks, however late its
+        stamps (a backlog, a slow link), is judged in its own time. One from which nothing has
+        arrived for `device_offline_s` of the supervisor's clock is silent: that is itself the
+        condition, its watermark is held at most that far behind, and the rooms it watches
+        count as unobserved. An offline node (its last will) observes nothing.
         """
         floor = now_ms - self.rules.device_offline_s * 1000
-        heard = 0
+        mark = 0
         for n in nodes:
             ns = self.nodes.get(n)
             if ns is None:
                 continue
             if ns.availability == "offline":
                 return now_ms
-            heard = max(heard, ns.heard)
+            mark = max(mark, ns.heard if ns.arrived >= floor else max(ns.heard, floor))
         if not nodes:
             return now_ms
-        return min(now_ms, max(heard, floor))
+        return min(now_ms, mark if mark else floor)
 
     def room_clock(self, room_id: str, now_ms: int) -> int:
         """The time up to which presence in the room is known (its nodes' watermark)."""

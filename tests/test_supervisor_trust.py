@@ -64,6 +64,30 @@ def test_lagging_camera_node_is_not_a_dead_camera_but_a_silent_one_is(w):
     assert rules_at(w, R.recording_gap) == [("recording-gap", None, "holding-1")]
 
 
+def test_node_lagging_past_its_grace_but_still_talking_is_judged_in_its_own_time(w):
+    """A backlog or a slow link puts a node's stamps far behind (here 40 s, four times
+    device_offline_s) while its messages keep arriving: its camera is not dead for that."""
+    w.people()
+    w.at(0).enter("d1", "holding-1")
+    w.camera_node = "node-holding"
+    for t in range(0, 60, 5):  # stamped t on the node, arriving 40 s later
+        send(w.at(t + 40, beat=False),
+             "node-holding", event_at(w, "node-holding", t, "camera",
+                                      {"camera": "cam-holding-1", "room": "holding-1",
+                                       "live": True, "recording": True}))
+        assert rules_at(w, R.recording_gap) == []
+        assert rules_at(w, R.holding_watch) == []
+    # The camera dies at node time 55; the node goes on beating, 40 s late: the gap is
+    # judged when its own time has passed it, not before.
+    w.at(110, beat=False).beat("node-holding", through=T0 + 70_000)
+    assert rules_at(w, R.recording_gap) == []
+    w.at(116, beat=False).beat("node-holding", through=T0 + 76_000)
+    assert rules_at(w, R.recording_gap) == [("recording-gap", None, "holding-1")]
+    # And once nothing at all arrives for the grace, the node is silent on our clock.
+    assert rules_at(w.at(127, beat=False), R.holding_watch) == [
+        ("holding-watch", "d1", "holding-1")]
+
+
 def test_a_silent_node_is_judged_on_the_supervisor_clock_after_its_grace(w):
     w.people()
     w.at(0).enter("d1", "holding-1")
