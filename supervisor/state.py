@@ -65,6 +65,9 @@ class NodeState:
     # (still talking, in the past) from one that is silent. Not journaled: a restart starts
     # every node's grace afresh (grace_all).
     arrived: int = 0
+    # The watermark as last judged (advance_marks): it never goes back, so a node that was
+    # judged silent and then speaks again with old stamps does not make alerts flap.
+    mark: int = 0
     health: dict[str, Any] = field(default_factory=dict)  # flags staff act on, and since when
 
 
@@ -345,6 +348,16 @@ class State:
             ns.arrived = max(ns.arrived, now_ms)
             ns.heard = max(ns.heard, floor)
 
+    def advance_marks(self, now_ms: int) -> None:
+        """Record every node's watermark as judged at `now_ms` (it never goes back)."""
+        for ns in self.nodes.values():
+            ns.mark = max(ns.mark, self._node_mark(ns, now_ms))
+
+    def _node_mark(self, ns: NodeState, now_ms: int) -> int:
+        floor = now_ms - self.rules.device_offline_s * 1000
+        current = ns.heard if ns.arrived >= floor else max(ns.heard, floor)
+        return min(now_ms, max(ns.mark, current))
+
     def _watermark(self, nodes: set[str] | list[str], now_ms: int) -> int:
         """Up to when `nodes` have told us everything, judged against `now_ms`.
 
@@ -354,7 +367,6 @@ class State:
         condition, its watermark is held at most that far behind, and the rooms it watches
         count as unobserved. An offline node (its last will) observes nothing.
         """
-        floor = now_ms - self.rules.device_offline_s * 1000
         mark = 0
         for n in nodes:
             ns = self.nodes.get(n)
@@ -362,10 +374,10 @@ class State:
                 continue
             if ns.availability == "offline":
                 return now_ms
-            mark = max(mark, ns.heard if ns.arrived >= floor else max(ns.heard, floor))
+            mark = max(mark, self._node_mark(ns, now_ms))
         if not nodes:
             return now_ms
-        return min(now_ms, mark if mark else floor)
+        return mark if mark else now_ms - self.rules.device_offline_s * 1000
 
     def room_clock(self, room_id: str, now_ms: int) -> int:
         """The time up to which presence in the room is known (its nodes' watermark)."""

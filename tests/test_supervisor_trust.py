@@ -100,6 +100,21 @@ def test_a_silent_node_is_judged_on_the_supervisor_clock_after_its_grace(w):
         ("recording-gap", None, "holding-1")]
 
 
+def test_a_silent_node_that_speaks_again_with_old_stamps_does_not_make_alerts_flap(w):
+    w.people()
+    w.at(0).enter("d1", "holding-1")
+    w.at(0).event("node-holding", "camera", {"camera": "cam-holding-1", "room": "holding-1",
+                                             "live": True, "recording": True})
+    w.at(35, beat=False)  # nothing arrived for 35 s (grace 10): judged up to 25, gap 20
+    w.state.advance_marks(w.now)  # what the supervisor's tick does before the rules
+    assert rules_at(w, R.recording_gap) == [("recording-gap", None, "holding-1")]
+    # A beat arrives, but only through node time 12: the watermark does not go back to 12
+    # (which would resolve the alert now and raise it again in a moment).
+    w.at(36, beat=False).beat("node-holding", through=T0 + 12_000)
+    w.state.advance_marks(w.now)
+    assert rules_at(w, R.recording_gap) == [("recording-gap", None, "holding-1")]
+
+
 def test_detainee_alone_behind_an_offline_node_is_caught(w):
     w.people()
     w.at(0).enter("d1", "holding-1")
