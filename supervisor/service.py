@@ -406,6 +406,7 @@ class Supervisor:
             # Alert messages the broker has confirmed leave `pending` first: the sooner they
             # do, the smaller the window in which a crash makes a restart send one again.
             self.alerts.confirm(self.connected.is_set())
+            self.state.advance_marks(now)  # as tick() does: the rules judge the same marks
             changed = self.alerts.reconcile(now)
         except Exception as e:
             if not is_storage_error(e):
