@@ -18,6 +18,9 @@ from protocol.site import Site
 from .journal import Entry
 from .process import Custody, Incident, Person, Visit, incident_id
 
+# rooms where two officers with a detainee for the grace are an interview outside the rooms
+INTERVIEW_ELSEWHERE = ("holding", "corridor", "toilet", "property")
+
 log = logging.getLogger(__name__)
 # A band unread this long, and read by no other room, is still in the room it was last in
 # (measured at x60 on a loaded machine: unread spells of 7.5 and 11.7 s inside one search).
@@ -421,6 +424,13 @@ class State:
     def _recount(self, room: RoomState, ts: int) -> None:
         n, old = len(self.officers_in(room)), room.officer_count
         k = self.rules.interview_min_officers
+        for band, entered in room.bands.items():  # a spell this change ends
+            if n > 0 and old == 0:
+                self._spell_ended(room, band, entered, ts, "never-alone")
+            if k <= n and old < k:
+                self._spell_ended(room, band, entered, ts, "interview")
+            if n < k <= old:
+                self._spell_ended(room, band, entered, ts, "interview-elsewhere")
         if n == 0 and old != 0:
             room.officers_zero_since = ts
         if n < k <= old:
@@ -573,8 +583,70 @@ class State:
                                       "verified": True})
                     c.timeline.append((ts, f"welfare visit by {p.person} (sensor-verified)"))
         elif p is not None and p.role == "detainee":
+            for spell in ("never-alone", "interview", "interview-elsewhere"):
+                self._spell_ended(room, band, entered, ts, spell)
+            self._co_suspects_parted(room, band, entered, ts)
             self._close_visit(self.detainees[p.person], ts)
         self._recount(room, ts)
+
+    def _spell_ended(self, room: RoomState, band: str, entered: int, ts: int, spell: str
+                     ) -> None:
+        """Latch a never-alone or interview alert the rules did not raise for a spell of
+        `band`'s detainee in `room` that ends at `ts` (officers back, or the detainee leaves).
+
+        The rules see a spell only while it lasts in the state they are evaluated on; one that
+        passed its grace and ended between two evaluations (a sped-up clock: 2 custody s are
+        50 ms at x40; a leave and the return delivered together) still happened, in the events'
+        own time. The id is the rule's own: a spell the rule raised is not raised twice.
+        """
+        p = self.bands.get(band)
+        if p is None or p.role != "detainee":
+            return
+        r, k = self.rules, self.rules.interview_min_officers
+        if spell == "never-alone":
+            if room.kind == "holding" or room.officer_count > 0:
+                return
+            since, grace = max(entered, room.officers_zero_since), (
+                r.never_alone_doorway_grace_s if room.kind == "corridor" else r.never_alone_grace_s)
+            what = "alone (no officer band)"
+        elif spell == "interview":
+            if room.kind != "interview" or room.officer_count >= k:
+                return
+            since, grace = max(entered, room.below_min_since), r.interview_grace_s
+            what = f"with fewer than {k} officers"
+        else:
+            if room.kind not in INTERVIEW_ELSEWHERE or room.min_since is None:
+                return
+            since, grace = max(entered, room.min_since), r.interview_grace_s
+            what = f"with {k} or more officers (interview outside an interview room)"
+        rule, key = spell.removesuffix("-elsewhere"), f"{p.person}/{room.id}"
+        if ts - since < grace * 1000 or incident_id(rule, key, since) in self.alerts:
+            return
+        self._incident(rule, key, since, p.person, room.id,
+                       f"{p.person} was {what} in {room.id} for {(ts - since) / 1000:g} s "
+                       f"(seen once it had ended)")
+
+    def _co_suspects_parted(self, room: RoomState, band: str, entered: int, ts: int) -> None:
+        """Latch the co-suspects alert the rules did not raise for co-suspects together past
+        the grace, parted at `ts` by `band` leaving (see _spell_ended: same reason, same id)."""
+        p = self.bands.get(band)
+        if p is None or p.role != "detainee":
+            return
+        case = self.detainees[p.person].case
+        members = [(entered, p.person)] + [
+            (t, self.bands[b].person) for b, t in room.bands.items()
+            if self.role(b) == "detainee" and self.detainees[self.bands[b].person].case == case]
+        if len(members) < 2:
+            return
+        since = sorted(members)[1][0]
+        key = f"{room.id}/{case}"
+        if (ts - since < self.rules.co_suspects_grace_s * 1000
+                or incident_id("co-suspects", key, since) in self.alerts):
+            return
+        ids = sorted(m[1] for m in members)
+        self._incident("co-suspects", key, since, ids[0], room.id,
+                       f"co-suspects of case {case} were together in {room.id} for "
+                       f"{(ts - since) / 1000:g} s: {', '.join(ids)} (seen once they had parted)")
 
     # ---- staff commands ------------------------------------------------------------------
 

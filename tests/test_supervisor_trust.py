@@ -161,6 +161,73 @@ def test_never_alone_counts_from_the_officers_last_read_grace_plus_2_raises(w):
     assert rules_at(w.at(13), R.never_alone) == [("never-alone", "d1", "medical")]
 
 
+def officer_out(w: World, last_read_s: float, back_s: float) -> list[tuple[str, Any, Any]]:
+    """o1 leaves d1 in medical (last read at last_read_s) and is read back at back_s; both
+    events arrive together, so no rule evaluation falls inside the spell."""
+    w.people()
+    w.at(0).enter("o1", "medical")
+    w.enter("d1", "medical")
+    ttl = w.site.rules.presence_ttl_s
+    send(w.at(back_s), "node-medical",
+         event_at(w, "node-medical", last_read_s + ttl, "presence.leave",
+                  {"band": BANDS["o1"], "room": "medical", "reader": "medical-uhf",
+                   "seen_ts": T0 + int(last_read_s * 1000)}),
+         event_at(w, "node-medical", back_s, "presence.enter",
+                  {"band": BANDS["o1"], "room": "medical", "reader": "medical-uhf"}))
+    assert rules_at(w, R.never_alone) == []  # the spell is over: the live rule cannot see it
+    return [(d.rule, d.detainee, d.room) for d in R.evaluate(w.state, w.now).values()]
+
+
+def test_an_absence_past_the_grace_seen_only_once_over_is_still_raised(w):
+    # Last read at 1.0, back at 13.0: 12 s alone (grace 10 s), never seen while it lasted.
+    assert ("never-alone", "d1", "medical") in officer_out(w, 1.0, 13.0)
+
+
+def test_an_absence_within_the_grace_seen_only_once_over_raises_nothing(w):
+    assert [a for a in officer_out(w, 1.0, 9.0) if a[0] == "never-alone"] == []
+
+
+def test_a_never_alone_the_rule_raised_is_not_raised_again_when_the_officer_returns(w):
+    w.people()
+    w.at(0).enter("o1", "medical")
+    w.enter("d1", "medical")
+    send(w.at(6), "node-medical", event_at(w, "node-medical", 6, "presence.leave", {
+        "band": BANDS["o1"], "room": "medical", "reader": "medical-uhf", "seen_ts": T0 + 1000}))
+    w.at(13).alerts.reconcile(w.now)
+    raised = [a["id"] for a in w.state.alerts.values() if a["rule"] == "never-alone"]
+    assert len(raised) == 1
+    w.at(14).enter("o1", "medical")
+    w.alerts.reconcile(w.now)
+    assert [a["id"] for a in w.state.alerts.values() if a["rule"] == "never-alone"] == raised
+    assert [i.rule for i in w.state.incidents.values() if i.rule == "never-alone"] == []
+
+
+@pytest.mark.parametrize(("back_s", "raised"), [(18.0, False), (22.0, True)])
+def test_an_interview_short_of_officers_past_the_grace_seen_only_once_over(w, back_s, raised):
+    # d1 with one officer in interview-1 from 0; the second arrives at back_s (grace 20 s).
+    # No rule pass falls inside the spell: only the fold can see it.
+    w.people()
+    w.at(0).enter("o1", "interview-1")
+    w.enter("d1", "interview-1")
+    w.at(back_s).enter("o2", "interview-1")
+    got = [(d.rule, d.detainee, d.room) for d in R.evaluate(w.state, w.now).values()
+           if d.rule == "interview"]
+    assert got == ([("interview", "d1", "interview-1")] if raised else [])
+
+
+@pytest.mark.parametrize(("apart_s", "raised"), [(2.0, False), (40.0, True)])
+def test_co_suspects_together_past_the_grace_seen_only_once_parted(w, apart_s, raised):
+    w.people()
+    w.at(0).staff("register-detainee", {"detainee": "d2", "band": BANDS["d2"], "case": "c1",
+                                        "sex": "f", "custody_type": "short",
+                                        "observation": "level1"})
+    w.enter("d1", "holding-1")
+    w.enter("d2", "holding-1")
+    w.at(apart_s).leave("d2", "holding-1")
+    got = [d.rule for d in R.evaluate(w.state, w.now).values() if d.rule == "co-suspects"]
+    assert got == (["co-suspects"] if raised else [])
+
+
 def search(w: World, first_read_s: float, last_read_s: float) -> list[Any]:
     """A search by o1 and o2 of d1 whose band reads run from first to last read."""
     w.people()

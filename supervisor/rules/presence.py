@@ -4,11 +4,9 @@ from collections import defaultdict
 
 from protocol.site import Rules
 
-from ..state import RoomState, State
+from ..state import INTERVIEW_ELSEWHERE, RoomState, State
 from .base import Desired, desired, detainees_in_rooms, held_for
 from .recording import camera_dead_since
-
-INTERVIEW_ELSEWHERE = ("holding", "corridor", "toilet", "property")
 
 
 def never_alone(state: State, now_ms: int, rules: Rules) -> list[Desired]:
