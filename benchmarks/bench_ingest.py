@@ -11,7 +11,11 @@ Side by side in one run, on one fresh Mosquitto:
 3. alert latency: while 1,000 events/s of background load flow in, a `fall` behaviour event
    (an immediate rule) is sent every 100 ms; latency = alert message received - event sent.
 
-Usage: .venv/bin/python -m benchmarks.bench_ingest [--events 5000] [--repeats 3]
+With `--baseline REV` the supervisor of git revision REV (exported with `git archive`) is
+measured too, interleaved with this tree's in every run, so before and after share the
+machine's load.
+
+Usage: .venv/bin/python -m benchmarks.bench_ingest [--events 5000] [--repeats 3] [--baseline REV]
 """
 
 import argparse
@@ -20,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -134,13 +139,30 @@ def raw_rate(broker: Mosquitto, n: int, run: int) -> float:
     return n / dt
 
 
-def start_supervisor(broker: Mosquitto, tmp: Path, fresh: bool = True
-                     ) -> tuple[subprocess.Popen[bytes], float]:
-    """Start `custody supervisor`; return it and the moment it announced itself online."""
+def export_tree(rev: str, into: Path) -> Path:
+    """The source tree of git revision `rev`, extracted under `into`."""
+    out = into / f"tree-{rev.replace('/', '_')}"
+    out.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", rev], check=True,
+                             capture_output=True).stdout
+    tar = into / "tree.tar"
+    tar.write_bytes(archive)
+    with tarfile.open(tar) as t:
+        t.extractall(out, filter="data")
+    return out
+
+
+def start_supervisor(broker: Mosquitto, tmp: Path, fresh: bool = True,
+                     tree: Path | None = None) -> tuple[subprocess.Popen[bytes], float]:
+    """Start `custody supervisor` (of source `tree`, else this one); return it and the moment
+    it announced itself online."""
     keys = tmp / "keys.toml"
     keys.write_text(dump_keys(KEYS))
-    for f in tmp.glob("journal.db*") if fresh else ():
+    for f in [*tmp.glob("journal.db*"), *tmp.glob("cp.json*")] if fresh else ():
         f.unlink()
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     probe = client(broker, f"probe-{time.monotonic_ns()}")
     online = threading.Event()
     when = [0.0]
@@ -158,7 +180,8 @@ def start_supervisor(broker: Mosquitto, tmp: Path, fresh: bool = True
     proc = subprocess.Popen([sys.executable, "-m", "custody", "supervisor", "--config",
                              str(DEMO_SITE), "--keys", str(keys), "--db", str(tmp / "journal.db"),
                              "--checkpoint", str(tmp / "cp.json"), "--host", broker.host,
-                             "--port", str(broker.port)], stdout=subprocess.DEVNULL)
+                             "--port", str(broker.port)], stdout=subprocess.DEVNULL,
+                            env=env, cwd=tree)
     assert online.wait(30), "supervisor did not come up"
     probe.disconnect()
     probe.loop_stop()
@@ -174,9 +197,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def supervisor_rate(broker: Mosquitto, tmp: Path, n: int, run: int) -> float:
+def supervisor_rate(broker: Mosquitto, tmp: Path, n: int, run: int,
+                    tree: Path | None = None) -> float:
     """Drain rate of the supervisor: N events queued in its session, until the last ack."""
-    proc, _ = start_supervisor(broker, tmp)  # makes the persistent session
+    proc, _ = start_supervisor(broker, tmp, tree=tree)  # makes the persistent session
     stop(proc)
     items = payloads(n, 1)
     counter = Counter(n)
@@ -197,7 +221,7 @@ def supervisor_rate(broker: Mosquitto, tmp: Path, n: int, run: int) -> float:
     publish_all(pub, items)
     pub.disconnect()
     pub.loop_stop()
-    proc, t0 = start_supervisor(broker, tmp)
+    proc, t0 = start_supervisor(broker, tmp, tree=tree)
     try:
         assert counter.done.wait(300), f"only {len(counter.seen)} of {n} acked"
     finally:
@@ -272,49 +296,77 @@ def alert_latency(broker: Mosquitto, samples: int, rate: int, epoch: int) -> lis
         return [(got[a] - sent[a]) * 1000 for a in sent]
 
 
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank)."""
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--samples", type=int, default=100, help="alerts timed per run")
     ap.add_argument("--load", type=int, default=1000, help="background events per second")
+    ap.add_argument("--baseline", help="git revision whose supervisor is measured alongside")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    raws, sups, lats = [], [], []
+    trees: dict[str, Path | None] = {"this tree": None}
+    if args.baseline:
+        trees = {f"baseline {args.baseline}": export_tree(args.baseline, tmp), **trees}
+    raws: list[float] = []
+    sups: dict[str, list[float]] = {k: [] for k in trees}
+    lats: dict[str, list[float]] = {k: [] for k in trees}
+    p99s: dict[str, list[float]] = {k: [] for k in trees}  # each run's own p99
+    loads: list[float] = []
     with Mosquitto() as broker:
         for run in range(args.repeats):
             raws.append(raw_rate(broker, args.events, run))
-            sups.append(supervisor_rate(broker, tmp, args.events, run))
-            print(f"run {run}: raw {raws[-1]:.0f}/s, supervisor {sups[-1]:.0f}/s", flush=True)
-        proc, _ = start_supervisor(broker, tmp)
-        try:
-            lats = alert_latency(broker, args.samples, args.load, epoch=10)
-        finally:
-            stop(proc)
-    raw, sup = statistics.median(raws), statistics.median(sups)
-    ratio = statistics.median(s / r for s, r in zip(sups, raws, strict=True))
-    lats.sort()
-    p50 = statistics.median(lats)
-    p99 = lats[min(len(lats) - 1, int(0.99 * len(lats)))]
-    rows = [
-        (f"raw paho → Mosquitto → paho, QoS 1 (median of {args.repeats})", f"{raw:,.0f} events/s"),
-        ("supervisor ingest: verified, journaled (WAL, synchronous=FULL), state, rules, "
-         f"signed ack (median of {args.repeats})", f"{sup:,.0f} events/s"),
-        ("**ratio supervisor / raw** (median of the per-run ratios)", f"**{ratio:.2f}**"),
-        (f"alert latency p50 (fall event sent → alert received), {args.load} events/s "
-         "background", f"{p50:.1f} ms"),
-        ("alert latency p99", f"{p99:.1f} ms"),
-    ]
-    body = "| figure | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+            for i, (name, tree) in enumerate(trees.items()):
+                sups[name].append(supervisor_rate(broker, tmp, args.events, run * 10 + i, tree))
+            print(f"run {run}: raw {raws[-1]:.0f}/s, " + ", ".join(
+                f"{k} {v[-1]:.0f}/s" for k, v in sups.items()), flush=True)
+            for i, (name, tree) in enumerate(trees.items()):
+                proc, _ = start_supervisor(broker, tmp, tree=tree)
+                try:
+                    got = alert_latency(broker, args.samples, args.load,
+                                        epoch=10 + run * 10 + i)
+                finally:
+                    stop(proc)
+                lats[name] += got
+                p99s[name].append(pct(got, 0.99))
+            loads.append(os.getloadavg()[0])
+            print(f"run {run}: alert p99 " + ", ".join(
+                f"{k} {v[-1]:.1f} ms" for k, v in p99s.items()), flush=True)
+    raw = statistics.median(raws)
+    rows = [(f"raw paho → Mosquitto → paho, QoS 1 (median of {args.repeats})",
+             *[f"{raw:,.0f} events/s" for _ in trees])]
+    rows.append((f"supervisor ingest: verified, journaled (WAL, synchronous=FULL), state, rules, "
+                 f"signed ack (median of {args.repeats})",
+                 *[f"{statistics.median(v):,.0f} events/s" for v in sups.values()]))
+    rows.append(("**ratio supervisor / raw** (median of the per-run ratios)",
+                 *[f"**{statistics.median(s / r for s, r in zip(v, raws, strict=True)):.2f}**"
+                   for v in sups.values()]))
+    rows.append((f"alert latency p50 (fall event sent → alert received), {args.load} events/s "
+                 "background", *[f"{statistics.median(v):.1f} ms" for v in lats.values()]))
+    rows.append(("alert latency p99, all runs pooled",
+                 *[f"{pct(v, 0.99):.1f} ms" for v in lats.values()]))
+    rows.append(("**alert latency p99, median of the runs' own p99** (a stall of this shared "
+                 "machine lands in one run)",
+                 *[f"**{statistics.median(v):.1f} ms**" for v in p99s.values()]))
+    rows.append(("alert latency max", *[f"{max(v):.1f} ms" for v in lats.values()]))
+    head = "| figure | " + " | ".join(trees) + " |\n|---|" + "---|" * len(trees) + "\n"
+    body = head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
     body += (f"\n{args.events} signed door events per run from {len(NODES)} nodes; runs: raw "
-             f"{', '.join(f'{r:,.0f}' for r in raws)}; supervisor "
-             f"{', '.join(f'{s:,.0f}' for s in sups)}; ratios "
-             f"{', '.join(f'{s / r:.2f}' for s, r in zip(sups, raws, strict=True))}. "
-             f"Latency over {len(lats)} alerts (every "
-             "100th event is a `fall`, one every 100 ms). The supervisor runs as its own process "
-             "(`custody supervisor`); both drain measurements share one Mosquitto and this "
-             "machine, one after the other in each run. Load average (1/5/15 min) at the end: "
-             f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
+             f"{', '.join(f'{r:,.0f}' for r in raws)}; " + "; ".join(
+                 f"{k} {', '.join(f'{x:,.0f}' for x in v)}" for k, v in sups.items()) +
+             ". Per-run alert p99: " + "; ".join(
+                 f"{k} {', '.join(f'{x:.0f}' for x in v)} ms" for k, v in p99s.items()) +
+             f". Latency over {args.samples} alerts per run and tree (every 100th event is a "
+             "`fall`, one every 100 ms). The supervisor runs as its own process "
+             "(`custody supervisor`); every measurement shares one Mosquitto and this machine, "
+             "one after the other in each run (trees interleaved). Load average (1 min) after "
+             f"each run: {', '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} cores "
              "shared with other jobs, so the latency figures mostly measure queueing behind "
              "them.\n")
     print(body)

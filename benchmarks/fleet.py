@@ -7,6 +7,7 @@ quiet, staffed room produces (camera heartbeats, person counts, doors), so backg
 does not itself raise alerts.
 """
 
+import collections
 import itertools
 import threading
 import time
@@ -18,6 +19,7 @@ import paho.mqtt.client as mqtt
 from protocol.envelope import seal
 from protocol.keys import dump_keys
 from protocol.topics import Topics
+from supervisor.process import incident_id
 
 
 def node_id(i: int) -> str:
@@ -74,7 +76,9 @@ class Fleet:
     rooms: int
     rate: float
     clients: int = 4
+    fall_every_s: float = 0.0  # > 0: every so often a room's camera reports a fall instead
     sent: int = 0
+    falls: dict[str, float] = field(default_factory=dict)  # alert id -> perf_counter sent
     epoch: int = field(default_factory=lambda: int(time.time()))
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -92,7 +96,8 @@ class Fleet:
         seqs = [0] * self.rooms
         kinds = itertools.cycle(["camera", "camera", "person_count", "door"])
         start = time.monotonic()
-        i = 0
+        i, next_fall, fall_n = 0, start + self.fall_every_s, 0
+        ends: collections.deque[tuple[float, int, str]] = collections.deque()
         try:
             while not self._stop.is_set():
                 # Pace to the target rate, in small batches.
@@ -101,19 +106,37 @@ class Fleet:
                     time.sleep(0.002)
                     continue
                 r = i % self.rooms
-                seqs[r] += 1
-                kind = next(kinds)
-                room, node = room_id(r), node_id(r)
                 body: dict[str, object]
-                if kind == "camera":
+                ts, fall = int(time.time() * 1000), ""
+                if ends and ends[0][0] <= time.monotonic():  # a fall's incident ends (1 s on)
+                    _, r, fid = ends.popleft()
+                    kind = "behaviour"
+                    body = {"id": fid, "phase": "end", "camera": f"cam-{r:03d}",
+                            "room": room_id(r), "cls": "fall", "score_pct": 90}
+                elif self.fall_every_s > 0 and time.monotonic() >= next_fall:
+                    next_fall += self.fall_every_s
+                    fall_n += 1
+                    kind = "behaviour"
+                    body = {"id": f"f{fall_n}", "phase": "new", "camera": f"cam-{r:03d}",
+                            "room": room_id(r), "cls": "fall", "score_pct": 90}
+                    fall = incident_id("fall", f"{node_id(r)}/f{fall_n}", ts)
+                    ends.append((time.monotonic() + 1.0, r, f"f{fall_n}"))
+                else:
+                    kind = next(kinds)
+                seqs[r] += 1
+                room, node = room_id(r), node_id(r)
+                if kind == "behaviour":
+                    pass
+                elif kind == "camera":
                     body = {"camera": f"cam-{r:03d}", "room": room, "live": True,
                             "recording": True, "fps_x10": 150}
                 elif kind == "person_count":
                     body = {"camera": f"cam-{r:03d}", "room": room, "count": 0}
                 else:
                     body = {"door": f"d-{room}", "state": "closed"}
-                payload = seal(keys[node], node, self.epoch, seqs[r], int(time.time() * 1000),
-                               kind, body)
+                payload = seal(keys[node], node, self.epoch, seqs[r], ts, kind, body)
+                if fall:
+                    self.falls[fall] = time.perf_counter()
                 conns[r % self.clients].publish(topics.node(node, "event"), payload, qos=1)
                 i += 1
                 self.sent = i

@@ -33,5 +33,11 @@ def write_section(name: str, command: str, body: str) -> None:
 
 
 def command_line() -> str:
-    """The command that is running, as a user would type it."""
+    """The command that is running, as a user would type it from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    root = RESULTS.parent.parent
+    if script.suffix == ".py" and script.is_relative_to(root):
+        # `python -m benchmarks.x` puts the file's absolute path in argv[0]: write the module.
+        module = ".".join(script.relative_to(root).with_suffix("").parts)
+        return " ".join([".venv/bin/python", "-m", module, *sys.argv[1:]])
     return " ".join([".venv/bin/python", *sys.argv])

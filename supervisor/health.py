@@ -38,6 +38,8 @@ def health_body(sup: Any, now_ms: int) -> dict[str, Any]:
         "rejected": dict(sorted(ing.rejected_by_reason.items())),
         "throttled_nodes": ing.budget.throttled_nodes(),
         "queue": sup.inbox.qsize(),
+        # Times the inbox was full and the broker had to hold messages (back-pressure).
+        "queue_full": sup.inbox_full,
         "journal": {"entries": sup.journal.count,
                     "bytes": _size(db) + _size(Path(str(db) + "-wal")),
                     "free_bytes": free},

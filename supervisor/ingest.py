@@ -16,7 +16,6 @@ with the digest of the latest payload at most every REJECT_SUMMARY_S.
 
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -25,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import PROTOCOL_VERSION
-from protocol.envelope import Reason, VerifyError, mac_hex, open_payload, verify
+from protocol.envelope import (
+    CANONICAL_ENCODER,
+    Reason,
+    VerifyError,
+    mac_hex,
+    open_payload,
+    verify,
+)
 from protocol.events import Event
 from protocol.ids import ID_RE
 from protocol.replay import NODE_EVENT_WINDOW, ReplayWindow
@@ -76,11 +82,11 @@ def fast_ack_payload(key: bytes, node: str, ack_seq: int, ts_ms: int, epoch: int
     """
     if not ID_RE.match(node):
         return ack_payload(key, node, ack_seq, ts_ms, epoch, seqs)
-    env = json.dumps({"v": PROTOCOL_VERSION, "node": node, "epoch": 1, "seq": ack_seq,
-                      "ts": ts_ms, "type": "ack", "body": {"epoch": epoch, "seqs": sorted(seqs)}},
-                     sort_keys=True, separators=(",", ":"))
-    return json.dumps({"env": env, "mac": mac_hex(key, env.encode("ascii"))},
-                      sort_keys=True, separators=(",", ":")).encode("ascii")
+    env = CANONICAL_ENCODER.encode(
+        {"v": PROTOCOL_VERSION, "node": node, "epoch": 1, "seq": ack_seq, "ts": ts_ms,
+         "type": "ack", "body": {"epoch": epoch, "seqs": sorted(seqs)}})
+    return CANONICAL_ENCODER.encode(
+        {"env": env, "mac": mac_hex(key, env.encode("ascii"))}).encode("ascii")
 
 
 class Ingest:

@@ -1,13 +1,24 @@
 """Property tests of the signed envelope: only VerifyError escapes, any byte change is caught."""
 
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.canonical import dumps
-from protocol.envelope import MAX_PAYLOAD, Reason, VerifyError, mac_hex, open_payload, seal, verify
+from protocol.envelope import (
+    MAX_PAYLOAD,
+    Reason,
+    VerifyError,
+    _verify_fast,
+    mac_hex,
+    open_payload,
+    seal,
+    verify,
+    verify_slow,
+)
 from tests.proof_strategies import FEW, PROPS, event_bodies, ids, json_values
 
 KEY = bytes(range(32))
@@ -147,3 +158,46 @@ def test_oversize_refused_before_parsing():
     with pytest.raises(VerifyError) as e:
         open_payload(b" " * (MAX_PAYLOAD + 1))
     assert e.value.reason == Reason.OVERSIZE
+
+
+def _outcome(fn, payload: bytes, node: str):
+    try:
+        ev = fn(payload, KEYS, topic_node=node)
+    except VerifyError as e:
+        return e.reason
+    return (ev.node, ev.epoch, ev.seq, ev.ts_ms, ev.type, ev.body)
+
+
+@PROPS
+@given(sealed(), st.data())
+def test_the_fast_path_takes_valid_payloads_and_agrees_with_the_full_check(case, data):
+    # The supervisor's hot path: a canonical payload is accepted without the slow parse, and
+    # for any change of it (byte changed, inserted, dropped) the outcome and reason are those
+    # of the full, ordered check.
+    _, payload = case
+    fast = _verify_fast(payload, KEYS, "node-a")
+    assert fast is None or fast == verify_slow(payload, KEYS, "node-a")
+    # Only \b \t \n \f \r and DEL (which the C encoder writes differently) go the slow way.
+    assert (fast is None) == bool(re.search(rb"\\\\u00(?:0[89acd]|7f)", payload))
+    i = data.draw(st.integers(0, len(payload) - 1))
+    b = data.draw(st.integers(0, 255))
+    node = data.draw(st.sampled_from(["node-a", "node-b", "node-c"]))
+    for bad in (payload[:i] + bytes([b]) + payload[i + 1:], payload[:i] + bytes([b]) + payload[i:],
+                payload[:i] + payload[i + 1:], payload.replace(b"}", b"}}", 1)):
+        assert _outcome(verify, bad, node) == _outcome(verify_slow, bad, node)
+
+
+@PROPS
+@given(st.dictionaries(st.sampled_from(["v", "node", "epoch", "seq", "ts", "type", "body", "x"]),
+                       json_values(max_leaves=6), max_size=8), st.booleans())
+def test_signed_odd_envelopes_get_the_same_verdict_on_both_paths(env, duplicate):
+    env = dict(env)
+    env["node"] = "node-a"
+    try:
+        text = dumps(env)
+    except ValueError:
+        return
+    if duplicate and len(text) > 2:  # a repeated key after a valid envelope's last one
+        text = text[:-1] + ',"v":1}'
+    payload = dumps({"env": text, "mac": mac_hex(KEY, text.encode())}).encode()
+    assert _outcome(verify, payload, "node-a") == _outcome(verify_slow, payload, "node-a")

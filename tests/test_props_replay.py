@@ -107,3 +107,12 @@ def test_far_older_than_window_is_out_of_window(size, extra):
     w.admit("n", 1, top - size + 1)  # just inside: accepted once
     with pytest.raises(VerifyError):
         w.admit("n", 1, top - size + 1)
+
+
+
+def test_in_order_traffic_keeps_no_per_sequence_memory():
+    # The soak's growth was a set of every recent sequence per node (~60 B per event).
+    w = ReplayWindow(1 << 27)
+    for s in range(1, 20_000):
+        w.admit("n", 1, s)
+    assert w.nodes["n"].recent == set() and w.nodes["n"].floor == 19_999
