@@ -9,8 +9,8 @@ but it cannot make that history agree with what the bureau has already witnessed
 import json
 from dataclasses import dataclass
 
+from protocol.chain import GENESIS, entry_hash, open_checkpoint
 from protocol.uplink import WireEntry
-from supervisor.journal import GENESIS, entry_hash, open_checkpoint
 
 GENESIS_HEX = GENESIS.hex()
 

@@ -7,8 +7,6 @@ transaction. A checkpoint (count, head hash, HMAC under the supervisor key) catc
 truncated tail, which the chain alone cannot.
 """
 
-import hashlib
-import hmac
 import json
 import os
 import sqlite3
@@ -18,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from protocol.canonical import dumpb
-from protocol.ids import ID_RE
+
+# The chain format lives in protocol (the bureau checks it too); re-exported for the site side.
+from protocol.chain import GENESIS as GENESIS
+from protocol.chain import checkpoint as checkpoint
+from protocol.chain import entry_hash as entry_hash
+from protocol.chain import open_checkpoint as open_checkpoint
 from protocol.private import restrict_db
 
-GENESIS = bytes(32)
 SUPERVISOR_NODE = "supervisor"
 
 SCHEMA = """
@@ -58,15 +60,6 @@ class Entry:
     def json(self) -> Any:
         """The payload parsed as JSON."""
         return json.loads(self.payload)
-
-
-def entry_hash(prev: bytes, node: str, epoch: int, seq: int, kind: str, payload: bytes) -> bytes:
-    """Chain hash of one entry over the previous hash and the entry's exact bytes."""
-    if ID_RE.match(node) and ID_RE.match(kind):  # ids need no escaping: same bytes, faster
-        header = f'["{node}",{epoch},{seq},"{kind}",{len(payload)}]\n'.encode("ascii")
-    else:
-        header = dumpb([node, epoch, seq, kind, len(payload)]) + b"\n"
-    return hashlib.sha256(prev + header + payload).digest()
 
 
 class Journal:
@@ -194,28 +187,6 @@ def read_entries(path: str | Path) -> Iterator[Entry]:
 
 
 # ---- checkpoint ----------------------------------------------------------------------------
-
-def checkpoint(key: bytes, count: int, head: bytes, ts_ms: int) -> bytes:
-    """A signed checkpoint: canonical JSON {count, head, ts, mac}."""
-    body = {"count": count, "head": head.hex(), "ts": ts_ms}
-    mac = hmac.new(key, dumpb(body), hashlib.sha256).hexdigest()
-    return dumpb({**body, "mac": mac})
-
-
-def open_checkpoint(key: bytes, data: bytes) -> tuple[int, str]:
-    """Check a checkpoint's MAC; return (count, head hex) or raise ValueError."""
-    try:
-        obj = json.loads(data)
-        count, head, ts = int(obj["count"]), str(obj["head"]), int(obj["ts"])
-        mac = str(obj["mac"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"checkpoint is malformed: {e}") from None
-    want = hmac.new(key, dumpb({"count": count, "head": head, "ts": ts}),
-                    hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, mac):
-        raise ValueError("checkpoint signature does not match the supervisor key")
-    return count, head
-
 
 def write_checkpoint(path: str | Path, data: bytes) -> None:
     """Write a checkpoint file atomically (write, fsync, rename)."""
