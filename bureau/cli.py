@@ -9,24 +9,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from protocol.config import ConfigError, Section, read_toml
-from protocol.ids import IdError, check_id
-from protocol.keys import parse_key
+from protocol.config import ConfigError
+from protocol.keys import load_keys
 
 
 def load_site_keys(path: str | Path) -> dict[str, bytes]:
     """The bureau's keys file: `[sites]` of `site-id = "hex checkpoint key"`."""
-    top = Section(path, "", read_toml(path))
-    sites = top.section("sites", required=True)
-    top.done()
-    keys: dict[str, bytes] = {}
-    for site, value in sites.data.items():
-        try:
-            check_id(site, "site id")
-        except IdError as e:
-            raise ConfigError(path, sites.key(site), str(e)) from None
-        keys[site] = parse_key(path, sites.key(site), value)
-    return keys
+    return load_keys(path, "sites", "site id")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -103,8 +92,9 @@ def _serve(conf: Any, n: int, suffix: str | None) -> None:
 
 
 def _bulletin(args: argparse.Namespace) -> int:
+    from protocol.timearg import parse_time
+
     from .bulletin import write_bulletin
-    from .timearg import parse_time
     langs = ("en", "zh") if args.lang == "both" else (args.lang,)
     for path in write_bulletin(args.pg, parse_time(args.start), parse_time(args.end),
                                Path(args.out), langs):

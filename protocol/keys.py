@@ -21,18 +21,19 @@ def parse_key(file: str | Path, key_path: str, value: object) -> bytes:
     return raw
 
 
-def load_keys(path: str | Path) -> dict[str, bytes]:
-    """Load the node key table; unknown sections are refused."""
+def load_keys(path: str | Path, section: str = "nodes", what: str = "node id"
+              ) -> dict[str, bytes]:
+    """Load a key table (`[nodes]` by default: id = "hex key"); unknown sections are refused."""
     top = Section(path, "", read_toml(path))
-    nodes = top.section("nodes", required=True)
+    table = top.section(section, required=True)
     top.done()
     keys: dict[str, bytes] = {}
-    for node, value in nodes.data.items():
+    for ident, value in table.data.items():
         try:
-            check_id(node, "node id")
+            check_id(ident, what)
         except IdError as e:
-            raise ConfigError(path, nodes.key(node), str(e)) from None
-        keys[node] = parse_key(path, nodes.key(node), value)
+            raise ConfigError(path, table.key(ident), str(e)) from None
+        keys[ident] = parse_key(path, table.key(ident), value)
     return keys
 
 

@@ -7,7 +7,6 @@ legal limit. Built by replaying the journal, so it shows exactly what the superv
 
 import argparse
 import csv
-import datetime as dt
 import html
 import statistics
 import sys
@@ -17,20 +16,11 @@ from typing import Any
 
 from protocol.clock import from_env
 from protocol.site import DEMO_SITE, load_site
+from protocol.timearg import parse_time
 
 from .cli import fmt_ts, replay
 from .rules.limits import limit_ms
 from .state import State
-
-
-def parse_time(text: str) -> int:
-    """ISO date/time (UTC when no zone) or Unix ms -> ms."""
-    if text.isdigit():
-        return int(text)
-    t = dt.datetime.fromisoformat(text)
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return int(t.timestamp() * 1000)
 
 
 def collect(state: State, start: int, end: int) -> dict[str, Any]:
