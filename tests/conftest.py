@@ -3,7 +3,6 @@
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,25 +22,6 @@ def broker() -> Iterator[Mosquitto]:
         yield b
     finally:
         b.close()
-
-
-# Test modules whose tests share a module- or session-scoped fixture (a broker, a provisioned
-# site) and build on what earlier tests of the module did: each runs whole on one worker.
-_SHARED_STATE_MODULES = frozenset(
-    f"tests/{p.name}" for p in Path(__file__).parent.glob("test_*.py")
-    if 'scope="module"' in p.read_text() or 'scope="session"' in p.read_text())
-
-
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Distribute single tests, except that a shared-state module goes to one worker."""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ModulesKeptTogether(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return module if module in _SHARED_STATE_MODULES else nodeid
-
-    return ModulesKeptTogether(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
