@@ -38,6 +38,11 @@ from .sdnotify import Notifier
 log = logging.getLogger(__name__)
 
 BROKER_WINDOW = 200  # events handed to paho and not yet PUBACKed by the broker
+# Events sent and not yet acked by the supervisor, counted from the oldest of them: a backlog
+# (a 72 h outbox after an outage) waits in the outbox, not in the broker's queue for the
+# supervisor, which drops silently past max_queued_messages (provisioned at 1,200 per node:
+# custody/provisioning QUEUE_PER_NODE must stay above this); and a go-back resends at most this.
+ACK_WINDOW = 1000
 RETRANSMIT_MAX_S = 300.0  # retransmit interval cap while no ack comes back at all
 SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
 # new/update/end events whose open ids are kept in the outbox, so a restart can end them
@@ -105,6 +110,7 @@ class Agent:
         self.sent: OrderedDict[int, float] = OrderedDict()
         self.pubq: deque[Any] = deque()  # paho MQTTMessageInfo of publishes not yet PUBACKed
         self.retransmit_s = conf.retransmit_s  # doubles while no ack comes back
+        self.acked_mono = 0.0  # when an ack last deleted events
         self.supervisor_online: bool | None = None  # from its retained availability
         self.faults: dict[str, str] = {}  # active fault key -> fault id
         self._fault_n = 0
@@ -275,6 +281,8 @@ class Agent:
         while self.pubq and self.pubq[0].is_published():
             self.pubq.popleft()
         room = BROKER_WINDOW - len(self.pubq)
+        if self.sent:  # in send order, so the first is the oldest unacked sent
+            room = min(room, ACK_WINDOW - (self.cursor - next(iter(self.sent)) + 1))
         if room <= 0 or self.cursor >= self.outbox.next_seq - 1:
             return
         topic = self.topics.node(self.node, "event")
@@ -292,7 +300,11 @@ class Agent:
         """Go back to the oldest unacked event when the supervisor has not acked in time."""
         if not self.sent or not self.online or self.supervisor_online is False:
             return  # a supervisor known to be offline gets everything when it comes back
-        if time.monotonic() - next(iter(self.sent.values())) >= self.retransmit_s:
+        # Due when the oldest unacked has waited a whole interval and no ack came meanwhile:
+        # while acks come, a long wait is a queue ahead of it, not a loss (a lost one stops the
+        # acks within ACK_WINDOW). Resending then would double the queue it waits in.
+        since = max(next(iter(self.sent.values())), self.acked_mono)
+        if time.monotonic() - since >= self.retransmit_s:
             self.counts["retransmits"] += 1
             # Nothing acked for a whole interval: back off so a long absence costs little.
             self.retransmit_s = min(self.retransmit_s * 2, RETRANSMIT_MAX_S)
@@ -340,6 +352,7 @@ class Agent:
             self.sent.pop(s, None)
         if deleted:
             self.retransmit_s = self.conf.retransmit_s
+            self.acked_mono = time.monotonic()
         self.pump()
 
     def _on_supervisor(self, payload: bytes) -> None:

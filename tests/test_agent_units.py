@@ -245,3 +245,73 @@ def test_link_callbacks_never_raise_into_paho():
     assert link.errors.counts["_on_message"] == 1
     delays = [jittered(n) for n in range(12)]
     assert all(0.25 <= d <= 22.5 for d in delays) and delays[-1] >= 7.5
+
+
+class _Published:
+    def is_published(self):
+        return True
+
+
+class _Link:
+    """Stands in for the MQTT link: every publish is taken and PUBACKed at once."""
+
+    def __init__(self):
+        self.sent: list[bytes] = []
+
+    def publish(self, topic, payload, retain=False):
+        self.sent.append(payload)
+        return _Published()
+
+
+def test_a_backlog_waits_in_the_outbox_and_only_silence_resends_it(tmp_path, monkeypatch):
+    """At most ACK_WINDOW events are out unacked, however deep the outbox (a broker queue
+    past max_queued_messages drops silently); a queue ahead of the oldest is no reason to
+    resend while acks come, a whole interval without one is."""
+    from types import SimpleNamespace
+
+    from edge_agent import agent as agent_mod
+    from edge_agent.agent import Agent
+    from protocol.verifier import ack_payload
+    from tests.agent_support import Rig, write_config, write_site
+
+    rig = Rig()
+    cfg = write_config(tmp_path, SimpleNamespace(host="127.0.0.1", port=1), rig,
+                       write_site(tmp_path), retransmit_s=5)
+    agent = Agent(load_agent_config(cfg))
+    ACK_WINDOW = 400  # the module's constant, smaller: fewer commits to make
+    monkeypatch.setattr(agent_mod, "ACK_WINDOW", ACK_WINDOW)
+    agent.outbox.db.execute("PRAGMA synchronous=OFF")
+    try:
+        n = ACK_WINDOW * 3
+        for i in range(n):
+            agent.outbox.append("door", {"door": "d-a", "state": "open" if i % 2 else "closed"})
+        agent.link = link = _Link()  # type: ignore[assignment]
+        agent.online, agent.supervisor_online = True, True
+        agent._go_back()
+        for _ in range(20):
+            agent.pump()
+        assert agent.cursor == ACK_WINDOW and len(link.sent) == ACK_WINDOW
+
+        def ack(seqs):
+            agent._on_ack(ack_payload(KEY, NODE, 1, 0, agent.outbox.epoch, list(seqs)))
+
+        ack(range(1, 101))  # acking the oldest opens the window by as many
+        for _ in range(20):
+            agent.pump()
+        assert agent.cursor == ACK_WINDOW + 100
+        # The oldest unacked has waited longer than the interval, but an ack just came.
+        for s in agent.sent:
+            agent.sent[s] -= 60.0
+        agent._retransmit_due()
+        assert agent.counts["retransmits"] == 0
+        agent.acked_mono -= 60.0  # ...and now nothing came for a whole interval
+        before = len(link.sent)
+        agent._retransmit_due()
+        for _ in range(20):
+            agent.pump()
+        assert agent.counts["retransmits"] == 1
+        # Sent again from the oldest unacked, the same window's worth and no more.
+        assert link.sent[before:] == link.sent[100:100 + ACK_WINDOW]
+    finally:
+        agent.outbox.close()
+        rig.close()
