@@ -277,6 +277,10 @@ def test_a_backlog_waits_in_the_outbox_and_only_silence_resends_it(tmp_path, mon
     rig = Rig()
     cfg = write_config(tmp_path, SimpleNamespace(host="127.0.0.1", port=1), rig,
                        write_site(tmp_path), retransmit_s=5)
+    from custody.provisioning.files import QUEUE_PER_NODE
+
+    # The broker's queue for the supervisor holds every node's whole window (and then some).
+    assert agent_mod.ACK_WINDOW < QUEUE_PER_NODE
     agent = Agent(load_agent_config(cfg))
     ACK_WINDOW = 400  # the module's constant, smaller: fewer commits to make
     monkeypatch.setattr(agent_mod, "ACK_WINDOW", ACK_WINDOW)

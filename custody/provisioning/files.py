@@ -7,7 +7,7 @@ from protocol.site import Node, Site
 # Sensor boards: the RDM6300 tap reader sits on UART 1 (ESP32 GPIO16 RX / GPIO17 TX).
 BOARD_UART, BOARD_RX, BOARD_TX = 1, 16, 17
 # Peak events a node may queue while the supervisor restarts: ~2 events/s for 10 min.
-QUEUE_PER_NODE = 1200
+QUEUE_PER_NODE = 1200  # above edge_agent.agent.ACK_WINDOW: a whole window of every node fits
 
 
 def acl_text(base: str, supervisor: str, nodes: list[str], staff: list[str]) -> str:
