@@ -457,12 +457,12 @@ class SnapshotHealth:
 
     loaded: int | None = None
     replayed: int = 0
-    startup_s: float = 0.0
+    startup_ms: int = 0
     refused: int = 0
     stale: int = 0
     problems: list[str] = field(default_factory=list)  # the latest few, with the reason
     written: int | None = None
-    write_s: float | None = None
+    write_ms: int | None = None
     write_failures: int = 0
     last_error: str = ""
 
@@ -485,7 +485,7 @@ class Snapshots:
         """Rebuild the fold for start-up (newest good snapshot + tail, or the whole journal)."""
         r = rebuild(self.site, journal.db, self.key, self.store)
         self.health.loaded, self.health.replayed = r.snapshot, r.replayed
-        self.health.startup_s = round(r.seconds, 3)
+        self.health.startup_ms = int(r.seconds * 1000)  # health is canonical JSON: no floats
         self.base = r.snapshot or 0
         self._problems(r.refused, r.stale)
         if r.snapshot is not None:
@@ -554,7 +554,8 @@ class Snapshots:
             self._failed(result.get("error") or f"snapshot maker exited {child.returncode}")
             return
         self.base = int(result["count"])
-        self.health.written, self.health.write_s = self.base, result.get("seconds")
+        self.health.written = self.base
+        self.health.write_ms = int(float(result.get("seconds", 0)) * 1000)
         self._problems(result.get("refused", []), result.get("stale", []))
         log.info("state snapshot at entry #%d filed (%d bytes, %.1f s)", self.base,
                  result.get("bytes", 0), result.get("seconds", 0.0))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from protocol.canonical import dumpb
 from protocol.clock import simulated
 from protocol.keys import dump_keys
 from protocol.site import Site, parse_site
@@ -253,7 +254,7 @@ def test_the_supervisor_starts_from_a_snapshot_and_makes_the_next_one(centre, tm
         assert sup.snapshots.health.loaded == 4500
         assert sup.snapshots.health.replayed == sup.journal.count - 4500
         _same_fold(site, db, sup)
-        health = health_body(sup, 0)["snapshots"]
+        health = json.loads(dumpb(health_body(sup, 0)))["snapshots"]  # as published
         assert health["loaded"] == 4500 and health["refused"] == 0
         # The checkpoint starts the maker (1,000+ entries since the snapshot), in a child.
         sup.write_checkpoint()
@@ -282,7 +283,7 @@ def test_the_supervisor_reports_a_forged_snapshot_and_replays(centre, tmp_path):
         assert sup.snapshots.health.loaded is None
         assert sup.snapshots.health.replayed == sup.journal.count
         _same_fold(site, db, sup)
-        health = health_body(sup, 0)["snapshots"]
+        health = json.loads(dumpb(health_body(sup, 0)))["snapshots"]
         assert health["refused"] == 1 and "body does not match" in health["problems"][0]
         before = sup.state.security_count
         sup.write_checkpoint()  # the refusal is journaled: a critical `security` alert
