@@ -50,18 +50,31 @@ class HeldClock(Clock):
     alive: str = ""  # the run's alive directory (passed on to children)
     every: float = 0.0  # real seconds between a process's alive renewals
     _map: list[mmap.mmap] = field(default_factory=list, repr=False, compare=False)
+    _last: list[float] = field(default_factory=list, repr=False, compare=False)
 
     def _read(self) -> tuple[float, float, float]:
         if not self._map:
             with open(self.path, "rb") as f:
                 self._map.append(mmap.mmap(f.fileno(), CLOCK_SIZE, access=mmap.ACCESS_READ))
         m = self._map[0]
-        for _ in range(1000):
+        deadline = 0.0
+        for i in range(1_000_000):
             (seq,) = struct.unpack_from("<Q", m, 0)
             start, anchor, lease = struct.unpack_from("<ddd", m, 8)
             if not seq & 1 and struct.unpack_from("<Q", m, 0)[0] == seq:
+                self._last[:] = [start, anchor, lease]
                 return start, anchor, lease
-        raise RuntimeError(f"held clock {self.path}: no consistent read")
+            # A write in progress: its writer may be a thread of this process waiting for the
+            # GIL, or a process kept off the CPU. The last consistent values still hold (time
+            # up to their lease, never past it), so use them rather than spin.
+            if self._last:
+                return self._last[0], self._last[1], self._last[2]
+            if i == 0:
+                deadline = time.monotonic() + 5.0
+            elif time.monotonic() > deadline:
+                break
+            time.sleep(0.0005)
+        raise RuntimeError(f"held clock {self.path}: no consistent read for 5 s")
 
     def now(self) -> float:
         """Simulated Unix time, stopped at the lease."""

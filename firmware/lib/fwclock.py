@@ -16,17 +16,25 @@ if _getenv is not None and _getenv("CUSTODY_CLOCK_SPEED"):
 _held = _getenv("CUSTODY_CLOCK_FILE") if _getenv is not None else None
 
 
+_last = None  # the last consistent (start, anchor, lease) read
+
+
 def _held_params():
     """(start, anchor, lease) from the held clock's file: seq (u64) then three f64; an odd
-    or changing seq is a write in progress, so read again."""
-    for _ in range(1000):
+    or changing seq is a write in progress: the last consistent values still hold."""
+    global _last
+    for _ in range(5000):
         with open(_held, "rb") as f:
             a = f.read(32)
             f.seek(0)
             b = f.read(8)
         if len(a) == 32 and a[:8] == b and not a[0] & 1:
-            return struct.unpack("<ddd", a[8:])
-    raise OSError("held clock: no consistent read")
+            _last = struct.unpack("<ddd", a[8:])
+            return _last
+        if _last is not None:
+            return _last
+        time.sleep_ms(1)
+    raise OSError("held clock: no consistent read for 5 s")
 
 
 def real_ms():
