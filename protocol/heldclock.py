@@ -151,6 +151,9 @@ class ClockHolder:
         self.alive, self.max_hold_s = alive, max_hold_s
         if alive is not None:
             alive.mkdir(parents=True, exist_ok=True)
+            for old in alive.iterdir():  # a work dir used again: its pids mean nothing now
+                with contextlib.suppress(OSError):
+                    old.unlink()
         now = time.time()
         self.start, self.anchor, self.lease = start, now, now + lease_s
         self.seq = 0
@@ -198,11 +201,11 @@ class ClockHolder:
             _, seen = struct.unpack_from(SLOT_FORMAT, m, 0)
             if pid == os.getpid():
                 continue  # this process's slot: renew() itself proves it runs
+            if now - seen > self.lease_s and not _running(pid):  # exited (or was killed)
+                m.close()
+                del self._slots[name]
+                continue
             if now - seen > self.max_hold_s:
-                if not _running(pid):
-                    m.close()
-                    del self._slots[name]
-                    continue
                 if self._ignored.get(pid) != seen:  # hung: stop waiting for it, count it
                     self._ignored[pid] = seen
                     self.gave_up[pid] = self.gave_up.get(pid, 0) + 1

@@ -118,13 +118,13 @@ def test_a_stopped_process_holds_time_until_the_holder_stops_waiting(tmp_path):
 
 
 def test_an_exited_process_does_not_hold_time(tmp_path):
-    r = Renewing(tmp_path, max_hold_s=0.3)
+    r = Renewing(tmp_path, max_hold_s=30.0)  # long: an exit is noticed without waiting
     p = child(r.h.clock())
     c = r.h.clock()
     try:
         p.kill()
         p.wait()
-        time.sleep(0.6)
+        time.sleep(0.3)
         t0 = c.now()
         time.sleep(0.3)
         assert c.now() - t0 > 0.2 * SPEED
