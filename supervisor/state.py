@@ -108,6 +108,11 @@ class State:
         self.property: dict[str, dict[str, Any]] = {}
         self.doors: dict[str, tuple[str, int]] = {}  # door -> (last reported state, since)
         self.behaviours: dict[str, Activity] = {}
+        # Evidence clips nodes keep (journaled `evidence` events): id -> what the event says,
+        # plus the node; behaviour key (node/id) -> the evidence id its `new` event named.
+        self.evidence: dict[str, dict[str, Any]] = {}
+        self.evidence_conflicts: set[str] = set()  # ids two nodes claimed: served to nobody
+        self.behaviour_evidence: dict[str, str] = {}
         self.tampers: dict[str, Activity] = {}
         self.faults: dict[str, Activity] = {}
         self.local_alerts: dict[str, Activity] = {}
@@ -244,6 +249,14 @@ class State:
                         room.officer_stay_live[b] = True
         elif etype == "behaviour":
             self._activity(self.behaviours, key, body["phase"], body["cls"], body["room"], ts)
+            if body["phase"] == "new" and "evidence" in body:
+                self.behaviour_evidence[key] = body["evidence"]
+        elif etype == "evidence":
+            known = self.evidence.get(body["id"])
+            if known is not None and known["node"] != node:
+                self.evidence_conflicts.add(body["id"])
+            elif known is None:
+                self.evidence[body["id"]] = {**body, "node": node, "ts": ts}
         elif etype == "tamper":
             self._activity(self.tampers, key, body["phase"], body["kind"], body["room"], ts)
             room = self.rooms.get(body["room"])
