@@ -34,6 +34,9 @@ COMMAND_ROLES: dict[str, frozenset[str]] = {
     # officers on the floor see the room live, not the recording.
     "view-evidence": frozenset({SUPERVISOR, LEGAL}),
 }
+# Who reads the compliance report on the desk (supervisor/report.py): the duty leader and
+# the inspector, the same roles that may see masked evidence.
+REPORT_ROLES = frozenset({SUPERVISOR, LEGAL})
 # The unmasked (clear) clip: legal officers only, and only with a reason (supervisor/staff.py).
 CLEAR_EVIDENCE = frozenset({LEGAL})
 # Approvals: custody-supervisor only, and never by someone on the detainee's own team.

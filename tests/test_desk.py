@@ -431,6 +431,11 @@ def test_view_evidence_shows_the_masked_clip_and_journals_the_view(world: World)
         src = page.locator("#evidence img.evidence-media").get_attribute("src") or ""
         assert officer.request.get(w.desk.url + src).status == 403
         assert page.request.get(w.desk.url + src).status == 200
+        # The compliance report follows the page's language; not for an officer.
+        page.context.add_cookies([{"name": "desk_lang", "value": "zh", "url": w.desk.url}])
+        report = page.request.get(w.desk.url + "/report")
+        assert report.status == 200 and "各规则告警数" in report.text()
+        assert officer.request.get(w.desk.url + "/report").status == 403
     finally:
         node.close()
         w.driver.event("node-holding", "behaviour", {

@@ -264,6 +264,26 @@ def test_gap_then_fill(w):
     assert w.state.nodes["node-entry"].gaps == []
 
 
+def test_report_follows_the_language_setting(tmp_path):
+    from supervisor.report import report_html, write_report
+
+    w = World(tmp_path)
+    w.people()
+    w.at(0).enter("d1", "medical")
+    w.alerts.reconcile(w.at(20).now)
+    write_report(w.state, T0 - 1000, T0 + 3_600_000, tmp_path / "zh", lang="zh")
+    zh = (tmp_path / "zh" / "report.html").read_text()
+    assert "<html lang='zh-CN'>" in zh
+    for heading in ("羁押合规报告", "各规则告警数", "误报", "各房间告警数", "各民警处置告警数",
+                    "羁押时长与法定时限", "被拒绝的操作"):
+        assert heading in zh, heading
+    assert "Alerts per rule" not in zh and "never-alone" in zh  # rule ids stay as they are
+    en = report_html("x", {"alerts": [], "rules": [], "rooms": [], "officers": [],
+                           "custody": [], "refused": [], "refused_actions": []}, 0, 1, "en",
+                     charts=False)
+    assert "<h2>Alerts per rule</h2>" in en and "<img" not in en
+
+
 def test_report_and_record_from_the_journal(tmp_path):
     import csv
     import subprocess

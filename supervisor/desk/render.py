@@ -302,6 +302,8 @@ def approvals(snap: dict[str, Any], ctx: Ctx) -> str:
 def inspection(snap: dict[str, Any], ctx: Ctx, extra: dict[str, Any]) -> str:
     """Findings, refused actions and false-alarm statistics for the legal officer."""
     out = [f'<h1>{e(t(ctx.lang, "inspection"))}</h1>']
+    if ctx.can("view-evidence"):  # = roles.REPORT_ROLES, who may read the report
+        out.append(f'<p><a href="/report" class="report">{e(t(ctx.lang, "report"))}</a></p>')
     if ctx.can("record-finding") and extra.get("finding_command"):
         sevs = "".join(f'<option value="{x}">{x}</option>' for x in ("note", "concern", "breach"))
         out.append(_form(ctx, "record-finding", {},

@@ -561,6 +561,8 @@ class DeskHandler(BaseHTTPRequestHandler):
             return self._redirect("/signin")
         if path == "/":
             return self._redirect("/floor")
+        if path == "/report":
+            return self._report(s)
         if path.startswith("/evidence/"):
             f = self.desk.evidence_file(s.user, path[len("/evidence/"):])
             if f is None:
@@ -585,6 +587,22 @@ class DeskHandler(BaseHTTPRequestHandler):
         body = self.desk.view_html(view, extra, snap, ctx)
         self._send(HTTPStatus.OK, render.page(ctx, view, body, snap["site"]["name"], extra),
                    session=s)
+
+    def _report(self, s: Session) -> None:
+        """The compliance report (supervisor/report.py) of everything journaled so far, in
+        the page's language: for the duty supervisor and the legal officer."""
+        from ..report import collect, report_html
+        from ..roles import REPORT_ROLES
+
+        account = self.desk.account(s.user)
+        if account is None or not account.enabled or not account.roles & REPORT_ROLES:
+            return self._send(HTTPStatus.FORBIDDEN, "the report is for custody supervisors "
+                              "and legal officers", "text/plain")
+        sup = self.desk.sup
+        end = sup.clock.now_ms() + 1
+        figures = sup.submit(lambda: collect(sup.state, 0, end))
+        self._send(HTTPStatus.OK, report_html(sup.site.name, figures, 0, end, self._lang(),
+                                              charts=False), session=self.desk.renewed(s))
 
     def _static(self, name: str) -> None:
         types = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
