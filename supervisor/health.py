@@ -45,7 +45,8 @@ def health_body(sup: Any, now_ms: int) -> dict[str, Any]:
                     "free_bytes": free},
         "checkpoint": sup.last_checkpoint,
         # Evidence views and how they ended (fetched, cached, mismatch, timeout, refused...).
-        "evidence": dict(sorted(sup.evidence.stats.items())),
+        "evidence": {**dict(sorted(sup.evidence.stats.items())),
+                     "refused_views": sup.staff.evidence_refused},
     }
 
 

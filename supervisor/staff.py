@@ -140,9 +140,12 @@ class Staff:
         self.state, self.journal, self.alerts, self.now_ms = state, journal, alerts, now_ms
         self.accounts = accounts if accounts is not None else Directory.from_records({})
         self.refused = 0
+        self.evidence_refused = 0  # view-evidence refused (role, unknown id, no reason...)
 
     def _refuse(self, actor: str, command: str, txn: str, reason: str) -> dict[str, Any]:
         self.refused += 1
+        if command == "view-evidence":
+            self.evidence_refused += 1
         # Also in the process log, where whoever runs the supervisor (or a simulation) looks.
         log.warning("refused %s by %s (txn %s): %s", command[:64], actor[:64], txn[:64], reason)
         entry = self.journal.append_own("refused", {"ts": self.now_ms(), "user": actor[:64],

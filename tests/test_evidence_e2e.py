@@ -190,8 +190,12 @@ def test_evidence_fetched_verified_journaled_and_refused_by_role(broker, tmp_pat
         assert outcomes == ["fetched", "fetched", "mismatch", "mismatch", "timeout"]
         assert not [p for p in (tmp_path / "sup" / "evidence-cache").iterdir()
                     if p.name.startswith(".")]  # no partial file left behind
-        health = json.loads(json.dumps(sup.evidence.stats))
-        assert health["views"] == 5
+        # Counted where an operator looks: the supervisor's health.
+        from supervisor.health import health_body
+
+        health = json.loads(json.dumps(health_body(sup, REAL.now_ms())))["evidence"]
+        assert health["views"] == 5 and health["fetched"] == 2 and health["mismatch"] == 2
+        assert health["refused_views"] == 4  # officer, sup clear, no reason, unknown id
     finally:
         assert driver is not None
         driver.close()
