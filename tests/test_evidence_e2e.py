@@ -52,6 +52,12 @@ def _entries(sup: Supervisor, kind: str) -> list[tuple[int, dict[str, Any]]]:
                                if e.kind == kind])
 
 
+def view(driver: Driver, args: dict[str, Any], user: str, expect_ok: bool = True
+         ) -> dict[str, Any]:
+    """view-evidence over MQTT; its answer comes once the clip is fetched (or refused)."""
+    return driver.staff("view-evidence", args, user=user, expect_ok=expect_ok, timeout=60)
+
+
 class LyingNode:
     """Answers evidence requests with the node's key, claiming the journaled hash for bytes
     that are not the clip (a node whose disk was changed and whose records were too)."""
@@ -98,7 +104,7 @@ def test_evidence_fetched_verified_journaled_and_refused_by_role(broker, tmp_pat
     (tmp_path / "sup").mkdir()
     sup = Supervisor(site, {NODE: KEY}, tmp_path / "sup" / "journal.db",
                      tmp_path / "sup" / "checkpoint.json", LinkConf(broker.host, broker.port),
-                     REAL, accounts=make_directory(), evidence_timeout_s=2.0)
+                     REAL, accounts=make_directory())
     threads = [threading.Thread(target=agent.run, daemon=True),
                threading.Thread(target=sup.run, daemon=True)]
     for t in threads:
@@ -121,10 +127,10 @@ def test_evidence_fetched_verified_journaled_and_refused_by_role(broker, tmp_pat
         wait_for(lambda: kept.id in sup.state.evidence, 20, "the evidence event journaled")
 
         # An officer: refused, journaled as refused, no fetch made.
-        r = driver.staff("view-evidence", {"alert": fall["id"]}, user="o1", expect_ok=False)
+        r = view(driver, {"alert": fall["id"]}, user="o1", expect_ok=False)
         assert "may not" in r["error"]
         # A custody supervisor: the masked clip, checked against the journal.
-        r = driver.staff("view-evidence", {"alert": fall["id"]}, user="sup")["result"]
+        r = view(driver, {"alert": fall["id"]}, user="sup")["result"]
         got = Path(r["file"])
         assert got.parent == tmp_path / "sup" / "evidence-cache"
         assert hashlib.sha256(got.read_bytes()).hexdigest() == kept.sha256 == r["sha256"]
@@ -138,20 +144,20 @@ def test_evidence_fetched_verified_journaled_and_refused_by_role(broker, tmp_pat
         assert outcomes[0][1]["outcome"] == "fetched" and outcomes[0][1]["user"] == "sup"
         assert views[0][0] < outcomes[0][0]  # the view journaled before the video came
         # Clear video: not for a custody supervisor; for a legal officer only with a reason.
-        r = driver.staff("view-evidence", {"alert": fall["id"], "clear": True,
+        r = view(driver, {"alert": fall["id"], "clear": True,
                                            "reason": "complaint"}, user="sup", expect_ok=False)
         assert "legal" in r["error"]
-        r = driver.staff("view-evidence", {"evidence": kept.id, "clear": True}, user="insp",
+        r = view(driver, {"evidence": kept.id, "clear": True}, user="insp",
                          expect_ok=False)
         assert "reason" in r["error"]
-        r = driver.staff("view-evidence", {"evidence": kept.id, "clear": True,
+        r = view(driver, {"evidence": kept.id, "clear": True,
                                            "reason": "complaint 12"}, user="insp")["result"]
         assert hashlib.sha256(Path(r["file"]).read_bytes()).hexdigest() == kept.clear_sha256
-        view = [o for _, o in _entries(sup, "staff") if o["command"] == "view-evidence"][-1]
-        assert (view["user"], view["args"]["clear"], view["args"]["reason"]) == \
+        last = [o for _, o in _entries(sup, "staff") if o["command"] == "view-evidence"][-1]
+        assert (last["user"], last["args"]["clear"], last["args"]["reason"]) == \
             ("insp", True, "complaint 12")
         # An unknown id: refused, nothing asked of any node.
-        r = driver.staff("view-evidence", {"evidence": "no-such-clip"}, user="sup",
+        r = view(driver, {"evidence": "no-such-clip"}, user="sup",
                          expect_ok=False)
         assert "no evidence 'no-such-clip'" in r["error"]
 
@@ -163,7 +169,7 @@ def test_evidence_fetched_verified_journaled_and_refused_by_role(broker, tmp_pat
         masked.write_bytes(bytes(data))
         for f in (tmp_path / "sup" / "evidence-cache").glob(f"{kept.id}.masked*"):
             f.unlink()
-        r = driver.staff("view-evidence", {"alert": fall["id"]}, user="sup", expect_ok=False)
+        r = view(driver, {"alert": fall["id"]}, user="sup", expect_ok=False)
         assert "sha256" in r["error"]
         assert driver.wait_for("security", 10)
         assert not list((tmp_path / "sup" / "evidence-cache").glob(f"{kept.id}.masked*"))
@@ -176,13 +182,14 @@ def test_evidence_fetched_verified_journaled_and_refused_by_role(broker, tmp_pat
         # A node that lies (the journaled hash, other bytes): the supervisor's own check.
         liar = LyingNode(broker, sup.topics, kept.sha256)
         try:
-            r = driver.staff("view-evidence", {"alert": fall["id"]}, user="sup",
+            r = view(driver, {"alert": fall["id"]}, user="sup",
                              expect_ok=False)
         finally:
             liar.close()
         assert "not the journaled" in r["error"] and "nothing kept" in r["error"]
         # Nobody answers: a timeout, said as such.
-        r = driver.staff("view-evidence", {"alert": fall["id"]}, user="sup", expect_ok=False)
+        sup.evidence.timeout_s = 2.0
+        r = view(driver, {"alert": fall["id"]}, user="sup", expect_ok=False)
         assert "did not answer within 2 s" in r["error"]
         stats = sup.evidence.stats
         assert (stats["fetched"], stats["mismatch"], stats["timeout"]) == (2, 2, 1)
