@@ -201,6 +201,7 @@ class Run:
         self.report_path: Path | None = None
         self._nice: int | None = None  # the nice value to give back at stop()
         self._holding: threading.Thread | None = None
+        self._passes: dict[str, float] = {}  # device pump -> end of its last pass (real)
 
     # -- set-up --------------------------------------------------------------------------
     def _emit(self, kind: str, data: Any) -> None:
@@ -599,7 +600,9 @@ class Run:
         """Renew the custody clock's lease while the run goes on (see __init__)."""
         every = self.holder.lease_s / 4
         while not self._stop.is_set():
-            self.holder.renew()
+            # The device pumps' last completed passes: a pump starved of the GIL or the CPU
+            # holds time like a node that is behind.
+            self.holder.renew(min(self._passes.values(), default=None))
             time.sleep(every)
 
     def _pump(self, readers: bool, cameras: bool) -> None:
@@ -611,12 +614,17 @@ class Run:
         uhf_period = max(0.01, min(0.25, rules.presence_ttl_s / speed / 4))
         cam_period = max(0.02, min(0.5, rules.recording_gap_s / 2 / speed / 3))
         next_uhf = next_cam = 0.0
+        # Devices run on custody time: while it stands still (protocol/heldclock.py) a reader
+        # polls and a camera shoots no more, or a node already behind would get ever more.
+        uhf_step_ms, cam_step_ms = uhf_period * speed * 500, cam_period * speed * 500
+        uhf_c = cam_c = 0
         cam_last: dict[str, float] = {}
         watched = {r.id for r in self.sc.centre.site.rooms if r.camera_required}
         while not self._stop.is_set():
             now = time.time()
-            if readers and now >= next_uhf:
+            if readers and now >= next_uhf and self.clock.now_ms() - uhf_c >= uhf_step_ms:
                 next_uhf = now + uhf_period
+                uhf_c = self.clock.now_ms()
                 occ = self.floor.read_by_room(self.t())
                 for room, room_readers in self.uhf_of_room.items():
                     people = occ.get(room, [])
@@ -639,9 +647,9 @@ class Run:
                     self._set_door(d, "closed")
                 for b in released:
                     self.board_of_button[b].set_button(b, False)
-            if cameras and now >= next_cam:
+            if cameras and now >= next_cam and self.clock.now_ms() - cam_c >= cam_step_ms:
                 next_cam = now + cam_period
-                ts = self.clock.now_ms()
+                ts = cam_c = self.clock.now_ms()
                 occ = self.floor.occupied()
                 for cam_id, cam in self.cameras.items():
                     room = self.camera_room[cam_id]
@@ -668,6 +676,7 @@ class Run:
                         cam.frame(stamp, people, falling=subject if kind == "fall" else None,
                                   lying=subject if kind == "lying" else None,
                                   fighting=kind == "fight")
+            self._passes["readers" if readers else "cameras"] = time.time()
             time.sleep((uhf_period if readers else cam_period) / 2)
 
     # -- ending --------------------------------------------------------------------------

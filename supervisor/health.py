@@ -46,6 +46,9 @@ def health_body(sup: Any, now_ms: int) -> dict[str, Any]:
         "checkpoint": sup.last_checkpoint,
         # Start-up from a snapshot, snapshots refused (integrity) or stale, the last made.
         "snapshots": sup.snapshots.health_body(),
+        # Evidence views and how they ended (fetched, cached, mismatch, timeout, refused...).
+        "evidence": {**dict(sorted(sup.evidence.stats.items())),
+                     "refused_views": sup.staff.evidence_refused},
     }
 
 

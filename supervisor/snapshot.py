@@ -233,16 +233,20 @@ def _fold_code() -> str:
     return _code_digest
 
 
+# Site settings the fold never reads (and that change with where it runs): not fingerprinted.
+SITE_UNFOLDED = frozenset({"broker", "supervisor", "bureau", "path"})
+
+
 def fold_fingerprint(site: Site) -> str:
-    """Hash of the fold's code and of the site parts it reads (rooms, nodes, rules)."""
+    """Hash of the fold's code and of the site it folds for (rooms, doors, nodes, rules...)."""
     site_part = dump_fingerprint_site(site)
     return hashlib.sha256(f"{FORMAT}\0{_fold_code()}\0".encode() + site_part).hexdigest()
 
 
 def dump_fingerprint_site(site: Site) -> bytes:
-    """The site as the fold sees it."""
-    part = (tuple((r.id, r.kind) for r in site.rooms), tuple((n.id, n.room) for n in site.nodes),
-            site.rules)
+    """The site as the fold may see it: every field but where it runs."""
+    part = {f.name: getattr(site, f.name) for f in dataclasses.fields(site)
+            if f.name not in SITE_UNFOLDED}
     return json.dumps(_Encoder().enc(part, "site"), separators=(",", ":")).encode("ascii")
 
 
