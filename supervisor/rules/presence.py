@@ -13,9 +13,9 @@ def never_alone(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     """A detainee outside holding with no officer band for the grace."""
     out = []
     for c, room, entered in detainees_in_rooms(state):
-        if room.kind == "holding" or room.officer_count > 0:
-            continue
-        since = max(entered, room.officers_zero_since)
+        if room.kind == "holding" or room.officer_count > 0 or state.counsel_in(room, c.id):
+            continue  # a visitor is no escort; a lawyer's consultation is not time alone
+        since = state.unescorted_since(room, c.id, max(entered, room.officers_zero_since))
         grace = (rules.never_alone_doorway_grace_s if room.kind == "corridor"
                  else rules.never_alone_grace_s)
         if held_for(since, state.room_clock(room.id, now_ms), grace):
@@ -64,7 +64,11 @@ def interview(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     k = rules.interview_min_officers
     for c, room, entered in detainees_in_rooms(state):
         if room.kind == "interview" and room.officer_count < k:
+            if room.officer_count == 0 and state.counsel_in(room, c.id):
+                continue  # a legal consultation, not an interview
             since = max(entered, room.below_min_since)
+            if room.officer_count == 0:
+                since = state.unescorted_since(room, c.id, since)
             msg = f"{c.id} in {room.id} with {room.officer_count} officer(s) < {k}"
         elif room.kind in INTERVIEW_ELSEWHERE and room.min_since is not None:
             since = max(entered, room.min_since)
