@@ -162,8 +162,8 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     site = parse_site(site_data, site_file)
     seed = sc_seed if seed is None else seed
     speed = sc_speed if speed is None else speed
-    centre = Centre(site)
     bands = BandMaker(seed)
+    centre = Centre(site, bands=bands)
     rand = top.section("random")
     stays = _random_day(rand, centre, bands, seed) if rand.data else _people(top, centre, bands)
     planner = Planner(centre, seed, pace)

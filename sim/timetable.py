@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actors import OUTSIDE
-from .centre import Centre, Detainee, Officer
+from .centre import Centre, Detainee, Officer, Visitor
 
 # The duty custody supervisor: gives every approval and is on no detainee's team (four eyes).
 DUTY_SUPERVISOR = "duty-sup"
@@ -30,7 +30,8 @@ VIOLATIONS = (
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
     "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
     "case-property-out", "observation-raised", "missed-reads", "two-readers",
-    "meets-co-suspect", "extension",
+    "meets-co-suspect", "extension", "lawyer-visit", "family-visit", "band-swap",
+    "reader-fault", "door-left-open",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -71,6 +72,23 @@ PARAMS: dict[str, tuple[str, ...]] = {
     # the duty supervisor approves an extension to `hours` at_s into holding (the predictor
     # moves the time-limit warnings accordingly)
     "extension": ("at_s", "hours"),
+    # a lawyer is banded at the entry desk and sees the detainee alone in an interview room
+    # (a legal consultation) at_s into holding for duration_s; when the lawyer leaves, the
+    # detainee waits alone_s for the officer to come back
+    "lawyer-visit": ("at_s", "duration_s", "alone_s"),
+    # a family visitor sees the detainee in an interview room with an officer, who steps out
+    # for officer_out_s of the duration_s (a visitor is no escort)
+    "family-visit": ("at_s", "duration_s", "officer_out_s"),
+    # the detainee and a cellmate (the next detainee of the day in the same cell) open their
+    # bands for open_s (the bands report tamper), swap them at_s into holding and swap them
+    # back after worn_s
+    "band-swap": ("at_s", "open_s", "worn_s"),
+    # a reader of the detainee's cell at_s into holding: junk_s of junk bytes between intact
+    # frames (a noisy line: nothing), corrupt_s of corrupted frames (a fault), unplugged for
+    # unplugged_s (the port is lost)
+    "reader-fault": ("at_s", "junk_s", "corrupt_s", "unplugged_s"),
+    # the cell door is left open open_s after the officers leave at intake
+    "door-left-open": ("open_s",),
 }
 
 
@@ -470,7 +488,9 @@ class Planner:
             events.sort()
         for kind, at in (("toilet-visit", 200.0), ("case-property-out", 120.0),
                          ("observation-raised", 300.0), ("meets-co-suspect", 100.0),
-                         ("extension", 60.0)):
+                         ("extension", 60.0), ("lawyer-visit", 150.0),
+                         ("family-visit", 150.0), ("band-swap", 100.0),
+                         ("reader-fault", 100.0)):
             if kind in v:
                 events.append((t + float(stay.param(kind, "at_s", at) or 0), kind))
                 events.sort()
@@ -538,6 +558,12 @@ class Planner:
                               args={"detainee": d.id, "hours": hours})
             elif what == "meets-co-suspect":
                 t = self._meet(t, d, o1, holding, stay)
+            elif what in ("lawyer-visit", "family-visit"):
+                t = self._visit(t, d, o1, holding, stay, what)
+            elif what == "band-swap":
+                t = self._swap(t, d, holding, stay)
+            elif what == "reader-fault":
+                t = self._reader_fault(t, holding, stay)
             elif what == "toilet-visit":
                 t = self._toilet(t, d, self._visitor, holding, stay)
             elif what == "case-property-out":
@@ -719,6 +745,60 @@ class Planner:
             t = self.walk(t + dur - self.hop, [d.id, officer], cell, holding) + 10
             self.plan.add(t, "move", people=[officer], room=OUTSIDE)
             t += 120
+        return t
+
+    def _visit(self, t: float, d: Detainee, officer: str, holding: str, stay: Stay,
+               kind: str) -> float:
+        """A lawyer or a family visitor, banded at the entry desk, sees the detainee in an
+        interview room and leaves through the exit; returns when the detainee is back."""
+        lawyer = kind == "lawyer-visit"
+        dur = float(stay.param(kind, "duration_s", 300.0) or 0)
+        gap = float(stay.param(kind, "alone_s" if lawyer else "officer_out_s", 0.0) or 0)
+        r = self.rules
+        who = Visitor(f"{'law' if lawyer else 'vis'}-{d.id}", "lawyer" if lawyer else "visitor",
+                      self.c.new_band(), d.id)
+        self.c.visitors[who.id] = who
+        entry = self.c.rooms_of_kind("entry")[0]
+        exit_room = self.c.rooms_of_kind("exit")[0]
+        walk_in = len(self.route(entry, self.c.rooms_of_kind("interview")[0])) * self.hop
+        room, start = self.book("interview", t, walk_in + dur + gap + 8 * self.hop + 60)
+        t = max(t, start)
+        self.plan.add(t, "move", people=[who.id], room=entry)
+        self.plan.add(t + 2, "command", command="register-visitor", user=officer,
+                      args={"visitor": who.id, "band": who.band, "kind": who.kind,
+                            "detainee": d.id})
+        # The visitor walks in on their own (nothing watches visitors' steps), the officer
+        # fetches the detainee.
+        t_in = self.walk(t + 10, [who.id], entry, room)
+        fetch = t_in
+        span = dur + gap + 4 * self.hop + 60
+        officer = self.on_call(officer, fetch, fetch + span, f"the {kind} of {d.id}")
+        self.plan.add(fetch, "move", people=[officer], room=holding)
+        t = self.walk(fetch + 10, [d.id, officer], holding, room)
+        cause = stay.vid(kind)
+        if lawyer:
+            # A legal consultation: the officer waits outside, within call.
+            self.plan.add(t + 5, "move", people=[officer], room=OUTSIDE)
+            t_left = self.walk(t + 5 + dur, [who.id], room, exit_room)
+            gone = t + 5 + dur + self.hop  # the lawyer's band leaves the interview room
+            self.plan.add(t_left + 10, "move", people=[who.id], room=OUTSIDE)
+            if gap >= r.never_alone_grace_s:
+                self.expect("never-alone", gone, r.never_alone_grace_s + 30, detainee=d.id,
+                            room=room, cause=cause)
+            t = gone + gap
+            self.plan.add(t, "move", people=[officer], room=room)
+        else:
+            if gap > 0:
+                self.plan.add(t + 20, "move", people=[officer], room=OUTSIDE)
+                if gap >= r.never_alone_grace_s:
+                    self.expect("never-alone", t + 20, r.never_alone_grace_s + 30,
+                                detainee=d.id, room=room, cause=cause)
+                self.plan.add(t + 20 + gap, "move", people=[officer], room=room)
+            t += max(dur, 20 + gap + 10)
+            t_left = self.walk(t, [who.id], room, exit_room)
+            self.plan.add(t_left + 10, "move", people=[who.id], room=OUTSIDE)
+        t = self.walk(t + 5, [d.id, officer], room, holding) + 10
+        self.plan.add(t, "move", people=[officer], room=OUTSIDE)
         return t
 
     def _case_property(self, t: float, d: Detainee, officer: str, stay: Stay) -> float:

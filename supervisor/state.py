@@ -50,8 +50,9 @@ class RoomState:
     # officer's stay): a count left over from a camera that has since died verifies nothing.
     officer_stay_live: dict[str, bool] = field(default_factory=dict)
     cam_node: str | None = None  # the node whose camera heartbeats describe this room
-    # detainee -> when their lawyer last left this room (a legal consultation ended there)
-    counsel_gone: dict[str, int] = field(default_factory=dict)
+    # detainee -> when their last legal consultation in this room ended (the lawyer left, or
+    # an officer came in)
+    consulted: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -419,7 +420,7 @@ class State:
     def unescorted_since(self, room: RoomState, detainee: str, since: int) -> int:
         """`since`, or later when a legal consultation of the detainee's in the room ended
         after it (the consultation was not time alone)."""
-        return max(since, room.counsel_gone.get(detainee, 0))
+        return max(since, room.consulted.get(detainee, 0))
 
     def officers_in(self, room: RoomState) -> list[str]:
         """Officer bands in a room."""
@@ -442,6 +443,9 @@ class State:
         for band, entered in room.bands.items():  # a spell this change ends
             if n > 0 and old == 0:
                 self._spell_ended(room, band, entered, ts, "never-alone")
+                q = self.bands.get(band)
+                if q is not None and q.role == "detainee" and self.counsel_in(room, q.person):
+                    room.consulted[q.person] = ts  # an officer joins: the consultation ends
             if k <= n and old < k:
                 self._spell_ended(room, band, entered, ts, "interview")
             if n < k <= old:
@@ -618,8 +622,9 @@ class State:
                     c.welfare.append({"ts": ts, "officer": p.person, "room": room_id,
                                       "verified": True})
                     c.timeline.append((ts, f"welfare visit by {p.person} (sensor-verified)"))
-        elif p is not None and p.role == "lawyer" and p.client is not None:
-            room.counsel_gone[p.client] = ts
+        elif (p is not None and p.role == "lawyer" and p.client is not None
+              and room.officer_count == 0 and room.kind == "interview"):
+            room.consulted[p.client] = ts  # the consultation ends with the lawyer leaving
         elif p is not None and p.role == "detainee":
             for spell in ("never-alone", "interview", "interview-elsewhere"):
                 self._spell_ended(room, band, entered, ts, spell)
@@ -653,9 +658,8 @@ class State:
         elif spell == "interview":
             if room.kind != "interview" or room.officer_count >= k:
                 return
-            since, grace = max(entered, room.below_min_since), r.interview_grace_s
-            if room.officer_count == 0:
-                since = self.unescorted_since(room, p.person, since)
+            since = self.unescorted_since(room, p.person, max(entered, room.below_min_since))
+            grace = r.interview_grace_s
             what = f"with fewer than {k} officers"
         else:
             if room.kind not in INTERVIEW_ELSEWHERE or room.min_since is None:

@@ -79,9 +79,25 @@ def test_a_lawyer_with_their_client_in_an_interview_room_is_a_consultation(w):
     band(w, LAWYER, "interview-1", "presence.leave")
     assert w.at(609.9).rule(R.never_alone) == []
     assert w.at(610).rule(R.never_alone) == [("never-alone", "d1", "interview-1")]
-    # Back with an officer: the latch names the spell from the lawyer's leaving.
+    # Back with one officer: the time with too few officers counts from the consultation's
+    # end, not from the detainee's entering (an interview with one officer only after 20 s).
     w.at(615).enter("o2", "interview-1")
     assert w.rule(R.never_alone) == []
+    assert w.at(619.9).rule(R.interview) == []
+    assert w.at(620).rule(R.interview) == [("interview", "d1", "interview-1")]
+
+
+def test_an_officer_joining_ends_the_consultation(w):
+    w.people()
+    assert visitor(w, "law-1", LAWYER, "lawyer")["ok"]
+    w.at(0).enter("o1", "interview-1")
+    w.enter("d1", "interview-1")
+    band(w, LAWYER, "interview-1")
+    w.at(1).leave("o1", "interview-1")
+    w.at(300).enter("o2", "interview-1")  # the officer comes back; the lawyer is still there
+    band(w, LAWYER, "interview-1", "presence.leave")
+    assert w.at(319.9).rule(R.interview) == []
+    assert w.at(320).rule(R.interview) == [("interview", "d1", "interview-1")]
 
 
 def test_a_lawyer_is_no_escort_outside_an_interview_room_nor_for_another_detainee(w):

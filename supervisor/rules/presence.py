@@ -66,9 +66,7 @@ def interview(state: State, now_ms: int, rules: Rules) -> list[Desired]:
         if room.kind == "interview" and room.officer_count < k:
             if room.officer_count == 0 and state.counsel_in(room, c.id):
                 continue  # a legal consultation, not an interview
-            since = max(entered, room.below_min_since)
-            if room.officer_count == 0:
-                since = state.unescorted_since(room, c.id, since)
+            since = state.unescorted_since(room, c.id, max(entered, room.below_min_since))
             msg = f"{c.id} in {room.id} with {room.officer_count} officer(s) < {k}"
         elif room.kind in INTERVIEW_ELSEWHERE and room.min_since is not None:
             since = max(entered, room.min_since)
