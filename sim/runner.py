@@ -235,7 +235,8 @@ class Run:
                 seed += 1
                 vr = VirtualReader(r.id, r.type, self.opts.noise, seed)
                 self.readers[r.id] = vr
-                readers[r.id] = {"port": vr.path}
+                (self.dir / "tty").mkdir(exist_ok=True)
+                readers[r.id] = {"port": vr.link(str(self.dir / "tty" / r.id))}
                 if r.role == "presence":
                     self.uhf_of_room.setdefault(node.room, []).append(vr)
             doors: dict[str, Any] = {}
@@ -453,7 +454,7 @@ class Run:
         elif step.action == "command":
             self.command(str(a["command"]), str(a["user"]), dict(a["args"]))
         elif step.action == "tap":
-            band = self.sc.centre.band_of(str(a["person"]))
+            band = self.sc.centre.band_of(self.floor.wears(str(a["person"])))
             with self._lock:
                 self.taps.append((self.readers[str(a["reader"])], band, time.time() + 0.3))
         elif step.action == "behaviour":
@@ -465,11 +466,26 @@ class Run:
             elif "echo_room" in a:  # seen by two readers: a neighbour's reader reads it too
                 self.floor.echo_in(person, str(a["echo_room"]),
                                    step.at_s + float(a.get("duration_s", 0)))
+            elif "swap_with" in a:  # two people exchange their (opened) bands
+                self.floor.swap_bands(person, str(a["swap_with"]))
             else:
                 self.floor.set_flags(person, bool(a.get("tamper")), bool(a.get("battery_low")))
         elif step.action == "camera":
             cam_id = str(a["camera"])
             (self.videos.get(cam_id) or self.cameras[cam_id]).covered = bool(a["covered"])
+        elif step.action == "door":  # held open (propped, or left open) for open_s
+            door = str(a["door"])
+            self._set_door(door, "open")
+            with self._lock:
+                self.door_close = [(d, w) for d, w in self.door_close if d != door]
+                self.door_close.append((door, time.time() + self.clock.real_seconds(
+                    float(a["open_s"]))))
+        elif step.action == "reader":  # a cable pulled / plugged in again
+            vr = self.readers[str(a["reader"])]
+            if a.get("plugged", True):
+                vr.plug()
+            else:
+                vr.unplug()
         elif step.action == "noise":
             n = Noise(float(a.get("junk_rate", 0)), float(a.get("corrupt_rate", 0)),
                       float(a.get("split_rate", 0)))
@@ -589,9 +605,10 @@ class Run:
                     for vr in room_readers:
                         for p in people:
                             f = self.floor.flags_of(p)
-                            vr.read_band(self.sc.centre.band_of(p), tamper=f.tamper,
-                                         battery_low=f.battery_low)
-                        vr.port.flush()
+                            vr.read_band(self.sc.centre.band_of(self.floor.wears(p)),
+                                         tamper=f.tamper, battery_low=f.battery_low)
+                        if vr.enabled:
+                            vr.port.flush()
                 with self._lock:
                     self.taps = [(r, b, u) for r, b, u in self.taps if u > now]
                     taps = list(self.taps)

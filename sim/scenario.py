@@ -72,7 +72,7 @@ VIDEO_MAX_ROOMS = 3  # each costs a node a full-rate pose pipeline and the sim a
 VIDEO_MAX_SPEED = 2.0  # the clip is played at fps x speed; the node's pipeline must keep up
 INTAKES = ("full", "quick")
 ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera",
-           "button")
+           "button", "reader", "door")
 NODE_FAULTS = ("kill-node", "start-node", "cut-node", "lag-node")
 # Kinds added with issue 18: the random day draws them as extra ordinary events (and
 # violating ones only when named in [random] violations), so seeded days keep their draws.
@@ -210,6 +210,7 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
     rooms = {r.id for r in site.rooms} | {OUTSIDE}
     cameras = {c.id for n in site.nodes for c in n.cameras}
     readers = {r.id for n in site.nodes for r in n.readers}
+    contacts = {d.door for n in site.nodes for d in n.doors}
     end = 0.0
     for st in top.sections("steps"):
         at = st.number("at_s", lo=0.0)
@@ -242,18 +243,30 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
         if action in ("tap", "band") and args.get("person") not in people:
             raise st.fail("person", "an id from [[officers]] or [[detainees]]",
                           args.get("person"))
-        if action == "band" and not set(args) <= {"person", "tamper", "battery_low",
-                                                  "unread_s", "echo_room", "duration_s"}:
-            raise st.fail(sorted(set(args) - {"person", "tamper", "battery_low", "unread_s",
-                                              "echo_room", "duration_s"})[0],
-                          "a band step key (tamper, battery_low, unread_s, echo_room, "
-                          "duration_s)")
+        band_keys = {"person", "tamper", "battery_low", "unread_s", "echo_room", "duration_s",
+                     "swap_with"}
+        if action == "band" and not set(args) <= band_keys:
+            raise st.fail(sorted(set(args) - band_keys)[0], "a band step key (tamper, "
+                          "battery_low, unread_s, echo_room, duration_s, swap_with)")
+        if action == "band" and "swap_with" in args and (
+                args["swap_with"] not in people or args["swap_with"] == args.get("person")):
+            raise st.fail("swap_with", "another id from [[officers]] or [[detainees]]",
+                          args["swap_with"])
+        if action in ("reader", "noise") and "reader" in args and args["reader"] not in readers:
+            raise st.fail("reader", "a reader of the site", args["reader"])
+        if action == "reader" and (not set(args) <= {"reader", "plugged"} or "reader" not in args
+                                   or not isinstance(args.get("plugged", True), bool)):
+            raise st.fail("plugged", "reader = <id> and plugged = true|false", args)
         if action == "band" and "echo_room" in args and args["echo_room"] not in rooms:
             raise st.fail("echo_room", "a room of the site", args["echo_room"])
         if action == "tap" and args.get("reader") not in readers:
             raise st.fail("reader", "a reader of the site", args.get("reader"))
         if action == "camera" and args.get("camera") not in cameras:
             raise st.fail("camera", "a camera of the site", args.get("camera"))
+        if action == "door" and (args.get("door") not in contacts or set(args) != {
+                "door", "open_s"} or not isinstance(args["open_s"], int | float)):
+            raise st.fail("door", "door = <a door with a contact on a node of the site>, "
+                          "open_s = <seconds>", args)
         if action == "command" and not isinstance(args.get("args"), dict):
             raise st.fail("args", "a table of the command's arguments", args.get("args"))
         if sid:

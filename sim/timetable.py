@@ -470,6 +470,8 @@ class Planner:
         in_holding = t
         t += 20
         self.plan.add(t, "move", people=team, room=OUTSIDE)  # officers leave the cell
+        if "door-left-open" in v:
+            self._door_left_open(t, d, holding, stay)
         self.engage(team, stay.arrive_s, t, f"the intake of {d.id}")
         interval = r.welfare_interval_s(d.observation)
         visit_every = interval * 0.4
@@ -799,6 +801,77 @@ class Planner:
             self.plan.add(t_left + 10, "move", people=[who.id], room=OUTSIDE)
         t = self.walk(t + 5, [d.id, officer], room, holding) + 10
         self.plan.add(t, "move", people=[officer], room=OUTSIDE)
+        return t
+
+    def _swap(self, t: float, d: Detainee, holding: str, stay: Stay) -> float:
+        """The detainee and a cellmate open their bands, swap them, wear them worn_s and swap
+        them back. Only the bands' tamper loop can tell: each opening is a band-tamper alert
+        per band (a swap without opening a band would pass unseen)."""
+        open_s = float(stay.param("band-swap", "open_s", 20.0) or 0)
+        worn = float(stay.param("band-swap", "worn_s", 120.0) or 0)
+        mate = next((x for x in self.c.detainees.values() if x.id != d.id
+                     and x.id in self.arrivals and self.where_at(x.id, t) == holding
+                     and self.where_at(x.id, t + 2 * open_s + worn + 30) == holding), None)
+        if mate is None:
+            raise PlanError(f"no cellmate of {d.id} in {holding} from {t:.0f} s (one planned "
+                            "before them, there all through the swap)")
+        cause = stay.vid("band-swap")
+        for start in (t, t + open_s + worn):
+            for p in (d.id, mate.id):
+                self.plan.add(start, "band", person=p, tamper=True, battery_low=False)
+                if open_s > 0:
+                    self.expect("band-tamper", start, 30, detainee=p, room=holding, cause=cause)
+            self.plan.add(start + open_s / 2, "band", person=d.id, swap_with=mate.id)
+            for p in (d.id, mate.id):
+                self.plan.add(start + open_s, "band", person=p, tamper=False, battery_low=False)
+        return t + 2 * open_s + worn + 10
+
+    def _door_left_open(self, t: float, d: Detainee, holding: str, stay: Stay) -> None:
+        """The officers leave the cell without shutting its door for open_s (before the first
+        welfare visit, two minutes later)."""
+        door = self.c.door_between(holding, self.route(holding, "exit")[0])
+        contacts = {x.door for n in self.c.site.nodes for x in n.doors}
+        if door is None or door not in contacts:
+            raise PlanError(f"the door of {holding} has no contact on a node")
+        open_s = float(stay.param("door-left-open", "open_s", 90.0) or 0)
+        if open_s >= 110:
+            raise PlanError(f"door-left-open open_s {open_s:g} s: at most 110 s (the first "
+                            "welfare visit comes two minutes after the officers leave)")
+        self.plan.add(t, "door", door=door, open_s=open_s)
+        limit = self.rules.door_open_limit_s
+        mates = [x for x in self.c.detainees if x != d.id and self.where_at(x, t) == holding]
+        if open_s > limit:
+            self.expect("door-open", t, limit + 40, detainee=None if mates else d.id,
+                        room=holding, cause=stay.vid("door-left-open"))
+
+    def _reader_fault(self, t: float, holding: str, stay: Stay) -> float:
+        """The cell's presence reader: a noisy line (junk between intact frames), corrupted
+        frames, then its cable pulled; returns when it is all over."""
+        readers = self.c.readers(holding, "presence")
+        if not readers:
+            raise PlanError(f"{holding} has no presence reader")
+        rid = readers[0].id
+        cause = stay.vid("reader-fault")
+        junk = float(stay.param("reader-fault", "junk_s", 0.0) or 0)
+        corrupt = float(stay.param("reader-fault", "corrupt_s", 0.0) or 0)
+        unplugged = float(stay.param("reader-fault", "unplugged_s", 0.0) or 0)
+        clean = {"junk_rate": 0.0, "corrupt_rate": 0.0, "split_rate": 0.0}
+        if junk > 0:
+            # Junk between frames and frames split in two: the parser finds every frame.
+            self.plan.add(t, "noise", reader=rid, junk_rate=0.3, split_rate=0.5)
+            self.plan.add(t + junk, "noise", reader=rid, **clean)
+            t += junk + 10
+        if corrupt > 0:
+            # Frames with a flipped byte fail their checksum: the node reports a fault.
+            self.plan.add(t, "noise", reader=rid, corrupt_rate=0.2)
+            self.expect("reader-fault", t, 60, room=holding, cause=cause)
+            self.plan.add(t + corrupt, "noise", reader=rid, **clean)
+            t += corrupt + 10
+        if unplugged > 0:
+            self.plan.add(t, "reader", reader=rid, plugged=False)
+            self.expect("reader-fault", t, 60, room=holding, cause=cause)
+            self.plan.add(t + unplugged, "reader", reader=rid, plugged=True)
+            t += unplugged + 10
         return t
 
     def _case_property(self, t: float, d: Detainee, officer: str, stay: Stay) -> float:

@@ -2,15 +2,18 @@
 
 A visitor's band is known (no unknown-band) but never an escort; a lawyer alone with their
 client in an interview room is a legal consultation (neither never-alone nor an interview),
-and the time alone after the lawyer leaves counts from the lawyer's leaving.
+and the time alone after the lawyer leaves counts from the lawyer's leaving. Also the cell
+door left open (door-open).
 """
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from protocol.site import Door
 from supervisor import rules as R
 from tests.supervisor_support import BANDS, ROOM_NODE
 from tests.test_supervisor_units import World
@@ -127,3 +130,20 @@ def test_the_visitor_band_goes_back_at_the_exit(w):
     assert w.state.roster_version == version + 1
     assert visitor(w, "fam-1", VISITOR, "visitor")["ok"]  # the band may be issued again
     assert BANDS["d1"] in w.state.bands
+
+
+def test_an_occupied_cell_door_left_open_without_an_officer(w):
+    """door-open: a holding room's door open with a detainee inside and no officer, for
+    door_open_limit_s (60 s by default); an officer inside (a visit) or a shut door is fine."""
+    w.state.site = dataclasses.replace(
+        w.state.site, doors=(*w.state.site.doors, Door("d-cell", ("holding-1", "corridor"))))
+    w.people()
+    w.at(0).enter("o1", "holding-1")
+    w.enter("d1", "holding-1")
+    w.state.doors["d-cell"] = ("open", w.now)
+    assert w.at(100).rule(R.door_open) == []  # an officer is in the cell
+    w.leave("o1", "holding-1")
+    assert w.at(159.9).rule(R.door_open) == []
+    assert w.at(160).rule(R.door_open) == [("door-open", "d1", "holding-1")]
+    w.state.doors["d-cell"] = ("closed", w.now)
+    assert w.at(161).rule(R.door_open) == []

@@ -58,6 +58,29 @@ def holding_watch(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     return out
 
 
+def door_open(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+    """A holding room's door open while a detainee is inside and no officer is: the cell is
+    not closed on them (an open door with an officer in the cell is a visit)."""
+    out = []
+    for door in state.site.doors:
+        st = state.doors.get(door.id)
+        if st is None or st[0] != "open":
+            continue
+        for room_id in door.between:
+            room = state.rooms.get(room_id)
+            if (room is None or room.kind != "holding" or room.officer_count > 0
+                    or room.detainee_since is None):
+                continue
+            since = max(st[1], room.detainee_since, room.officers_zero_since)
+            if held_for(since, state.room_clock(room.id, now_ms), rules.door_open_limit_s):
+                out.append(desired("door-open", f"{door.id}/{room.id}", since,
+                                   state._only_detainee(room.id), room.id,
+                                   f"door {door.id} of {room.id} open with "
+                                   f"{', '.join(state.detainees_in(room))} inside and no "
+                                   "officer"))
+    return out
+
+
 def interview(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     """Interview with too few officers, or officers interviewing outside an interview room."""
     out = []
