@@ -78,7 +78,8 @@ NODE_FAULTS = ("kill-node", "start-node", "cut-node", "lag-node")
 # violating ones only when named in [random] violations), so seeded days keep their draws.
 NEW_VOCABULARY = ("short-welfare-visits", "toilet-visit", "case-property-out",
                   "observation-raised", "missed-reads", "two-readers", "meets-co-suspect",
-                  "extension")
+                  "extension", "lawyer-visit", "family-visit", "band-swap", "reader-fault",
+                  "door-left-open")
 REACTIONS = {"ack": "ack-alert", "resolve": "resolve-alert", "false-alarm": "false-alarm"}
 FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node", "lag-node",
           "kill-supervisor", "start-supervisor")
@@ -525,6 +526,8 @@ def _random_day(s: Section, centre: Centre, bands: BandMaker, seed: int) -> list
     rate = s.number("violation_rate", 0.3, lo=0.0, hi=1.0)
     kinds = s.array("violations", [v for v in VIOLATIONS if v not in ("node-offline",)
                                    and v not in NEW_VOCABULARY])
+    if "band-swap" in kinds:  # it needs a cellmate the day has planned before
+        raise s.fail("violations", "kinds a random day can draw (not band-swap)", "band-swap")
     s.done()
     return random_day(centre, bands, seed, n, hours, rate, kinds)
 
@@ -539,6 +542,10 @@ RANDOM_VARIANTS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     "short-welfare-visits": ({"duration_s": 30.0}, {"duration_s": 30.0}),
     "left-alone": ({"duration_s": 5.0}, {"duration_s": 60.0}),
     "short-search": ({"duration_s": 200.0}, {"duration_s": 60.0}),
+    "lawyer-visit": ({"alone_s": 0.0}, {"alone_s": 30.0}),
+    "family-visit": ({"officer_out_s": 0.0}, {"officer_out_s": 30.0}),
+    "reader-fault": ({"junk_s": 30.0}, {"corrupt_s": 20.0}),
+    "door-left-open": ({"open_s": 30.0}, {"open_s": 100.0}),
 }
 
 

@@ -76,8 +76,8 @@ PARAMS: dict[str, tuple[str, ...]] = {
     # (a legal consultation) at_s into holding for duration_s; when the lawyer leaves, the
     # detainee waits alone_s for the officer to come back
     "lawyer-visit": ("at_s", "duration_s", "alone_s"),
-    # a family visitor sees the detainee in an interview room with an officer, who steps out
-    # for officer_out_s of the duration_s (a visitor is no escort)
+    # a family visitor sees the detainee in an information room with an officer, who steps
+    # out for officer_out_s of the duration_s (a visitor is no escort)
     "family-visit": ("at_s", "duration_s", "officer_out_s"),
     # the detainee and a cellmate (the next detainee of the day in the same cell) open their
     # bands for open_s (the bands report tamper), swap them at_s into holding and swap them
@@ -762,8 +762,13 @@ class Planner:
         self.c.visitors[who.id] = who
         entry = self.c.rooms_of_kind("entry")[0]
         exit_room = self.c.rooms_of_kind("exit")[0]
-        walk_in = len(self.route(entry, self.c.rooms_of_kind("interview")[0])) * self.hop
-        room, start = self.book("interview", t, walk_in + dur + gap + 8 * self.hop + 60)
+        # A lawyer sees their client in private in an interview room (a legal consultation); a
+        # family visit is no interview: an information room, with an officer there.
+        kind_of_room = "interview" if lawyer else "information"
+        if not self.c.rooms_of_kind(kind_of_room):
+            raise PlanError(f"the {kind} of {d.id} needs a room of kind {kind_of_room}")
+        walk_in = len(self.route(entry, self.c.rooms_of_kind(kind_of_room)[0])) * self.hop
+        room, start = self.book(kind_of_room, t, walk_in + dur + gap + 8 * self.hop + 60)
         t = max(t, start)
         self.plan.add(t, "move", people=[who.id], room=entry)
         self.plan.add(t + 2, "command", command="register-visitor", user=officer,
@@ -773,8 +778,11 @@ class Planner:
         # fetches the detainee.
         t_in = self.walk(t + 10, [who.id], entry, room)
         fetch = t_in
-        span = dur + gap + 4 * self.hop + 60
-        officer = self.on_call(officer, fetch, fetch + span, f"the {kind} of {d.id}")
+        span = dur + gap + 2 * len(self.route(holding, room)) * self.hop + 60
+        officer = next((o for o in [officer, *sorted(self.c.officers)]
+                        if self.is_free(o, fetch, fetch + span)), "")
+        if not officer:
+            raise PlanError(f"no officer on duty and free for the {kind} of {d.id}")
         self.plan.add(fetch, "move", people=[officer], room=holding)
         t = self.walk(fetch + 10, [d.id, officer], holding, room)
         cause = stay.vid(kind)
@@ -801,6 +809,7 @@ class Planner:
             self.plan.add(t_left + 10, "move", people=[who.id], room=OUTSIDE)
         t = self.walk(t + 5, [d.id, officer], room, holding) + 10
         self.plan.add(t, "move", people=[officer], room=OUTSIDE)
+        self.engage([officer], fetch, t, f"the {kind} of {d.id}")
         return t
 
     def _swap(self, t: float, d: Detainee, holding: str, stay: Stay) -> float:
@@ -864,12 +873,13 @@ class Planner:
         if corrupt > 0:
             # Frames with a flipped byte fail their checksum: the node reports a fault.
             self.plan.add(t, "noise", reader=rid, corrupt_rate=0.2)
-            self.expect("reader-fault", t, 60, room=holding, cause=cause)
+            # The node counts bad frames per health interval (5 real s; 200 custody s at x40).
+            self.expect("reader-fault", t, 330, room=holding, cause=cause)
             self.plan.add(t + corrupt, "noise", reader=rid, **clean)
             t += corrupt + 10
         if unplugged > 0:
             self.plan.add(t, "reader", reader=rid, plugged=False)
-            self.expect("reader-fault", t, 60, room=holding, cause=cause)
+            self.expect("reader-fault", t, 330, room=holding, cause=cause)
             self.plan.add(t + unplugged, "reader", reader=rid, plugged=True)
             t += unplugged + 10
         return t
