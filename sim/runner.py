@@ -472,7 +472,10 @@ class Run:
                 self.floor.set_flags(person, bool(a.get("tamper")), bool(a.get("battery_low")))
         elif step.action == "camera":
             cam_id = str(a["camera"])
-            (self.videos.get(cam_id) or self.cameras[cam_id]).covered = bool(a["covered"])
+            if "view" in a:  # blurred or moved (keypoint cameras: the tamper path's measures)
+                self.cameras[cam_id].view = str(a["view"])
+            else:
+                (self.videos.get(cam_id) or self.cameras[cam_id]).covered = bool(a["covered"])
         elif step.action == "door":  # held open (propped, or left open) for open_s
             door = str(a["door"])
             self._set_door(door, "open")

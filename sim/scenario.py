@@ -48,6 +48,7 @@ from protocol.topics import SEVERITIES
 
 from .actors import OUTSIDE
 from .centre import BandMaker, Centre, Detainee, Officer
+from .devices.camera import VIEWS
 from .timetable import (
     DUTY_SUPERVISOR,
     PARAMS,
@@ -264,6 +265,10 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
             raise st.fail("reader", "a reader of the site", args.get("reader"))
         if action == "camera" and args.get("camera") not in cameras:
             raise st.fail("camera", "a camera of the site", args.get("camera"))
+        if action == "camera" and not (set(args) in ({"camera", "covered"}, {"camera", "view"})
+                                       and args.get("view", "clear") in VIEWS):
+            raise st.fail("view", "covered = true|false, or view = "
+                          f"{'|'.join(VIEWS)}", args)
         if action == "door" and (args.get("door") not in contacts or set(args) != {
                 "door", "open_s"} or not isinstance(args["open_s"], int | float)):
             raise st.fail("door", "door = <a door with a contact on a node of the site>, "

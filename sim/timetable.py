@@ -31,7 +31,7 @@ VIOLATIONS = (
     "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
     "case-property-out", "observation-raised", "missed-reads", "two-readers",
     "meets-co-suspect", "extension", "lawyer-visit", "family-visit", "band-swap",
-    "reader-fault", "door-left-open",
+    "reader-fault", "door-left-open", "camera-tamper",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -89,7 +89,14 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "reader-fault": ("at_s", "junk_s", "corrupt_s", "unplugged_s"),
     # the cell door is left open open_s after the officers leave at intake
     "door-left-open": ("open_s",),
+    # the cell camera is blurred (moved = 1: turned away) at_s into holding for duration_s;
+    # the node's tamper path holds a condition 3 s before reporting it
+    "camera-tamper": ("at_s", "duration_s", "moved"),
 }
+# The node's tamper path (edge_agent/vision/tamper.py): checks every second, reports a
+# condition held for 3 s. Durations between the bands below are refused: there the
+# prediction depends on where the checks and heartbeats fall.
+TAMPER_QUIET_S, TAMPER_ONLY_S, TAMPER_ALL_S = 2.0, (5.0, 6.0), 45.0
 
 
 @dataclass(frozen=True)
@@ -492,7 +499,7 @@ class Planner:
                          ("observation-raised", 300.0), ("meets-co-suspect", 100.0),
                          ("extension", 60.0), ("lawyer-visit", 150.0),
                          ("family-visit", 150.0), ("band-swap", 100.0),
-                         ("reader-fault", 100.0)):
+                         ("reader-fault", 100.0), ("camera-tamper", 150.0)):
             if kind in v:
                 events.append((t + float(stay.param(kind, "at_s", at) or 0), kind))
                 events.sort()
@@ -566,6 +573,8 @@ class Planner:
                 t = self._swap(t, d, holding, stay)
             elif what == "reader-fault":
                 t = self._reader_fault(t, holding, stay)
+            elif what == "camera-tamper":
+                t = self._camera_tamper(t, d, holding, stay)
             elif what == "toilet-visit":
                 t = self._toilet(t, d, self._visitor, holding, stay)
             elif what == "case-property-out":
@@ -853,6 +862,34 @@ class Planner:
             self.expect("door-open", t, limit + 40, detainee=None if mates else d.id,
                         room=holding, cause=stay.vid("door-left-open"))
 
+    def _camera_tamper(self, t: float, d: Detainee, holding: str, stay: Stay) -> float:
+        """The cell camera blurred or turned away for duration_s: camera-tamper once the
+        node has held it 3 s; long enough, the cell is unrecorded (recording-gap) and every
+        detainee alone in it unwatched (holding-watch)."""
+        cam = self._camera(holding)
+        if cam is None:
+            raise PlanError(f"{holding} has no camera")
+        dur = float(stay.param("camera-tamper", "duration_s", 60.0) or 0)
+        lo, hi = TAMPER_ONLY_S
+        if not (dur <= TAMPER_QUIET_S or lo <= dur <= hi or dur >= TAMPER_ALL_S):
+            raise PlanError(f"camera-tamper duration_s {dur:g}: at most {TAMPER_QUIET_S:g} "
+                            f"(nothing), {lo:g}-{hi:g} (camera-tamper) or at least "
+                            f"{TAMPER_ALL_S:g} s (also recording-gap and holding-watch)")
+        view = "moved" if stay.param("camera-tamper", "moved", 0) else "blurred"
+        cause = stay.vid("camera-tamper")
+        self.plan.add(t, "camera", camera=cam, view=view)
+        if dur >= lo:
+            self.expect("camera-tamper", t, 30, room=holding, cause=cause)
+        if dur >= TAMPER_ALL_S:
+            r = self.rules
+            self.expect("recording-gap", t, r.recording_gap_s + 40, room=holding, cause=cause)
+            for x in sorted(self.c.detainees):
+                if self.where_at(x, t) == holding or x == d.id:
+                    self.expect("holding-watch", t, r.holding_watch_grace_s + 40, detainee=x,
+                                room=holding, cause=cause)
+        self.plan.add(t + dur, "camera", camera=cam, view="clear")
+        return t + dur + 10
+
     def _reader_fault(self, t: float, holding: str, stay: Stay) -> float:
         """The cell's presence reader: a noisy line (junk between intact frames), corrupted
         frames, then its cable pulled; returns when it is all over."""
@@ -864,7 +901,7 @@ class Planner:
         junk = float(stay.param("reader-fault", "junk_s", 0.0) or 0)
         corrupt = float(stay.param("reader-fault", "corrupt_s", 0.0) or 0)
         unplugged = float(stay.param("reader-fault", "unplugged_s", 0.0) or 0)
-        clean = {"junk_rate": 0.0, "corrupt_rate": 0.0, "split_rate": 0.0}
+        clean: dict[str, Any] = {"junk_rate": 0.0, "corrupt_rate": 0.0, "split_rate": 0.0}
         if junk > 0:
             # Junk between frames and frames split in two: the parser finds every frame.
             self.plan.add(t, "noise", reader=rid, junk_rate=0.3, split_rate=0.5)
