@@ -149,7 +149,8 @@ class Run:
         self.dir = Path(self.opts.workdir or tempfile.mkdtemp(prefix=f"custody-sim-{sc.name}-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.floor = Floor()
-        self.clock: Clock = simulated(sc.speed, time.time())
+        # Custody time starts at the scenario's `start` (e.g. before midnight), else now.
+        self.clock: Clock = simulated(sc.speed, sc.start_epoch or time.time())
         self.start_ms = 0
         self.broker: Mosquitto | None = self.opts.broker
         self.own_broker = self.opts.broker is None

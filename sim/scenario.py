@@ -8,6 +8,8 @@
     seed = 1
     tail_s = 120                         # custody seconds to keep running after the last step
     pace = 1.0                           # < 1 shortens stages that have no legal minimum
+    start = "23:40"                      # optional: custody time at the start ("HH:MM" today
+                                         # in the site's time zone, or an ISO date and time)
     [rules]                              # optional: overrides of the site's [rules]
     [[officers]]    id, sex ("f"|"m"), on_s/off_s (the shift; welfare visits go to whoever
                     is on duty and free, an officer booked in two places is refused)
@@ -80,7 +82,7 @@ NODE_FAULTS = ("kill-node", "start-node", "cut-node", "lag-node")
 NEW_VOCABULARY = ("short-welfare-visits", "toilet-visit", "case-property-out",
                   "observation-raised", "missed-reads", "two-readers", "meets-co-suspect",
                   "extension", "lawyer-visit", "family-visit", "band-swap", "reader-fault",
-                  "door-left-open")
+                  "door-left-open", "camera-tamper", "sleeps")
 REACTIONS = {"ack": "ack-alert", "resolve": "resolve-alert", "false-alarm": "false-alarm"}
 FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node", "lag-node",
           "kill-supervisor", "start-supervisor")
@@ -114,6 +116,7 @@ class Scenario:
     tail_s: float
     stays: list[Stay] = field(default_factory=list)
     video: VideoConf | None = None
+    start_epoch: float | None = None  # custody time when the processes start (None: now)
 
     @property
     def duration_s(self) -> float:
@@ -155,6 +158,7 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     sc_seed = sc.integer("seed", 1)
     tail = sc.number("tail_s", 120.0, lo=0.0)
     pace = sc.number("pace", 1.0, lo=0.05, hi=10.0)
+    start = sc.text("start", "")
     sc.done()
     site_data = read_toml(site_file)
     overrides = top.section("rules")
@@ -162,6 +166,7 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     if overrides.data:
         site_data.setdefault("rules", {}).update(overrides.data)
     site = parse_site(site_data, site_file)
+    start_epoch = _start_epoch(sc, start, site.timezone) if start else None
     seed = sc_seed if seed is None else seed
     speed = sc_speed if speed is None else speed
     bands = BandMaker(seed)
@@ -198,7 +203,26 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     plan.duration_s = max([plan.duration_s, *(e.from_s + e.within_s + 10
                                               for e in plan.expected)])
     return Scenario(name, desc, str(path), site_data, centre, plan, speed, seed, tail, stays,
-                    video)
+                    video, start_epoch)
+
+
+def _start_epoch(sc: Section, start: str, timezone: str) -> float:
+    """`start = "23:40"` (today, the site's time zone) or "2026-12-01T23:40" as Unix seconds:
+    the custody time the run's clock starts at (a day that crosses midnight)."""
+    from datetime import datetime
+    from datetime import time as dtime
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(timezone)
+    try:
+        if "T" in start:
+            when = datetime.fromisoformat(start)
+        else:
+            when = datetime.combine(datetime.now(tz).date(), dtime.fromisoformat(start))
+    except ValueError:
+        raise sc.fail("start", "HH:MM or YYYY-MM-DDTHH:MM (the site's time zone)",
+                      start) from None
+    return (when if when.tzinfo else when.replace(tzinfo=tz)).timestamp()
 
 
 def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[str, float]
@@ -551,6 +575,8 @@ RANDOM_VARIANTS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     "family-visit": ({"officer_out_s": 0.0}, {"officer_out_s": 30.0}),
     "reader-fault": ({"junk_s": 30.0}, {"corrupt_s": 20.0}),
     "door-left-open": ({"open_s": 30.0}, {"open_s": 100.0}),
+    "camera-tamper": ({"duration_s": 2.0}, {"duration_s": 60.0}),
+    "sleeps": ({"duration_s": 1800.0, "turn_s": 300.0}, {"duration_s": 900.0}),
 }
 
 

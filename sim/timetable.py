@@ -31,7 +31,7 @@ VIOLATIONS = (
     "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
     "case-property-out", "observation-raised", "missed-reads", "two-readers",
     "meets-co-suspect", "extension", "lawyer-visit", "family-visit", "band-swap",
-    "reader-fault", "door-left-open", "camera-tamper",
+    "reader-fault", "door-left-open", "camera-tamper", "sleeps",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -92,6 +92,10 @@ PARAMS: dict[str, tuple[str, ...]] = {
     # the cell camera is blurred (moved = 1: turned away) at_s into holding for duration_s;
     # the node's tamper path holds a condition 3 s before reporting it
     "camera-tamper": ("at_s", "duration_s", "moved"),
+    # the detainee lies down on the bench to sleep at_s into holding for duration_s, sitting
+    # up for 10 s every turn_s (0: never); a spell lying past lying_still_s raises lying-still
+    # (welfare visits go on at the observation level's interval, asleep or not)
+    "sleeps": ("at_s", "duration_s", "turn_s"),
 }
 # The node's tamper path (edge_agent/vision/tamper.py): checks every second, reports a
 # condition held for 3 s. Durations between the bands below are refused: there the
@@ -499,7 +503,8 @@ class Planner:
                          ("observation-raised", 300.0), ("meets-co-suspect", 100.0),
                          ("extension", 60.0), ("lawyer-visit", 150.0),
                          ("family-visit", 150.0), ("band-swap", 100.0),
-                         ("reader-fault", 100.0), ("camera-tamper", 150.0)):
+                         ("reader-fault", 100.0), ("camera-tamper", 150.0),
+                         ("sleeps", 100.0)):
             if kind in v:
                 events.append((t + float(stay.param(kind, "at_s", at) or 0), kind))
                 events.sort()
@@ -575,6 +580,8 @@ class Planner:
                 t = self._reader_fault(t, holding, stay)
             elif what == "camera-tamper":
                 t = self._camera_tamper(t, d, holding, stay)
+            elif what == "sleeps":
+                t = self._sleep(t, holding, stay)
             elif what == "toilet-visit":
                 t = self._toilet(t, d, self._visitor, holding, stay)
             elif what == "case-property-out":
@@ -861,6 +868,27 @@ class Planner:
         if open_s > limit:
             self.expect("door-open", t, limit + 40, detainee=None if mates else d.id,
                         room=holding, cause=stay.vid("door-left-open"))
+
+    def _sleep(self, t: float, holding: str, stay: Stay) -> float:
+        """Asleep on the bench: lying spells of turn_s parted by 10 s sitting up. The
+        camera's lie-down takes 10 s, so spells within 10 s under / 20 s over lying_still_s
+        are refused (the prediction would depend on the node's window)."""
+        dur = float(stay.param("sleeps", "duration_s", 1800.0) or 0)
+        turn = float(stay.param("sleeps", "turn_s", 0.0) or 0) or dur
+        limit = self.rules.lying_still_s
+        end = t + dur
+        while t < end:
+            spell = min(turn, end - t)
+            if limit - 10 < spell < limit + 20:
+                raise PlanError(f"sleeps: a spell of {spell:g} s lying is too close to "
+                                f"lying_still_s ({limit} s) to predict")
+            self.plan.add(t, "behaviour", room=holding, kind="lying", people=1)
+            if spell >= limit + 20:
+                self.expect("lying-still", t + limit, 60, room=holding,
+                            cause=stay.vid("sleeps"))
+            self.plan.add(t + spell, "behaviour", room=holding, kind="none")
+            t += spell + 10
+        return t
 
     def _camera_tamper(self, t: float, d: Detainee, holding: str, stay: Stay) -> float:
         """The cell camera blurred or turned away for duration_s: camera-tamper once the
