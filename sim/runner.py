@@ -40,6 +40,7 @@ from .devices.frames import Noise
 from .devices.readers import VirtualReader
 from .devices.video import Clip, VideoCamera, load_clip
 from .faults import Child, Relay, env_with
+from .priority import raise_priority, restore_priority
 from .scenario import Scenario
 from .score import Raised, Score, score
 from .timetable import DUTY_SUPERVISOR, Step
@@ -187,6 +188,7 @@ class Run:
         self._txn = itertools.count(1)
         self._lock = threading.Lock()
         self.report_path: Path | None = None
+        self._nice: int | None = None  # the nice value to give back at stop()
 
     # -- set-up --------------------------------------------------------------------------
     def _emit(self, kind: str, data: Any) -> None:
@@ -379,6 +381,8 @@ class Run:
     # -- running -------------------------------------------------------------------------
     def start(self) -> None:
         """Start every process and the device pump; custody time starts now."""
+        # Ahead of other jobs, with everything started from here (sim/priority.py).
+        self._nice = raise_priority()
         self.setup()
         assert self.supervisor is not None
         self._connect()
@@ -699,6 +703,8 @@ class Run:
             v.close()
         if self.own_broker and self.broker is not None:
             self.broker.close()
+        restore_priority(self._nice)
+        self._nice = None
         if not self.opts.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
