@@ -572,7 +572,8 @@ class State:
             if other.id != room_id and band in other.bands:
                 self._leave(band, other.id, ts)
         p = self.bands.get(band)
-        if p is not None and p.role == "lawyer" and room.kind == "interview":
+        if (p is not None and p.role == "lawyer" and room.kind == "interview"
+                and room.officer_count == 0):
             for b, entered in list(room.bands.items()):  # a spell alone this consultation ends
                 q = self.bands.get(b)
                 if q is not None and q.role == "detainee" and q.person == p.client:

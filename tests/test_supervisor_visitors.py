@@ -147,3 +147,18 @@ def test_an_occupied_cell_door_left_open_without_an_officer(w):
     assert w.at(160).rule(R.door_open) == [("door-open", "d1", "holding-1")]
     w.state.doors["d-cell"] = ("closed", w.now)
     assert w.at(161).rule(R.door_open) == []
+
+
+def test_time_alone_before_the_lawyer_came_is_latched_when_they_arrive(w):
+    """Alone past the grace, then the lawyer comes in before the rules looked: the spell
+    ended there and is latched (as when an officer comes back)."""
+    w.people()
+    assert visitor(w, "law-1", LAWYER, "lawyer")["ok"]
+    w.at(0).enter("o1", "interview-1")
+    w.enter("d1", "interview-1")
+    w.at(1).leave("o1", "interview-1")
+    w.at(16)
+    band(w, LAWYER, "interview-1")
+    assert w.rule(R.never_alone) == []  # a consultation now
+    assert [(i.rule, i.detainee) for i in w.state.incidents.values() if i.open] == [
+        ("never-alone", "d1")]
