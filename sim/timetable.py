@@ -907,7 +907,7 @@ class Planner:
         cause = stay.vid("camera-tamper")
         self.plan.add(t, "camera", camera=cam, view=view)
         if dur >= lo:
-            self.expect("camera-tamper", t, 30, room=holding, cause=cause)
+            self.expect("camera-tamper", t, 60, room=holding, cause=cause)
         if dur >= TAMPER_ALL_S:
             r = self.rules
             self.expect("recording-gap", t, r.recording_gap_s + 40, room=holding, cause=cause)
