@@ -197,7 +197,7 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
         vids = {st.vid(k) for st in stays for k in st.violations} | {
             s.id for s in plan.steps if s.id and s.id not in step_at}
         plan.expected = _expectations(top, path, generated, vids, step_at)
-    video = _video(top, path, centre, stays, speed)
+    video = _video(top, path, centre, stays, speed, plan)
     top.done()
     # Run at least until the window of every expected alert has closed.
     plan.duration_s = max([plan.duration_s, *(e.from_s + e.within_s + 10
@@ -236,6 +236,7 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
     rooms = {r.id for r in site.rooms} | {OUTSIDE}
     cameras = {c.id for n in site.nodes for c in n.cameras}
     readers = {r.id for n in site.nodes for r in n.readers}
+    node_readers = {r.id for n in centre.room_nodes() for r in n.readers}
     contacts = {d.door for n in site.nodes for d in n.doors}
     end = 0.0
     for st in top.sections("steps"):
@@ -278,8 +279,11 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
                 args["swap_with"] not in people or args["swap_with"] == args.get("person")):
             raise st.fail("swap_with", "another id from [[officers]] or [[detainees]]",
                           args["swap_with"])
-        if action in ("reader", "noise") and "reader" in args and args["reader"] not in readers:
+        if action == "noise" and "reader" in args and args["reader"] not in readers:
             raise st.fail("reader", "a reader of the site", args["reader"])
+        if action == "reader" and args.get("reader") not in node_readers:
+            # a sensor board's reader is opened by the firmware, which has no stable name
+            raise st.fail("reader", "a reader of a room node of the site", args.get("reader"))
         if action == "reader" and (not set(args) <= {"reader", "plugged"} or "reader" not in args
                                    or not isinstance(args.get("plugged", True), bool)):
             raise st.fail("plugged", "reader = <id> and plugged = true|false", args)
@@ -360,8 +364,8 @@ def _reactions(top: Section, centre: Centre) -> list[Reaction]:
     return out
 
 
-def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: float
-           ) -> VideoConf | None:
+def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: float,
+           plan: Plan) -> VideoConf | None:
     """The [video] table, checked against the site, the people, the speed and the disk."""
     v = top.section("video")
     if not v.data:
@@ -392,6 +396,12 @@ def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: f
         load_clip(clip, max_frames=1)  # the run decodes it all; loading (and `sim list`) need not
     except ValueError as exc:
         raise v.fail("fall_clip", f"a clip OpenCV decodes ({exc})", clip_rel) from None
+    video_cams = {c.id for n in centre.room_nodes() if n.room in rooms for c in n.cameras}
+    for s in plan.steps:
+        if s.action == "camera" and "view" in s.args and s.args.get("camera") in video_cams:
+            raise ConfigError(path, "video.rooms", "rooms whose cameras are not blurred or "
+                              "moved by a step (real frames have pixels; `view` is for "
+                              "keypoint cameras)", s.args["camera"])
     for st in stays:
         held = centre.detainees[st.detainee].holding
         other = [k for k in ("fight", "lying-still") if k in st.violations]

@@ -212,7 +212,7 @@ def test_new_steps_are_checked_against_the_site_and_people(tmp_path):
                              + step))
 
     load('action = "reader"\nreader = "holding-1-uhf"\nplugged = false\n')
-    with pytest.raises(ConfigError, match=r"steps\[0\]\.reader.*a reader of the site"):
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.reader.*a reader of a room node"):
         load('action = "reader"\nreader = "nowhere"\nplugged = false\n')
     load('action = "door"\ndoor = "d-holding-1"\nopen_s = 20\n')
     with pytest.raises(ConfigError, match=r"steps\[0\]\.door.*a door with a contact"):
