@@ -411,8 +411,8 @@ class State:
         return None if p is None else p.role
 
     def counsel_in(self, room: RoomState, detainee: str) -> bool:
-        """A lawyer of the detainee's with them in an interview room: a legal consultation
-        (the detainee is not alone, and it is no interview), whoever else is there."""
+        """A lawyer of the detainee's with them in an interview room. With no officer there it
+        is a legal consultation: the detainee is not alone, and it is no interview."""
         return room.kind == "interview" and any(
             p is not None and p.role == "lawyer" and p.client == detainee
             for p in (self.bands.get(b) for b in room.bands))
