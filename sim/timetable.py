@@ -205,6 +205,7 @@ class Planner:
         self.engaged: dict[str, list[tuple[float, float, str]]] = {}
         # what -> indices in plan.steps of a welfare visit (any officer on duty may make it)
         self.visit_steps: dict[str, list[int]] = {}
+        self.cell_visits: dict[str, list[tuple[float, float]]] = {}  # cell -> welfare visits
         self._visit_s = 60.0  # how long the detainee being planned is visited for
         self.arrivals: dict[str, float] = {}  # detainee -> custody s of arrival (arrived_ts)
         self.graph: dict[str, set[str]] = {r.id: set() for r in centre.site.rooms}
@@ -967,6 +968,13 @@ class Planner:
         """An officer looks in on the detainee: in the cell for 60 s (or the violation's
         `duration_s`), seen by its camera; `officer` if free, else whoever is on duty."""
         stay_s = self._visit_s
+        # Never two officers looking in on one cell at once: a minute together with a
+        # detainee in a cell is an interview outside an interview room. A visit to a cellmate
+        # that overlaps this one goes first; this one follows it.
+        for s, e in sorted(self.cell_visits.get(holding, [])):
+            if s < t + stay_s + 6 and t < e + 5:
+                t = e + 5
+        self.cell_visits.setdefault(holding, []).append((t, t + stay_s + 1))
         what = f"a welfare visit to {d.id} at {t:.0f} s"
         officer = self.on_call(officer, t, t + stay_s + 1, what)
         self.visit_steps[what] = [len(self.plan.steps) + i for i in range(3)]
