@@ -21,6 +21,7 @@ from protocol.canonical import CanonicalError, dumps
 from protocol.clock import Clock, from_env
 from protocol.envelope import VerifyError, seal, verify
 from protocol.events import BodyError, validate_body
+from protocol.heldclock import hold_while
 from protocol.topics import TopicError, Topics
 
 from .config import AgentConfig
@@ -43,6 +44,7 @@ SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
 # new/update/end events whose open ids are kept in the outbox, so a restart can end them
 DURATION_EVENTS = ("fault", "tamper", "behaviour")
 BEAT_MIN_REAL_S = 0.1  # real seconds between watermark beats at most speed-ups
+HOLD_ITEMS = 50  # queued items (reads, door changes, vision events) that mean the loop is behind
 HELD_MAX = 10_000  # events kept in memory while the outbox's disk refuses commits
 HELD_RETRY_S = 0.5
 
@@ -535,6 +537,10 @@ class Agent:
         for d in self.doors:
             d.start(self._on_door)
         self._start_vision()
+        # In a simulated run, custody time waits while this node is behind with its input.
+        hold_while(lambda: self.items.qsize() < HOLD_ITEMS)
+        for w in self.cameras.values():
+            hold_while(w.caught_up)
         self.notifier.notify("READY=1")
         log.info("agent %s up: room %s, epoch %d, %d unacked", self.node, self.room.id,
                  self.outbox.epoch, self.outbox.depth)

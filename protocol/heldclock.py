@@ -5,9 +5,13 @@ A sped-up run multiplies every real delay by its speed: at x60 a process kept of
 absence no real device would have. So in a simulated run custody time runs only while every
 process keeps up:
 
-- every process of the run (simulator, supervisor, room nodes) says it is alive: a thread
-  writes (pid, real time) into its own slot file `<alive dir>/<pid>` every few milliseconds
-  (`keep_alive`, started by `from_env` when CUSTODY_CLOCK_ALIVE names the directory);
+- every process of the run (simulator, supervisor, room nodes) says it has caught up: a
+  thread writes (pid, real time) into its own slot file `<alive dir>/<pid>` every few
+  milliseconds (`keep_alive`, started by `from_env` when CUSTODY_CLOCK_ALIVE names the
+  directory), but only while every check the process registered with `hold_while` passes
+  (its work queues are short: a node's camera worker has no frames waiting, the
+  supervisor's inbox is nearly empty), so a process that runs but falls behind holds time
+  as one that does not run at all;
 - the simulator's `ClockHolder` renews a lease in the clock file from the oldest of those
   (and its own) renewals, and custody time never passes the lease: whoever stalls stops
   time for everyone within `lease_s` real seconds, and time goes on from where it stopped;
@@ -29,7 +33,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,11 +110,30 @@ class Slot:
     def _run(self) -> None:
         pid = os.getpid()
         while True:
-            self._map[:] = struct.pack(SLOT_FORMAT, pid, time.time())
+            if all(_passes(p) for p in _probes):
+                self._map[:] = struct.pack(SLOT_FORMAT, pid, time.time())
             time.sleep(self.every)
 
 
 _slot: list[Slot] = []  # at most one per process
+_probes: list[Callable[[], bool]] = []
+probe_errors = 0  # checks that raised (counted as passed: a broken check must not hang a run)
+
+
+def _passes(probe: Callable[[], bool]) -> bool:
+    global probe_errors
+    try:
+        return bool(probe())
+    except Exception:
+        probe_errors += 1
+        return True
+
+
+def hold_while(caught_up: Callable[[], bool]) -> None:
+    """In a simulated run on a held clock, let custody time run only while `caught_up()`
+    (called from another thread, every few ms: keep it cheap); elsewhere it is never
+    called."""
+    _probes.append(caught_up)
 
 
 def keep_alive(directory: str, every: float) -> None:
@@ -214,11 +237,14 @@ class ClockHolder:
                 oldest, who = seen, pid
         return oldest, who
 
-    def renew(self) -> None:
-        """Let custody time run until `lease_s` after the oldest live renewal (never back)."""
+    def renew(self, local: float | None = None) -> None:
+        """Let custody time run until `lease_s` after the oldest live renewal (never back);
+        `local`: the holder's own process's progress mark (its oldest caught-up time)."""
         now = time.time()
         self._scan(now)
         oldest, who = self._oldest(now)
+        if local is not None and local < oldest and now - local <= self.max_hold_s:
+            oldest, who = local, -1
         if now > self.lease:  # time stood still since the lease ran out: go on from there
             self.start += (self.lease - self.anchor) * self.speed
             self.stopped_s += now - self.lease

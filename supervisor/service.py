@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from protocol.canonical import dumpb
 from protocol.clock import Clock
 from protocol.envelope import seal
+from protocol.heldclock import hold_while
 from protocol.site import Site
 from protocol.topics import TopicError, Topics
 from protocol.transport import CallbackErrors, LinkConf, make_client
@@ -277,6 +278,8 @@ class Supervisor:
 
     def start(self) -> None:
         """Connect in the background."""
+        # In a simulated run, custody time waits while the inbox holds more than one batch.
+        hold_while(lambda: self.inbox.qsize() < BATCH)
         self.client.connect_async(self.link.host, self.link.port, self.link.keepalive_s)
         self.client.loop_start()
 

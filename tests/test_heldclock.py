@@ -17,9 +17,12 @@ from protocol.heldclock import ClockHolder, HeldClock
 ROOT = Path(__file__).resolve().parent.parent
 SPEED = 60.0
 CHILD = """
-import sys, time
+import os, sys, time
 from protocol.clock import from_env
+from protocol.heldclock import hold_while
 c = from_env()
+if len(sys.argv) > 1:  # behind while that file exists (a queue that is not empty)
+    hold_while(lambda: not os.path.exists(sys.argv[1]))
 print(type(c).__name__, c.now(), flush=True)
 time.sleep(60)
 """
@@ -46,9 +49,10 @@ class Renewing:
         self.h.close()
 
 
-def child(clock: HeldClock) -> subprocess.Popen[str]:
+def child(clock: HeldClock, behind: Path | None = None) -> subprocess.Popen[str]:
     """A process on the held clock (it keeps an alive slot); waits until it has one."""
-    p = subprocess.Popen([sys.executable, "-c", CHILD], env={**os.environ, **clock.env()},
+    argv = [sys.executable, "-c", CHILD] + ([str(behind)] if behind else [])
+    p = subprocess.Popen(argv, env={**os.environ, **clock.env()},
                          cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     kind, _ = p.stdout.readline().split()
@@ -111,6 +115,29 @@ def test_a_stopped_process_holds_time_until_the_holder_stops_waiting(tmp_path):
         time.sleep(0.3)
         assert c.now() - t2 < 0.05 * SPEED
         os.kill(p.pid, signal.SIGCONT)
+    finally:
+        p.kill()
+        p.wait()
+        r.close()
+
+
+def test_a_process_that_runs_but_is_behind_holds_time(tmp_path):
+    r = Renewing(tmp_path, max_hold_s=5.0)
+    behind = tmp_path / "behind"
+    p = child(r.h.clock(), behind)
+    c = r.h.clock()
+    try:
+        behind.touch()  # its queue fills up
+        time.sleep(0.2)
+        t0 = c.now()
+        time.sleep(0.4)
+        assert c.now() - t0 < 0.05 * SPEED
+        behind.unlink()  # caught up: time runs again
+        time.sleep(0.2)
+        t1 = c.now()
+        time.sleep(0.3)
+        assert c.now() - t1 > 0.2 * SPEED
+        assert r.h.gave_up == {}
     finally:
         p.kill()
         p.wait()
