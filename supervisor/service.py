@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from protocol.canonical import dumpb
 from protocol.clock import Clock
 from protocol.envelope import seal
+from protocol.heldclock import hold_while
 from protocol.site import Site
 from protocol.topics import TopicError, Topics
 from protocol.transport import CallbackErrors, LinkConf, make_client
@@ -27,6 +28,7 @@ from .accounts import AccountError, Directory
 from .alerts import AlertManager, delivery
 from .broker_log import BrokerLogWatch
 from .degraded import Degraded, is_storage_error, refusal
+from .evidence import CACHE_BYTES, FETCH_TIMEOUT_S, EvidenceService
 from .health import HealthPublisher, health_body
 from .ingest import Ingest
 from .journal import (
@@ -39,8 +41,8 @@ from .journal import (
     supervisor_key,
 )
 from .rules.recording import camera_dead_since
+from .snapshot import Snapshots
 from .staff import Staff
-from .state import State
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,10 @@ class Supervisor:
                  checkpoint_interval_s: float | None = None,
                  checkpoint_key: str | Path | None = None,
                  accounts: Directory | str | Path | None = None,
-                 broker_log: str | Path | None = None) -> None:
+                 broker_log: str | Path | None = None,
+                 evidence_cache: str | Path | None = None,
+                 evidence_cache_bytes: int = CACHE_BYTES,
+                 evidence_timeout_s: float = FETCH_TIMEOUT_S) -> None:
         self.site, self.clock, self.link = site, clock, link
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
@@ -91,9 +96,12 @@ class Supervisor:
                                      read_checkpoints(self.checkpoint_file))
         self.checkpoint_interval_s = float(checkpoint_interval_s or
                                            site.supervisor.checkpoint_interval_s)
-        self.state = State(site)
-        for e in self.journal.entries():  # state is a pure function of the journal
-            self.state.apply(e)
+        # State (and the ingest replay window) is a pure function of the journal: the newest
+        # good snapshot plus the entries after it, in one pass (supervisor/snapshot.py).
+        self.snapshots = Snapshots(site, db, self.checkpoint_file, self.key,
+                                   site.supervisor.snapshot_every)
+        rebuilt = self.snapshots.load(self.journal)
+        self.state = rebuilt.state
         self.state.grace_all(clock.now_ms())  # arrival times are not journaled
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(INBOX_MAX)
         self.inbox_full = 0  # times the network thread had to wait for room (back-pressure)
@@ -115,7 +123,7 @@ class Supervisor:
         # or an event published on another connection has nobody to go to.
         self.subscribed = threading.Event()
         self.ingest = Ingest(self.journal, self.state, self.topics, self.node_keys, self.publish,
-                             clock.now_ms)
+                             clock.now_ms, window=rebuilt.window)
         self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
         # The staff directory (supervisor/accounts.py): MQTT requests and the desk both act
         # through it; without one every staff request is refused (no account is known).
@@ -127,6 +135,12 @@ class Supervisor:
         # Work other threads hand to the worker (the desk's commands, lockout alerts).
         self.tasks: queue.Queue[Callable[[], None]] = queue.Queue()
         self.retained_requests: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        # Evidence clips fetched from nodes for views staff made (supervisor/evidence.py),
+        # cached in the supervisor's data directory, beside the journal.
+        self.evidence = EvidenceService(
+            self.state, self.journal, self.topics, self.node_keys, self.publish, clock.now_ms,
+            self.tasks.put, evidence_cache or Path(db).parent / "evidence-cache",
+            evidence_cache_bytes, evidence_timeout_s)
         self._accounts_checked = 0.0
         self.degraded = Degraded(self.topics, self.publish)
         self.health = HealthPublisher()
@@ -150,7 +164,7 @@ class Supervisor:
         t = self.topics
         self.subscribed.clear()
         client.subscribe([(t.node_filter("event"), 1), (t.node_filter("availability"), 1),
-                          (t.node_filter("health"), 1),
+                          (t.node_filter("health"), 1), (t.node_filter("evidence-data"), 1),
                           # QoS 0: the persistent session must not keep staff requests while
                           # we are down, or a command the tool gave up on would apply later.
                           (t.request_filter(), 0)])
@@ -163,6 +177,9 @@ class Supervisor:
         self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/evidence-data"):  # video for a fetch, never journaled
+            self.evidence.on_data(msg.topic, bytes(msg.payload))
+            return
         if msg.retain and msg.topic.startswith(f"{self.topics.base}/request/"):
             # A retained request would be replayed by the broker at every (re)subscribe.
             self.retained_requests.put((msg.topic, bytes(msg.payload)))
@@ -277,6 +294,8 @@ class Supervisor:
 
     def start(self) -> None:
         """Connect in the background."""
+        # In a simulated run, custody time waits while the inbox holds more than one batch.
+        hold_while(lambda: self.inbox.qsize() < BATCH)
         self.client.connect_async(self.link.host, self.link.port, self.link.keepalive_s)
         self.client.loop_start()
 
@@ -355,12 +374,20 @@ class Supervisor:
                     node_items = []
                 user = parsed.subject or "?"  # the login the broker's ACL bound in the topic
                 resp = self._staff(user, parsed.channel, payload)
-                self.publish(self.topics.response(user, parsed.channel), resp, 1, False)
+                rtopic = self.topics.response(user, parsed.channel)
+                if parsed.channel == "view-evidence" and self.evidence.defer(
+                        user, resp, self._responder(rtopic)):
+                    continue  # answered when the clip is fetched and checked
+                self.publish(rtopic, resp, 1, False)
             elif parsed.kind == "node":
                 node_items.append((topic, payload))
         if node_items:
             self._ingest(node_items)
         return len(items)
+
+    def _responder(self, topic: str) -> Callable[[bytes], Any]:
+        """Publishes a later answer on `topic` (a view-evidence answered after its fetch)."""
+        return lambda payload: self.publish(topic, payload, 1, False)
 
     # ---- a journal that cannot be written (supervisor/degraded.py) ------------------------
 
@@ -455,6 +482,7 @@ class Supervisor:
                                 "ts": self.clock.now_ms()}
         self.publish(self.topics.supervisor("checkpoint"), data, 1, True)
         self._last_checkpoint = time.monotonic()
+        self.snapshots.checkpointed(self.journal, self.state, self.clock.now_ms())
         return data
 
     def _publish_rooms(self, now: int) -> None:
@@ -517,6 +545,7 @@ class Supervisor:
         """Final checkpoint, 'offline', disconnect, close the journal."""
         log.info("longest transport lag: %d ms custody time (node stamp to journal)",
                  self.ingest.max_lag_ms)
+        self.snapshots.close()
         try:
             if self.connected.is_set():  # let in-flight alert messages be confirmed
                 deadline = time.monotonic() + 2.0

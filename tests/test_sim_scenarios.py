@@ -16,14 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from protocol.site import load_site
 from sim.scenario import MissingFootage, find_scenario, list_scenarios, load_scenario
+from tests.snapshot_support import assert_snapshots_agree
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = {"random-day", "demo-day"}
 OWN_TEST = {"lag-node", "lag-node-camera"}  # tests/test_sim_lag.py runs them (and checks more)
-# Run by hand (`custody sim run vocabulary`, ~1.5 min): the suite's time goes to the boundary
-# pairs and the lifecycle, which cover the rules themselves.
-BY_HAND = {"vocabulary"}
+# Run by hand (`custody sim run vocabulary`, ~1.5 min; vocabulary-2 ~3.5 min; overnight
+# ~1.5 min): the suite's time goes to the boundary pairs (boundary-device among them, ~1.5 min)
+# and the lifecycle, which cover the rules themselves.
+BY_HAND = {"vocabulary", "vocabulary-2", "overnight"}
 SCENARIOS = [p.stem for p in list_scenarios() if p.stem not in LONG | BY_HAND | OWN_TEST]
 RAM = Path("/dev/shm")
 
@@ -65,6 +68,9 @@ def test_scenario_passes(name, tmp_path, run_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     if name == "normal-day":
         assert s["raised"] == []
+    # The day's journal: a snapshot made anywhere in it plus its tail is the replay from #1.
+    assert_snapshots_agree(load_site(run_dir / "site.toml"), run_dir / "supervisor.db",
+                           tmp_path / "snapshots")
 
 
 def test_sim_run_exits_nonzero_when_an_expected_alert_is_missing(tmp_path):

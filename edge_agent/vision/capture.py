@@ -8,10 +8,12 @@ never dropped.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
 import stat
+import struct
 import termios
 import threading
 import time
@@ -37,6 +39,9 @@ class Frame:
     image: np.ndarray | None = None
     persons: list[np.ndarray] | None = None
     aspect: float = 4 / 3
+    # A kp: feed's picture measures, for the tamper path (no pixels): grey-level spread,
+    # fine detail (variance of the Laplacian) and the fraction of the scene still matching.
+    view: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -85,6 +90,10 @@ class Mailbox:
                 self._items.append(item)
             self._cv.notify_all()
 
+    def backlog(self) -> int:
+        """Frames waiting for the pipeline."""
+        return len(self._items)
+
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None after `timeout` seconds."""
         with self._cv:
@@ -124,6 +133,10 @@ class Source:
     def read(self, timeout: float) -> Frame | None:
         """The next frame or None after `timeout` seconds."""
         return self.mailbox.get(timeout)
+
+    def caught_up(self) -> bool:
+        """Nothing read and waiting beyond the frame in hand (for the held clock)."""
+        return self.mailbox.backlog() <= 1
 
     def _deliver(self, frame: Frame) -> None:
         if self.on_frame is not None:
@@ -229,6 +242,15 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
     persons = obj.get("persons")
     if not isinstance(persons, list):
         raise ValueError("'persons' must be a list")
+    view = obj.get("view")
+    if view is not None:
+        ok = isinstance(view, dict) and set(view) == {"std", "lap_var", "matched"} and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e9
+            for v in view.values()) and view["matched"] <= 1
+        if not ok:
+            raise ValueError("'view' must be {std, lap_var, matched} non-negative numbers "
+                             f"(matched at most 1), got {view!r}")
+        view = (float(view["std"]), float(view["lap_var"]), float(view["matched"]))
     out = []
     for i, p in enumerate(persons):
         try:
@@ -239,7 +261,10 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
             raise ValueError(f"persons[{i}] must have shape (33, 3) of finite numbers, "
                              f"got {arr.shape}")
         out.append(arr)
-    return Frame(int(ts), persons=out, aspect=float(aspect))
+    return Frame(int(ts), persons=out, aspect=float(aspect), view=view)
+
+
+PENDING_BEHIND = 8192  # unread bytes of a keypoint feed that mean its reader is behind
 
 
 class KeypointSource(Source):
@@ -258,6 +283,20 @@ class KeypointSource(Source):
         lag = min(self.MAX_LAG_MS * clock.speed, max(self.MAX_LAG_MS, self.MAX_LINE_LAG_MS))
         super().__init__(f"kp:{path}", clock, drop_old=True, max_lag_ms=max(1, round(lag)))
         self.path = path
+        self._fd: int | None = None
+
+    def caught_up(self) -> bool:
+        """No frame waits, and at most a few lines are unread in the feed."""
+        if not super().caught_up():
+            return False
+        fd = self._fd
+        if fd is None:
+            return True
+        try:
+            n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:  # closed meanwhile: nothing to wait for
+            return True
+        return int(n) < PENDING_BEHIND
 
     def _open(self) -> int | None:
         try:
@@ -278,6 +317,7 @@ class KeypointSource(Source):
                 self.stats.reconnects += 1
                 self._stop.wait(1.0)
                 continue
+            self._fd = fd
             is_fifo_or_tty = stat.S_ISFIFO(os.fstat(fd).st_mode) or os.isatty(fd)
             try:
                 while not self._stop.is_set():

@@ -159,6 +159,10 @@ class CameraWorker:
                 self.evidence.poll(0, force=True)  # cut what there is of pending clips
         self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": False})
 
+    def caught_up(self) -> bool:
+        """No frame waits for this pipeline (a simulated run's held clock waits for it)."""
+        return self.source is None or self.source.caught_up()
+
     def health(self) -> dict[str, int]:
         """Counters for the node's health message (all integers)."""
         src = self.source.stats if self.source is not None else None
@@ -235,6 +239,10 @@ class CameraWorker:
             self._record(frame)  # frames handed in directly (tests, benchmarks)
         self._heartbeat()
         if frame.persons is not None:  # kp: feed, pixels skipped
+            if frame.view is not None:  # ... but the tamper path judges its measures
+                for kind, phase, tid, score in self.tamper.check_view(frame.view, frame.ts_ms):
+                    self._emit("tamper", {"id": tid, "phase": phase, "camera": self.camera.id,
+                                          "room": self.room, "kind": kind, "score_pct": score})
             self._persons(frame.ts_ms, frame.persons, frame.aspect, None)
             return
         img = frame.image
