@@ -285,7 +285,8 @@ class Agent:
     # ---- publishing -----------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Publish unacked events in sequence order, as fast as the broker PUBACKs them."""
+        """Publish unacked events in sequence order, as fast as the broker PUBACKs them and
+        the supervisor acks them (ACK_WINDOW)."""
         if not self.online:
             return
         while self.pubq and self.pubq[0].is_published():
