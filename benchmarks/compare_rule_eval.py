@@ -16,9 +16,12 @@ the nodes' clocks move only with events and silence: the replay is not the recor
 both evaluators get the very same one.
 
     .venv/bin/python -m benchmarks.compare_rule_eval [--runs DIR] [--record] [--write]
+        [--fixtures NAME ...]
 
 `--record` first runs every scenario missing from DIR (one at a time) with
-`custody sim run NAME --workdir DIR/NAME`; without it the journals already in DIR are used.
+`custody sim run NAME --workdir DIR/NAME/work`; without it the journals already in DIR are
+used. `--fixtures` copies the named recorded journals (and their sites) into
+tests/data/rule_eval/ for tests/test_rule_eval.py.
 """
 
 import argparse
@@ -209,6 +212,18 @@ def load_entries(path: Path) -> Iterator[Entry]:
             yield Entry(idx, node, epoch, seq, kind, payload.encode("utf-8"), "")
 
 
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "data" / "rule_eval"
+
+
+def write_fixture(name: str, workdir: Path) -> None:
+    """A recorded journal and its site, as tests/test_rule_eval.py reads them."""
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    _site, entries = run_journal(workdir)
+    dump_entries(entries, FIXTURES / f"{name}.jsonl.gz")
+    site_text = (workdir / "site.toml").read_text().replace(str(workdir), "var")
+    (FIXTURES / f"{name}.site.toml").write_text(site_text)
+
+
 def record(names: list[str], runs: Path) -> None:
     """Run each scenario missing from `runs`, one at a time, keeping its workdir."""
     for name in names:
@@ -237,7 +252,13 @@ def main() -> None:
     ap.add_argument("--tick-ms", type=int, default=500, help="custody ms between rule ticks")
     ap.add_argument("--tail-s", type=int, default=600, help="ticks after the last entry")
     ap.add_argument("--write", action="store_true", help="write the RESULTS.md section")
+    ap.add_argument("--fixtures", nargs="+", metavar="NAME",
+                    help="copy these recorded journals into tests/data/rule_eval/ and stop")
     args = ap.parse_args()
+    if args.fixtures:
+        for name in args.fixtures:
+            write_fixture(name, args.runs / name / "work")
+        return
     names = scenario_names()
     if args.record:
         record(names, args.runs)

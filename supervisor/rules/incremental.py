@@ -50,14 +50,15 @@ class Evaluator:
             for n in nodes:
                 self.watched.setdefault(n, set()).add(room)
         self.cam_of: dict[str, str] = {}  # room -> node of its camera, as last evaluated
-        self.first = True
+        self.last_now: int | None = None  # None: evaluate everything next time
         self.evaluated = 0  # scopes evaluated (for the benchmarks)
 
     def wanted(self, now_ms: int) -> dict[str, Desired]:
         """All alerts that should be open at `now_ms`, by id (the same as `evaluate`)."""
         state, touched = self.state, self.state.touched
         scopes: set[Scope] = set()
-        if touched.everything or self.first:
+        # A clock that stepped back may un-pass a deadline: everything again, as `evaluate`.
+        if touched.everything or self.last_now is None or now_ms < self.last_now:
             scopes.update(("room", r) for r in state.rooms)
             scopes.update(("node", n) for n in state.nodes)
             scopes.add(SITE)
@@ -69,7 +70,7 @@ class Evaluator:
             if touched.site:
                 scopes.add(SITE)
         touched.clear()
-        self.first = False
+        self.last_now = now_ms
         while self.timers and self.timers[0][0] <= now_ms:
             t, scope = heapq.heappop(self.timers)
             if self.due.get(scope) == t:
