@@ -21,6 +21,15 @@ from protocol.canonical import CanonicalError, dumps
 from protocol.clock import Clock, from_env
 from protocol.envelope import VerifyError, seal, verify
 from protocol.events import BodyError, validate_body
+from protocol.evidence import (
+    DATA_CHANNEL,
+    REQUEST_CHANNEL,
+    EvidenceError,
+    open_request,
+    seal_response,
+)
+from protocol.evidence import response as evidence_response
+from protocol.heldclock import hold_while
 from protocol.topics import TopicError, Topics
 
 from .config import AgentConfig
@@ -43,6 +52,7 @@ SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
 # new/update/end events whose open ids are kept in the outbox, so a restart can end them
 DURATION_EVENTS = ("fault", "tamper", "behaviour")
 BEAT_MIN_REAL_S = 0.1  # real seconds between watermark beats at most speed-ups
+HOLD_ITEMS = 50  # queued items (reads, door changes, vision events) that mean the loop is behind
 HELD_MAX = 10_000  # events kept in memory while the outbox's disk refuses commits
 HELD_RETRY_S = 0.5
 
@@ -321,6 +331,29 @@ class Agent:
             self._on_ack(payload)
         elif parsed.channel == "roster":
             self._on_roster(payload)
+        elif parsed.channel == REQUEST_CHANNEL:
+            self._on_evidence_request(payload)
+
+    def _on_evidence_request(self, payload: bytes) -> None:
+        """Serve one chunk of a kept evidence clip to the supervisor (signed both ways)."""
+        try:
+            req = open_request(payload, self.conf.key, self.node)
+        except EvidenceError as e:
+            self.counts["evidence_rejected"] += 1
+            log.warning("%s", e)
+            return
+        keepers = [w.evidence for w in self.cameras.values()
+                   if getattr(w, "evidence", None) is not None]
+        keeper = next((k for k in keepers if req.evidence in k.kept), None)
+        if keeper is not None:
+            resp = keeper.serve(req)
+        else:
+            resp = evidence_response(req, ok=False, error=(
+                f"no evidence {req.evidence!r} on node {self.node}" if keepers else
+                f"node {self.node} keeps no evidence (no [recording] evidence_dir)"))
+        self.counts["evidence_served" if resp["ok"] else "evidence_refused"] += 1
+        self.link.publish(self.topics.node(self.node, DATA_CHANNEL),
+                          seal_response(self.conf.key, self.node, self.clock.now_ms(), resp))
 
     def _on_ack(self, payload: bytes) -> None:
         try:
@@ -464,6 +497,8 @@ class Agent:
                        "held": len(self.held), "held_dropped": self.held_dropped},
             "ack_rejected": self.counts["ack_rejected"],
             "roster_rejected": self.counts["roster_rejected"],
+            "evidence_served": self.counts["evidence_served"],
+            "evidence_refused": self.counts["evidence_refused"],
             "roster_version": -1 if self.roster is None else self.roster.version,
             "callback_errors": sum(self.link.errors.counts.values()),
             "retransmits": self.counts["retransmits"],
@@ -535,6 +570,10 @@ class Agent:
         for d in self.doors:
             d.start(self._on_door)
         self._start_vision()
+        # In a simulated run, custody time waits while this node is behind with its input.
+        hold_while(lambda: self.items.qsize() < HOLD_ITEMS)
+        for w in self.cameras.values():
+            hold_while(w.caught_up)
         self.notifier.notify("READY=1")
         log.info("agent %s up: room %s, epoch %d, %d unacked", self.node, self.room.id,
                  self.outbox.epoch, self.outbox.depth)

@@ -72,6 +72,8 @@ class Link:
         client.publish(self.availability, b"online", qos=1, retain=True)
         client.subscribe([(self.topics.node(self.node, "ack"), 1),
                           (self.topics.node(self.node, "roster"), 1),
+                          # The supervisor asking for an evidence clip (protocol/evidence.py).
+                          (self.topics.node(self.node, "evidence-request"), 1),
                           (self.topics.supervisor("availability"), 1)])
         self.connected.set()
         log.info("connected to %s:%d", self.conf.host, self.conf.port)

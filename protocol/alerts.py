@@ -2,8 +2,9 @@
 
 Message: {"id": alert id, "rule": rule id, "state": one of STATES, "severity": tier,
 "detainee": id or null, "room": id or null, "raised_ts": ms, "ts": ms, "message": text,
-"by": officer id or null, "action": text or null}. The retained `state/alerts` snapshot is
-{"ts": ms, "active": [message, ...]}.
+"by": officer id or null, "action": text or null}, plus "evidence": the node's evidence clip
+id when it kept one (a behaviour alert; staff `view-evidence`). The retained `state/alerts`
+snapshot is {"ts": ms, "active": [message, ...]}.
 """
 
 STATES = ("raised", "updated", "escalated", "acknowledged", "resolved", "false_alarm")

@@ -5,6 +5,9 @@ CUSTODY_CLOCK_START (simulated Unix time at the anchor) and CUSTODY_CLOCK_ANCHOR
 time of that moment) in the environment of every process it starts, so all processes agree
 on one simulated time without talking to each other. Network timeouts (MQTT keepalive,
 reconnect back-off) stay real; only custody time (rule timings, timestamps) is scaled.
+
+A held clock (CUSTODY_CLOCK_FILE as well) also stops while any process of a simulated run
+is held up: protocol/heldclock.py.
 """
 
 import os
@@ -46,7 +49,6 @@ class Clock:
 
 REAL = Clock()
 
-
 def simulated(speed: float, start: float) -> Clock:
     """A clock running `speed` times faster than real time, now reading `start`."""
     if speed <= 0:
@@ -59,6 +61,11 @@ def from_env(environ: dict[str, str] | None = None) -> Clock:
     e = os.environ if environ is None else environ
     if "CUSTODY_CLOCK_SPEED" not in e:
         return REAL
+    if e.get("CUSTODY_CLOCK_FILE"):
+        from .heldclock import held_from_env  # only simulated runs use it
+
+        base = from_env({k: v for k, v in e.items() if k != "CUSTODY_CLOCK_FILE"})
+        return held_from_env(base, e)
     try:
         speed = float(e["CUSTODY_CLOCK_SPEED"])
         start = float(e["CUSTODY_CLOCK_START"])

@@ -72,6 +72,16 @@ EVENT_TYPES: dict[str, Schema] = {
     # Supervisor -> node messages (signed with the node's key).
     "ack": {"epoch": ("int", True), "seqs": ("ints", True)},
     "roster": {"version": ("int", True), "bands": ("obj", True)},
+    # Evidence fetch (protocol/evidence.py): the supervisor's request for one chunk, signed
+    # with the node's key, and the header of the node's answer (the chunk's bytes follow it).
+    "evidence_request": {"txn": ("str", True), "evidence": ("id", True), "user": ("id", True),
+                         "clear": ("bool", False), "offset": ("int", False),
+                         "length": ("int", False)},
+    "evidence_data": {"txn": ("str", True), "evidence": ("id", True), "ok": ("bool", True),
+                      "error": ("str", False), "sha256": ("sha256", False),
+                      "total": ("int", False), "offset": ("int", False), "eof": ("bool", False),
+                      "clear": ("bool", False), "length": ("int", False),
+                      "chunk_sha256": ("sha256", False)},
 }
 
 DOOR_STATES = ("open", "closed")

@@ -11,13 +11,23 @@ the next offset until `eof`, then checks the whole file's SHA-256 against the jo
 request  {"txn", "evidence", "user", "clear", "offset", "length"}
 response {"txn", "evidence", "ok", "error", "sha256", "total", "offset", "data_b64", "eof",
           "clear"}
+
+On the wire both go in the signed envelope (protocol/envelope.py, seq 0, the node's key).
+A request is an `evidence_request` event. An answer is the envelope of an `evidence_data`
+event whose body is the response without `data_b64` plus `length` and `chunk_sha256`,
+then one newline, then the chunk's raw bytes: the MAC covers the header, the header pins
+the chunk by its hash, and the envelope stays under its 8 KiB limit whatever the chunk's
+size (canonical JSON never contains a raw newline, so the first one ends the header).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import hashlib
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from .envelope import VerifyError, seal, verify
 from .ids import ID_RE
 
 REQUEST_CHANNEL = "evidence-request"
@@ -71,3 +81,55 @@ def response(req: EvidenceRequest, ok: bool, error: str | None = None,
              **fields: Any) -> dict[str, Any]:
     """A response body to `req` (fields: sha256, total, offset, data_b64, eof, clear)."""
     return {"txn": req.txn, "evidence": req.evidence, "ok": ok, "error": error, **fields}
+
+
+def seal_request(key: bytes, node: str, ts_ms: int, req: EvidenceRequest) -> bytes:
+    """The signed payload for `node/<node>/evidence-request`."""
+    return seal(key, node, 1, 0, ts_ms, "evidence_request", asdict(req))
+
+
+def open_request(payload: bytes, key: bytes, node: str) -> EvidenceRequest:
+    """Verify a request's signature and fields; raise EvidenceError naming the fault."""
+    try:
+        ev = verify(payload, {node: key}, topic_node=node)
+    except VerifyError as e:
+        raise EvidenceError(f"evidence request refused: {e}") from None
+    if ev.type != "evidence_request":
+        raise EvidenceError(f"evidence request refused: type {ev.type!r}")
+    return parse_request(ev.body)
+
+
+def seal_response(key: bytes, node: str, ts_ms: int, resp: dict[str, Any]) -> bytes:
+    """The signed payload for `node/<node>/evidence-data` from a `response()` dict."""
+    data = base64.b64decode(resp.get("data_b64") or "")
+    body = {k: v for k, v in resp.items() if k != "data_b64" and v is not None}
+    if "error" in body:
+        body["error"] = str(body["error"])[:500]
+    if resp.get("ok"):
+        body["length"] = len(data)
+        body["chunk_sha256"] = hashlib.sha256(data).hexdigest()
+    return seal(key, node, 1, 0, ts_ms, "evidence_data", body) + b"\n" + data
+
+
+def open_response(payload: bytes, key: bytes, node: str) -> tuple[dict[str, Any], bytes]:
+    """Verify an answer: (header body, chunk bytes); raise EvidenceError naming the fault."""
+    head, sep, data = payload.partition(b"\n")
+    if not sep:
+        raise EvidenceError("evidence answer: no newline after the signed header")
+    try:
+        ev = verify(head, {node: key}, topic_node=node)
+    except VerifyError as e:
+        raise EvidenceError(f"evidence answer refused: {e}") from None
+    if ev.type != "evidence_data":
+        raise EvidenceError(f"evidence answer refused: type {ev.type!r}")
+    body = ev.body
+    if body["ok"]:
+        if body.get("length") != len(data) or \
+                body.get("chunk_sha256") != hashlib.sha256(data).hexdigest():
+            raise EvidenceError("evidence answer: the chunk does not match its signed hash")
+        for key_ in ("sha256", "total", "offset", "eof"):
+            if key_ not in body:
+                raise EvidenceError(f"evidence answer: missing field {key_!r}")
+    elif data:
+        raise EvidenceError("evidence answer: a refusal carries no data")
+    return body, data

@@ -2,8 +2,8 @@
 
 import re
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-BAND_RE = re.compile(r"^[0-9a-f]{2,64}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")  # \Z: `$` would let "x\n" through
+BAND_RE = re.compile(r"^[0-9a-f]{2,64}\Z")
 
 
 class IdError(ValueError):

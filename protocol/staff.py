@@ -49,10 +49,11 @@ COMMANDS: dict[str, Schema] = {
     "record-finding": {"finding": ("str", True), "detainee": ("id", False),
                        "room": ("id", False), "severity": ("str", False)},
     "unlock-account": {"account": ("id", True)},
-    # Fetch an evidence clip kept on a node (protocol/evidence.py). Masked by default; `clear`
-    # asks for the unmasked cut, which only some roles may see; every view is journaled.
-    "view-evidence": {"evidence": ("id", True), "reason": ("str", True),
-                      "clear": ("bool", False)},
+    # Fetch an evidence clip kept on a node (protocol/evidence.py), named by its id or by the
+    # alert it belongs to. Masked by default; `clear` asks for the unmasked cut, which only a
+    # legal officer may see and only with a reason; every view is journaled before the fetch.
+    "view-evidence": {"evidence": ("id", False), "alert": ("id", False),
+                      "clear": ("bool", False), "reason": ("str", False)},
 }
 
 _ENUMS: dict[str, tuple[str, ...]] = {"sex": SEXES, "observation": OBSERVATION_LEVELS,

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from .ids import ID_RE, IdError, check_id
 
 DEFAULT_PREFIX = "custody/v1"
-NODE_CHANNELS = ("event", "ack", "roster", "availability", "health")
+NODE_CHANNELS = ("event", "ack", "roster", "availability", "health", "evidence-request",
+                 "evidence-data")
 SEVERITIES = ("info", "warning", "critical")
 
 

@@ -53,6 +53,10 @@ def print_score(s: Score, out: "object" = sys.stdout) -> None:
         w(f"  REFUSED {x}\n")
     for x in s.unused:
         w(f"  NOT DONE staff {x} (its alert never came)\n")
+    if s.clock_stops:
+        top = sorted(s.clock_held_by.items(), key=lambda kv: -kv[1])[:4]
+        w(f"  custody time stood still {s.clock_stops} times, {s.clock_stopped_s:.1f} real s "
+          f"in all, while a process was held up ({', '.join(f'{k} {v}' for k, v in top)})\n")
 
 
 def _run(args: argparse.Namespace) -> int:

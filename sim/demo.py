@@ -24,6 +24,7 @@ from typing import Any
 from custody.broker import BrokerConfig, start_broker
 
 from .cli import print_score
+from .priority import raise_priority, restore_priority
 from .runner import Run, RunOptions
 from .scenario import SCENARIO_DIR, describe, load_scenario
 from .score import Score
@@ -198,6 +199,7 @@ def demo(args: argparse.Namespace) -> int:
     view = View()
     live_ok = sys.stdout.isatty() and not args.plain
     view.plain = not live_ok
+    nice = raise_priority()  # the broker too (sim/priority.py)
     broker = start_broker(BrokerConfig(port=args.port))
     desk_port = args.desk_port or _free_port()
     desk_password = secrets.token_urlsafe(12)
@@ -252,6 +254,7 @@ def demo(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             run.stop()
             broker.close()
+        restore_priority(nice)
     print(f"custody demo: stopped; files and logs in {workdir}")
     return 0 if score is not None and score.passed else 1
 

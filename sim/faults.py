@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -64,12 +65,16 @@ class Child:
 
 class Relay:
     """TCP relays from a local port per node to the broker; `cut(node, s)` drops the node's
-    connections and refuses new ones for `s` real seconds (a pulled network cable);
+    connections and refuses new ones for `s` seconds (a pulled network cable);
     `lag(node, delay, s)` holds every byte to and from the node for `delay` real seconds, for
-    `s` real seconds (a congested link or a stalled switch: late, in order, nothing lost)."""
+    `s` seconds (a congested link or a stalled switch: late, in order, nothing lost). How long
+    a cut or a lag lasts is measured on `now` (the run's custody clock, which may stand still
+    while the simulator is held up; real monotonic time by default)."""
 
-    def __init__(self, broker_host: str, broker_port: int) -> None:
+    def __init__(self, broker_host: str, broker_port: int,
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.target = (broker_host, broker_port)
+        self.now = now
         self.sel = selectors.DefaultSelector()
         self.ports: dict[str, int] = {}
         self.cut_until: dict[str, float] = {}
@@ -101,27 +106,28 @@ class Relay:
         return self
 
     def cut(self, node: str, seconds: float) -> None:
-        """Cut a node off the network for `seconds` real seconds."""
+        """Cut a node off the network for `seconds` (on `now`)."""
         with self._lock:
-            self.cut_until[node] = time.monotonic() + seconds
+            self.cut_until[node] = self.now() + seconds
         self._wake_w.send(b"x")
 
     def lag(self, node: str, delay_s: float, seconds: float) -> None:
-        """Delay the node's traffic both ways by `delay_s` for `seconds` (real seconds)."""
+        """Delay the node's traffic both ways by `delay_s` real seconds for `seconds` (on
+        `now`)."""
         with self._lock:
-            self.lag_until[node] = (delay_s, time.monotonic() + seconds)
+            self.lag_until[node] = (delay_s, self.now() + seconds)
         self._wake_w.send(b"x")
 
     def delay_of(self, node: str) -> float:
         """The node's current delay (real seconds; 0 when not lagged)."""
         with self._lock:
             delay, until = self.lag_until.get(node, (0.0, 0.0))
-        return delay if time.monotonic() < until else 0.0
+        return delay if self.now() < until else 0.0
 
     def is_cut(self, node: str) -> bool:
         """True while the node is cut off."""
         with self._lock:
-            return time.monotonic() < self.cut_until.get(node, 0.0)
+            return self.now() < self.cut_until.get(node, 0.0)
 
     def _close(self, s: socket.socket) -> None:
         peer = self.pairs.pop(s, None)

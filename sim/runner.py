@@ -24,7 +24,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from custody.broker import BrokerConfig, Mosquitto, start_broker
-from protocol.clock import Clock, simulated
+from protocol.clock import Clock
+from protocol.heldclock import ClockHolder
 from protocol.keys import dump_keys
 from protocol.passwords import hash_password, mosquitto_hash, write_file
 from protocol.site import Node
@@ -40,11 +41,17 @@ from .devices.frames import Noise
 from .devices.readers import VirtualReader
 from .devices.video import Clip, VideoCamera, load_clip
 from .faults import Child, Relay, env_with
+from .priority import raise_priority, restore_priority
 from .scenario import Scenario
 from .score import Raised, Score, score
 from .timetable import DUTY_SUPERVISOR, Step
 
 log = logging.getLogger(__name__)
+
+# The custody clock runs at most this far (custody seconds) past the last sign of life of the
+# slowest process, and at least LEASE_MIN_S real seconds (renewals every quarter of that).
+LEASE_CUSTODY_S = 2.0
+LEASE_MIN_S = 0.02
 SETTLE_S = 1.0  # real seconds after every agent is up, for rosters to arrive
 BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown
 # Custody seconds of dense frames from the start: a fall, a fight, and lying down (which, seen
@@ -149,7 +156,13 @@ class Run:
         self.dir = Path(self.opts.workdir or tempfile.mkdtemp(prefix=f"custody-sim-{sc.name}-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.floor = Floor()
-        self.clock: Clock = simulated(sc.speed, time.time())
+        # Custody time stands still while any process of the run (this one, the supervisor, a
+        # node) is held up, so a busy machine slows the run instead of making gaps in what the
+        # devices saw (protocol/heldclock.py).
+        self.holder = ClockHolder(self.dir / "clock", sc.speed, time.time(),
+                                  max(LEASE_MIN_S, LEASE_CUSTODY_S / sc.speed),
+                                  alive=self.dir / "alive")
+        self.clock: Clock = self.holder.clock()
         self.start_ms = 0
         self.broker: Mosquitto | None = self.opts.broker
         self.own_broker = self.opts.broker is None
@@ -186,6 +199,9 @@ class Run:
         self._txn = itertools.count(1)
         self._lock = threading.Lock()
         self.report_path: Path | None = None
+        self._nice: int | None = None  # the nice value to give back at stop()
+        self._holding: threading.Thread | None = None
+        self._passes: dict[str, float] = {}  # device pump -> end of its last pass (real)
 
     # -- set-up --------------------------------------------------------------------------
     def _emit(self, kind: str, data: Any) -> None:
@@ -203,7 +219,7 @@ class Run:
         self.use_relay = any(s.action == "fault"
                              and s.args.get("kind") in ("cut-node", "lag-node")
                              for s in self.sc.plan.steps)
-        self.relay = Relay(self.broker.host, self.broker.port)
+        self.relay = Relay(self.broker.host, self.broker.port, self.clock.now)
         site = self.sc.centre.site
         keys = {n.id: os.urandom(32) for n in site.nodes}
         self.keys = keys
@@ -377,6 +393,10 @@ class Run:
     # -- running -------------------------------------------------------------------------
     def start(self) -> None:
         """Start every process and the device pump; custody time starts now."""
+        # Ahead of other jobs, with everything started from here (sim/priority.py).
+        self._nice = raise_priority()
+        self._holding = threading.Thread(target=self._hold_clock, name="sim-clock", daemon=True)
+        self._holding.start()
         self.setup()
         assert self.supervisor is not None
         self._connect()
@@ -560,13 +580,30 @@ class Run:
         elif kind == "start-node":
             self.node_child(target).start()
         elif kind == "cut-node" and self.relay is not None:
-            self.relay.cut(target, self.clock.real_seconds(duration_s))
+            self.relay.cut(target, duration_s)
         elif kind == "lag-node" and self.relay is not None:
-            self.relay.lag(target, delay_s, self.clock.real_seconds(duration_s))
+            self.relay.lag(target, delay_s, duration_s)
         elif kind == "kill-supervisor" and self.supervisor is not None:
             self.supervisor.kill()
         elif kind == "start-supervisor" and self.supervisor is not None:
             self.supervisor.start()
+
+    def held_by(self) -> dict[str, int]:
+        """Which process stopped custody time how often (by name)."""
+        names = {-1: "simulator"}
+        for name, child in [*self.agents.items(), ("supervisor", self.supervisor)]:
+            if child is not None and child.proc is not None:
+                names[child.proc.pid] = name
+        return {names.get(pid, f"pid {pid}"): n for pid, n in self.holder.held_by.items()}
+
+    def _hold_clock(self) -> None:
+        """Renew the custody clock's lease while the run goes on (see __init__)."""
+        every = self.holder.lease_s / 4
+        while not self._stop.is_set():
+            # The device pumps' last completed passes: a pump starved of the GIL or the CPU
+            # holds time like a node that is behind.
+            self.holder.renew(min(self._passes.values(), default=None))
+            time.sleep(every)
 
     def _pump(self, readers: bool, cameras: bool) -> None:
         """Write what every device sees, at real-hardware rates scaled to the clock (one
@@ -577,12 +614,17 @@ class Run:
         uhf_period = max(0.01, min(0.25, rules.presence_ttl_s / speed / 4))
         cam_period = max(0.02, min(0.5, rules.recording_gap_s / 2 / speed / 3))
         next_uhf = next_cam = 0.0
+        # Devices run on custody time: while it stands still (protocol/heldclock.py) a reader
+        # polls and a camera shoots no more, or a node already behind would get ever more.
+        uhf_step_ms, cam_step_ms = uhf_period * speed * 500, cam_period * speed * 500
+        uhf_c = cam_c = 0
         cam_last: dict[str, float] = {}
         watched = {r.id for r in self.sc.centre.site.rooms if r.camera_required}
         while not self._stop.is_set():
             now = time.time()
-            if readers and now >= next_uhf:
+            if readers and now >= next_uhf and self.clock.now_ms() - uhf_c >= uhf_step_ms:
                 next_uhf = now + uhf_period
+                uhf_c = self.clock.now_ms()
                 occ = self.floor.read_by_room(self.t())
                 for room, room_readers in self.uhf_of_room.items():
                     people = occ.get(room, [])
@@ -605,9 +647,9 @@ class Run:
                     self._set_door(d, "closed")
                 for b in released:
                     self.board_of_button[b].set_button(b, False)
-            if cameras and now >= next_cam:
+            if cameras and now >= next_cam and self.clock.now_ms() - cam_c >= cam_step_ms:
                 next_cam = now + cam_period
-                ts = self.clock.now_ms()
+                ts = cam_c = self.clock.now_ms()
                 occ = self.floor.occupied()
                 for cam_id, cam in self.cameras.items():
                     room = self.camera_room[cam_id]
@@ -634,6 +676,7 @@ class Run:
                         cam.frame(stamp, people, falling=subject if kind == "fall" else None,
                                   lying=subject if kind == "lying" else None,
                                   fighting=kind == "fight")
+            self._passes["readers" if readers else "cameras"] = time.time()
             time.sleep((uhf_period if readers else cam_period) / 2)
 
     # -- ending --------------------------------------------------------------------------
@@ -645,8 +688,11 @@ class Run:
             refused = list(self.command_errors)
             unused = [f"{x.do} by {x.by} on {x.rule} {x.detainee or x.room}"
                       for x in [*self.reactions, *(d[2] for d in self.due)]]
-        return score(self.sc.name, self.sc.plan.expected, raised, self.start_ms,
-                     history=history, refused=refused, unused=unused)
+        s = score(self.sc.name, self.sc.plan.expected, raised, self.start_ms,
+                  history=history, refused=refused, unused=unused)
+        s.clock_stops, s.clock_stopped_s = self.holder.stops, self.holder.stopped_s
+        s.clock_held_by = self.held_by()
+        return s
 
     def stop(self) -> None:
         """Stop everything: the supervisor first (so nodes going away at the end raise no
@@ -654,6 +700,13 @@ class Run:
         self._stop.set()
         for th in self._pumps:
             th.join(2)
+        if self._holding is not None:
+            self._holding.join(2)
+        self.holder.close()  # time runs freely again for whatever is still stopping
+        if self.holder.stops or self.holder.gave_up:
+            log.info("custody time stood still %d times, %.1f real s in all (held by %s); "
+                     "stopped waiting for a hung process %d times", self.holder.stops,
+                     self.holder.stopped_s, self.held_by(), sum(self.holder.gave_up.values()))
         if self.supervisor is not None:
             self.supervisor.stop(10)
         nodes = [*self.agents.values(), *(b.child for b in self.boards.values())]
@@ -678,6 +731,8 @@ class Run:
             v.close()
         if self.own_broker and self.broker is not None:
             self.broker.close()
+        restore_priority(self._nice)
+        self._nice = None
         if not self.opts.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 

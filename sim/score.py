@@ -39,6 +39,11 @@ class Score:
     lifecycle: list[dict[str, Any]] = field(default_factory=list)  # one per checked step
     refused: list[str] = field(default_factory=list)  # staff commands the supervisor refused
     unused: list[str] = field(default_factory=list)  # staff reactions never carried out
+    # How often, and for how long in real seconds, custody time stood still because the
+    # simulator was held up (protocol/clock.py's held clock): the run went slower, not wrong.
+    clock_stops: int = 0
+    clock_stopped_s: float = 0.0
+    clock_held_by: dict[str, int] = field(default_factory=dict)  # process -> stops
 
     @property
     def passed(self) -> bool:
@@ -52,6 +57,9 @@ class Score:
         return {"scenario": self.scenario, "passed": self.passed, "expected": self.expected,
                 "raised": self.raised, "matched": self.matched, "missed": self.missed,
                 "false": self.false, "latency_ms": self.latency_ms,
+                "clock_stops": self.clock_stops,
+                "clock_stopped_s": round(self.clock_stopped_s, 3),
+                "clock_held_by": self.clock_held_by,
                 "lifecycle": self.lifecycle, "refused": self.refused, "unused": self.unused}
 
 

@@ -67,6 +67,8 @@ class AlertManager:
                "severity": alert["severity"], "detainee": alert["detainee"],
                "room": alert["room"], "raised_ts": alert["raised_ts"], "ts": ts,
                "message": alert["message"], "by": None, "action": None}
+        if alert.get("evidence"):  # the node's clip around it (staff `view-evidence`)
+            msg["evidence"] = alert["evidence"]
         msg.update(fields)
         topic, payload = self.topics.alert(msg["severity"], msg["rule"]), dumpb(msg)
         self.journal.begin()
@@ -110,6 +112,8 @@ class AlertManager:
     def _raise(self, d: Desired, now_ms: int) -> None:
         alert = {"id": d.id, "rule": d.rule, "severity": d.severity, "detainee": d.detainee,
                  "room": d.room, "raised_ts": now_ms, "message": d.message}
+        if d.evidence is not None:
+            alert["evidence"] = d.evidence
         self._change(alert, "raised", now_ms)
 
     def resend_pending(self) -> int:
@@ -158,7 +162,9 @@ class AlertManager:
     def snapshot(self, now_ms: int) -> bytes:
         """The retained state/alerts payload."""
         active = [{k: a.get(k) for k in ("id", "rule", "state", "severity", "detainee", "room",
-                                          "raised_ts", "ts", "message", "by", "action")}
+                                          "raised_ts", "ts", "message", "by", "action",
+                                          "evidence")
+                   if k != "evidence" or a.get(k)}
                   for a in self.state.open_alerts()]
         return dumpb({"ts": now_ms, "active": active})
 

@@ -124,11 +124,31 @@ def _table(rows: list[dict[str, Any]], fields: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_report(state: State, start: int, end: int, out: Path) -> dict[str, Any]:
-    """Write report.html, charts and CSV files into `out`; return the figures."""
-    out.mkdir(parents=True, exist_ok=True)
-    f = collect(state, start, end)
-    tables = {
+# The report's words: English and Simplified Chinese, as the desk (`--lang`, the desk's
+# page language). Column names stay the CSV field names in both (they are data keys).
+WORDS: dict[str, dict[str, str]] = {
+    "en": {"title": "Custody compliance report: {site}",
+           "period": "Period {start} to {end} (UTC). {alerts} alerts, {detainees} detainees, "
+                     "{over} held past their limit.",
+           "per_rule": "Alerts per rule", "false": "False alarms", "per_room": "Alerts per room",
+           "per_officer": "Alerts handled per officer",
+           "custody": "Time in custody against the limit",
+           "refused_by_account": "Refused staff actions by account and reason",
+           "refused": "Refused staff actions", "doc": "Custody report"},
+    "zh": {"title": "羁押合规报告：{site}",
+           "period": "统计期间 {start} 至 {end}（UTC）。告警 {alerts} 条，被管控人员 "
+                     "{detainees} 人，超期羁押 {over} 人。",
+           "per_rule": "各规则告警数", "false": "误报", "per_room": "各房间告警数",
+           "per_officer": "各民警处置告警数", "custody": "羁押时长与法定时限",
+           "refused_by_account": "被拒绝的操作（按账户与原因）", "refused": "被拒绝的操作",
+           "doc": "羁押报告"},
+}
+LANGS = tuple(WORDS)
+
+
+def report_tables(f: dict[str, Any]) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
+    """The report's tables: name -> (rows, columns)."""
+    return {
         "alerts_per_rule": (f["rules"], ["rule", "alerts", "acknowledged", "median_ack_s",
                                          "max_ack_s", "false_alarms", "false_alarm_rate_pct"]),
         "alerts_per_room": (f["rooms"], ["room", "alerts"]),
@@ -142,8 +162,52 @@ def write_report(state: State, start: int, end: int, out: Path) -> dict[str, Any
                    ["id", "rule", "severity", "state", "detainee", "room", "raised_ts",
                     "acked_by", "acked_ts", "message"]),
     }
+
+
+def report_html(site_name: str, f: dict[str, Any], start: int, end: int, lang: str = "en",
+                charts: bool = True) -> str:
+    """The report as one HTML document in `lang` (`charts`: with the PNGs beside it)."""
+    w = WORDS[lang if lang in WORDS else "en"]
+    tables = report_tables(f)
+    over = sum(1 for c in f["custody"] if c["over_limit"])
+
+    def img(name: str) -> str:
+        return f"<img src='{name}.png'>" if charts else ""
+    sections = [
+        f"<h1>{html.escape(w['title'].format(site=site_name))}</h1>",
+        "<p>" + html.escape(w["period"].format(start=fmt_ts(start), end=fmt_ts(end),
+                                               alerts=len(f["alerts"]),
+                                               detainees=len(f["custody"]), over=over))
+        + "</p>",
+        f"<h2>{w['per_rule']}</h2>{img('alerts_per_rule')}",
+        _table(*tables["alerts_per_rule"]),
+        f"<h2>{w['false']}</h2>{img('false_alarm_rate')}",
+        f"<h2>{w['per_room']}</h2>", _table(*tables["alerts_per_room"]),
+        f"<h2>{w['per_officer']}</h2>", _table(*tables["alerts_per_officer"]),
+        f"<h2>{w['custody']}</h2>{img('time_in_custody')}",
+        _table(*tables["time_in_custody"]),
+        f"<h2>{w['refused_by_account']}</h2>",
+        _table(*tables["refused_by_account"]),
+        f"<h2>{w['refused']}</h2>", _table(*tables["refused_actions"]),
+    ]
+    style = ("<style>body{font-family:sans-serif,'Noto Sans CJK SC';max-width:60em;margin:auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}"
+             "</style>")
+    html_lang = "zh-CN" if lang == "zh" else "en"
+    return (f"<!doctype html><html lang='{html_lang}'><head><meta charset='utf-8'>"
+            f"<title>{w['doc']}</title>{style}</head><body>" + "\n".join(sections)
+            + "</body></html>\n")
+
+
+def write_report(state: State, start: int, end: int, out: Path, lang: str = "en"
+                 ) -> dict[str, Any]:
+    """Write report.html (in `lang`), charts and CSV files into `out`; return the figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    f = collect(state, start, end)
+    tables = report_tables(f)
     for name, (rows, fields) in tables.items():
         _csv(out / f"{name}.csv", rows, fields)
+    # Chart text stays English: matplotlib's default font has no CJK glyphs.
     _chart(out / "alerts_per_rule.png", [r["rule"] for r in f["rules"]],
            [r["alerts"] for r in f["rules"]], "Alerts per rule", "alerts")
     _chart(out / "false_alarm_rate.png", [r["rule"] for r in f["rules"]],
@@ -151,28 +215,7 @@ def write_report(state: State, start: int, end: int, out: Path) -> dict[str, Any
     _chart(out / "time_in_custody.png", [c["detainee"] for c in f["custody"]],
            [c["hours"] for c in f["custody"]], "Time in custody", "hours",
            limit=[c["limit_h"] for c in f["custody"]])
-    over = sum(1 for c in f["custody"] if c["over_limit"])
-    sections = [
-        f"<h1>Custody compliance report: {html.escape(state.site.name)}</h1>",
-        f"<p>Period {fmt_ts(start)} to {fmt_ts(end)} (UTC). {len(f['alerts'])} alerts, "
-        f"{len(f['custody'])} detainees, {over} held past their limit.</p>",
-        "<h2>Alerts per rule</h2><img src='alerts_per_rule.png'>",
-        _table(*tables["alerts_per_rule"]),
-        "<h2>False alarms</h2><img src='false_alarm_rate.png'>",
-        "<h2>Alerts per room</h2>", _table(*tables["alerts_per_room"]),
-        "<h2>Alerts handled per officer</h2>", _table(*tables["alerts_per_officer"]),
-        "<h2>Time in custody against the limit</h2><img src='time_in_custody.png'>",
-        _table(*tables["time_in_custody"]),
-        "<h2>Refused staff actions by account and reason</h2>",
-        _table(*tables["refused_by_account"]),
-        "<h2>Refused staff actions</h2>", _table(*tables["refused_actions"]),
-    ]
-    style = ("<style>body{font-family:sans-serif;max-width:60em;margin:auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}"
-             "</style>")
-    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
-                                      f"<title>Custody report</title>{style}</head><body>"
-                                      + "\n".join(sections) + "</body></html>\n")
+    (out / "report.html").write_text(report_html(state.site.name, f, start, end, lang))
     return f
 
 
@@ -187,7 +230,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"custody report: --from/--to: {e} (use ISO time or Unix ms)", file=sys.stderr)
         return 2
-    f = write_report(state, start, end, Path(args.out))
+    f = write_report(state, start, end, Path(args.out), args.lang)
     for r in f["refused"]:
         print(f"refused: {r['account']}: {r['reason']} x{r['count']}")
     print(f"report: {len(f['alerts'])} alerts, {len(f['custody'])} detainees, "
@@ -205,4 +248,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--from", dest="from_", help="start (ISO time, UTC, or Unix ms)")
     p.add_argument("--to", help="end (ISO time, UTC, or Unix ms)")
     p.add_argument("--out", required=True, help="directory to write into")
+    p.add_argument("--lang", choices=LANGS, default="en",
+                   help="language of report.html: en (English) or zh (Simplified Chinese)")
     p.set_defaults(func=_run)

@@ -30,9 +30,22 @@ COMMAND_ROLES: dict[str, frozenset[str]] = {
     "approve-disposition": frozenset({SUPERVISOR}),
     "record-finding": frozenset({LEGAL}),
     "unlock-account": frozenset({ADMIN}),
+    # Video of people in custody: the masked clip for the duty supervisor and the inspector;
+    # officers on the floor see the room live, not the recording.
+    "view-evidence": frozenset({SUPERVISOR, LEGAL}),
 }
+# Who reads the compliance report on the desk (supervisor/report.py): the duty leader and
+# the inspector, the same roles that may see masked evidence.
+REPORT_ROLES = frozenset({SUPERVISOR, LEGAL})
+# The unmasked (clear) clip: legal officers only, and only with a reason (supervisor/staff.py).
+CLEAR_EVIDENCE = frozenset({LEGAL})
 # Approvals: custody-supervisor only, and never by someone on the detainee's own team.
 FOUR_EYES = ("approve-temporary-exit", "approve-extension", "approve-disposition")
+
+
+def may_see_clear(account: Account) -> bool:
+    """Whether the account may view unmasked evidence video."""
+    return account.enabled and bool(account.roles & CLEAR_EVIDENCE)
 
 
 def permitted(account: Account, command: str) -> bool:

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from protocol.canonical import dumpb
 from protocol.clock import Clock
 from protocol.envelope import seal
+from protocol.heldclock import hold_while
 from protocol.site import Site
 from protocol.topics import TopicError, Topics
 from protocol.transport import CallbackErrors, LinkConf, make_client
@@ -27,6 +28,7 @@ from .accounts import AccountError, Directory
 from .alerts import AlertManager, delivery
 from .broker_log import BrokerLogWatch
 from .degraded import Degraded, is_storage_error, refusal
+from .evidence import CACHE_BYTES, FETCH_TIMEOUT_S, EvidenceService
 from .health import HealthPublisher, health_body
 from .ingest import Ingest
 from .journal import (
@@ -75,7 +77,10 @@ class Supervisor:
                  checkpoint_interval_s: float | None = None,
                  checkpoint_key: str | Path | None = None,
                  accounts: Directory | str | Path | None = None,
-                 broker_log: str | Path | None = None) -> None:
+                 broker_log: str | Path | None = None,
+                 evidence_cache: str | Path | None = None,
+                 evidence_cache_bytes: int = CACHE_BYTES,
+                 evidence_timeout_s: float = FETCH_TIMEOUT_S) -> None:
         self.site, self.clock, self.link = site, clock, link
         self.topics = Topics(site.id, site.topic_prefix)
         self.node_keys = {n: k for n, k in keys.items() if n != SUPERVISOR_NODE}
@@ -127,6 +132,12 @@ class Supervisor:
         # Work other threads hand to the worker (the desk's commands, lockout alerts).
         self.tasks: queue.Queue[Callable[[], None]] = queue.Queue()
         self.retained_requests: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        # Evidence clips fetched from nodes for views staff made (supervisor/evidence.py),
+        # cached in the supervisor's data directory, beside the journal.
+        self.evidence = EvidenceService(
+            self.state, self.journal, self.topics, self.node_keys, self.publish, clock.now_ms,
+            self.tasks.put, evidence_cache or Path(db).parent / "evidence-cache",
+            evidence_cache_bytes, evidence_timeout_s)
         self._accounts_checked = 0.0
         self.degraded = Degraded(self.topics, self.publish)
         self.health = HealthPublisher()
@@ -150,7 +161,7 @@ class Supervisor:
         t = self.topics
         self.subscribed.clear()
         client.subscribe([(t.node_filter("event"), 1), (t.node_filter("availability"), 1),
-                          (t.node_filter("health"), 1),
+                          (t.node_filter("health"), 1), (t.node_filter("evidence-data"), 1),
                           # QoS 0: the persistent session must not keep staff requests while
                           # we are down, or a command the tool gave up on would apply later.
                           (t.request_filter(), 0)])
@@ -163,6 +174,9 @@ class Supervisor:
         self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/evidence-data"):  # video for a fetch, never journaled
+            self.evidence.on_data(msg.topic, bytes(msg.payload))
+            return
         if msg.retain and msg.topic.startswith(f"{self.topics.base}/request/"):
             # A retained request would be replayed by the broker at every (re)subscribe.
             self.retained_requests.put((msg.topic, bytes(msg.payload)))
@@ -277,6 +291,8 @@ class Supervisor:
 
     def start(self) -> None:
         """Connect in the background."""
+        # In a simulated run, custody time waits while the inbox holds more than one batch.
+        hold_while(lambda: self.inbox.qsize() < BATCH)
         self.client.connect_async(self.link.host, self.link.port, self.link.keepalive_s)
         self.client.loop_start()
 
@@ -355,12 +371,20 @@ class Supervisor:
                     node_items = []
                 user = parsed.subject or "?"  # the login the broker's ACL bound in the topic
                 resp = self._staff(user, parsed.channel, payload)
-                self.publish(self.topics.response(user, parsed.channel), resp, 1, False)
+                rtopic = self.topics.response(user, parsed.channel)
+                if parsed.channel == "view-evidence" and self.evidence.defer(
+                        user, resp, self._responder(rtopic)):
+                    continue  # answered when the clip is fetched and checked
+                self.publish(rtopic, resp, 1, False)
             elif parsed.kind == "node":
                 node_items.append((topic, payload))
         if node_items:
             self._ingest(node_items)
         return len(items)
+
+    def _responder(self, topic: str) -> Callable[[bytes], Any]:
+        """Publishes a later answer on `topic` (a view-evidence answered after its fetch)."""
+        return lambda payload: self.publish(topic, payload, 1, False)
 
     # ---- a journal that cannot be written (supervisor/degraded.py) ------------------------
 

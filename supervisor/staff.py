@@ -25,9 +25,10 @@ from protocol.staff import StaffError, check_args, check_txn, parse_request, res
 
 from .accounts import Account, Directory
 from .alerts import AlertError, AlertManager
+from .evidence import resolve as resolve_evidence
 from .journal import Journal
 from .process import Custody
-from .roles import FOUR_EYES, permitted
+from .roles import FOUR_EYES, may_see_clear, permitted
 from .state import State
 
 ALERT_COMMANDS = ("ack-alert", "resolve-alert", "false-alarm")
@@ -106,9 +107,11 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
         if "room" in a and a["room"] not in state.rooms:
             raise StaffError(f"record-finding: room {a['room']!r} is not on this site")
     elif command == "view-evidence":
-        # The node side and the protocol exist (edge_agent/recording, protocol/evidence.py);
-        # the role check and the fetch from the node belong with staff identity (issue 13).
-        raise StaffError("view-evidence: not served by this supervisor yet")
+        if "evidence" in a and "alert" in a:
+            raise StaffError("view-evidence: give 'evidence' or 'alert', not both")
+        if a.get("clear") and not a.get("reason", "").strip():
+            raise StaffError("view-evidence: clear (unmasked) video needs a reason")
+        resolve_evidence(state, a)
     else:
         detainee_in_custody()
         c = state.detainees[a["detainee"]]
@@ -137,9 +140,12 @@ class Staff:
         self.state, self.journal, self.alerts, self.now_ms = state, journal, alerts, now_ms
         self.accounts = accounts if accounts is not None else Directory.from_records({})
         self.refused = 0
+        self.evidence_refused = 0  # view-evidence refused (role, unknown id, no reason...)
 
     def _refuse(self, actor: str, command: str, txn: str, reason: str) -> dict[str, Any]:
         self.refused += 1
+        if command == "view-evidence":
+            self.evidence_refused += 1
         # Also in the process log, where whoever runs the supervisor (or a simulation) looks.
         log.warning("refused %s by %s (txn %s): %s", command[:64], actor[:64], txn[:64], reason)
         entry = self.journal.append_own("refused", {"ts": self.now_ms(), "user": actor[:64],
@@ -175,6 +181,9 @@ class Staff:
                                  f"{', '.join(sorted(account.roles))}) may not do this")
             now = self.now_ms()
             self._four_eyes(account, command, args)
+            if command == "view-evidence" and args.get("clear") and not may_see_clear(account):
+                raise StaffError(f"view-evidence: account {actor!r} may see masked evidence "
+                                 "only; clear video is for legal officers")
             check(self.state, command, actor, args, now)
             if command in ALERT_COMMANDS:
                 self.alerts.check_action(command, args["alert"])
@@ -182,6 +191,14 @@ class Staff:
                 raise StaffError(f"unlock-account: no account {args['account']!r}")
         except (StaffError, AlertError) as e:
             return self._refuse(actor, command, txn if isinstance(txn, str) else "?", str(e))
+        fetch = None
+        if command == "view-evidence":
+            # Journaled with the clip it resolves to, masked or clear, before any video moves.
+            rec = resolve_evidence(self.state, args)
+            clear = bool(args.get("clear", False))
+            args = {**args, "evidence": rec["id"], "clear": clear}
+            fetch = {"evidence": rec["id"], "node": rec["node"], "clear": clear,
+                     "sha256": rec["clear_sha256"] if clear else rec["sha256"]}
         entry = self.journal.append_own("staff", {"command": command, "txn": txn,
                                                   "user": actor, "args": args, "ts": now})
         self.state.apply(entry)
@@ -192,6 +209,8 @@ class Staff:
             result["alert"] = {k: a.get(k) for k in ("id", "rule", "state", "by", "action")}
         elif command == "unlock-account":
             self.accounts.unlock(args["account"])
+        elif fetch is not None:
+            result["fetch"] = fetch  # the caller fetches it (supervisor/evidence.py)
         return {"txn": txn, "ok": True, "error": None, "result": result}
 
     def _four_eyes(self, account: Account, command: str, a: dict[str, Any]) -> None:

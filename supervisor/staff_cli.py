@@ -99,6 +99,12 @@ def _convert(kind: str, text: str) -> Any:
         return int(text)
     if kind in ("ids", "strs"):
         return [x.strip() for x in text.split(",") if x.strip()]
+    if kind == "bool":
+        if text.lower() in ("true", "yes", "1"):
+            return True
+        if text.lower() in ("false", "no", "0"):
+            return False
+        raise ValueError(f"{text!r} is not true or false")
     return text
 
 
@@ -110,7 +116,11 @@ def _run(args: argparse.Namespace) -> int:
     for key, (kind, _required) in schema.items():
         value = getattr(args, f"arg_{key}")
         if value is not None:
-            cmd_args[key] = _convert(kind, value)
+            try:
+                cmd_args[key] = _convert(kind, value)
+            except ValueError as e:
+                print(f"staff: --{key.replace('_', '-')}: {e}", file=sys.stderr)
+                return 2
     try:
         resp = send(Topics(site.id, site.topic_prefix), link, args.staff_command, args.user,
                     cmd_args, args.timeout)
@@ -132,7 +142,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         c = s.add_parser(command, help=f"{command} ({', '.join(schema)})")
         c.add_argument("--config", default=str(DEMO_SITE), help="site file")
         add_staff_login(c)
-        c.add_argument("--timeout", type=float, default=10.0)
+        # view-evidence answers once the clip has come from the node and been checked
+        c.add_argument("--timeout", type=float,
+                       default=120.0 if command == "view-evidence" else 10.0)
         for key, (kind, required) in schema.items():
             c.add_argument(f"--{key.replace('_', '-')}", dest=f"arg_{key}", required=required,
                            help=kind + (" (comma-separated)" if kind in ("ids", "strs") else ""))

@@ -132,6 +132,12 @@ class State:
         self.property: dict[str, dict[str, Any]] = {}
         self.doors: dict[str, tuple[str, int]] = {}  # door -> (last reported state, since)
         self.behaviours: dict[str, Activity] = {}
+        # Evidence clips nodes keep (journaled `evidence` events): id -> what the event says,
+        # plus the node; behaviour key (node/id) -> the evidence id its `new` event named.
+        self.evidence: dict[str, dict[str, Any]] = {}
+        self.evidence_conflicts: set[str] = set()  # ids two nodes claimed: served to nobody
+        self.behaviour_evidence: dict[str, str] = {}
+        self.segment_end: dict[str, int] = {}  # camera -> end (node ms) of its newest segment
         self.tampers: dict[str, Activity] = {}
         self.faults: dict[str, Activity] = {}
         self.local_alerts: dict[str, Activity] = {}
@@ -281,6 +287,16 @@ class State:
                         room.officer_stay_live[b] = True
         elif etype == "behaviour":
             self._activity(self.behaviours, key, body["phase"], body["cls"], body["room"], ts)
+            if body["phase"] == "new" and "evidence" in body:
+                self.behaviour_evidence[key] = body["evidence"]
+        elif etype == "segment":
+            self._segment(body)
+        elif etype == "evidence":
+            known = self.evidence.get(body["id"])
+            if known is not None and known["node"] != node:
+                self.evidence_conflicts.add(body["id"])
+            elif known is None:
+                self.evidence[body["id"]] = {**body, "node": node, "ts": ts}
         elif etype == "tamper":
             self._activity(self.tampers, key, body["phase"], body["kind"], body["room"], ts)
             room = self.rooms.get(body["room"])
@@ -309,6 +325,36 @@ class State:
             where = body.get("room") or self.node_room.get(node)
             self._incident("panic", body["button"], ts, self._only_detainee(where), where,
                            f"panic button {body['button']} pressed")
+
+    def _segment(self, body: dict[str, Any]) -> None:
+        """A closed video segment: a gap since the camera's previous one, while a detainee was
+        in a room that must be filmed, is a recording gap (judged in node time, from the
+        segments' own frame times). Once only: not when the heartbeat rule (rules/recording.py)
+        already raised a recording-gap for that room over the same time."""
+        cam, room_id = body["camera"], body["room"]
+        last = self.segment_end.get(cam)
+        self.segment_end[cam] = body["end_ms"] if last is None else max(last, body["end_ms"])
+        start = body["start_ms"]
+        gap_ms = self.rules.recording_gap_s * 1000
+        if last is None or start - last <= gap_ms or room_id not in self.rooms:
+            return
+        if not self.site.room(room_id).camera_required:
+            return
+        inside = sorted(c.id for c in self.detainees.values() for v in c.visits
+                        if v.room == room_id and v.enter_ms < start
+                        and (v.leave_ms is None or v.leave_ms > last))
+        if not inside:
+            return
+        for a in self.alerts.values():
+            if (a["rule"] == "recording-gap" and a["room"] == room_id
+                    and a["raised_ts"] <= start + gap_ms
+                    and (a.get("closed_ts") is None or a["closed_ts"] >= last)):
+                return  # the heartbeats told of this gap already
+        self._incident("recording-gap", f"{room_id}/segments", start,
+                       inside[0] if len(inside) == 1 else None, room_id,
+                       f"camera {cam} recorded nothing for {(start - last) // 1000} s "
+                       f"(between its segments, node time {last} to {start}) while "
+                       f"{', '.join(inside)} was in {room_id}")
 
     def _forget_durations(self, node: str) -> None:
         """A node with a new epoch lost its outbox, and with it every duration it had open:

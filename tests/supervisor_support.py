@@ -289,12 +289,12 @@ class Driver:
                                                "live": live, "recording": recording})
 
     def staff(self, command: str, args: dict[str, Any], user: str = "o1",
-              expect_ok: bool = True) -> dict[str, Any]:
+              expect_ok: bool = True, timeout: float = 10.0) -> dict[str, Any]:
         """Send a staff request and wait for its response."""
         txn = f"t{time.monotonic_ns()}"
         self.client.publish(self.topics.request(user, command), request_payload(txn, None, args),
                             qos=1)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             r = self.responses.get(timeout=max(0.01, deadline - time.monotonic()))
             if r["txn"] == txn:

@@ -323,3 +323,121 @@ def test_critical_alert_sounds_until_acknowledged(world: World) -> None:
         page.locator("#result").evaluate("e => e.className = ''")
         page.wait_for_timeout(300)
     page.locator("body:not(.tone)").wait_for(state="attached")
+
+
+class NodeServingEvidence:
+    """node-holding's evidence side: its real EvidenceKeeper answering signed requests."""
+
+    def __init__(self, w: World, keeper: Any) -> None:
+        from protocol.transport import make_client
+
+        self.w, self.keeper = w, keeper
+        self.topics = w.sup.topics
+        host, port = w.driver.client._host, w.driver.client._port  # the same broker
+        self.client = make_client("evidence-node", LinkConf(host, port))
+        self.client.on_message = self._on_message
+        ready = threading.Event()
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.connect(host, port, 5)
+        self.client.loop_start()
+        self.client.subscribe(self.topics.node("node-holding", "evidence-request"), 1)
+        assert ready.wait(5)
+
+    def _on_message(self, c: Any, u: Any, msg: Any) -> None:
+        from protocol.evidence import open_request, seal_response
+
+        req = open_request(bytes(msg.payload), KEYS["node-holding"], "node-holding")
+        self.client.publish(self.topics.node("node-holding", "evidence-data"),
+                            seal_response(KEYS["node-holding"], "node-holding",
+                                          self.w.sup.clock.now_ms(), self.keeper.serve(req)),
+                            qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_view_evidence_shows_the_masked_clip_and_journals_the_view(world: World) -> None:
+    """A fall with an evidence clip: the duty supervisor's "View evidence" fetches the masked
+    clip, checked against the journal, and shows it (a still frame: Chromium does not play
+    mp4v) with the view's journal entry; an officer has no button, a forged request from the
+    officer's session is refused, and the officer cannot load the file."""
+    import cv2
+
+    from edge_agent.recording import EvidenceKeeper, SegmentRecorder, blur_people, sha256_file
+    from edge_agent.recording.evidence import Evidence
+    from tests.conftest import SHARED_DATA
+
+    clip = SHARED_DATA / "gmdcsa24" / "Subject-3" / "Fall" / "20.mp4"
+    if not clip.is_file():
+        pytest.skip(f"real clip not present at {clip} (set CUSTODY_SHARED_DATA)")
+    w = world
+    eid = f"cam-holding-1-fall-1-{w.sup.clock.now_ms()}"
+    ev_dir = w.shots / "node-evidence"
+    keeper = EvidenceKeeper("cam-holding-1", "holding-1",
+                            SegmentRecorder("cam-holding-1", "holding-1", w.shots / "rec",
+                                            lambda *a: None), ev_dir, lambda *a: None)
+    # The smallest real path to a kept clip: real footage, masked by the node's own blur.
+    cap = cv2.VideoCapture(str(clip))
+    files = {k: ev_dir / f"{eid}.{k}.mp4" for k in ("masked", "clear")}
+    writers = {k: cv2.VideoWriter(str(p), cv2.VideoWriter.fourcc(*"mp4v"), 15, (640, 480))
+               for k, p in files.items()}
+    for _ in range(20):
+        ok, img = cap.read()
+        assert ok
+        img = cv2.resize(img, (640, 480))
+        writers["masked"].write(blur_people(img, None))
+        writers["clear"].write(img)
+    cap.release()
+    for vw in writers.values():
+        vw.release()
+    kept = Evidence(eid, eid, 1, 2, 20, files["masked"].name, sha256_file(files["masked"]),
+                    files["clear"].name, sha256_file(files["clear"]))
+    keeper.kept[eid] = kept
+    node = NodeServingEvidence(w, keeper)
+    try:
+        w.driver.event("node-holding", "behaviour", {
+            "id": eid, "phase": "new", "camera": "cam-holding-1", "room": "holding-1",
+            "cls": "fall", "score_pct": 90, "evidence": eid})
+        w.driver.event("node-holding", "evidence", kept.body("cam-holding-1", "holding-1"))
+        officer = sign_in(w, "off1")
+        officer.goto(w.desk.url + "/alerts")
+        row = officer.get_by_role("row").filter(has_text="fall").filter(has_text="holding-1")
+        row.wait_for(timeout=15_000)
+        alert_id = row.get_attribute("data-alert")
+        assert row.get_by_role("button", name="View evidence").count() == 0
+        csrf = officer.locator("meta[name=csrf]").get_attribute("content")
+        forged = officer.request.post(w.desk.url + "/action",
+                                      headers={"Accept": "application/json"},
+                                      form={"csrf": csrf or "", "command": "view-evidence",
+                                            "alert": alert_id or ""}).json()
+        assert forged["ok"] is False and "may not" in forged["error"], forged
+
+        page = sign_in(w, "sup1")
+        page.goto(w.desk.url + "/alerts")
+        row = page.get_by_role("row").filter(has_text="fall").filter(has_text="holding-1")
+        row.get_by_role("button", name="View evidence").click()
+        shown = page.locator("#evidence img.evidence-media")
+        shown.wait_for(timeout=20_000)
+        page.wait_for_function(
+            "document.querySelector('#evidence img.evidence-media').naturalWidth > 0")
+        assert "journaled" in page.locator("#evidence p.journaled").inner_text()
+        page.screenshot(path=str(w.shots / "alerts-evidence.png"), full_page=True)
+        views = as_worker(w, lambda: [e.json() for e in w.sup.journal.entries()
+                                      if e.kind == "staff" and b"view-evidence" in e.payload])
+        assert [(v["user"], v["args"]["evidence"], v["args"]["clear"]) for v in views] == [
+            ("sup1", eid, False)]  # the officer's forged request: refused, not a view
+        # The still frame and the clip are the signed-in supervisor's; not the officer's.
+        src = page.locator("#evidence img.evidence-media").get_attribute("src") or ""
+        assert officer.request.get(w.desk.url + src).status == 403
+        assert page.request.get(w.desk.url + src).status == 200
+        # The compliance report follows the page's language; not for an officer.
+        page.context.add_cookies([{"name": "desk_lang", "value": "zh", "url": w.desk.url}])
+        report = page.request.get(w.desk.url + "/report")
+        assert report.status == 200 and "各规则告警数" in report.text()
+        assert officer.request.get(w.desk.url + "/report").status == 403
+    finally:
+        node.close()
+        w.driver.event("node-holding", "behaviour", {
+            "id": eid, "phase": "end", "camera": "cam-holding-1", "room": "holding-1",
+            "cls": "fall", "score_pct": 90})

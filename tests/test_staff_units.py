@@ -11,7 +11,7 @@ import pytest
 from protocol.staff import request_payload
 from protocol.transport import LinkConf
 from supervisor.accounts import AccountError, AccountFile, Directory
-from supervisor.roles import COMMAND_ROLES, permitted
+from supervisor.roles import COMMAND_ROLES, may_see_clear, permitted
 from supervisor.staff import team
 from tests.supervisor_support import (
     ACCOUNT_PASSWORD,
@@ -39,7 +39,13 @@ def test_roles_per_command():
     assert permitted(acct["o1"], "record-search") and not permitted(acct["o1"], "approve-extension")
     assert permitted(acct["sup"], "approve-disposition")
     assert permitted(acct["insp"], "record-finding")
-    assert not any(permitted(acct["insp"], c) for c in COMMAND_ROLES if c != "record-finding")
+    assert not any(permitted(acct["insp"], c) for c in COMMAND_ROLES
+                   if c not in ("record-finding", "view-evidence"))
+    # Evidence video: the duty supervisor and the inspector, never an officer; clear video
+    # for the inspector only.
+    assert permitted(acct["sup"], "view-evidence") and permitted(acct["insp"], "view-evidence")
+    assert not permitted(acct["o1"], "view-evidence")
+    assert may_see_clear(acct["insp"]) and not may_see_clear(acct["sup"])
     assert [c for c in COMMAND_ROLES if permitted(acct["adm"], c)] == ["unlock-account"]
 
 

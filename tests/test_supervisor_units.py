@@ -264,6 +264,26 @@ def test_gap_then_fill(w):
     assert w.state.nodes["node-entry"].gaps == []
 
 
+def test_report_follows_the_language_setting(tmp_path):
+    from supervisor.report import report_html, write_report
+
+    w = World(tmp_path)
+    w.people()
+    w.at(0).enter("d1", "medical")
+    w.alerts.reconcile(w.at(20).now)
+    write_report(w.state, T0 - 1000, T0 + 3_600_000, tmp_path / "zh", lang="zh")
+    zh = (tmp_path / "zh" / "report.html").read_text()
+    assert "<html lang='zh-CN'>" in zh
+    for heading in ("羁押合规报告", "各规则告警数", "误报", "各房间告警数", "各民警处置告警数",
+                    "羁押时长与法定时限", "被拒绝的操作"):
+        assert heading in zh, heading
+    assert "Alerts per rule" not in zh and "never-alone" in zh  # rule ids stay as they are
+    en = report_html("x", {"alerts": [], "rules": [], "rooms": [], "officers": [],
+                           "custody": [], "refused": [], "refused_actions": []}, 0, 1, "en",
+                     charts=False)
+    assert "<h2>Alerts per rule</h2>" in en and "<img" not in en
+
+
 def test_report_and_record_from_the_journal(tmp_path):
     import csv
     import subprocess
@@ -367,3 +387,55 @@ def test_alert_published_while_offline_is_delivered_once_not_fatal(broker):
         for c in (client, sub):
             c.loop_stop()
             c.disconnect()
+
+
+def _segment(w: World, room: str, start_s: float, end_s: float) -> None:
+    w.event(ROOM_NODE[room], "segment", {
+        "camera": f"cam-{room}", "room": room, "file": f"cam-{room}-{start_s}.mp4",
+        "start_ms": T0 + int(start_s * 1000), "end_ms": T0 + int(end_s * 1000), "frames": 10,
+        "bytes": 1000, "codec": "mp4v", "sha256": "a" * 64})
+
+
+def test_segment_gap_while_occupied_is_a_recording_gap_once(w):
+    """A gap between a camera's segments (node time) while a detainee is in a room that must
+    be filmed is the recording-gap alarm, even when the heartbeats said `recording`; no alarm
+    for an empty room; none twice when the heartbeat rule already raised it."""
+    w.people()
+    w.at(0).enter("d1", "holding-1")
+    w.enter("o1", "holding-1")
+    for t in range(0, 80, 5):  # heartbeats all along: live and recording
+        w.at(t).event("node-holding", "camera", {"camera": "cam-holding-1",
+                                                 "room": "holding-1", "live": True,
+                                                 "recording": True})
+        if t == 10:
+            _segment(w, "holding-1", 0, 10)
+            _segment(w, "interview-1", 0, 10)  # nobody in interview-1
+        if t == 60:
+            _segment(w, "holding-1", 45, 60)  # 35 s missing (> recording_gap_s 20)
+            _segment(w, "interview-1", 45, 60)
+        w.alerts.reconcile(w.now)
+    gaps = [a for a in w.state.alerts.values() if a["rule"] == "recording-gap"]
+    assert [(a["room"], a["detainee"]) for a in gaps] == [("holding-1", "d1")]
+    assert "recorded nothing for 35 s" in gaps[0]["message"]
+    # A short gap (one frame late, or under the site's gap) is no alarm.
+    _segment(w, "holding-1", 61, 70)
+    w.alerts.reconcile(w.now)
+    assert len([a for a in w.state.alerts.values() if a["rule"] == "recording-gap"]) == 1
+
+
+def test_segment_gap_already_told_by_heartbeats_is_not_raised_again(w):
+    w.people()
+    w.at(0).enter("d1", "holding-1")
+    w.enter("o1", "holding-1")
+    for t in range(0, 70, 5):
+        recording = not 10 < t < 50  # the recorder stops for 40 s: the heartbeats say so
+        w.at(t).event("node-holding", "camera", {"camera": "cam-holding-1",
+                                                 "room": "holding-1", "live": True,
+                                                 "recording": recording})
+        if t == 10:
+            _segment(w, "holding-1", 0, 10)
+        if t == 60:
+            _segment(w, "holding-1", 50, 60)
+        w.alerts.reconcile(w.now)
+    gaps = [a for a in w.state.alerts.values() if a["rule"] == "recording-gap"]
+    assert len(gaps) == 1 and "no recording from holding-1" in gaps[0]["message"]

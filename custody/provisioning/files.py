@@ -26,6 +26,8 @@ def acl_text(base: str, supervisor: str, nodes: list[str], staff: list[str]) -> 
         t = f"{base}/node/{n}"
         lines += [f"user {n}", f"topic write {t}/event", f"topic write {t}/availability",
                   f"topic write {t}/health", f"topic read {t}/ack", f"topic read {t}/roster",
+                  # Evidence clips leave the node only when the supervisor asks for one.
+                  f"topic read {t}/evidence-request", f"topic write {t}/evidence-data",
                   # Nodes replay their outbox at once when the supervisor comes back online.
                   f"topic read {base}/supervisor/availability", ""]
     lines += [f"user {supervisor}", f"topic readwrite {base}/#", ""]

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import base64
 import bisect
+import json
+import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from protocol.evidence import MAX_CHUNK, EvidenceRequest, response
 
 from .segments import CODECS, Emit, SegmentRecorder, sha256_file
 
+log = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the recorded frame
 
 
@@ -107,10 +110,21 @@ class EvidenceKeeper:
         self.people_ttl_ms = people_ttl_ms
         self.pending: list[_Pending] = []
         self.kept: dict[str, Evidence] = {}
+        self._load_kept()
         # (ts, boxes normalised 0..1) of recent pose runs, enough to cover a clip
         self._people: deque[tuple[int, list[tuple[float, float, float, float]]]] = deque()
         self._lock = threading.Lock()
         self.stats = {"kept": 0, "served": 0, "refused": 0}
+
+    def _load_kept(self) -> None:
+        """The clips kept before a restart (`<id>.json` beside each), so they stay servable."""
+        for meta in sorted(self.dir.glob("*.json")):
+            try:
+                ev = Evidence(**json.loads(meta.read_text()))
+            except (OSError, ValueError, TypeError) as e:
+                log.warning("evidence index %s unreadable: %s", meta, e)
+                continue
+            self.kept[ev.id] = ev
 
     def note_people(self, ts_ms: int, boxes: Sequence[tuple[float, float, float, float]]
                     ) -> None:
@@ -191,6 +205,7 @@ class EvidenceKeeper:
             return None
         ev = Evidence(safe, p.alert, first, last, n, masked_path.name, sha256_file(masked_path),
                       clear_path.name, sha256_file(clear_path))
+        (self.dir / f"{safe}.json").write_text(json.dumps(asdict(ev)))
         self.kept[ev.id] = ev
         self.stats["kept"] += 1
         self.emit("evidence", ev.body(self.camera, self.room))
@@ -205,7 +220,13 @@ class EvidenceKeeper:
             return response(req, ok=False, error=f"no evidence {req.evidence!r} on this node")
         path = self.dir / (ev.clear_file if req.clear else ev.masked_file)
         digest = ev.clear_sha256 if req.clear else ev.sha256
-        if sha256_file(path) != digest:
+        if not path.is_file():
+            self.stats["refused"] += 1
+            return response(req, ok=False, error=f"evidence {ev.id}: its file is missing")
+        # The whole file is hashed once, at the first chunk (a 30 s clip is megabytes; hashing
+        # it for every chunk would cost the node seconds): the supervisor checks the whole
+        # file it received against the journal anyway.
+        if req.offset == 0 and sha256_file(path) != digest:
             self.stats["refused"] += 1
             return response(req, ok=False, error=f"evidence {ev.id}: file no longer matches "
                                                  "its journaled sha256")

@@ -8,10 +8,12 @@ never dropped.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
 import stat
+import struct
 import termios
 import threading
 import time
@@ -85,6 +87,10 @@ class Mailbox:
                 self._items.append(item)
             self._cv.notify_all()
 
+    def backlog(self) -> int:
+        """Frames waiting for the pipeline."""
+        return len(self._items)
+
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None after `timeout` seconds."""
         with self._cv:
@@ -124,6 +130,10 @@ class Source:
     def read(self, timeout: float) -> Frame | None:
         """The next frame or None after `timeout` seconds."""
         return self.mailbox.get(timeout)
+
+    def caught_up(self) -> bool:
+        """Nothing read and waiting beyond the frame in hand (for the held clock)."""
+        return self.mailbox.backlog() <= 1
 
     def _deliver(self, frame: Frame) -> None:
         if self.on_frame is not None:
@@ -242,6 +252,9 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
     return Frame(int(ts), persons=out, aspect=float(aspect))
 
 
+PENDING_BEHIND = 8192  # unread bytes of a keypoint feed that mean its reader is behind
+
+
 class KeypointSource(Source):
     """The `kp:<path>` feed: JSON lines of keypoints from a pty, FIFO or file."""
 
@@ -258,6 +271,20 @@ class KeypointSource(Source):
         lag = min(self.MAX_LAG_MS * clock.speed, max(self.MAX_LAG_MS, self.MAX_LINE_LAG_MS))
         super().__init__(f"kp:{path}", clock, drop_old=True, max_lag_ms=max(1, round(lag)))
         self.path = path
+        self._fd: int | None = None
+
+    def caught_up(self) -> bool:
+        """No frame waits, and at most a few lines are unread in the feed."""
+        if not super().caught_up():
+            return False
+        fd = self._fd
+        if fd is None:
+            return True
+        try:
+            n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:  # closed meanwhile: nothing to wait for
+            return True
+        return int(n) < PENDING_BEHIND
 
     def _open(self) -> int | None:
         try:
@@ -278,6 +305,7 @@ class KeypointSource(Source):
                 self.stats.reconnects += 1
                 self._stop.wait(1.0)
                 continue
+            self._fd = fd
             is_fifo_or_tty = stat.S_ISFIFO(os.fstat(fd).st_mode) or os.isatty(fd)
             try:
                 while not self._stop.is_set():

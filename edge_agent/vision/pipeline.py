@@ -159,6 +159,10 @@ class CameraWorker:
                 self.evidence.poll(0, force=True)  # cut what there is of pending clips
         self._emit("camera", {"camera": self.camera.id, "room": self.room, "live": False})
 
+    def caught_up(self) -> bool:
+        """No frame waits for this pipeline (a simulated run's held clock waits for it)."""
+        return self.source is None or self.source.caught_up()
+
     def health(self) -> dict[str, int]:
         """Counters for the node's health message (all integers)."""
         src = self.source.stats if self.source is not None else None

@@ -20,6 +20,8 @@ EVENT_TYPES = {
     'health': {'uptime_s': ('int', True), 'queue': ('int', True), 'obj': ('obj', False)},
     'ack': {'epoch': ('int', True), 'seqs': ('ints', True)},
     'roster': {'version': ('int', True), 'bands': ('obj', True)},
+    'evidence_request': {'txn': ('str', True), 'evidence': ('id', True), 'user': ('id', True), 'clear': ('bool', False), 'offset': ('int', False), 'length': ('int', False)},
+    'evidence_data': {'txn': ('str', True), 'evidence': ('id', True), 'ok': ('bool', True), 'error': ('str', False), 'sha256': ('sha256', False), 'total': ('int', False), 'offset': ('int', False), 'eof': ('bool', False), 'clear': ('bool', False), 'length': ('int', False), 'chunk_sha256': ('sha256', False)},
 }
 ENUMS = {
     ('door', 'state'): ('open', 'closed'),

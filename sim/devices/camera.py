@@ -38,6 +38,12 @@ _LEFT_ARM = (13, 15, 17, 19, 21)  # elbow, wrist, hand
 _RIGHT_ARM = (14, 16, 18, 20, 22)
 _ANKLES = (27, 28, 29, 30, 31, 32)
 LIE_DOWN_MS = 10000  # sitting down on the bench, sitting, then lying back
+# A person standing still differs between frames only by the keypoints' jitter, so each
+# camera keeps this many jittered standing poses per person, already serialised, and picks
+# one per frame: a sped-up run sends tens of lines a second per camera, and computing and
+# serialising every pose afresh was most of the simulator's CPU (at x60 under load its camera
+# pump fell hundreds of ms behind, which the nodes rightly reported as recording gaps).
+STANDING_VARIANTS = 16
 
 
 def _smooth(u: float) -> float:
@@ -102,6 +108,7 @@ class VirtualCamera:
         self.last_ts = 0
         self._fall_start: dict[str, int] = {}  # person -> custody ms the fall began
         self._lie_start: dict[str, int] = {}  # person -> custody ms they began to lie down
+        self._standing: dict[str, list[str]] = {}  # person -> serialised standing poses
 
     @property
     def path(self) -> str:
@@ -117,9 +124,12 @@ class VirtualCamera:
         if self.covered or ts_ms <= self.last_ts:
             return
         self.last_ts = ts_ms
-        persons = []
+        persons: list[str] = []
         for who in people:
             cx = spot(who)
+            if who != falling and who != lying and not fighting:
+                persons.append(self._stand(who, cx))
+                continue
             tilt = sit = 0.0
             if who == falling:
                 start = self._fall_start.setdefault(who, ts_ms)
@@ -130,16 +140,26 @@ class VirtualCamera:
                 sit = _smooth(t / 1.5)
                 tilt = _smooth((t - 3) / 7)
             flail = 0.25 if fighting and tilt == 0.0 else 0.0
-            persons.append(pose(cx, 0.92, 0.7, tilt, self.rng, flail, ts_ms / 1000, sit))
+            persons.append(json.dumps(pose(cx, 0.92, 0.7, tilt, self.rng, flail, ts_ms / 1000,
+                                           sit), separators=(",", ":")))
         for who in list(self._fall_start):
             if who != falling:
                 del self._fall_start[who]
         for who in list(self._lie_start):
             if who != lying:
                 del self._lie_start[who]
-        line = json.dumps({"ts": ts_ms, "persons": persons}, separators=(",", ":")) + "\n"
+        line = f'{{"ts":{ts_ms},"persons":[{",".join(persons)}]}}\n'
         if self.port.write(line.encode()):
             self.lines += 1
+
+    def _stand(self, who: str, cx: float) -> str:
+        """One of the person's jittered standing poses, serialised."""
+        variants = self._standing.get(who)
+        if variants is None:
+            variants = [json.dumps(pose(cx, 0.92, 0.7, 0.0, self.rng), separators=(",", ":"))
+                        for _ in range(STANDING_VARIANTS)]
+            self._standing[who] = variants
+        return variants[self.rng.randrange(STANDING_VARIANTS)]
 
     def close(self) -> None:
         """Close the pty."""

@@ -39,6 +39,12 @@ _EN = {
     "temporary-exit": "temporarily out", "acknowledged": "acknowledged", "open": "open",
     "critical": "critical", "warning": "warning", "info": "info", "signed_in_as": "Signed in as",
     "missing": "missing",
+    "view_evidence": "View evidence", "report": "Compliance report",
+    "evidence_journaled": "Masked clip of {evidence}; this view is journaled (entry {idx}) "
+                          "as {user}.",
+    "evidence_still": "Still frame from the verified clip (this browser cannot play its "
+                      "video format)",
+    "download_clip": "Download the clip",
 }
 
 _ZH = {
@@ -75,6 +81,11 @@ _ZH = {
     "temporary-exit": "临时离开", "acknowledged": "已确认", "open": "未处理",
     "critical": "严重", "warning": "警告", "info": "提示", "signed_in_as": "当前用户",
     "missing": "缺",
+    "view_evidence": "查看证据视频", "report": "合规报告",
+    "evidence_journaled": "{evidence} 的遮蔽视频；本次查看已记入日志（第 {idx} 条），"
+                          "查看人 {user}。",
+    "evidence_still": "取自已校验视频的静帧（浏览器无法播放该视频格式）",
+    "download_clip": "下载视频",
 }
 
 TEXT = {"en": _EN, "zh": _ZH}

@@ -74,6 +74,7 @@ def page(ctx: Ctx, view: str, body: str, site_name: str, extra: str = "") -> str
 </header>
 <div id="banner" role="status" hidden>{e(t(ctx.lang, "reconnecting"))}</div>
 <div id="result" role="status" aria-live="polite"></div>
+<section id="evidence" hidden></section>
 <main id="view">{body}</main>
 <aside><h2>{e(t(ctx.lang, "feed"))}</h2><ol id="feed"></ol></aside>
 <script src="/static/desk.js"></script>
@@ -166,6 +167,11 @@ def _alert_row(snap: dict[str, Any], ctx: Ctx, a: dict[str, Any]) -> str:
                           f'<input name="note" required aria-label="{e(t(ctx.lang, "reason"))}" '
                           f'placeholder="{e(t(ctx.lang, "reason"))}">',
                           t(ctx.lang, "false_alarm")))
+    if a.get("evidence") and ctx.can("view-evidence"):
+        # The masked clip the node kept around it: fetched, checked and journaled as this
+        # account (supervisor/evidence.py); desk.js shows it under the queue.
+        acts.append(_form(ctx, "view-evidence", {"alert": a["id"]}, "",
+                          t(ctx.lang, "view_evidence"), "evidence"))
     return (f'<tr class="sev-{e(a["severity"])}{" acked" if acked else ""}" '
             f'data-alert="{e(a["id"])}"><td>{_sev(ctx, a["severity"])}</td>'
             f'<td class="rule">{e(a["rule"])}</td>'
@@ -296,6 +302,8 @@ def approvals(snap: dict[str, Any], ctx: Ctx) -> str:
 def inspection(snap: dict[str, Any], ctx: Ctx, extra: dict[str, Any]) -> str:
     """Findings, refused actions and false-alarm statistics for the legal officer."""
     out = [f'<h1>{e(t(ctx.lang, "inspection"))}</h1>']
+    if ctx.can("view-evidence"):  # = roles.REPORT_ROLES, who may read the report
+        out.append(f'<p><a href="/report" class="report">{e(t(ctx.lang, "report"))}</a></p>')
     if ctx.can("record-finding") and extra.get("finding_command"):
         sevs = "".join(f'<option value="{x}">{x}</option>' for x in ("note", "concern", "breach"))
         out.append(_form(ctx, "record-finding", {},

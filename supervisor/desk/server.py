@@ -43,7 +43,10 @@ RING = 2000  # recent alert messages kept for streams that fell behind
 ROUTINE_S = 0.5  # a page's routine updates (no alert changed) at most this often
 FEED_START = 20  # alert messages a freshly opened page's activity feed starts with
 ACTIONS = ("ack-alert", "resolve-alert", "false-alarm", "approve-disposition",
-           "approve-temporary-exit", "approve-extension", "record-finding")
+           "approve-temporary-exit", "approve-extension", "record-finding", "view-evidence")
+EVIDENCE_WAIT_S = 120.0  # an HTTP request waits this long at most for a clip's fetch
+MEDIA = {"webm": "video/webm", "mp4": "video/mp4", "avi": "video/x-msvideo",
+         "video": "application/octet-stream", "jpg": "image/jpeg"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ class Desk:
         self._alert_prefix = f"{sup.topics.base}/alert/"
         self._scanned = 0  # journal entries scanned for findings and refusals
         self.findings: list[dict[str, Any]] = []
+        # Evidence files each account fetched through the desk (a journaled view): the only
+        # ones /evidence/ serves it.
+        self.granted: dict[str, set[str]] = {}
         self.refusals: list[dict[str, Any]] = []
         self.streams = 0
         self.closing = threading.Event()
@@ -278,12 +284,62 @@ class Desk:
             return {"ok": False, "error": str(e)}
         txn = f"desk-{secrets.token_hex(8)}"
         staff = self.sup.staff
+        if command == "view-evidence":
+            return self._view_evidence(user, args, txn)
         try:
             result: dict[str, Any] = self.sup.submit(
                 lambda: staff.execute(user, command, args, txn))
         except TimeoutError as e:
             return {"ok": False, "error": str(e)}
         return result
+
+    def _view_evidence(self, user: str, args: dict[str, Any], txn: str) -> dict[str, Any]:
+        """The staff command (journaled on the worker), then this thread waits for the fetch;
+        the files it brought are granted to the account."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def reply(final: dict[str, Any]) -> None:
+            box.update(final)
+            done.set()
+
+        def run() -> dict[str, Any]:
+            r: dict[str, Any] = self.sup.staff.execute(user, "view-evidence", args, txn)
+            if r["ok"] and "fetch" in r["result"]:
+                self.sup.evidence.start(user, r, reply)
+            else:
+                reply(r)
+            return r
+
+        try:
+            self.sup.submit(run)
+        except TimeoutError as e:
+            return {"ok": False, "error": str(e)}
+        if not done.wait(EVIDENCE_WAIT_S):
+            return {"ok": False, "error": "the evidence fetch did not finish in time"}
+        res = box.get("result") or {}
+        if box.get("ok"):
+            names = {res["name"]} | ({res["still"]} if res.get("still") else set())
+            with self.cond:
+                self.granted.setdefault(user, set()).update(names)
+            res["url"] = f"/evidence/{res['name']}"
+            res["still_url"] = f"/evidence/{res['still']}" if res.get("still") else None
+            res.pop("file", None)  # the supervisor's own path is not the browser's business
+        return box
+
+    def evidence_file(self, user: str, name: str) -> Path | None:
+        """A cached evidence file this account fetched and may still see, else None."""
+        from ..roles import may_see_clear, permitted
+
+        account = self.account(user)
+        with self.cond:
+            granted = name in self.granted.get(user, set())
+        if account is None or not granted or not permitted(account, "view-evidence"):
+            return None
+        if ".clear." in name and not may_see_clear(account):
+            return None
+        path: Path | None = self.sup.evidence.cache.path(name)
+        return path
 
     def _args(self, command: str, f: dict[str, str]) -> dict[str, Any]:
         def need(key: str, what: str) -> str:
@@ -294,6 +350,8 @@ class Desk:
 
         if command == "ack-alert":
             return {"alert": need("alert", "the alert"), "action": need("action", "what was done")}
+        if command == "view-evidence":  # the masked clip: clear video is asked for by command
+            return {"alert": need("alert", "the alert")}
         if command == "resolve-alert":
             a = {"alert": need("alert", "the alert")}
             if f.get("note", "").strip():
@@ -503,6 +561,16 @@ class DeskHandler(BaseHTTPRequestHandler):
             return self._redirect("/signin")
         if path == "/":
             return self._redirect("/floor")
+        if path == "/report":
+            return self._report(s)
+        if path.startswith("/evidence/"):
+            f = self.desk.evidence_file(s.user, path[len("/evidence/"):])
+            if f is None:
+                return self._send(HTTPStatus.FORBIDDEN, "not yours to see: view it first "
+                                  "(journaled), with a role that may", "text/plain")
+            ext = f.name.rsplit(".", 1)[-1]
+            return self._send(HTTPStatus.OK, f.read_bytes(),
+                              MEDIA.get(ext, "application/octet-stream"))
         parts = path.strip("/").split("/")
         view = parts[0]
         extra = parts[1] if len(parts) > 1 and view == "record" else ""
@@ -519,6 +587,22 @@ class DeskHandler(BaseHTTPRequestHandler):
         body = self.desk.view_html(view, extra, snap, ctx)
         self._send(HTTPStatus.OK, render.page(ctx, view, body, snap["site"]["name"], extra),
                    session=s)
+
+    def _report(self, s: Session) -> None:
+        """The compliance report (supervisor/report.py) of everything journaled so far, in
+        the page's language: for the duty supervisor and the legal officer."""
+        from ..report import collect, report_html
+        from ..roles import REPORT_ROLES
+
+        account = self.desk.account(s.user)
+        if account is None or not account.enabled or not account.roles & REPORT_ROLES:
+            return self._send(HTTPStatus.FORBIDDEN, "the report is for custody supervisors "
+                              "and legal officers", "text/plain")
+        sup = self.desk.sup
+        end = sup.clock.now_ms() + 1
+        figures = sup.submit(lambda: collect(sup.state, 0, end))
+        self._send(HTTPStatus.OK, report_html(sup.site.name, figures, 0, end, self._lang(),
+                                              charts=False), session=self.desk.renewed(s))
 
     def _static(self, name: str) -> None:
         types = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
@@ -638,6 +722,12 @@ class DeskHandler(BaseHTTPRequestHandler):
         if path != "/action":
             return self._send(HTTPStatus.NOT_FOUND, "not found", "text/plain")
         result = self.desk.execute(s.user, form.get("command", ""), form)
+        if result.get("ok") and form.get("command") == "view-evidence":
+            r = result["result"]
+            r["shown"] = t(self._lang(), "evidence_journaled").format(
+                evidence=r.get("evidence"), idx=r.get("journal"), user=s.user)
+            r["still_text"] = t(self._lang(), "evidence_still")
+            r["download_text"] = t(self._lang(), "download_clip")
         s = self.desk.renewed(s)
         if wants_json:
             return self._send(HTTPStatus.OK, json.dumps(result), "application/json", session=s)

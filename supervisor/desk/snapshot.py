@@ -18,7 +18,7 @@ RECENT_CLOSED = 30  # closed alerts kept in the snapshot for the queue's history
 
 def _alert(a: dict[str, Any]) -> dict[str, Any]:
     keep = ("id", "rule", "state", "severity", "detainee", "room", "raised_ts", "ts", "message",
-            "acked_by", "acked_ts", "action", "by", "closed_ts")
+            "acked_by", "acked_ts", "action", "by", "closed_ts", "evidence")
     out = {k: a.get(k) for k in keep}
     out["escalations"] = a.get("escalations", 0)
     return out

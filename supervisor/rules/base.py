@@ -20,13 +20,14 @@ class Desired:
     room: str | None
     since: int  # when the condition started (ms)
     message: str
+    evidence: str | None = None  # the node's evidence clip for it (protocol/evidence.py)
 
 
 def desired(rule: str, key: str, since: int, detainee: str | None, room: str | None,
-            message: str, severity: str | None = None) -> Desired:
+            message: str, severity: str | None = None, evidence: str | None = None) -> Desired:
     """A Desired with the stable id of (rule, key, since) and the rule's default severity."""
     return Desired(incident_id(rule, key, since), rule, severity or RULES[rule], detainee, room,
-                   since, message)
+                   since, message, evidence)
 
 
 Rooms = Iterable[RoomState] | None  # the rooms a room rule looks at (None: every room)

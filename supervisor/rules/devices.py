@@ -22,7 +22,8 @@ def behaviour(state: State, now_ms: int, rules: Rules) -> list[Desired]:
         if rule is not None:
             only = state._only_detainee(a.room)
             out.append(desired(rule, key, a.since, only, a.room,
-                               f"{a.kind.replace('_', ' ')} in {a.room}"))
+                               f"{a.kind.replace('_', ' ')} in {a.room}",
+                               evidence=state.behaviour_evidence.get(key)))
     return out
 
 

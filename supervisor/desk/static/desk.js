@@ -90,6 +90,34 @@
     while (feed.children.length > 100) { feed.removeChild(feed.lastChild); }
   });
 
+  // A fetched, hash-checked evidence clip: a <video> when this browser plays its format,
+  // else the still frame the supervisor took from it; the journal entry of the view beside it.
+  function showEvidence(r) {
+    var box = document.getElementById("evidence");
+    if (!box) { return; }
+    box.textContent = "";
+    var p = document.createElement("p");
+    p.className = "journaled";
+    p.textContent = r.shown || "";
+    box.appendChild(p);
+    var media;
+    if (r.playable) {
+      media = document.createElement("video");
+      media.controls = true; media.muted = true; media.src = r.url;
+    } else if (r.still_url) {
+      media = document.createElement("img");
+      media.src = r.still_url; media.alt = r.still_text || "";
+      var cap = document.createElement("p");
+      cap.textContent = r.still_text || "";
+      box.appendChild(cap);
+    }
+    if (media) { media.className = "evidence-media"; box.appendChild(media); }
+    var a = document.createElement("a");
+    a.href = r.url; a.download = r.name || ""; a.textContent = r.download_text || r.url;
+    box.appendChild(a);
+    box.hidden = false;
+  }
+
   document.addEventListener("submit", function (ev) {
     var f = ev.target;
     if (!f.classList || !f.classList.contains("act")) { return; }
@@ -103,6 +131,7 @@
         result.className = r.ok ? "ok" : "err";
         result.textContent = (r.ok ? "\u2713 " : "\u2717 ") + (r.ok ? f.querySelector("button").textContent : r.error);
         if (r.ok) { f.reset(); }
+        if (r.ok && r.result && r.result.url) { showEvidence(r.result); }
       })
       .catch(function (e) { result.className = "err"; result.textContent = String(e); });
   });
