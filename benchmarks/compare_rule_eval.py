@@ -232,7 +232,7 @@ def record(names: list[str], runs: Path) -> None:
             continue
         (runs / name).mkdir(parents=True, exist_ok=True)
         print(f"recording {name} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "custody.cli", "sim", "run", name, "--workdir",
+        subprocess.run([sys.executable, "-m", "custody", "sim", "run", name, "--workdir",
                         str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        check=False)
 
