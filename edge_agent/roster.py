@@ -7,7 +7,8 @@ from typing import Any
 from protocol.envelope import verify
 from protocol.ids import BAND_RE
 
-ROLES = ("officer", "detainee")
+# A visitor's or lawyer's band is known (not an unknown band) and never counts as an officer.
+ROLES = ("officer", "detainee", "visitor", "lawyer")
 
 
 class RosterError(ValueError):

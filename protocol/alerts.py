@@ -16,6 +16,7 @@ RULES: dict[str, str] = {
     "real-search": "warning",
     "never-alone": "critical",
     "holding-watch": "critical",
+    "door-open": "warning",
     "interview": "warning",
     "recording-gap": "warning",
     "co-suspects": "critical",

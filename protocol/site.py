@@ -117,6 +117,7 @@ class Rules:
     never_alone_grace_s: int = 10
     never_alone_doorway_grace_s: int = 30
     holding_watch_grace_s: int = 30
+    door_open_limit_s: int = 60  # an occupied cell's door open with no officer inside
     interview_grace_s: int = 60
     interview_min_officers: int = 2
     recording_gap_s: int = 10

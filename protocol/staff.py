@@ -18,6 +18,7 @@ from .ids import ID_RE
 SEXES = ("f", "m")
 OBSERVATION_LEVELS = ("level1", "level2", "high")
 DISPOSITIONS = ("release", "bail", "transfer", "charge", "detention")
+VISITOR_KINDS = ("visitor", "lawyer")
 MAX_REQUEST = 16384
 
 COMMANDS: dict[str, Schema] = {
@@ -27,6 +28,11 @@ COMMANDS: dict[str, Schema] = {
                           "name": ("str", False)},
     "register-officer": {"officer": ("id", True), "band": ("band", True), "sex": ("str", True),
                          "name": ("str", False)},
+    # A visitor or a lawyer gets a band too (neither officer nor detainee): it is never an
+    # escort, and a lawyer with their client alone in an interview room is a legal
+    # consultation. The band goes back at the exit.
+    "register-visitor": {"visitor": ("id", True), "band": ("band", True), "kind": ("str", True),
+                         "detainee": ("id", True), "name": ("str", False)},
     "set-observation": {"detainee": ("id", True), "observation": ("str", True)},
     "record-search": {"detainee": ("id", True), "officers": ("ids", True),
                       "result": ("str", True), "items_found": ("str", False)},
@@ -57,7 +63,7 @@ COMMANDS: dict[str, Schema] = {
 }
 
 _ENUMS: dict[str, tuple[str, ...]] = {"sex": SEXES, "observation": OBSERVATION_LEVELS,
-                                      "disposition": DISPOSITIONS,
+                                      "disposition": DISPOSITIONS, "kind": VISITOR_KINDS,
                                       "result": ("completed", "refused", "incomplete"),
                                       "severity": ("note", "concern", "breach")}
 

@@ -23,6 +23,7 @@ class Floor:
     behaviour: dict[str, tuple[str, float]] = field(default_factory=dict)  # room -> (kind, since)
     unread: dict[str, float] = field(default_factory=dict)  # person -> missed reads until (s)
     echo: dict[str, tuple[str, float]] = field(default_factory=dict)  # person -> (room, until)
+    worn: dict[str, str] = field(default_factory=dict)  # person -> whose band they wear
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def move(self, people: list[str], room: str) -> dict[str, str]:
@@ -68,6 +69,17 @@ class Floor:
                 if until > now and p not in out.get(r, []):
                     out.setdefault(r, []).append(p)
             return out
+
+    def swap_bands(self, a: str, b: str) -> None:
+        """Two people exchange the bands they wear (swapping back restores them)."""
+        with self._lock:
+            wa, wb = self.worn.get(a, a), self.worn.get(b, b)
+            self.worn[a], self.worn[b] = wb, wa
+
+    def wears(self, person: str) -> str:
+        """Whose band the person wears now (their own unless swapped)."""
+        with self._lock:
+            return self.worn.get(person, person)
 
     def set_flags(self, person: str, tamper: bool, battery_low: bool) -> None:
         """Change what a band reports about itself."""

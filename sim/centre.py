@@ -32,6 +32,16 @@ class Detainee:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class Visitor:
+    """A visitor or a lawyer, banded at the entry desk to see one detainee."""
+
+    id: str
+    kind: str  # visitor | lawyer
+    band: str
+    detainee: str
+
+
 @dataclass
 class Centre:
     """Site + people, and where each of the site's devices is."""
@@ -39,12 +49,23 @@ class Centre:
     site: Site
     officers: dict[str, Officer] = field(default_factory=dict)
     detainees: dict[str, Detainee] = field(default_factory=dict)
+    visitors: dict[str, Visitor] = field(default_factory=dict)
+    bands: "BandMaker | None" = None  # where the planner gets visitors' bands
 
     def band_of(self, person: str) -> str:
         """The band a person wears (KeyError if unknown)."""
         if person in self.officers:
             return self.officers[person].band
+        if person in self.visitors:
+            return self.visitors[person].band
         return self.detainees[person].band
+
+    def new_band(self) -> str:
+        """A band nobody has yet (for people the plan brings in: visitors)."""
+        if self.bands is None:
+            self.bands = BandMaker(len(self.officers) * 1000 + len(self.detainees))
+            self.bands.used.update(self.band_of(p) for p in [*self.officers, *self.detainees])
+        return self.bands.new()
 
     def rooms_of_kind(self, kind: str) -> list[str]:
         """Ids of the rooms of one kind, in site order."""

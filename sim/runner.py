@@ -158,8 +158,9 @@ class Run:
         self.floor = Floor()
         # Custody time stands still while any process of the run (this one, the supervisor, a
         # node) is held up, so a busy machine slows the run instead of making gaps in what the
-        # devices saw (protocol/heldclock.py).
-        self.holder = ClockHolder(self.dir / "clock", sc.speed, time.time(),
+        # devices saw (protocol/heldclock.py). It starts at the scenario's `start` (e.g.
+        # before midnight), else now.
+        self.holder = ClockHolder(self.dir / "clock", sc.speed, sc.start_epoch or time.time(),
                                   max(LEASE_MIN_S, LEASE_CUSTODY_S / sc.speed),
                                   alive=self.dir / "alive")
         self.clock: Clock = self.holder.clock()
@@ -183,6 +184,7 @@ class Run:
         self._clip: Clip | None = None
         self.taps: list[tuple[VirtualReader, str, float]] = []  # reader, band, until (real)
         self.door_close: list[tuple[str, float]] = []  # door, when (real)
+        self.door_held: dict[str, int] = {}  # door held open (a door step) until custody ms
         self.raised: dict[str, Raised] = {}
         self.alert_log: list[dict[str, Any]] = []
         self.responses: dict[str, dict[str, Any]] = {}
@@ -251,7 +253,8 @@ class Run:
                 seed += 1
                 vr = VirtualReader(r.id, r.type, self.opts.noise, seed)
                 self.readers[r.id] = vr
-                readers[r.id] = {"port": vr.path}
+                (self.dir / "tty").mkdir(exist_ok=True)
+                readers[r.id] = {"port": vr.link(str(self.dir / "tty" / r.id))}
                 if r.role == "presence":
                     self.uhf_of_room.setdefault(node.room, []).append(vr)
             doors: dict[str, Any] = {}
@@ -473,7 +476,7 @@ class Run:
         elif step.action == "command":
             self.command(str(a["command"]), str(a["user"]), dict(a["args"]))
         elif step.action == "tap":
-            band = self.sc.centre.band_of(str(a["person"]))
+            band = self.sc.centre.band_of(self.floor.wears(str(a["person"])))
             with self._lock:
                 self.taps.append((self.readers[str(a["reader"])], band, time.time() + 0.3))
         elif step.action == "behaviour":
@@ -485,11 +488,30 @@ class Run:
             elif "echo_room" in a:  # seen by two readers: a neighbour's reader reads it too
                 self.floor.echo_in(person, str(a["echo_room"]),
                                    step.at_s + float(a.get("duration_s", 0)))
+            elif "swap_with" in a:  # two people exchange their (opened) bands
+                self.floor.swap_bands(person, str(a["swap_with"]))
             else:
                 self.floor.set_flags(person, bool(a.get("tamper")), bool(a.get("battery_low")))
         elif step.action == "camera":
             cam_id = str(a["camera"])
-            (self.videos.get(cam_id) or self.cameras[cam_id]).covered = bool(a["covered"])
+            if "view" in a:  # blurred or moved (keypoint cameras: the tamper path's measures)
+                self.cameras[cam_id].view = str(a["view"])
+            else:
+                (self.videos.get(cam_id) or self.cameras[cam_id]).covered = bool(a["covered"])
+        elif step.action == "door":  # held open (propped, or left open) for open_s
+            door = str(a["door"])
+            self._set_door(door, "open")
+            with self._lock:
+                # Until then in custody time (the clock stands still while a process is held
+                # up): a door left open 90 s is open 90 custody s however busy the machine.
+                self.door_close = [(d, w) for d, w in self.door_close if d != door]
+                self.door_held[door] = self.clock.now_ms() + int(float(a["open_s"]) * 1000)
+        elif step.action == "reader":  # a cable pulled / plugged in again
+            vr = self.readers[str(a["reader"])]
+            if a.get("plugged", True):
+                vr.plug()
+            else:
+                vr.unplug()
         elif step.action == "noise":
             n = Noise(float(a.get("junk_rate", 0)), float(a.get("corrupt_rate", 0)),
                       float(a.get("split_rate", 0)))
@@ -631,14 +653,19 @@ class Run:
                     for vr in room_readers:
                         for p in people:
                             f = self.floor.flags_of(p)
-                            vr.read_band(self.sc.centre.band_of(p), tamper=f.tamper,
-                                         battery_low=f.battery_low)
-                        vr.port.flush()
+                            vr.read_band(self.sc.centre.band_of(self.floor.wears(p)),
+                                         tamper=f.tamper, battery_low=f.battery_low)
+                        if vr.enabled:
+                            vr.port.flush()
                 with self._lock:
                     self.taps = [(r, b, u) for r, b, u in self.taps if u > now]
                     taps = list(self.taps)
-                    closing = [d for d, w in self.door_close if w <= now]
+                    closing = [d for d, w in self.door_close if w <= now
+                               and d not in self.door_held]
                     self.door_close = [(d, w) for d, w in self.door_close if w > now]
+                    t_ms = self.clock.now_ms()
+                    closing += [d for d, w in self.door_held.items() if w <= t_ms]
+                    self.door_held = {d: w for d, w in self.door_held.items() if w > t_ms}
                     released = [b for b, w in self.releases if w <= now]
                     self.releases = [(b, w) for b, w in self.releases if w > now]
                 for r, b, _ in taps:

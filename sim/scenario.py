@@ -8,6 +8,8 @@
     seed = 1
     tail_s = 120                         # custody seconds to keep running after the last step
     pace = 1.0                           # < 1 shortens stages that have no legal minimum
+    start = "23:40"                      # optional: custody time at the start ("HH:MM" today
+                                         # in the site's time zone, or an ISO date and time)
     [rules]                              # optional: overrides of the site's [rules]
     [[officers]]    id, sex ("f"|"m"), on_s/off_s (the shift; welfare visits go to whoever
                     is on duty and free, an officer booked in two places is refused)
@@ -48,6 +50,7 @@ from protocol.topics import SEVERITIES
 
 from .actors import OUTSIDE
 from .centre import BandMaker, Centre, Detainee, Officer
+from .devices.camera import VIEWS
 from .timetable import (
     DUTY_SUPERVISOR,
     PARAMS,
@@ -72,13 +75,14 @@ VIDEO_MAX_ROOMS = 3  # each costs a node a full-rate pose pipeline and the sim a
 VIDEO_MAX_SPEED = 2.0  # the clip is played at fps x speed; the node's pipeline must keep up
 INTAKES = ("full", "quick")
 ACTIONS = ("move", "command", "tap", "behaviour", "band", "fault", "noise", "camera",
-           "button")
+           "button", "reader", "door")
 NODE_FAULTS = ("kill-node", "start-node", "cut-node", "lag-node")
 # Kinds added with issue 18: the random day draws them as extra ordinary events (and
 # violating ones only when named in [random] violations), so seeded days keep their draws.
 NEW_VOCABULARY = ("short-welfare-visits", "toilet-visit", "case-property-out",
                   "observation-raised", "missed-reads", "two-readers", "meets-co-suspect",
-                  "extension")
+                  "extension", "lawyer-visit", "family-visit", "band-swap", "reader-fault",
+                  "door-left-open", "camera-tamper", "sleeps")
 REACTIONS = {"ack": "ack-alert", "resolve": "resolve-alert", "false-alarm": "false-alarm"}
 FAULTS = ("kill-broker", "start-broker", "kill-node", "start-node", "cut-node", "lag-node",
           "kill-supervisor", "start-supervisor")
@@ -112,6 +116,7 @@ class Scenario:
     tail_s: float
     stays: list[Stay] = field(default_factory=list)
     video: VideoConf | None = None
+    start_epoch: float | None = None  # custody time when the processes start (None: now)
 
     @property
     def duration_s(self) -> float:
@@ -153,6 +158,7 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     sc_seed = sc.integer("seed", 1)
     tail = sc.number("tail_s", 120.0, lo=0.0)
     pace = sc.number("pace", 1.0, lo=0.05, hi=10.0)
+    start = sc.text("start", "")
     sc.done()
     site_data = read_toml(site_file)
     overrides = top.section("rules")
@@ -160,10 +166,11 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
     if overrides.data:
         site_data.setdefault("rules", {}).update(overrides.data)
     site = parse_site(site_data, site_file)
+    start_epoch = _start_epoch(sc, start, site.timezone) if start else None
     seed = sc_seed if seed is None else seed
     speed = sc_speed if speed is None else speed
-    centre = Centre(site)
     bands = BandMaker(seed)
+    centre = Centre(site, bands=bands)
     rand = top.section("random")
     stays = _random_day(rand, centre, bands, seed) if rand.data else _people(top, centre, bands)
     planner = Planner(centre, seed, pace)
@@ -190,13 +197,32 @@ def load_scenario(path: str | Path, seed: int | None = None, speed: float | None
         vids = {st.vid(k) for st in stays for k in st.violations} | {
             s.id for s in plan.steps if s.id and s.id not in step_at}
         plan.expected = _expectations(top, path, generated, vids, step_at)
-    video = _video(top, path, centre, stays, speed)
+    video = _video(top, path, centre, stays, speed, plan)
     top.done()
     # Run at least until the window of every expected alert has closed.
     plan.duration_s = max([plan.duration_s, *(e.from_s + e.within_s + 10
                                               for e in plan.expected)])
     return Scenario(name, desc, str(path), site_data, centre, plan, speed, seed, tail, stays,
-                    video)
+                    video, start_epoch)
+
+
+def _start_epoch(sc: Section, start: str, timezone: str) -> float:
+    """`start = "23:40"` (today, the site's time zone) or "2026-12-01T23:40" as Unix seconds:
+    the custody time the run's clock starts at (a day that crosses midnight)."""
+    from datetime import datetime
+    from datetime import time as dtime
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(timezone)
+    try:
+        if "T" in start:
+            when = datetime.fromisoformat(start)
+        else:
+            when = datetime.combine(datetime.now(tz).date(), dtime.fromisoformat(start))
+    except ValueError:
+        raise sc.fail("start", "HH:MM or YYYY-MM-DDTHH:MM (the site's time zone)",
+                      start) from None
+    return (when if when.tzinfo else when.replace(tzinfo=tz)).timestamp()
 
 
 def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[str, float]
@@ -210,6 +236,8 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
     rooms = {r.id for r in site.rooms} | {OUTSIDE}
     cameras = {c.id for n in site.nodes for c in n.cameras}
     readers = {r.id for n in site.nodes for r in n.readers}
+    node_readers = {r.id for n in centre.room_nodes() for r in n.readers}
+    contacts = {d.door for n in site.nodes for d in n.doors}
     end = 0.0
     for st in top.sections("steps"):
         at = st.number("at_s", lo=0.0)
@@ -242,18 +270,37 @@ def _steps(top: Section, path: Path, centre: Centre, plan: Plan, step_at: dict[s
         if action in ("tap", "band") and args.get("person") not in people:
             raise st.fail("person", "an id from [[officers]] or [[detainees]]",
                           args.get("person"))
-        if action == "band" and not set(args) <= {"person", "tamper", "battery_low",
-                                                  "unread_s", "echo_room", "duration_s"}:
-            raise st.fail(sorted(set(args) - {"person", "tamper", "battery_low", "unread_s",
-                                              "echo_room", "duration_s"})[0],
-                          "a band step key (tamper, battery_low, unread_s, echo_room, "
-                          "duration_s)")
+        band_keys = {"person", "tamper", "battery_low", "unread_s", "echo_room", "duration_s",
+                     "swap_with"}
+        if action == "band" and not set(args) <= band_keys:
+            raise st.fail(sorted(set(args) - band_keys)[0], "a band step key (tamper, "
+                          "battery_low, unread_s, echo_room, duration_s, swap_with)")
+        if action == "band" and "swap_with" in args and (
+                args["swap_with"] not in people or args["swap_with"] == args.get("person")):
+            raise st.fail("swap_with", "another id from [[officers]] or [[detainees]]",
+                          args["swap_with"])
+        if action == "noise" and "reader" in args and args["reader"] not in readers:
+            raise st.fail("reader", "a reader of the site", args["reader"])
+        if action == "reader" and args.get("reader") not in node_readers:
+            # a sensor board's reader is opened by the firmware, which has no stable name
+            raise st.fail("reader", "a reader of a room node of the site", args.get("reader"))
+        if action == "reader" and (not set(args) <= {"reader", "plugged"} or "reader" not in args
+                                   or not isinstance(args.get("plugged", True), bool)):
+            raise st.fail("plugged", "reader = <id> and plugged = true|false", args)
         if action == "band" and "echo_room" in args and args["echo_room"] not in rooms:
             raise st.fail("echo_room", "a room of the site", args["echo_room"])
         if action == "tap" and args.get("reader") not in readers:
             raise st.fail("reader", "a reader of the site", args.get("reader"))
         if action == "camera" and args.get("camera") not in cameras:
             raise st.fail("camera", "a camera of the site", args.get("camera"))
+        if action == "camera" and not (set(args) in ({"camera", "covered"}, {"camera", "view"})
+                                       and args.get("view", "clear") in VIEWS):
+            raise st.fail("view", "covered = true|false, or view = "
+                          f"{'|'.join(VIEWS)}", args)
+        if action == "door" and (args.get("door") not in contacts or set(args) != {
+                "door", "open_s"} or not isinstance(args["open_s"], int | float)):
+            raise st.fail("door", "door = <a door with a contact on a node of the site>, "
+                          "open_s = <seconds>", args)
         if action == "command" and not isinstance(args.get("args"), dict):
             raise st.fail("args", "a table of the command's arguments", args.get("args"))
         if sid:
@@ -317,8 +364,8 @@ def _reactions(top: Section, centre: Centre) -> list[Reaction]:
     return out
 
 
-def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: float
-           ) -> VideoConf | None:
+def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: float,
+           plan: Plan) -> VideoConf | None:
     """The [video] table, checked against the site, the people, the speed and the disk."""
     v = top.section("video")
     if not v.data:
@@ -349,6 +396,12 @@ def _video(top: Section, path: Path, centre: Centre, stays: list[Stay], speed: f
         load_clip(clip, max_frames=1)  # the run decodes it all; loading (and `sim list`) need not
     except ValueError as exc:
         raise v.fail("fall_clip", f"a clip OpenCV decodes ({exc})", clip_rel) from None
+    video_cams = {c.id for n in centre.room_nodes() if n.room in rooms for c in n.cameras}
+    for s in plan.steps:
+        if s.action == "camera" and "view" in s.args and s.args.get("camera") in video_cams:
+            raise ConfigError(path, "video.rooms", "rooms whose cameras are not blurred or "
+                              "moved by a step (real frames have pixels; `view` is for "
+                              "keypoint cameras)", s.args["camera"])
     for st in stays:
         held = centre.detainees[st.detainee].holding
         other = [k for k in ("fight", "lying-still") if k in st.violations]
@@ -512,6 +565,8 @@ def _random_day(s: Section, centre: Centre, bands: BandMaker, seed: int) -> list
     rate = s.number("violation_rate", 0.3, lo=0.0, hi=1.0)
     kinds = s.array("violations", [v for v in VIOLATIONS if v not in ("node-offline",)
                                    and v not in NEW_VOCABULARY])
+    if "band-swap" in kinds:  # it needs a cellmate the day has planned before
+        raise s.fail("violations", "kinds a random day can draw (not band-swap)", "band-swap")
     s.done()
     return random_day(centre, bands, seed, n, hours, rate, kinds)
 
@@ -526,6 +581,12 @@ RANDOM_VARIANTS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     "short-welfare-visits": ({"duration_s": 30.0}, {"duration_s": 30.0}),
     "left-alone": ({"duration_s": 5.0}, {"duration_s": 60.0}),
     "short-search": ({"duration_s": 200.0}, {"duration_s": 60.0}),
+    "lawyer-visit": ({"alone_s": 0.0}, {"alone_s": 30.0}),
+    "family-visit": ({"officer_out_s": 0.0}, {"officer_out_s": 30.0}),
+    "reader-fault": ({"junk_s": 30.0}, {"corrupt_s": 20.0}),
+    "door-left-open": ({"open_s": 30.0}, {"open_s": 100.0}),
+    "camera-tamper": ({"duration_s": 2.0}, {"duration_s": 60.0}),
+    "sleeps": ({"duration_s": 1800.0, "turn_s": 300.0}, {"duration_s": 900.0}),
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actors import OUTSIDE
-from .centre import Centre, Detainee, Officer
+from .centre import Centre, Detainee, Officer, Visitor
 
 # The duty custody supervisor: gives every approval and is on no detainee's team (four eyes).
 DUTY_SUPERVISOR = "duty-sup"
@@ -30,7 +30,8 @@ VIOLATIONS = (
     "exit-without-approval", "temporary-exit-overdue", "belongings-late", "fall", "fight",
     "lying-still", "node-offline", "band-tamper", "short-welfare-visits", "toilet-visit",
     "case-property-out", "observation-raised", "missed-reads", "two-readers",
-    "meets-co-suspect", "extension",
+    "meets-co-suspect", "extension", "lawyer-visit", "family-visit", "band-swap",
+    "reader-fault", "door-left-open", "camera-tamper", "sleeps",
 )
 # The parameters each violation takes (custody seconds); a violation given as a table
 # `{kind = "left-alone", id = "alone-9", duration_s = 9}` sets them. The planner expects an
@@ -71,7 +72,35 @@ PARAMS: dict[str, tuple[str, ...]] = {
     # the duty supervisor approves an extension to `hours` at_s into holding (the predictor
     # moves the time-limit warnings accordingly)
     "extension": ("at_s", "hours"),
+    # a lawyer is banded at the entry desk and sees the detainee alone in an interview room
+    # (a legal consultation) at_s into holding for duration_s; when the lawyer leaves, the
+    # detainee waits alone_s for the officer to come back
+    "lawyer-visit": ("at_s", "duration_s", "alone_s"),
+    # a family visitor sees the detainee in an information room with an officer, who steps
+    # out for officer_out_s of the duration_s (a visitor is no escort)
+    "family-visit": ("at_s", "duration_s", "officer_out_s"),
+    # the detainee and a cellmate (the next detainee of the day in the same cell) open their
+    # bands for open_s (the bands report tamper), swap them at_s into holding and swap them
+    # back after worn_s
+    "band-swap": ("at_s", "open_s", "worn_s"),
+    # a reader of the detainee's cell at_s into holding: junk_s of junk bytes between intact
+    # frames (a noisy line: nothing), corrupt_s of corrupted frames (a fault), unplugged for
+    # unplugged_s (the port is lost)
+    "reader-fault": ("at_s", "junk_s", "corrupt_s", "unplugged_s"),
+    # the cell door is left open open_s after the officers leave at intake
+    "door-left-open": ("open_s",),
+    # the cell camera is blurred (moved = 1: turned away) at_s into holding for duration_s;
+    # the node's tamper path holds a condition 3 s before reporting it
+    "camera-tamper": ("at_s", "duration_s", "moved"),
+    # the detainee lies down on the bench to sleep at_s into holding for duration_s, sitting
+    # up for 10 s every turn_s (0: never); a spell lying past lying_still_s raises lying-still
+    # (welfare visits go on at the observation level's interval, asleep or not)
+    "sleeps": ("at_s", "duration_s", "turn_s"),
 }
+# The node's tamper path (edge_agent/vision/tamper.py): checks every second, reports a
+# condition held for 3 s. Durations between the bands below are refused: there the
+# prediction depends on where the checks and heartbeats fall.
+TAMPER_QUIET_S, TAMPER_ONLY_S, TAMPER_ALL_S = 2.0, (5.0, 6.0), 45.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +205,7 @@ class Planner:
         self.engaged: dict[str, list[tuple[float, float, str]]] = {}
         # what -> indices in plan.steps of a welfare visit (any officer on duty may make it)
         self.visit_steps: dict[str, list[int]] = {}
+        self.cell_visits: dict[str, list[tuple[float, float]]] = {}  # cell -> welfare visits
         self._visit_s = 60.0  # how long the detainee being planned is visited for
         self.arrivals: dict[str, float] = {}  # detainee -> custody s of arrival (arrived_ts)
         self.graph: dict[str, set[str]] = {r.id: set() for r in centre.site.rooms}
@@ -452,6 +482,8 @@ class Planner:
         in_holding = t
         t += 20
         self.plan.add(t, "move", people=team, room=OUTSIDE)  # officers leave the cell
+        if "door-left-open" in v:
+            self._door_left_open(t, d, holding, stay)
         self.engage(team, stay.arrive_s, t, f"the intake of {d.id}")
         interval = r.welfare_interval_s(d.observation)
         visit_every = interval * 0.4
@@ -470,7 +502,10 @@ class Planner:
             events.sort()
         for kind, at in (("toilet-visit", 200.0), ("case-property-out", 120.0),
                          ("observation-raised", 300.0), ("meets-co-suspect", 100.0),
-                         ("extension", 60.0)):
+                         ("extension", 60.0), ("lawyer-visit", 150.0),
+                         ("family-visit", 150.0), ("band-swap", 100.0),
+                         ("reader-fault", 100.0), ("camera-tamper", 150.0),
+                         ("sleeps", 100.0)):
             if kind in v:
                 events.append((t + float(stay.param(kind, "at_s", at) or 0), kind))
                 events.sort()
@@ -538,6 +573,16 @@ class Planner:
                               args={"detainee": d.id, "hours": hours})
             elif what == "meets-co-suspect":
                 t = self._meet(t, d, o1, holding, stay)
+            elif what in ("lawyer-visit", "family-visit"):
+                t = self._visit(t, d, o1, holding, stay, what)
+            elif what == "band-swap":
+                t = self._swap(t, d, holding, stay)
+            elif what == "reader-fault":
+                t = self._reader_fault(t, holding, stay)
+            elif what == "camera-tamper":
+                t = self._camera_tamper(t, d, holding, stay)
+            elif what == "sleeps":
+                t = self._sleep(t, holding, stay)
             elif what == "toilet-visit":
                 t = self._toilet(t, d, self._visitor, holding, stay)
             elif what == "case-property-out":
@@ -721,6 +766,190 @@ class Planner:
             t += 120
         return t
 
+    def _visit(self, t: float, d: Detainee, officer: str, holding: str, stay: Stay,
+               kind: str) -> float:
+        """A lawyer or a family visitor, banded at the entry desk, sees the detainee in an
+        interview room and leaves through the exit; returns when the detainee is back."""
+        lawyer = kind == "lawyer-visit"
+        dur = float(stay.param(kind, "duration_s", 300.0) or 0)
+        gap = float(stay.param(kind, "alone_s" if lawyer else "officer_out_s", 0.0) or 0)
+        r = self.rules
+        who = Visitor(f"{'law' if lawyer else 'vis'}-{d.id}", "lawyer" if lawyer else "visitor",
+                      self.c.new_band(), d.id)
+        self.c.visitors[who.id] = who
+        entry = self.c.rooms_of_kind("entry")[0]
+        exit_room = self.c.rooms_of_kind("exit")[0]
+        # A lawyer sees their client in private in an interview room (a legal consultation); a
+        # family visit is no interview: an information room, with an officer there.
+        kind_of_room = "interview" if lawyer else "information"
+        if not self.c.rooms_of_kind(kind_of_room):
+            raise PlanError(f"the {kind} of {d.id} needs a room of kind {kind_of_room}")
+        walk_in = len(self.route(entry, self.c.rooms_of_kind(kind_of_room)[0])) * self.hop
+        room, start = self.book(kind_of_room, t, walk_in + dur + gap + 8 * self.hop + 60)
+        t = max(t, start)
+        self.plan.add(t, "move", people=[who.id], room=entry)
+        self.plan.add(t + 2, "command", command="register-visitor", user=officer,
+                      args={"visitor": who.id, "band": who.band, "kind": who.kind,
+                            "detainee": d.id})
+        # The visitor walks in on their own (nothing watches visitors' steps), the officer
+        # fetches the detainee.
+        t_in = self.walk(t + 10, [who.id], entry, room)
+        fetch = t_in
+        span = dur + gap + 2 * len(self.route(holding, room)) * self.hop + 60
+        officer = next((o for o in [officer, *sorted(self.c.officers)]
+                        if self.is_free(o, fetch, fetch + span)), "")
+        if not officer:
+            raise PlanError(f"no officer on duty and free for the {kind} of {d.id}")
+        self.plan.add(fetch, "move", people=[officer], room=holding)
+        t = self.walk(fetch + 10, [d.id, officer], holding, room)
+        cause = stay.vid(kind)
+        if lawyer:
+            # A legal consultation: the officer waits outside, within call.
+            self.plan.add(t + 5, "move", people=[officer], room=OUTSIDE)
+            t_left = self.walk(t + 5 + dur, [who.id], room, exit_room)
+            gone = t + 5 + dur + self.hop  # the lawyer's band leaves the interview room
+            self.plan.add(t_left + 10, "move", people=[who.id], room=OUTSIDE)
+            if gap >= r.never_alone_grace_s:
+                self.expect("never-alone", gone, r.never_alone_grace_s + 30, detainee=d.id,
+                            room=room, cause=cause)
+            t = gone + gap
+            self.plan.add(t, "move", people=[officer], room=room)
+        else:
+            if gap > 0:
+                self.plan.add(t + 20, "move", people=[officer], room=OUTSIDE)
+                if gap >= r.never_alone_grace_s:
+                    self.expect("never-alone", t + 20, r.never_alone_grace_s + 30,
+                                detainee=d.id, room=room, cause=cause)
+                self.plan.add(t + 20 + gap, "move", people=[officer], room=room)
+            t += max(dur, 20 + gap + 10)
+            t_left = self.walk(t, [who.id], room, exit_room)
+            self.plan.add(t_left + 10, "move", people=[who.id], room=OUTSIDE)
+        t = self.walk(t + 5, [d.id, officer], room, holding) + 10
+        self.plan.add(t, "move", people=[officer], room=OUTSIDE)
+        self.engage([officer], fetch, t, f"the {kind} of {d.id}")
+        return t
+
+    def _swap(self, t: float, d: Detainee, holding: str, stay: Stay) -> float:
+        """The detainee and a cellmate open their bands, swap them, wear them worn_s and swap
+        them back. Only the bands' tamper loop can tell: each opening is a band-tamper alert
+        per band (a swap without opening a band would pass unseen)."""
+        open_s = float(stay.param("band-swap", "open_s", 20.0) or 0)
+        worn = float(stay.param("band-swap", "worn_s", 120.0) or 0)
+        mate = next((x for x in self.c.detainees.values() if x.id != d.id
+                     and x.id in self.arrivals and self.where_at(x.id, t) == holding
+                     and self.where_at(x.id, t + 2 * open_s + worn + 30) == holding), None)
+        if mate is None:
+            raise PlanError(f"no cellmate of {d.id} in {holding} from {t:.0f} s (one planned "
+                            "before them, there all through the swap)")
+        cause = stay.vid("band-swap")
+        for start in (t, t + open_s + worn):
+            for p in (d.id, mate.id):
+                self.plan.add(start, "band", person=p, tamper=True, battery_low=False)
+                if open_s > 0:
+                    self.expect("band-tamper", start, 30, detainee=p, room=holding, cause=cause)
+            self.plan.add(start + open_s / 2, "band", person=d.id, swap_with=mate.id)
+            for p in (d.id, mate.id):
+                self.plan.add(start + open_s, "band", person=p, tamper=False, battery_low=False)
+        return t + 2 * open_s + worn + 10
+
+    def _door_left_open(self, t: float, d: Detainee, holding: str, stay: Stay) -> None:
+        """The officers leave the cell without shutting its door for open_s (before the first
+        welfare visit, two minutes later)."""
+        door = self.c.door_between(holding, self.route(holding, "exit")[0])
+        contacts = {x.door for n in self.c.site.nodes for x in n.doors}
+        if door is None or door not in contacts:
+            raise PlanError(f"the door of {holding} has no contact on a node")
+        open_s = float(stay.param("door-left-open", "open_s", 90.0) or 0)
+        if open_s >= 110:
+            raise PlanError(f"door-left-open open_s {open_s:g} s: at most 110 s (the first "
+                            "welfare visit comes two minutes after the officers leave)")
+        self.plan.add(t, "door", door=door, open_s=open_s)
+        limit = self.rules.door_open_limit_s
+        mates = [x for x in self.c.detainees if x != d.id and self.where_at(x, t) == holding]
+        if open_s > limit:
+            self.expect("door-open", t, limit + 40, detainee=None if mates else d.id,
+                        room=holding, cause=stay.vid("door-left-open"))
+
+    def _sleep(self, t: float, holding: str, stay: Stay) -> float:
+        """Asleep on the bench: lying spells of turn_s parted by 10 s sitting up. The
+        camera's lie-down takes 10 s, so spells within 10 s under / 20 s over lying_still_s
+        are refused (the prediction would depend on the node's window)."""
+        dur = float(stay.param("sleeps", "duration_s", 1800.0) or 0)
+        turn = float(stay.param("sleeps", "turn_s", 0.0) or 0) or dur
+        limit = self.rules.lying_still_s
+        end = t + dur
+        while t < end:
+            spell = min(turn, end - t)
+            if limit - 10 < spell < limit + 20:
+                raise PlanError(f"sleeps: a spell of {spell:g} s lying is too close to "
+                                f"lying_still_s ({limit} s) to predict")
+            self.plan.add(t, "behaviour", room=holding, kind="lying", people=1)
+            if spell >= limit + 20:
+                self.expect("lying-still", t + limit, 60, room=holding,
+                            cause=stay.vid("sleeps"))
+            self.plan.add(t + spell, "behaviour", room=holding, kind="none")
+            t += spell + 10
+        return t
+
+    def _camera_tamper(self, t: float, d: Detainee, holding: str, stay: Stay) -> float:
+        """The cell camera blurred or turned away for duration_s: camera-tamper once the
+        node has held it 3 s; long enough, the cell is unrecorded (recording-gap) and every
+        detainee alone in it unwatched (holding-watch)."""
+        cam = self._camera(holding)
+        if cam is None:
+            raise PlanError(f"{holding} has no camera")
+        dur = float(stay.param("camera-tamper", "duration_s", 60.0) or 0)
+        lo, hi = TAMPER_ONLY_S
+        if not (dur <= TAMPER_QUIET_S or lo <= dur <= hi or dur >= TAMPER_ALL_S):
+            raise PlanError(f"camera-tamper duration_s {dur:g}: at most {TAMPER_QUIET_S:g} "
+                            f"(nothing), {lo:g}-{hi:g} (camera-tamper) or at least "
+                            f"{TAMPER_ALL_S:g} s (also recording-gap and holding-watch)")
+        view = "moved" if stay.param("camera-tamper", "moved", 0) else "blurred"
+        cause = stay.vid("camera-tamper")
+        self.plan.add(t, "camera", camera=cam, view=view)
+        if dur >= lo:
+            self.expect("camera-tamper", t, 60, room=holding, cause=cause)
+        if dur >= TAMPER_ALL_S:
+            r = self.rules
+            self.expect("recording-gap", t, r.recording_gap_s + 40, room=holding, cause=cause)
+            for x in sorted(self.c.detainees):
+                if self.where_at(x, t) == holding or x == d.id:
+                    self.expect("holding-watch", t, r.holding_watch_grace_s + 40, detainee=x,
+                                room=holding, cause=cause)
+        self.plan.add(t + dur, "camera", camera=cam, view="clear")
+        return t + dur + 10
+
+    def _reader_fault(self, t: float, holding: str, stay: Stay) -> float:
+        """The cell's presence reader: a noisy line (junk between intact frames), corrupted
+        frames, then its cable pulled; returns when it is all over."""
+        readers = self.c.readers(holding, "presence")
+        if not readers:
+            raise PlanError(f"{holding} has no presence reader")
+        rid = readers[0].id
+        cause = stay.vid("reader-fault")
+        junk = float(stay.param("reader-fault", "junk_s", 0.0) or 0)
+        corrupt = float(stay.param("reader-fault", "corrupt_s", 0.0) or 0)
+        unplugged = float(stay.param("reader-fault", "unplugged_s", 0.0) or 0)
+        clean: dict[str, Any] = {"junk_rate": 0.0, "corrupt_rate": 0.0, "split_rate": 0.0}
+        if junk > 0:
+            # Junk between frames and frames split in two: the parser finds every frame.
+            self.plan.add(t, "noise", reader=rid, junk_rate=0.3, split_rate=0.5)
+            self.plan.add(t + junk, "noise", reader=rid, **clean)
+            t += junk + 10
+        if corrupt > 0:
+            # Frames with a flipped byte fail their checksum: the node reports a fault.
+            self.plan.add(t, "noise", reader=rid, corrupt_rate=0.2)
+            # The node counts bad frames per health interval (5 real s; 200 custody s at x40).
+            self.expect("reader-fault", t, 330, room=holding, cause=cause)
+            self.plan.add(t + corrupt, "noise", reader=rid, **clean)
+            t += corrupt + 10
+        if unplugged > 0:
+            self.plan.add(t, "reader", reader=rid, plugged=False)
+            self.expect("reader-fault", t, 330, room=holding, cause=cause)
+            self.plan.add(t + unplugged, "reader", reader=rid, plugged=True)
+            t += unplugged + 10
+        return t
+
     def _case_property(self, t: float, d: Detainee, officer: str, stay: Stay) -> float:
         """Case property out (due back after due_s) and back in after out_s."""
         due = float(stay.param("case-property-out", "due_s", 600.0) or 0)
@@ -739,6 +968,13 @@ class Planner:
         """An officer looks in on the detainee: in the cell for 60 s (or the violation's
         `duration_s`), seen by its camera; `officer` if free, else whoever is on duty."""
         stay_s = self._visit_s
+        # Never two officers looking in on one cell at once: a minute together with a
+        # detainee in a cell is an interview outside an interview room. A visit to a cellmate
+        # that overlaps this one goes first; this one follows it.
+        for s, e in sorted(self.cell_visits.get(holding, [])):
+            if s < t + stay_s + 6 and t < e + 5:
+                t = e + 5
+        self.cell_visits.setdefault(holding, []).append((t, t + stay_s + 1))
         what = f"a welfare visit to {d.id} at {t:.0f} s"
         officer = self.on_call(officer, t, t + stay_s + 1, what)
         self.visit_steps[what] = [len(self.plan.steps) + i for i in range(3)]

@@ -15,11 +15,12 @@ def incident_id(rule: str, key: str, since_ms: int) -> str:
 class Person:
     """Who wears a band."""
 
-    role: str  # officer | detainee
+    role: str  # officer | detainee | visitor | lawyer
     person: str
     sex: str
     band: str
     case: str | None
+    client: str | None = None  # a visitor's or lawyer's detainee
 
 
 @dataclass

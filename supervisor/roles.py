@@ -12,6 +12,7 @@ _FLOOR = frozenset({OFFICER, SUPERVISOR})  # everyday custody work: the duty lea
 COMMAND_ROLES: dict[str, frozenset[str]] = {
     "register-detainee": _FLOOR,
     "register-officer": _FLOOR,
+    "register-visitor": _FLOOR,
     "set-observation": _FLOOR,
     "record-search": _FLOOR,
     "log-belongings": _FLOOR,

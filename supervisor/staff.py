@@ -82,6 +82,15 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
         if holder is not None and holder.person != a["officer"]:
             raise StaffError(f"register-officer: band {a['band']} is in use by {holder.role} "
                              f"{holder.person}")
+    elif command == "register-visitor":
+        if a["band"] in state.bands:
+            p = state.bands[a["band"]]
+            raise StaffError(f"register-visitor: band {a['band']} is in use by {p.role} "
+                             f"{p.person}")
+        if a["visitor"] in state.visitors:
+            raise StaffError(f"register-visitor: {a['visitor']!r} is already inside (band "
+                             f"{state.visitors[a['visitor']].band})")
+        detainee_in_custody()
     elif command in ("log-case-property",):
         if a["item"] in state.property:
             raise StaffError(f"log-case-property: item {a['item']!r} is already logged")

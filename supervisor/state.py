@@ -56,6 +56,9 @@ class RoomState:
     # officer's stay): a count left over from a camera that has since died verifies nothing.
     officer_stay_live: dict[str, bool] = field(default_factory=dict)
     cam_node: str | None = None  # the node whose camera heartbeats describe this room
+    # detainee -> when their last legal consultation in this room ended (the lawyer left, or
+    # an officer came in)
+    consulted: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +129,7 @@ class State:
         self.bands: dict[str, Person] = {}
         self.officers: dict[str, Person] = {}
         self.detainees: dict[str, Custody] = {}
+        self.visitors: dict[str, Person] = {}  # visitors and lawyers with a band, by id
         self.arrivals: dict[str, tuple[int, str]] = {}  # unregistered band -> (first ms, room)
         self.seen_outside: dict[str, str] = {}  # unregistered band -> first non-entry room
         self.roster_version = 0
@@ -156,6 +160,7 @@ class State:
         self.count = 0
         self.last_ts = 0
         self.touched = Touched()
+        self.door_rooms = {d.id: tuple(d.between) for d in site.doors}
 
     # ---- folding -------------------------------------------------------------------------
 
@@ -263,6 +268,8 @@ class State:
         for k in ("room", "from_room", "to_room"):
             if isinstance(body.get(k), str):
                 touched.rooms.add(body[k])
+        if etype == "door":  # the rooms on either side (door_open), whichever node reports it
+            touched.rooms.update(self.door_rooms.get(str(body.get("door")), ()))
         self._sequence(node, epoch, seq, ts)
         self.last_ts = max(self.last_ts, ts)
         self.heard(node, ts)
@@ -520,6 +527,18 @@ class State:
         p = self.bands.get(band)
         return None if p is None else p.role
 
+    def counsel_in(self, room: RoomState, detainee: str) -> bool:
+        """A lawyer of the detainee's with them in an interview room. With no officer there it
+        is a legal consultation: the detainee is not alone, and it is no interview."""
+        return room.kind == "interview" and any(
+            p is not None and p.role == "lawyer" and p.client == detainee
+            for p in (self.bands.get(b) for b in room.bands))
+
+    def unescorted_since(self, room: RoomState, detainee: str, since: int) -> int:
+        """`since`, or later when a legal consultation of the detainee's in the room ended
+        after it (the consultation was not time alone)."""
+        return max(since, room.consulted.get(detainee, 0))
+
     def officers_in(self, room: RoomState) -> list[str]:
         """Officer bands in a room."""
         return sorted(b for b in room.bands if self.role(b) == "officer")
@@ -542,6 +561,9 @@ class State:
         for band, entered in room.bands.items():  # a spell this change ends
             if n > 0 and old == 0:
                 self._spell_ended(room, band, entered, ts, "never-alone")
+                q = self.bands.get(band)
+                if q is not None and q.role == "detainee" and self.counsel_in(room, q.person):
+                    room.consulted[q.person] = ts  # an officer joins: the consultation ends
             if k <= n and old < k:
                 self._spell_ended(room, band, entered, ts, "interview")
             if n < k <= old:
@@ -608,6 +630,9 @@ class State:
             elif room.kind != "exit":  # bands handed back at the exit are not arrivals
                 self.seen_outside.setdefault(band, room_id)
             return
+        if p.role in ("visitor", "lawyer") and room.kind == "exit":
+            self._release_visitor(p, ts)
+            return
         if p.role != "detainee":
             return
         c = self.detainees[p.person]
@@ -636,6 +661,18 @@ class State:
             self._incident("exit", c.id, ts, c.id, room_id,
                            f"{c.id} at the exit without an approved disposition or temporary exit")
 
+    def _release_visitor(self, p: Person, ts: int) -> None:
+        """A visitor's band handed back at the exit: the visit is over."""
+        c = self.detainees.get(p.client or "")
+        if c is not None:
+            c.timeline.append((ts, f"{p.role} {p.person} left"))
+        for room in self.rooms.values():
+            if p.band in room.bands:
+                self._leave(p.band, room.id, ts)
+        self.bands.pop(p.band, None)
+        self.visitors.pop(p.person, None)
+        self.roster_version += 1
+
     def _release(self, c: Custody, ts: int) -> None:
         self.bands.pop(c.band, None)
         self.roster_version += 1
@@ -652,8 +689,15 @@ class State:
         for other in self.rooms.values():
             if other.id != room_id and band in other.bands:
                 self._leave(band, other.id, ts)
-        room.bands[band] = ts
         p = self.bands.get(band)
+        if (p is not None and p.role == "lawyer" and room.kind == "interview"
+                and room.officer_count == 0):
+            for b, entered in list(room.bands.items()):  # a spell alone this consultation ends
+                q = self.bands.get(b)
+                if q is not None and q.role == "detainee" and q.person == p.client:
+                    for spell in ("never-alone", "interview"):
+                        self._spell_ended(room, b, entered, ts, spell)
+        room.bands[band] = ts
         if p is not None and p.role == "officer":
             room.officer_stay_max[band] = room.person_count
             room.officer_stay_live[band] = False
@@ -697,6 +741,9 @@ class State:
                     c.welfare.append({"ts": ts, "officer": p.person, "room": room_id,
                                       "verified": True})
                     c.timeline.append((ts, f"welfare visit by {p.person} (sensor-verified)"))
+        elif (p is not None and p.role == "lawyer" and p.client is not None
+              and room.officer_count == 0 and room.kind == "interview"):
+            room.consulted[p.client] = ts  # the consultation ends with the lawyer leaving
         elif p is not None and p.role == "detainee":
             for spell in ("never-alone", "interview", "interview-elsewhere"):
                 self._spell_ended(room, band, entered, ts, spell)
@@ -718,16 +765,20 @@ class State:
         if p is None or p.role != "detainee":
             return
         r, k = self.rules, self.rules.interview_min_officers
+        if self.counsel_in(room, p.person) and room.officer_count == 0:
+            return  # a legal consultation goes on: no spell has ended
         if spell == "never-alone":
             if room.kind == "holding" or room.officer_count > 0:
                 return
-            since, grace = max(entered, room.officers_zero_since), (
-                r.never_alone_doorway_grace_s if room.kind == "corridor" else r.never_alone_grace_s)
+            since = self.unescorted_since(room, p.person, max(entered, room.officers_zero_since))
+            grace = (r.never_alone_doorway_grace_s if room.kind == "corridor"
+                     else r.never_alone_grace_s)
             what = "alone (no officer band)"
         elif spell == "interview":
             if room.kind != "interview" or room.officer_count >= k:
                 return
-            since, grace = max(entered, room.below_min_since), r.interview_grace_s
+            since = self.unescorted_since(room, p.person, max(entered, room.below_min_since))
+            grace = r.interview_grace_s
             what = f"with fewer than {k} officers"
         else:
             if room.kind not in INTERVIEW_ELSEWHERE or room.min_since is None:
@@ -779,6 +830,9 @@ class State:
             return
         if cmd == "register-detainee":
             self._register(user, a, ts)
+            return
+        if cmd == "register-visitor":
+            self._register_visitor(user, a, ts)
             return
         if cmd in ("log-case-property", "property-out", "property-in"):
             self._property(cmd, user, a, ts)
@@ -848,6 +902,22 @@ class State:
                            f"{c.id}: {'; '.join(why)}")
         for room in self.rooms.values():
             if band in room.bands:  # already inside somewhere: start the visit now
+                del room.bands[band]
+                self._enter(band, room.id, ts)
+
+    def _register_visitor(self, user: str, a: dict[str, Any], ts: int) -> None:
+        band = a["band"]
+        p = Person(a["kind"], a["visitor"], "", band, None, a["detainee"])
+        self.visitors[p.person] = p
+        self.bands[band] = p
+        self.arrivals.pop(band, None)
+        self.seen_outside.pop(band, None)
+        self.roster_version += 1
+        c = self.detainees.get(a["detainee"])
+        if c is not None:
+            c.timeline.append((ts, f"{a['kind']} {p.person} registered by {user} to see them"))
+        for room in self.rooms.values():
+            if band in room.bands:  # already inside somewhere: enter again as who they are
                 del room.bands[band]
                 self._enter(band, room.id, ts)
 

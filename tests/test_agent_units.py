@@ -107,7 +107,7 @@ def test_roster_refuses_bad_mac_wrong_type_and_bad_entries():
         verify_roster(seal(b"x" * 32, NODE, 1, 3, 0, "roster", ROSTER), NODE, KEY)
     with pytest.raises(RosterError):
         verify_roster(seal(KEY, NODE, 1, 4, 0, "roster", ROSTER), NODE, KEY)  # seq != version
-    bad = {"version": 1, "bands": {"dd": {"role": "visitor"}}}
+    bad = {"version": 1, "bands": {"dd": {"role": "guard"}}}
     with pytest.raises(RosterError):
         verify_roster(seal(KEY, NODE, 1, 1, 0, "roster", bad), NODE, KEY)
     assert _roster().role("dd") == "detainee" and _roster().role("zz") is None

@@ -63,6 +63,11 @@ def test_a_command_step_the_supervisor_would_refuse_is_refused_at_load(tmp_path)
     ("late-registration", "late_s = 598", "late_s = 602", "brought-straight-in"),
     ("belongings-late", "after_s = 1795", "after_s = 1800", "property"),
     ("holding-camera-off", "duration_s = 10", "duration_s = 12", "recording-gap"),
+    ("lawyer-visit", "alone_s = 8", "alone_s = 12", "never-alone"),
+    ("family-visit", "officer_out_s = 8", "officer_out_s = 12", "never-alone"),
+    ("door-left-open", "open_s = 60", "open_s = 61", "door-open"),
+    ("reader-fault", "junk_s = 30", "corrupt_s = 5", "reader-fault"),
+    ("node-offline", "duration_s = 30", "duration_s = 31", "device-offline"),
 ])
 def test_violation_parameters_inside_a_limit_expect_nothing(tmp_path, kind, inside, outside,
                                                             rule):
@@ -198,3 +203,49 @@ def _spans(sc, officer):
             elif since is None:
                 since = s.at_s
     return out
+
+
+def test_new_steps_are_checked_against_the_site_and_people(tmp_path):
+    """Issue 18's steps: a reader unplugged, a door held open, a band swapped."""
+    def load(step: str) -> None:
+        load_scenario(_write(tmp_path, HEAD + _detainee("[]") + "\n[[steps]]\nat_s = 30\n"
+                             + step))
+
+    load('action = "reader"\nreader = "holding-1-uhf"\nplugged = false\n')
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.reader.*a reader of a room node"):
+        load('action = "reader"\nreader = "nowhere"\nplugged = false\n')
+    load('action = "door"\ndoor = "d-holding-1"\nopen_s = 20\n')
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.door.*a door with a contact"):
+        load('action = "door"\ndoor = "d-nowhere"\nopen_s = 20\n')
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.swap_with.*another id"):
+        load('action = "band"\nperson = "det-1"\nswap_with = "det-1"\n')
+
+
+def test_a_band_swap_expects_band_tamper_for_both_bands_at_each_opening(tmp_path):
+    crew = '[[officers]]\nid = "off-cara"\nsex = "f"\n\n[[officers]]\nid = "off-dan"\nsex = "m"\n'
+    mate = crew + _detainee("[]").replace('"det-1"', '"det-0"').replace(
+        '"case-201"', '"case-200"').replace('"off-ben", "off-anna"', '"off-dan", "off-cara"'
+                                           ).replace("stay_s = 900", "stay_s = 1500")
+    swap = _detainee('[{ kind = "band-swap", id = "swap", at_s = 60, open_s = 20, '
+                     'worn_s = 60 }]').replace("arrive_s = 60", "arrive_s = 80")
+    exp = "".join(f'\n[[expect]]\nrule = "band-tamper"\ndetainee = "{d}"\nafter = "swap"\n'
+                  for d in ("det-1", "det-0", "det-1", "det-0"))
+    sc = load_scenario(_write(tmp_path, HEAD + mate + swap + exp))
+    assert sorted((e.detainee, e.room) for e in sc.plan.expected) == [
+        ("det-0", "holding-1"), ("det-0", "holding-1"), ("det-1", "holding-1"),
+        ("det-1", "holding-1")]
+    swaps = [s for s in sc.plan.steps if s.action == "band" and "swap_with" in s.args]
+    assert len(swaps) == 2  # swapped and swapped back
+    alone = HEAD + swap.replace('"det-1"', '"det-2"')
+    with pytest.raises(ConfigError, match="no cellmate of det-2"):
+        load_scenario(_write(tmp_path, alone))
+
+
+def test_visitors_are_registered_with_a_command_the_supervisor_accepts(tmp_path):
+    v = '[{ kind = "lawyer-visit", id = "law", duration_s = 60, alone_s = 0 }]'
+    sc = load_scenario(_write(tmp_path, HEAD + _detainee(v)))
+    (reg,) = [s for s in sc.plan.steps if s.action == "command"
+              and s.args["command"] == "register-visitor"]
+    assert reg.args["args"]["kind"] == "lawyer" and reg.args["args"]["detainee"] == "det-1"
+    assert sc.centre.band_of("law-det-1") == reg.args["args"]["band"]
+    assert sc.plan.expected == []

@@ -21,9 +21,10 @@ from sim.scenario import MissingFootage, find_scenario, list_scenarios, load_sce
 ROOT = Path(__file__).resolve().parent.parent
 LONG = {"random-day", "demo-day"}
 OWN_TEST = {"lag-node", "lag-node-camera"}  # tests/test_sim_lag.py runs them (and checks more)
-# Run by hand (`custody sim run vocabulary`, ~1.5 min): the suite's time goes to the boundary
-# pairs and the lifecycle, which cover the rules themselves.
-BY_HAND = {"vocabulary"}
+# Run by hand (`custody sim run vocabulary`, ~1.5 min; vocabulary-2 ~3.5 min; overnight
+# ~1.5 min): the suite's time goes to the boundary pairs (boundary-device among them, ~1.5 min)
+# and the lifecycle, which cover the rules themselves.
+BY_HAND = {"vocabulary", "vocabulary-2", "overnight"}
 SCENARIOS = [p.stem for p in list_scenarios() if p.stem not in LONG | BY_HAND | OWN_TEST]
 RAM = Path("/dev/shm")
 

@@ -170,3 +170,35 @@ def test_custody_vision_run_prints_events_for_a_video_file(tmp_path: Path):
                                              "count": 1}} in lines
     assert "fault" in types and types[-1] == "health"
     assert lines[-1]["body"]["frames"] == 35
+
+
+def test_kp_view_measures_go_through_the_tamper_path():
+    """A kp: line's `view` (spread, detail, matched fraction) is judged by the same tamper
+    detector as pixels: a blur shorter than the hold raises nothing, a longer one or a moved
+    camera does, and each ends once the view is clear for the hold (issue 18)."""
+    from edge_agent.vision.tamper import TamperDetector
+
+    with pytest.raises(ValueError, match="'view' must be"):
+        parse_kp_line('{"ts": 1, "persons": [], "view": {"std": 50}}', REAL)
+    f = parse_kp_line('{"ts": 1, "persons": [], "view": {"std": 50, "lap_var": 400, '
+                      '"matched": 1}}', REAL)
+    assert f.view == (50.0, 400.0, 1.0)
+    det = TamperDetector("cam-x")
+    clear, blurred, moved = (50.0, 400.0, 1.0), (50.0, 40.0, 0.95), (50.0, 380.0, 0.2)
+    events: list[tuple[int, str, str]] = []
+
+    def show(view: tuple[float, float, float], start: int, end: int) -> None:
+        for ts in range(start, end, 500):
+            events.extend((ts, k, p) for k, p, _, _ in det.check_view(view, ts))
+
+    show(clear, 0, 10_000)  # the reference is learnt from the first views
+    show(blurred, 10_000, 12_000)  # 2 s: under the 3 s hold
+    show(clear, 12_000, 20_000)
+    assert events == []
+    show(blurred, 20_000, 30_000)
+    show(clear, 30_000, 40_000)
+    show(moved, 40_000, 50_000)
+    show(clear, 50_000, 60_000)
+    assert [(k, p) for _, k, p in events] == [("blurred", "new"), ("blurred", "end"),
+                                             ("moved", "new"), ("moved", "end")]
+    assert 23_000 <= events[0][0] <= 24_000 and 33_000 <= events[1][0] <= 34_000

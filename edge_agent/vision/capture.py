@@ -39,6 +39,9 @@ class Frame:
     image: np.ndarray | None = None
     persons: list[np.ndarray] | None = None
     aspect: float = 4 / 3
+    # A kp: feed's picture measures, for the tamper path (no pixels): grey-level spread,
+    # fine detail (variance of the Laplacian) and the fraction of the scene still matching.
+    view: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -239,6 +242,15 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
     persons = obj.get("persons")
     if not isinstance(persons, list):
         raise ValueError("'persons' must be a list")
+    view = obj.get("view")
+    if view is not None:
+        ok = isinstance(view, dict) and set(view) == {"std", "lap_var", "matched"} and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e9
+            for v in view.values()) and view["matched"] <= 1
+        if not ok:
+            raise ValueError("'view' must be {std, lap_var, matched} non-negative numbers "
+                             f"(matched at most 1), got {view!r}")
+        view = (float(view["std"]), float(view["lap_var"]), float(view["matched"]))
     out = []
     for i, p in enumerate(persons):
         try:
@@ -249,7 +261,7 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
             raise ValueError(f"persons[{i}] must have shape (33, 3) of finite numbers, "
                              f"got {arr.shape}")
         out.append(arr)
-    return Frame(int(ts), persons=out, aspect=float(aspect))
+    return Frame(int(ts), persons=out, aspect=float(aspect), view=view)
 
 
 PENDING_BEHIND = 8192  # unread bytes of a keypoint feed that mean its reader is behind

@@ -239,6 +239,10 @@ class CameraWorker:
             self._record(frame)  # frames handed in directly (tests, benchmarks)
         self._heartbeat()
         if frame.persons is not None:  # kp: feed, pixels skipped
+            if frame.view is not None:  # ... but the tamper path judges its measures
+                for kind, phase, tid, score in self.tamper.check_view(frame.view, frame.ts_ms):
+                    self._emit("tamper", {"id": tid, "phase": phase, "camera": self.camera.id,
+                                          "room": self.room, "kind": kind, "score_pct": score})
             self._persons(frame.ts_ms, frame.persons, frame.aspect, None)
             return
         img = frame.image

@@ -117,6 +117,28 @@ class TamperDetector:
             "moved": (moved, int(100 * (1 - m.matched_cells))),
         }
 
+    def check_view(self, view: tuple[float, float, float], ts_ms: int
+                   ) -> list[tuple[str, str, str, int]]:
+        """The same check on measures a `kp:` feed reports instead of pixels (spread, detail,
+        matched fraction): the reference spread and detail are learnt from its first views
+        and follow drift while all is well, as with pixels."""
+        if self._last_check_ms is not None and ts_ms - self._last_check_ms < self.interval_ms:
+            return []
+        self._last_check_ms = ts_ms
+        std, lap, matched = view
+        if self.ref_std <= 0:
+            self._learning.append(np.array([std, lap], dtype=np.float32))
+            if len(self._learning) >= self.learn_frames:
+                ref = np.median(np.stack(self._learning), axis=0)
+                self.ref_std, self.ref_lap = float(ref[0]), float(ref[1])
+                self._learning = []
+            return []
+        events = self._judge(Measures(std, lap, matched), ts_ms)
+        if not self.active and not any(self._pending.values()):
+            self.ref_std += 0.05 * (std - self.ref_std)
+            self.ref_lap += 0.05 * (lap - self.ref_lap)
+        return events
+
     def check(self, gray: np.ndarray, ts_ms: int, motion: bool = False
               ) -> list[tuple[str, str, str, int]]:
         """Run a check if one is due; return tamper events (kind, phase, id, score_pct)."""
@@ -126,8 +148,18 @@ class TamperDetector:
         if self.ref is None:
             self._learn(gray)
             return []
+        events = self._judge(self.measure(gray), ts_ms)
+        if not any(self._pending.values()) and not self.active and not motion:
+            # Follow slow lighting drift while all is well and the scene is still.
+            assert self.ref is not None
+            cv2.accumulateWeighted(gray.astype(np.float32), self.ref, 0.05)
+            self._set_reference(self.ref)
+        return events
+
+    def _judge(self, m: Measures, ts_ms: int) -> list[tuple[str, str, str, int]]:
+        """Turn one check's measures into tamper events: a condition must hold for hold_ms
+        before `new` and be clear for hold_ms before `end`."""
         self.checks += 1
-        m = self.measure(gray)
         self.last = m
         conds = self.conditions(m)
         events: list[tuple[str, str, str, int]] = []
@@ -148,11 +180,6 @@ class TamperDetector:
             elif not holds and st.active and held:
                 st.active = False
                 events.append((kind, "end", st.event_id, score))
-        if not any(h for h, _ in conds.values()) and not self.active and not motion:
-            # Follow slow lighting drift while all is well and the scene is still.
-            assert self.ref is not None
-            cv2.accumulateWeighted(gray.astype(np.float32), self.ref, 0.05)
-            self._set_reference(self.ref)
         return events
 
     def _learn(self, gray: np.ndarray) -> None:

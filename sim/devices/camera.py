@@ -96,6 +96,14 @@ def spot(person: str) -> float:
     return 0.15 + 0.7 * (zlib.crc32(person.encode()) % 1000) / 1000
 
 
+# What a keypoint line says the picture measures for the node's tamper path (no pixels in a
+# kp: feed): grey-level spread, fine detail, fraction of the scene matching the reference.
+VIEWS = {"clear": {"std": 50, "lap_var": 400, "matched": 1.0},
+         "blurred": {"std": 48, "lap_var": 30, "matched": 0.9},  # smeared: detail gone
+         "moved": {"std": 50, "lap_var": 380, "matched": 0.1}}  # turned away: layout gone
+VIEW_JSON = {k: json.dumps(v, separators=(",", ":")) for k, v in VIEWS.items()}
+
+
 class VirtualCamera:
     """The keypoint feed of one camera; the world tells it who is in view and doing what."""
 
@@ -104,6 +112,7 @@ class VirtualCamera:
         self.port = PtyPort(camera_id)
         self.rng = random.Random(seed)
         self.covered = False
+        self.view = "clear"  # what the tamper path measures (VIEWS)
         self.lines = 0
         self.last_ts = 0
         self._fall_start: dict[str, int] = {}  # person -> custody ms the fall began
@@ -148,7 +157,8 @@ class VirtualCamera:
         for who in list(self._lie_start):
             if who != lying:
                 del self._lie_start[who]
-        line = f'{{"ts":{ts_ms},"persons":[{",".join(persons)}]}}\n'
+        line = (f'{{"ts":{ts_ms},"persons":[{",".join(persons)}],'
+                f'"view":{VIEW_JSON[self.view]}}}\n')
         if self.port.write(line.encode()):
             self.lines += 1
 

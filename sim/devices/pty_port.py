@@ -46,11 +46,12 @@ class PtyPort:
 
     def flush(self) -> None:
         """Push pending bytes into the pty as far as it takes them."""
-        while self.pending:
+        while self.pending and not self.closed:
             try:
                 n = os.write(self.master, self.pending)
             except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.EIO):
+                # EBADF: closed under us (a reader unplugged while the pump wrote to it)
+                if e.errno in (errno.EAGAIN, errno.EIO, errno.EBADF):
                     return
                 raise
             self.written += n

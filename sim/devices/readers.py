@@ -1,5 +1,7 @@
 """Virtual RFID readers: a UHF presence reader polling the bands in its room, and tap readers."""
 
+import contextlib
+import os
 import random
 
 from .frames import Noise, impair, rdm6300_frame, uhf_error, uhf_inventory
@@ -21,6 +23,7 @@ class VirtualReader:
         self.frames = 0
         self.corrupted = 0
         self.enabled = True  # a reader cut off (e.g. unplugged) writes nothing
+        self._link = ""  # the stable name the node opens (see link)
 
     @property
     def path(self) -> str:
@@ -50,6 +53,35 @@ class VirtualReader:
             self.port.write(w)
         self.frames += 1
         self.corrupted += 0 if intact else 1
+
+    def link(self, path: str) -> str:
+        """Give the reader a stable name (a symlink to its pty, as udev's by-id links are),
+        so that it can be unplugged and plugged in again on a new pty; returns `path`."""
+        self._link = path
+        self._relink()
+        return path
+
+    def _relink(self) -> None:
+        tmp = f"{self._link}.new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(self.port.path, tmp)
+        os.replace(tmp, self._link)
+
+    def unplug(self) -> None:
+        """Pull the reader's cable: its pty goes away (the driver's reads fail) and nothing
+        is written until `plug`."""
+        self.enabled = False
+        self.port.close()
+
+    def plug(self) -> None:
+        """Plug it in again: a new pty behind the same name."""
+        if self.enabled:
+            return
+        self.port = PtyPort(self.id)
+        if self._link:
+            self._relink()
+        self.enabled = True
 
     def close(self) -> None:
         """Close the pty."""

@@ -104,6 +104,8 @@ RULES = {
                       "人员独处候问室且摄像头不在线。"),
     "interview": ("An interview with fewer than two officers, or outside an interview room.",
                   "询问民警少于两人，或不在询问室进行。"),
+    "door-open": ("An occupied cell's door is open with no officer inside.",
+                  "有人羁押室的门开着且无民警在内。"),
     "recording-gap": ("An occupied room's camera or recorder stopped reporting.",
                       "有人房间的摄像头或录像中断。"),
     "co-suspects": ("Two detainees of one case are in the same room.",

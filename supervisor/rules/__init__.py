@@ -13,7 +13,7 @@ from .base import Desired
 from .devices import behaviour, devices, missing_events
 from .intake import brought_straight_in, real_search, search_first, unknown_band
 from .limits import property_rule, temporary_exit_overdue, time_limit
-from .presence import co_suspects, holding_watch, interview, never_alone
+from .presence import co_suspects, door_open, holding_watch, interview, never_alone
 from .recording import recording_gap
 from .welfare import welfare_check
 
@@ -21,7 +21,7 @@ RuleFn = Callable[[State, int, Rules], list[Desired]]
 
 ALL_RULES: tuple[RuleFn, ...] = (
     brought_straight_in, search_first, real_search, unknown_band,
-    never_alone, holding_watch, interview, co_suspects, recording_gap, welfare_check,
+    never_alone, holding_watch, door_open, interview, co_suspects, recording_gap, welfare_check,
     time_limit, temporary_exit_overdue, property_rule,
     behaviour, devices, missing_events,
 )

@@ -100,13 +100,14 @@ def room_deadline(state: State, room: RoomState, now_ms: int) -> int | None:
         if room.kind != "holding" and room.officer_count == 0:  # never_alone
             grace = (rules.never_alone_doorway_grace_s if room.kind == "corridor"
                      else rules.never_alone_grace_s)
-            out.append(on_room(max(entered, room.officers_zero_since) + grace * 1000))
+            since = state.unescorted_since(room, c.id, max(entered, room.officers_zero_since))
+            out.append(on_room(since + grace * 1000))
         if room.kind == "holding" and room.officer_count == 0 and dead is not None:
             since = max(entered, room.officers_zero_since, dead)  # holding_watch
             out.append(on_cam(since + rules.holding_watch_grace_s * 1000))
         if room.kind == "interview" and room.officer_count < k:  # interview
-            out.append(on_room(max(entered, room.below_min_since)
-                               + rules.interview_grace_s * 1000))
+            since = state.unescorted_since(room, c.id, max(entered, room.below_min_since))
+            out.append(on_room(since + rules.interview_grace_s * 1000))
         elif room.min_since is not None:
             out.append(on_room(max(entered, room.min_since) + rules.interview_grace_s * 1000))
         if room.kind == "holding":  # welfare_check: a visit long enough, then the due times
@@ -117,6 +118,12 @@ def room_deadline(state: State, room: RoomState, now_ms: int) -> int | None:
             out.append(after(now_ms, due - rules.welfare_warn_before_s * 1000))
             out.append(after(now_ms, due))
             out.append(after(now_ms, due + rules.welfare_escalate_after_s * 1000))
+    if room.kind == "holding" and room.officer_count == 0 and room.detainee_since is not None:
+        for door in state.site.doors:  # door_open: an open door of the occupied cell
+            st = state.doors.get(door.id)
+            if st is not None and st[0] == "open" and room.id in door.between:
+                since = max(st[1], room.detainee_since, room.officers_zero_since)
+                out.append(on_room(since + rules.door_open_limit_s * 1000))
     for entered_all in by_case.values():  # co_suspects: from the second one's entry
         if len(entered_all) >= 2:
             out.append(on_room(sorted(entered_all)[1] + rules.co_suspects_grace_s * 1000))

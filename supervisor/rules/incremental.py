@@ -20,13 +20,13 @@ from .base import Desired
 from .devices import behaviour, device_activities, missing_events, node_health
 from .intake import brought_straight_in, real_search, search_first, unknown_band
 from .limits import property_rule, temporary_exit_overdue, time_limit
-from .presence import co_suspects, holding_watch, interview, never_alone
+from .presence import co_suspects, door_open, holding_watch, interview, never_alone
 from .recording import recording_gap
 from .welfare import welfare_check
 
 RoomRule = Callable[[State, int, Any, Sequence[RoomState]], list[Desired]]
 ROOM_RULES: tuple[RoomRule, ...] = (
-    search_first, unknown_band, never_alone, holding_watch, interview, co_suspects,
+    search_first, unknown_band, never_alone, holding_watch, door_open, interview, co_suspects,
     recording_gap, welfare_check)
 NODE_RULES = (node_health, missing_events)
 # The rules that look at the whole site at once (no loop over rooms or nodes).

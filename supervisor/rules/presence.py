@@ -14,9 +14,9 @@ def never_alone(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
     """A detainee outside holding with no officer band for the grace."""
     out = []
     for c, room, entered in detainees_in_rooms(state, rooms):
-        if room.kind == "holding" or room.officer_count > 0:
-            continue
-        since = max(entered, room.officers_zero_since)
+        if room.kind == "holding" or room.officer_count > 0 or state.counsel_in(room, c.id):
+            continue  # a visitor is no escort; a lawyer's consultation is not time alone
+        since = state.unescorted_since(room, c.id, max(entered, room.officers_zero_since))
         grace = (rules.never_alone_doorway_grace_s if room.kind == "corridor"
                  else rules.never_alone_grace_s)
         if held_for(since, state.room_clock(room.id, now_ms), grace):
@@ -60,13 +60,41 @@ def holding_watch(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
     return out
 
 
+def door_open(state: State, now_ms: int, rules: Rules, rooms: Rooms = None) -> list[Desired]:
+    """A holding room's door open while a detainee is inside and no officer is: the cell is
+    not closed on them (an open door with an officer in the cell is a visit)."""
+    out = []
+    only = None if rooms is None else {r.id for r in rooms}
+    for door in state.site.doors:
+        st = state.doors.get(door.id)
+        if st is None or st[0] != "open":
+            continue
+        for room_id in door.between:
+            if only is not None and room_id not in only:
+                continue
+            room = state.rooms.get(room_id)
+            if (room is None or room.kind != "holding" or room.officer_count > 0
+                    or room.detainee_since is None):
+                continue
+            since = max(st[1], room.detainee_since, room.officers_zero_since)
+            if held_for(since, state.room_clock(room.id, now_ms), rules.door_open_limit_s):
+                out.append(desired("door-open", f"{door.id}/{room.id}", since,
+                                   state._only_detainee(room.id), room.id,
+                                   f"door {door.id} of {room.id} open with "
+                                   f"{', '.join(state.detainees_in(room))} inside and no "
+                                   "officer"))
+    return out
+
+
 def interview(state: State, now_ms: int, rules: Rules, rooms: Rooms = None) -> list[Desired]:
     """Interview with too few officers, or officers interviewing outside an interview room."""
     out = []
     k = rules.interview_min_officers
     for c, room, entered in detainees_in_rooms(state, rooms):
         if room.kind == "interview" and room.officer_count < k:
-            since = max(entered, room.below_min_since)
+            if room.officer_count == 0 and state.counsel_in(room, c.id):
+                continue  # a legal consultation, not an interview
+            since = state.unescorted_since(room, c.id, max(entered, room.below_min_since))
             msg = f"{c.id} in {room.id} with {room.officer_count} officer(s) < {k}"
         elif room.kind in INTERVIEW_ELSEWHERE and room.min_since is not None:
             since = max(entered, room.min_since)
