@@ -172,6 +172,9 @@ class SupervisorConf:
     max_clock_skew_s: int = 120  # an event stamped further ahead of the supervisor is refused
     max_event_age_s: int = 7 * 86400  # ... or further behind (an outbox holds 72 h at peak)
     checkpoint_key_file: str = ""  # the checkpoint key, kept away from the journal
+    # A state snapshot is made after a checkpoint once this many entries were journaled since
+    # the last one: start-up replays at most about this many (supervisor/snapshot.py).
+    snapshot_every: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -340,7 +343,8 @@ def parse_site(data: dict[str, object], path: str | Path = "<site>") -> Site:
                          sv.text("keys_file", ""),
                          sv.integer("max_clock_skew_s", 120, lo=1, hi=86400),
                          sv.integer("max_event_age_s", 7 * 86400, lo=60, hi=365 * 86400),
-                         sv.text("checkpoint_key_file", ""))
+                         sv.text("checkpoint_key_file", ""),
+                         sv.integer("snapshot_every", 100_000, lo=1, hi=1_000_000_000))
     sv.done()
     bureau = _bureau(top.section("bureau")) if "bureau" in data else None
     top.done()

@@ -44,6 +44,8 @@ def health_body(sup: Any, now_ms: int) -> dict[str, Any]:
                     "bytes": _size(db) + _size(Path(str(db) + "-wal")),
                     "free_bytes": free},
         "checkpoint": sup.last_checkpoint,
+        # Start-up from a snapshot, snapshots refused (integrity) or stale, the last made.
+        "snapshots": sup.snapshots.health_body(),
         # Evidence views and how they ended (fetched, cached, mismatch, timeout, refused...).
         "evidence": {**dict(sorted(sup.evidence.stats.items())),
                      "refused_views": sup.staff.evidence_refused},

@@ -89,14 +89,30 @@ def fast_ack_payload(key: bytes, node: str, ack_seq: int, ts_ms: int, epoch: int
         {"env": env, "mac": mac_hex(key, env.encode("ascii"))}).encode("ascii")
 
 
+def admit_journaled(window: ReplayWindow, e: Entry, now_s: float) -> None:
+    """Fold one journal entry into the replay window (start-up, snapshots)."""
+    # An absurd epoch journaled before epochs were checked must not lock a node out.
+    if e.kind == "event" and e.epoch <= now_s + MAX_EPOCH_AHEAD_S:
+        with contextlib.suppress(VerifyError):
+            window.admit(e.node, e.epoch, e.seq)
+
+
 class Ingest:
     """Node message path: topic -> verify -> journal -> state -> ack."""
 
     def __init__(self, journal: Journal, state: State, topics: Topics, keys: dict[str, bytes],
-                 publish: Publish, now_ms: Callable[[], int]) -> None:
+                 publish: Publish, now_ms: Callable[[], int],
+                 window: ReplayWindow | None = None) -> None:
         self.journal, self.state, self.topics, self.keys = journal, state, topics, keys
         self.publish, self.now_ms = publish, now_ms
-        self.window = ReplayWindow(NODE_EVENT_WINDOW)
+        # The replay window as the journal left it: given by the start-up pass that folds the
+        # state too (supervisor/snapshot.py), else rebuilt here from the whole journal.
+        if window is None:
+            window = ReplayWindow(NODE_EVENT_WINDOW)
+            now_s = time.time()
+            for e in journal.entries():
+                admit_journaled(window, e, now_s)
+        self.window = window
         self.stats = IngestCounts()
         self._ack_seq: dict[str, int] = {}
         self.events: dict[int, Event] = {}  # entry idx -> verified event, to spare a re-parse
@@ -111,11 +127,6 @@ class Ingest:
         self.storage_failing: set[str] = set()  # nodes whose health says the outbox fails
         self._admitted: list[tuple[str, int, int]] = []  # this batch's, undone on rollback
         self._new_repeats: list[tuple[str, str, str]] = []
-        for e in journal.entries():  # the replay window as the journal left it
-            # (an absurd epoch journaled before epochs were checked must not lock a node out)
-            if e.kind == "event" and e.epoch <= time.time() + MAX_EPOCH_AHEAD_S:
-                with contextlib.suppress(VerifyError):
-                    self.window.admit(e.node, e.epoch, e.seq)
 
     def process(self, items: list[tuple[str, bytes]]) -> list[Entry]:
         """Handle a batch of (topic, payload); return the entries journaled."""

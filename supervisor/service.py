@@ -41,8 +41,8 @@ from .journal import (
     supervisor_key,
 )
 from .rules.recording import camera_dead_since
+from .snapshot import Snapshots
 from .staff import Staff
-from .state import State
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,12 @@ class Supervisor:
                                      read_checkpoints(self.checkpoint_file))
         self.checkpoint_interval_s = float(checkpoint_interval_s or
                                            site.supervisor.checkpoint_interval_s)
-        self.state = State(site)
-        for e in self.journal.entries():  # state is a pure function of the journal
-            self.state.apply(e)
+        # State (and the ingest replay window) is a pure function of the journal: the newest
+        # good snapshot plus the entries after it, in one pass (supervisor/snapshot.py).
+        self.snapshots = Snapshots(site, db, self.checkpoint_file, self.key,
+                                   site.supervisor.snapshot_every)
+        rebuilt = self.snapshots.load(self.journal)
+        self.state = rebuilt.state
         self.state.grace_all(clock.now_ms())  # arrival times are not journaled
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(INBOX_MAX)
         self.inbox_full = 0  # times the network thread had to wait for room (back-pressure)
@@ -120,7 +123,7 @@ class Supervisor:
         # or an event published on another connection has nobody to go to.
         self.subscribed = threading.Event()
         self.ingest = Ingest(self.journal, self.state, self.topics, self.node_keys, self.publish,
-                             clock.now_ms)
+                             clock.now_ms, window=rebuilt.window)
         self.alerts = AlertManager(self.state, self.journal, self.topics, self.publish)
         # The staff directory (supervisor/accounts.py): MQTT requests and the desk both act
         # through it; without one every staff request is refused (no account is known).
@@ -479,6 +482,7 @@ class Supervisor:
                                 "ts": self.clock.now_ms()}
         self.publish(self.topics.supervisor("checkpoint"), data, 1, True)
         self._last_checkpoint = time.monotonic()
+        self.snapshots.checkpointed(self.journal, self.state, self.clock.now_ms())
         return data
 
     def _publish_rooms(self, now: int) -> None:
@@ -541,6 +545,7 @@ class Supervisor:
         """Final checkpoint, 'offline', disconnect, close the journal."""
         log.info("longest transport lag: %d ms custody time (node stamp to journal)",
                  self.ingest.max_lag_ms)
+        self.snapshots.close()
         try:
             if self.connected.is_set():  # let in-flight alert messages be confirmed
                 deadline = time.monotonic() + 2.0

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from protocol.site import load_site
 from sim.scenario import MissingFootage, find_scenario, list_scenarios, load_scenario
+from tests.snapshot_support import assert_snapshots_agree
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = {"random-day", "demo-day"}
@@ -66,6 +68,9 @@ def test_scenario_passes(name, tmp_path, run_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     if name == "normal-day":
         assert s["raised"] == []
+    # The day's journal: a snapshot made anywhere in it plus its tail is the replay from #1.
+    assert_snapshots_agree(load_site(run_dir / "site.toml"), run_dir / "supervisor.db",
+                           tmp_path / "snapshots")
 
 
 def test_sim_run_exits_nonzero_when_an_expected_alert_is_missing(tmp_path):

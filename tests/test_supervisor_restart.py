@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from protocol.transport import LinkConf, make_client
 from supervisor.journal import Journal
 from supervisor.state import State
+from tests.snapshot_support import assert_snapshots_agree
 from tests.supervisor_support import (
     BANDS,
     SEX,
@@ -77,6 +78,8 @@ def test_replay_equals_live(broker, tmp_path):
     assert replayed.snapshot() == live
     assert live["alerts"], "the flow raised alerts"
     assert replayed.false_alarms == {"real-search": 1}
+    # A snapshot made anywhere in this journal plus its tail is the replay from #1.
+    assert_snapshots_agree(site, sup.db, tmp_path / "snapshots")
 
 
 class Retained:
