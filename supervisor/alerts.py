@@ -16,6 +16,7 @@ from protocol.topics import SEVERITIES, Topics
 
 from .journal import Journal
 from .rules import Desired, evaluate
+from .rules.incremental import Evaluator
 from .state import State
 
 Publish = Callable[[str, bytes, int, bool], Any]  # may return a paho MQTTMessageInfo
@@ -50,8 +51,12 @@ def delivery(info: Any) -> str:
 class AlertManager:
     """Turns the rules' wanted alerts into lifecycle changes, journaled then published."""
 
-    def __init__(self, state: State, journal: Journal, topics: Topics, publish: Publish) -> None:
+    def __init__(self, state: State, journal: Journal, topics: Topics, publish: Publish,
+                 evaluate_all: bool = False) -> None:
         self.state, self.journal, self.topics, self.publish = state, journal, topics, publish
+        # The rules where something changed or a deadline came (rules/incremental.py), or,
+        # with evaluate_all, every rule over the whole site each time (the reference).
+        self.evaluator = None if evaluate_all else Evaluator(state)
         self.snapshot_dirty = True
         self.published = 0
         # (pending id, topic, payload, MQTTMessageInfo or None) until the broker's PUBACK.
@@ -82,7 +87,8 @@ class AlertManager:
     def reconcile(self, now_ms: int) -> int:
         """Bring the alerts in line with the rules at `now_ms`; return changes made."""
         before = self.published
-        wanted = evaluate(self.state, now_ms)
+        wanted = (evaluate(self.state, now_ms) if self.evaluator is None
+                  else self.evaluator.wanted(now_ms))
         alerts = self.state.alerts
         for d in wanted.values():
             a = alerts.get(d.id)

@@ -53,7 +53,10 @@ DOMAIN = b"custody-state-snapshot\n"  # a snapshot MAC can never pass for a chec
 KEEP = 2  # snapshots kept: the newest and one to fall back on
 MAX_HEADER = 4096
 # State attributes rebuilt from the site, not from the journal: never stored.
-SITE_DERIVED = frozenset({"site", "rules", "node_room", "room_nodes"})
+SITE_DERIVED = frozenset({"site", "rules", "node_room", "room_nodes", "door_rooms"})
+# Not the fold: what folding touched since the rule evaluator last looked (rules/incremental.py
+# evaluates everything after a start-up anyway).
+NOT_FOLD = frozenset({"touched"})
 # Modules whose code decides what the fold gives: a snapshot made by other code is stale.
 FOLD_MODULES = ("supervisor.state", "supervisor.process", "supervisor.ingest",
                 "supervisor.snapshot", "protocol.replay", "protocol.alerts")
@@ -197,7 +200,8 @@ class _Decoder:
 def dump_state(state: State, window: ReplayWindow) -> bytes:
     """The deterministic serialisation of a fold: the snapshot body, and the canonical dump
     tests compare (same journal prefix, same bytes)."""
-    graph = {"state": {k: v for k, v in sorted(vars(state).items()) if k not in SITE_DERIVED},
+    graph = {"state": {k: v for k, v in sorted(vars(state).items())
+                       if k not in SITE_DERIVED and k not in NOT_FOLD},
              "window": {"size": window.size, "max_jump": window.max_jump,
                         "nodes": window.nodes}}
     tree = _Encoder().enc(graph, "snapshot")

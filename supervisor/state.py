@@ -7,6 +7,7 @@ live supervisor had. See PROCESS.md for what each event and command means.
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,11 @@ log = logging.getLogger(__name__)
 # A band unread this long, and read by no other room, is still in the room it was last in
 # (measured at x60 on a loaded machine: unread spells of 7.5 and 11.7 s inside one search).
 UNREAD_SPELL_MS = 60_000
+# Events whose fold changes only their node and the rooms they name: the site-wide rules
+# (custody records, incidents, behaviours, device activities) never read what they change.
+ROOM_LOCAL_EVENTS = frozenset({"camera", "door", "person_count"})
+# Non-event entries whose fold changes only the node they name.
+NODE_LOCAL_KINDS = frozenset({"health", "availability"})
 
 
 @dataclass
@@ -74,6 +80,24 @@ class NodeState:
     # judged silent and then speaks again with old stamps does not make alerts flap.
     mark: int = 0
     health: dict[str, Any] = field(default_factory=dict)  # flags staff act on, and since when
+
+
+@dataclass
+class Touched:
+    """What folding changed since the rule evaluator last looked (rules/incremental.py).
+
+    Not state: the evaluator reads and clears it. Marking too much costs only time; every
+    change a rule can see must mark its room, its node or the site (or everything).
+    """
+
+    rooms: set[str] = field(default_factory=set)
+    nodes: set[str] = field(default_factory=set)  # their rooms' clocks moved too
+    site: bool = False  # custody records, arrivals, incidents, behaviours, device activities
+    everything: bool = True
+
+    def clear(self) -> None:
+        """Start afresh after an evaluation."""
+        self.rooms, self.nodes, self.site, self.everything = set(), set(), False, False
 
 
 @dataclass
@@ -134,6 +158,8 @@ class State:
         self.fold_errors = 0
         self.count = 0
         self.last_ts = 0
+        self.touched = Touched()
+        self.door_rooms = {d.id: tuple(d.between) for d in site.doors}
 
     # ---- folding -------------------------------------------------------------------------
 
@@ -144,9 +170,12 @@ class State:
         the same way on replay, so live and replayed state still agree.
         """
         self.count = e.idx
+        if e.kind != "event" and e.kind != "alert" and e.kind not in NODE_LOCAL_KINDS:
+            self.touched.everything = True  # staff, security, logins: rare, and may touch all
         try:
             self._apply(e, event)
         except Exception:
+            self.touched.everything = True  # a fold that stopped half-way
             self.fold_errors += 1
             log.exception("journal entry #%d (%s) could not be folded into the state", e.idx,
                           e.kind)
@@ -194,6 +223,7 @@ class State:
             flags = {k: v for k, v in obj.items() if k not in ("node", "ts")}
             self.set_health_flags(obj["node"], flags, ts)
         elif e.kind == "availability":
+            self.touched.nodes.add(obj["node"])
             ns = self._node(obj["node"])
             if obj["status"] != ns.availability:
                 ns.availability, ns.availability_since = obj["status"], ts
@@ -209,6 +239,7 @@ class State:
         ns.events += 1
         if epoch > ns.epoch:
             if ns.epoch:
+                self.touched.everything = True
                 self._forget_durations(node)
             ns.epoch, ns.highest, ns.gaps = epoch, 0, []
         elif epoch < ns.epoch:
@@ -230,6 +261,15 @@ class State:
 
     def _event(self, node: str, epoch: int, seq: int, ts: int, etype: str,
                body: dict[str, Any]) -> None:
+        touched = self.touched
+        touched.nodes.add(node)
+        if etype not in ROOM_LOCAL_EVENTS:
+            touched.site = True
+        for k in ("room", "from_room", "to_room"):
+            if isinstance(body.get(k), str):
+                touched.rooms.add(body[k])
+        if etype == "door":  # the rooms on either side (door_open), whichever node reports it
+            touched.rooms.update(self.door_rooms.get(str(body.get("door")), ()))
         self._sequence(node, epoch, seq, ts)
         self.last_ts = max(self.last_ts, ts)
         self.heard(node, ts)
@@ -374,6 +414,7 @@ class State:
         ns = self._node(node)
         old = ns.health
         new = dict(flags)
+        self.touched.nodes.add(node)
         for k, v in flags.items():
             if isinstance(v, bool) and v:
                 new[f"{k}_since"] = old.get(f"{k}_since", ts) if old.get(k) else ts
@@ -383,11 +424,13 @@ class State:
         """Advance the node's watermark (also called by ingest for verified health)."""
         ns = self._node(node)
         ns.heard = max(ns.heard, ts)
+        self.touched.nodes.add(node)
 
     def arrived(self, node: str, now_ms: int) -> None:
         """Note that a verified message from `node` reached us at supervisor time `now_ms`."""
         ns = self._node(node)
         ns.arrived = max(ns.arrived, now_ms)
+        self.touched.nodes.add(node)
 
     def grace_all(self, now_ms: int) -> None:
         """After a restart: start every known node's silence grace at `now_ms`.
@@ -397,6 +440,7 @@ class State:
         was judged before the restart is not judged back in time for the grace.
         """
         floor = now_ms - self.rules.device_offline_s * 1000
+        self.touched.everything = True
         for ns in self.nodes.values():
             ns.arrived = max(ns.arrived, now_ms)
             ns.heard = max(ns.heard, floor)
@@ -431,6 +475,33 @@ class State:
         if not nodes:
             return now_ms
         return mark if mark else now_ms - self.rules.device_offline_s * 1000
+
+    def clock_reaches(self, nodes: set[str] | list[str], target: int | float, now_ms: int
+                      ) -> int:
+        """The earliest supervisor time (>= now_ms) at which `_watermark(nodes, t)` reaches
+        `target` (> 0), if nothing more is heard or folded meanwhile (the rules' timer queue).
+
+        Mirrors `_watermark`: a node whose newest time or held mark reaches `target` does so
+        once the supervisor's clock does; otherwise only silence moves it, `device_offline_s`
+        behind the supervisor's clock, once it has heard nothing for that long.
+        """
+        g = self.rules.device_offline_s * 1000
+        at_target, after_silence = max(now_ms, math.ceil(target)), max(now_ms,
+                                                                     math.ceil(target + g))
+        known = [self.nodes[n] for n in nodes if n in self.nodes]
+        if not nodes or any(ns.availability == "offline" for ns in known):
+            return at_target  # the watermark is the supervisor's clock itself
+        best = None
+        for ns in known:
+            if max(ns.mark, ns.heard) >= target:
+                t = at_target
+            else:
+                t = max(after_silence, math.floor(ns.arrived + g) + 1)
+            best = t if best is None else min(best, t)
+        if all(ns.mark == 0 and ns.heard == 0 for ns in known):  # `now - grace` stands in
+            best = after_silence if best is None else min(best, after_silence)
+        assert best is not None
+        return best
 
     def room_clock(self, room_id: str, now_ms: int) -> int:
         """The time up to which presence in the room is known (its nodes' watermark)."""
@@ -484,6 +555,7 @@ class State:
         return ds[0] if len(ds) == 1 else None
 
     def _recount(self, room: RoomState, ts: int) -> None:
+        self.touched.rooms.add(room.id)
         n, old = len(self.officers_in(room)), room.officer_count
         k = self.rules.interview_min_officers
         for band, entered in room.bands.items():  # a spell this change ends
@@ -924,6 +996,7 @@ class State:
                 self.false_alarms[msg["rule"]] = self.false_alarms.get(msg["rule"], 0) + 1
             inc = self.incidents.get(aid)
             if inc is not None:
+                self.touched.site = True  # the incident rule stops wanting it
                 inc.open = False
                 self.open_incident.pop((inc.rule, inc.key), None)
         self.alerts[aid] = rec

@@ -1,6 +1,6 @@
 """What a rule returns, and helpers every rule shares."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from protocol.alerts import RULES
@@ -30,9 +30,14 @@ def desired(rule: str, key: str, since: int, detainee: str | None, room: str | N
                    since, message, evidence)
 
 
-def detainees_in_rooms(state: State) -> Iterator[tuple[Custody, RoomState, int]]:
-    """(custody, room, entered ms) for every registered detainee band present in a room."""
-    for room in state.rooms.values():
+Rooms = Iterable[RoomState] | None  # the rooms a room rule looks at (None: every room)
+
+
+def detainees_in_rooms(state: State, rooms: Rooms = None
+                       ) -> Iterator[tuple[Custody, RoomState, int]]:
+    """(custody, room, entered ms) for every registered detainee band present in a room
+    (of `rooms`, or of the whole site)."""
+    for room in state.rooms.values() if rooms is None else rooms:
         for band, entered in room.bands.items():
             p = state.bands.get(band)
             if p is not None and p.role == "detainee":

@@ -1,9 +1,13 @@
 """Behaviour events from nodes, device health, sequence gaps."""
 
+from collections.abc import Collection
+
 from protocol.site import Rules
 
-from ..state import State
+from ..state import NodeState, State
 from .base import Desired, desired, held_for
+
+Nodes = Collection[str] | None  # the nodes a node rule looks at (None: every node)
 
 BEHAVIOUR_RULES = {"fall": "fall", "fight": "fight", "lying_still": "lying-still",
                    "agitated": "agitated"}
@@ -23,11 +27,17 @@ def behaviour(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     return out
 
 
-def devices(state: State, now_ms: int, rules: Rules) -> list[Desired]:
-    """Node offline, refused roster, camera tamper, band tamper/battery, reader faults, outbox
-    high water."""
+def node_rows(state: State, nodes: Nodes) -> list[tuple[str, NodeState]]:
+    """(id, state) of `nodes` (None: every node heard of), in id order."""
+    if nodes is None:
+        return sorted(state.nodes.items())
+    return sorted((n, state.nodes[n]) for n in nodes if n in state.nodes)
+
+
+def node_health(state: State, now_ms: int, rules: Rules, nodes: Nodes = None) -> list[Desired]:
+    """Node offline, refused roster."""
     out = []
-    for node, ns in sorted(state.nodes.items()):
+    for node, ns in node_rows(state, nodes):
         if ns.availability == "offline" and held_for(ns.availability_since, now_ms,
                                                      rules.device_offline_s):
             out.append(desired("device-offline", node, ns.availability_since, None, ns.room,
@@ -37,6 +47,18 @@ def devices(state: State, now_ms: int, rules: Rules) -> list[Desired]:
             out.append(desired("roster-refused", node, since, None, ns.room,
                                f"node {node} refused the band roster: "
                                f"{ns.health.get('roster_error') or 'no reason given'}"))
+    return out
+
+
+def devices(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+    """Node offline, refused roster, camera tamper, band tamper/battery, reader faults, outbox
+    high water."""
+    return node_health(state, now_ms, rules) + device_activities(state, now_ms, rules)
+
+
+def device_activities(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+    """Camera tamper, band tamper/battery, reader faults, outbox high water (no clock)."""
+    out: list[Desired] = []
     for key, a in sorted(state.tampers.items()):
         out.append(desired("camera-tamper", key, a.since, None, a.room,
                            f"camera in {a.room} {a.kind}"))
@@ -55,10 +77,11 @@ def devices(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     return out
 
 
-def missing_events(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def missing_events(state: State, now_ms: int, rules: Rules, nodes: Nodes = None
+                   ) -> list[Desired]:
     """A sequence gap left unfilled for the device grace."""
     out = []
-    for node, ns in sorted(state.nodes.items()):
+    for node, ns in node_rows(state, nodes):
         for lo, hi, t in ns.gaps:
             if held_for(t, now_ms, rules.device_offline_s):
                 out.append(desired("missing-events", f"{node}/{ns.epoch}/{lo}", t, None, ns.room,

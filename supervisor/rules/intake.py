@@ -3,7 +3,7 @@
 from protocol.site import Rules
 
 from ..state import State
-from .base import Desired, desired, detainees_in_rooms, held_for
+from .base import Desired, Rooms, desired, detainees_in_rooms, held_for
 
 
 def brought_straight_in(state: State, now_ms: int, rules: Rules) -> list[Desired]:
@@ -15,10 +15,11 @@ def brought_straight_in(state: State, now_ms: int, rules: Rules) -> list[Desired
             if held_for(t, now_ms, rules.registration_limit_s)]
 
 
-def search_first(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def search_first(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
+                 ) -> list[Desired]:
     """A detainee beyond entry/search before a completed search."""
     out = []
-    for c, room, entered in detainees_in_rooms(state):
+    for c, room, entered in detainees_in_rooms(state, rooms):
         done = c.search is not None and c.search["result"] == "completed"
         if not done and room.kind not in ("entry", "search"):
             out.append(desired("search-first", f"{c.id}/{room.id}", entered, c.id, room.id,
@@ -61,10 +62,11 @@ def real_search(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     return out
 
 
-def unknown_band(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def unknown_band(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
+                 ) -> list[Desired]:
     """An unregistered band present in a room that is not an entry or exit room."""
     out = []
-    for room in state.rooms.values():
+    for room in state.rooms.values() if rooms is None else rooms:
         if room.kind in ("entry", "exit"):
             continue
         for band, entered in room.bands.items():

@@ -5,14 +5,15 @@ from collections import defaultdict
 from protocol.site import Rules
 
 from ..state import INTERVIEW_ELSEWHERE, RoomState, State
-from .base import Desired, desired, detainees_in_rooms, held_for
+from .base import Desired, Rooms, desired, detainees_in_rooms, held_for
 from .recording import camera_dead_since
 
 
-def never_alone(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def never_alone(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
+                ) -> list[Desired]:
     """A detainee outside holding with no officer band for the grace."""
     out = []
-    for c, room, entered in detainees_in_rooms(state):
+    for c, room, entered in detainees_in_rooms(state, rooms):
         if room.kind == "holding" or room.officer_count > 0 or state.counsel_in(room, c.id):
             continue  # a visitor is no escort; a lawyer's consultation is not time alone
         since = state.unescorted_since(room, c.id, max(entered, room.officers_zero_since))
@@ -42,10 +43,11 @@ def corroboration(state: State, room: RoomState, since: int, now_ms: int, rules:
     return "camera has not counted since", None
 
 
-def holding_watch(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def holding_watch(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
+                  ) -> list[Desired]:
     """A detainee alone in holding while the room's camera is not live."""
     out = []
-    for c, room, entered in detainees_in_rooms(state):
+    for c, room, entered in detainees_in_rooms(state, rooms):
         if room.kind != "holding" or room.officer_count > 0:
             continue
         dead = camera_dead_since(state, room, now_ms, rules)
@@ -58,15 +60,18 @@ def holding_watch(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     return out
 
 
-def door_open(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def door_open(state: State, now_ms: int, rules: Rules, rooms: Rooms = None) -> list[Desired]:
     """A holding room's door open while a detainee is inside and no officer is: the cell is
     not closed on them (an open door with an officer in the cell is a visit)."""
     out = []
+    only = None if rooms is None else {r.id for r in rooms}
     for door in state.site.doors:
         st = state.doors.get(door.id)
         if st is None or st[0] != "open":
             continue
         for room_id in door.between:
+            if only is not None and room_id not in only:
+                continue
             room = state.rooms.get(room_id)
             if (room is None or room.kind != "holding" or room.officer_count > 0
                     or room.detainee_since is None):
@@ -81,11 +86,11 @@ def door_open(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     return out
 
 
-def interview(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def interview(state: State, now_ms: int, rules: Rules, rooms: Rooms = None) -> list[Desired]:
     """Interview with too few officers, or officers interviewing outside an interview room."""
     out = []
     k = rules.interview_min_officers
-    for c, room, entered in detainees_in_rooms(state):
+    for c, room, entered in detainees_in_rooms(state, rooms):
         if room.kind == "interview" and room.officer_count < k:
             if room.officer_count == 0 and state.counsel_in(room, c.id):
                 continue  # a legal consultation, not an interview
@@ -102,10 +107,11 @@ def interview(state: State, now_ms: int, rules: Rules) -> list[Desired]:
     return out
 
 
-def co_suspects(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def co_suspects(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
+                ) -> list[Desired]:
     """Two or more detainees of one case in one room for the grace."""
     by_case: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
-    for c, room, entered in detainees_in_rooms(state):
+    for c, room, entered in detainees_in_rooms(state, rooms):
         by_case[(room.id, c.case)].append((entered, c.id))
     out = []
     for (room_id, case), members in sorted(by_case.items()):

@@ -3,7 +3,7 @@
 from protocol.site import Rules
 
 from ..state import RoomState, State
-from .base import Desired, desired, held_for
+from .base import Desired, Rooms, desired, held_for
 
 
 def camera_dead_since(state: State, room: RoomState, now_ms: int, rules: Rules) -> int | None:
@@ -29,21 +29,21 @@ def camera_dead_since(state: State, room: RoomState, now_ms: int, rules: Rules) 
     return dead if offline is None else min(dead, offline)
 
 
-def recording_gap(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def recording_gap(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
+                  ) -> list[Desired]:
     """A camera-required room with a detainee inside and no recording heartbeat.
 
     Measured against the camera node's watermark, not the supervisor's clock.
     """
     out = []
-    for r in state.site.rooms:
-        room = state.rooms[r.id]
-        if not r.camera_required or room.detainee_since is None:
+    for room in state.rooms.values() if rooms is None else rooms:
+        if room.detainee_since is None or not state.site.room(room.id).camera_required:
             continue
         since = max(room.detainee_since, room.cam_last_rec or 0)
         clock = state.camera_clock(room, now_ms)
         if clock - since > rules.recording_gap_s * 1000 and held_for(since, clock,
                                                                      rules.recording_gap_s):
-            out.append(desired("recording-gap", r.id, since, None, r.id,
-                               f"no recording from {r.id}'s camera for more than "
+            out.append(desired("recording-gap", room.id, since, None, room.id,
+                               f"no recording from {room.id}'s camera for more than "
                                f"{rules.recording_gap_s} s while occupied"))
     return out

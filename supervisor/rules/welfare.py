@@ -3,13 +3,14 @@
 from protocol.site import Rules
 
 from ..state import State
-from .base import Desired, desired, detainees_in_rooms
+from .base import Desired, Rooms, desired, detainees_in_rooms
 
 
-def welfare_check(state: State, now_ms: int, rules: Rules) -> list[Desired]:
+def welfare_check(state: State, now_ms: int, rules: Rules, rooms: Rooms = None
+                  ) -> list[Desired]:
     """Warn before a visit is due, raise when overdue, escalate after the limit."""
     out = []
-    for c, room, entered in detainees_in_rooms(state):
+    for c, room, entered in detainees_in_rooms(state, rooms):
         if room.kind != "holding":
             continue
         clock = state.room_clock(room.id, now_ms)
