@@ -243,7 +243,7 @@ class ClockHolder:
         now = time.time()
         self._scan(now)
         oldest, who = self._oldest(now)
-        if local is not None and local < oldest and now - local <= self.max_hold_s:
+        if local is not None and local < oldest:  # never given up: it is this process
             oldest, who = local, -1
         if now > self.lease:  # time stood still since the lease ran out: go on from there
             self.start += (self.lease - self.anchor) * self.speed

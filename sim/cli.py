@@ -57,6 +57,9 @@ def print_score(s: Score, out: "object" = sys.stdout) -> None:
         top = sorted(s.clock_held_by.items(), key=lambda kv: -kv[1])[:4]
         w(f"  custody time stood still {s.clock_stops} times, {s.clock_stopped_s:.1f} real s "
           f"in all, while a process was held up ({', '.join(f'{k} {v}' for k, v in top)})\n")
+    if s.clock_gave_up:
+        w(f"  stopped waiting for a process stale over 2 real s: "
+          f"{', '.join(f'{k} {v}' for k, v in s.clock_gave_up.items())}\n")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -610,13 +610,15 @@ class Run:
         elif kind == "start-supervisor" and self.supervisor is not None:
             self.supervisor.start()
 
-    def held_by(self) -> dict[str, int]:
-        """Which process stopped custody time how often (by name)."""
+    def held_by(self, counts: dict[int, int] | None = None) -> dict[str, int]:
+        """Which process stopped custody time how often (or `counts` of the holder), by
+        name."""
         names = {-1: "simulator"}
         for name, child in [*self.agents.items(), ("supervisor", self.supervisor)]:
             if child is not None and child.proc is not None:
                 names[child.proc.pid] = name
-        return {names.get(pid, f"pid {pid}"): n for pid, n in self.holder.held_by.items()}
+        got = self.holder.held_by if counts is None else counts
+        return {names.get(pid, f"pid {pid}"): n for pid, n in got.items()}
 
     def _hold_clock(self) -> None:
         """Renew the custody clock's lease while the run goes on (see __init__)."""
@@ -719,6 +721,7 @@ class Run:
                   history=history, refused=refused, unused=unused)
         s.clock_stops, s.clock_stopped_s = self.holder.stops, self.holder.stopped_s
         s.clock_held_by = self.held_by()
+        s.clock_gave_up = self.held_by(self.holder.gave_up)
         return s
 
     def stop(self) -> None:

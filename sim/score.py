@@ -44,6 +44,7 @@ class Score:
     clock_stops: int = 0
     clock_stopped_s: float = 0.0
     clock_held_by: dict[str, int] = field(default_factory=dict)  # process -> stops
+    clock_gave_up: dict[str, int] = field(default_factory=dict)  # stale process -> times
 
     @property
     def passed(self) -> bool:
@@ -59,7 +60,7 @@ class Score:
                 "false": self.false, "latency_ms": self.latency_ms,
                 "clock_stops": self.clock_stops,
                 "clock_stopped_s": round(self.clock_stopped_s, 3),
-                "clock_held_by": self.clock_held_by,
+                "clock_held_by": self.clock_held_by, "clock_gave_up": self.clock_gave_up,
                 "lifecycle": self.lifecycle, "refused": self.refused, "unused": self.unused}
 
 
