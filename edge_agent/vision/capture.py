@@ -264,7 +264,8 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
     return Frame(int(ts), persons=out, aspect=float(aspect), view=view)
 
 
-PENDING_BEHIND = 8192  # unread bytes of a keypoint feed that mean its reader is behind
+PENDING_BEHIND = 2048  # unread bytes of a keypoint feed that mean its reader is behind (a pty
+# holds about 4 KiB, a line of one person ~0.7 KiB)
 
 
 class KeypointSource(Source):
