@@ -187,7 +187,6 @@ class ClockHolder:
         self._ignored: dict[int, float] = {}  # pid -> its slot time when we stopped waiting
         self._slots: dict[str, tuple[int, mmap.mmap]] = {}
         self._scanned = 0.0
-        self._holder_slot: int | None = None
         path.write_bytes(struct.pack(CLOCK_FORMAT, 0, self.start, self.anchor, self.lease))
         self._f = open(path, "r+b")  # noqa: SIM115 - kept open with the map
         self._map = mmap.mmap(self._f.fileno(), CLOCK_SIZE)
