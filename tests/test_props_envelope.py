@@ -177,8 +177,10 @@ def test_the_fast_path_takes_valid_payloads_and_agrees_with_the_full_check(case,
     _, payload = case
     fast = _verify_fast(payload, KEYS, "node-a")
     assert fast is None or fast == verify_slow(payload, KEYS, "node-a")
-    # Only \b \t \n \f \r and DEL (which the C encoder writes differently) go the slow way.
-    assert (fast is None) == bool(re.search(rb"\\\\u00(?:0[89acd]|7f)", payload))
+    # Every payload without \b \t \n \f \r or DEL (which the C encoder writes differently)
+    # takes the fast way; one with them may take either, with the same outcome (above).
+    if not re.search(rb"\\\\u00(?:0[89acd]|7f)", payload):
+        assert fast is not None
     i = data.draw(st.integers(0, len(payload) - 1))
     b = data.draw(st.integers(0, 255))
     node = data.draw(st.sampled_from(["node-a", "node-b", "node-c"]))
