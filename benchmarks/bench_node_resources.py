@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_soak import status_kb
 from benchmarks.results import command_line, write_section
 from custody.broker import BrokerConfig, Mosquitto
 from edge_agent.drivers import rdm6300, uhf_m100
@@ -134,13 +135,6 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def _status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def run_mode(broker: Mosquitto, d: Path, vision: bool, video: Path, seconds: float,
              warmup: float) -> dict[str, Any]:
     """One agent run; returns CPU %, RSS figures and events seen."""
@@ -183,10 +177,10 @@ source = "{video}"
         events0 = acker.n
         while time.monotonic() - t0 < seconds:
             time.sleep(1.0)
-            rss.append(_status_kb(pid, "VmRSS"))
+            rss.append(status_kb(pid, "VmRSS"))
         cpu = (_cpu_ticks(pid) - c0) / hz / (time.monotonic() - t0) * 100
         return {"cpu": cpu, "rss_mean": sum(rss) / len(rss) / 1024, "rss_max": max(rss) / 1024,
-                "hwm": _status_kb(pid, "VmHWM") / 1024, "events": acker.n - events0,
+                "hwm": status_kb(pid, "VmHWM") / 1024, "events": acker.n - events0,
                 "types": dict(acker.types)}
     finally:
         stop.set()

@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_soak import status_kb
 from benchmarks.results import command_line, write_section
 from custody.broker import BrokerConfig, Mosquitto
 from edge_agent.outbox import DEFAULT_CAPACITY, Outbox
@@ -128,12 +129,9 @@ def cpu_s(pid: int) -> float:
 def rss_kb(pid: int, field_name: str) -> int:
     """VmRSS / VmHWM of a process in kB (0 when it is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
+        return status_kb(pid, field_name)
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 @dataclass

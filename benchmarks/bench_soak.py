@@ -21,12 +21,17 @@ from custody.broker import BrokerConfig, Mosquitto
 from tests.fault_support import Proc, journal_count, supervisor_argv, wait_until
 
 
+def status_kb(pid: int, key: str) -> int:
+    """A kB figure of /proc/<pid>/status (VmRSS, VmHWM, ...); 0 when the process lacks it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_kb(pid, "VmRSS") / 1024
 
 
 def main() -> int:
