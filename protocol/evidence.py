@@ -27,7 +27,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .envelope import VerifyError, seal, verify
+from .envelope import Event, VerifyError, seal, verify
 from .ids import ID_RE
 
 REQUEST_CHANNEL = "evidence-request"
@@ -83,6 +83,17 @@ def response(req: EvidenceRequest, ok: bool, error: str | None = None,
     return {"txn": req.txn, "evidence": req.evidence, "ok": ok, "error": error, **fields}
 
 
+def _opened(payload: bytes, key: bytes, node: str, etype: str, what: str) -> Event:
+    """The verified event of type `etype` from `node`; EvidenceError names the fault."""
+    try:
+        ev = verify(payload, {node: key}, topic_node=node)
+    except VerifyError as e:
+        raise EvidenceError(f"evidence {what} refused: {e}") from None
+    if ev.type != etype:
+        raise EvidenceError(f"evidence {what} refused: type {ev.type!r}")
+    return ev
+
+
 def seal_request(key: bytes, node: str, ts_ms: int, req: EvidenceRequest) -> bytes:
     """The signed payload for `node/<node>/evidence-request`."""
     return seal(key, node, 1, 0, ts_ms, "evidence_request", asdict(req))
@@ -90,13 +101,7 @@ def seal_request(key: bytes, node: str, ts_ms: int, req: EvidenceRequest) -> byt
 
 def open_request(payload: bytes, key: bytes, node: str) -> EvidenceRequest:
     """Verify a request's signature and fields; raise EvidenceError naming the fault."""
-    try:
-        ev = verify(payload, {node: key}, topic_node=node)
-    except VerifyError as e:
-        raise EvidenceError(f"evidence request refused: {e}") from None
-    if ev.type != "evidence_request":
-        raise EvidenceError(f"evidence request refused: type {ev.type!r}")
-    return parse_request(ev.body)
+    return parse_request(_opened(payload, key, node, "evidence_request", "request").body)
 
 
 def seal_response(key: bytes, node: str, ts_ms: int, resp: dict[str, Any]) -> bytes:
@@ -116,13 +121,7 @@ def open_response(payload: bytes, key: bytes, node: str) -> tuple[dict[str, Any]
     head, sep, data = payload.partition(b"\n")
     if not sep:
         raise EvidenceError("evidence answer: no newline after the signed header")
-    try:
-        ev = verify(head, {node: key}, topic_node=node)
-    except VerifyError as e:
-        raise EvidenceError(f"evidence answer refused: {e}") from None
-    if ev.type != "evidence_data":
-        raise EvidenceError(f"evidence answer refused: type {ev.type!r}")
-    body = ev.body
+    body = _opened(head, key, node, "evidence_data", "answer").body
     if body["ok"]:
         if body.get("length") != len(data) or \
                 body.get("chunk_sha256") != hashlib.sha256(data).hexdigest():
