@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from .envelope import Event, VerifyError, seal, verify
@@ -81,6 +82,15 @@ def response(req: EvidenceRequest, ok: bool, error: str | None = None,
              **fields: Any) -> dict[str, Any]:
     """A response body to `req` (fields: sha256, total, offset, data_b64, eof, clear)."""
     return {"txn": req.txn, "evidence": req.evidence, "ok": ok, "error": error, **fields}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (a segment or clip, as journaled and checked)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _opened(payload: bytes, key: bytes, node: str, etype: str, what: str) -> Event:

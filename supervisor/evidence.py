@@ -37,6 +37,7 @@ from protocol.evidence import (
     EvidenceRequest,
     open_response,
     seal_request,
+    sha256_file,
 )
 from protocol.staff import StaffError
 from protocol.topics import TopicError, Topics
@@ -128,15 +129,6 @@ def still_frame(path: Path, out: Path) -> bool:
     return True
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class EvidenceCache:
     """Verified clips (and their still frames) in one directory, oldest dropped past a size."""
 
@@ -159,7 +151,7 @@ class EvidenceCache:
         for p in self.dir.glob(f"{stem}.*"):
             if p.suffix in (".jpg", ".part"):
                 continue
-            if sha256_of(p) == sha256:
+            if sha256_file(p) == sha256:
                 os.utime(p)  # recently used: evicted last
                 return p
             p.unlink(missing_ok=True)  # changed on the supervisor's disk: fetched afresh

@@ -13,7 +13,6 @@ else MJPEG; the pip OpenCV wheels have no H.264 encoder (measured: benchmarks/RE
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from protocol.evidence import sha256_file
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -56,15 +57,6 @@ def choose_codec(directory: Path, wanted: str = "auto") -> str:
         if codec_works(fourcc, directory):
             return fourcc
     raise RuntimeError(f"no video codec of {order} can be written by this OpenCV build")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
