@@ -1,7 +1,10 @@
 """Vision on the room node: camera capture, motion gating, pose, tracking, behaviour, tamper.
 
 The agent calls `open_camera(...)` once per camera and `start()`s the worker; events go out
-through `emit(event_type, body)` (thread-safe, provided by the agent).
+through `emit(event_type, body)` (thread-safe, provided by the agent). A worker may also
+offer `caught_up() -> bool` (no frame waiting for it): in a simulated run the agent lets
+custody time run only while it is true (protocol/heldclock.py); a worker without it is not
+waited for.
 """
 
 from collections.abc import Callable
