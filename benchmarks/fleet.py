@@ -66,6 +66,17 @@ def write_fleet(d: Path, site: str, rooms: int, extra_toml: str = "",
     return p
 
 
+def routine_body(kind: str, r: int) -> dict[str, object]:
+    """The body of room r's routine event of `kind` (camera, person_count, door)."""
+    room = room_id(r)
+    if kind == "camera":
+        return {"camera": f"cam-{r:03d}", "room": room, "live": True, "recording": True,
+                "fps_x10": 150}
+    if kind == "person_count":
+        return {"camera": f"cam-{r:03d}", "room": room, "count": 0}
+    return {"door": f"d-{room}", "state": "closed"}
+
+
 @dataclass
 class Fleet:
     """Publishes sealed events for `rooms` nodes at `rate` events/s in total (QoS 1)."""
@@ -123,17 +134,9 @@ class Fleet:
                     ends.append((time.monotonic() + 1.0, r, f"f{fall_n}"))
                 else:
                     kind = next(kinds)
+                    body = routine_body(kind, r)
                 seqs[r] += 1
-                room, node = room_id(r), node_id(r)
-                if kind == "behaviour":
-                    pass
-                elif kind == "camera":
-                    body = {"camera": f"cam-{r:03d}", "room": room, "live": True,
-                            "recording": True, "fps_x10": 150}
-                elif kind == "person_count":
-                    body = {"camera": f"cam-{r:03d}", "room": room, "count": 0}
-                else:
-                    body = {"door": f"d-{room}", "state": "closed"}
+                node = node_id(r)
                 payload = seal(keys[node], node, self.epoch, seqs[r], ts, kind, body)
                 if fall:
                     self.falls[fall] = time.perf_counter()
