@@ -94,10 +94,25 @@ class Touched:
     nodes: set[str] = field(default_factory=set)  # their rooms' clocks moved too
     site: bool = False  # custody records, arrivals, incidents, behaviours, device activities
     everything: bool = True
+    # The same rooms and nodes kept for the retained room views (supervisor/views.py), which
+    # look less often than the rules: `clear` hands them on instead of dropping them.
+    view_rooms: set[str] = field(default_factory=set)
+    view_nodes: set[str] = field(default_factory=set)
+    view_everything: bool = True
 
     def clear(self) -> None:
         """Start afresh after an evaluation."""
+        self.view_rooms |= self.rooms
+        self.view_nodes |= self.nodes
+        self.view_everything |= self.everything
         self.rooms, self.nodes, self.site, self.everything = set(), set(), False, False
+
+    def take_views(self) -> tuple[set[str], set[str], bool]:
+        """(rooms, nodes, everything) touched since the views last looked; start afresh."""
+        out = (self.view_rooms | self.rooms, self.view_nodes | self.nodes,
+               self.view_everything or self.everything)
+        self.view_rooms, self.view_nodes, self.view_everything = set(), set(), False
+        return out
 
 
 @dataclass
@@ -158,6 +173,10 @@ class State:
         self.fold_errors = 0
         self.count = 0
         self.last_ts = 0
+        # Marks are judged lazily (advance_marks): the supervisor time they were last judged
+        # at, and the nodes whose mark was settled at that time because their inputs moved.
+        self.judged_at: int | None = None
+        self.moved: set[str] = set()
         self.touched = Touched()
         self.door_rooms = {d.id: tuple(d.between) for d in site.doors}
 
@@ -232,6 +251,7 @@ class State:
         ns = self.nodes.get(node)
         if ns is None:
             ns = self.nodes[node] = NodeState(self.node_room.get(node))
+            self.moved.add(node)  # not judged before: nothing to settle
         return ns
 
     def _sequence(self, node: str, epoch: int, seq: int, ts: int) -> None:
@@ -423,13 +443,17 @@ class State:
     def heard(self, node: str, ts: int) -> None:
         """Advance the node's watermark (also called by ingest for verified health)."""
         ns = self._node(node)
-        ns.heard = max(ns.heard, ts)
+        if ts > ns.heard:
+            self._settle(node, ns)
+            ns.heard = ts
         self.touched.nodes.add(node)
 
     def arrived(self, node: str, now_ms: int) -> None:
         """Note that a verified message from `node` reached us at supervisor time `now_ms`."""
         ns = self._node(node)
-        ns.arrived = max(ns.arrived, now_ms)
+        if now_ms > ns.arrived:
+            self._settle(node, ns)
+            ns.arrived = now_ms
         self.touched.nodes.add(node)
 
     def grace_all(self, now_ms: int) -> None:
@@ -441,14 +465,39 @@ class State:
         """
         floor = now_ms - self.rules.device_offline_s * 1000
         self.touched.everything = True
-        for ns in self.nodes.values():
+        for node, ns in self.nodes.items():
+            self._settle(node, ns)
             ns.arrived = max(ns.arrived, now_ms)
             ns.heard = max(ns.heard, floor)
 
     def advance_marks(self, now_ms: int) -> None:
-        """Record every node's watermark as judged at `now_ms` (it never goes back)."""
-        for ns in self.nodes.values():
-            ns.mark = max(ns.mark, self._node_mark(ns, now_ms))
+        """Record every node's watermark as judged at `now_ms` (it never goes back).
+
+        Lazily, in O(nodes that moved): a node's judged mark changes with time alone only
+        as a function of (mark, heard, arrived, now) that never decreases in `now`, so the
+        latest judgement holds every earlier one. It is settled into `mark` when `heard` or
+        `arrived` is about to change (`_settle`), and read through `_node_mark` /
+        `judged_mark` meanwhile: the same marks as judging every node each time.
+        """
+        if self.judged_at is not None and now_ms < self.judged_at:
+            # A clock that stepped back: what was judged at the later time stays.
+            for node, ns in self.nodes.items():
+                if node not in self.moved:
+                    ns.mark = max(ns.mark, self._node_mark(ns, self.judged_at))
+        self.judged_at = now_ms
+        self.moved.clear()
+
+    def _settle(self, node: str, ns: NodeState) -> None:
+        """Record the node's mark as last judged, before its inputs change (once each time)."""
+        if self.judged_at is not None and node not in self.moved:
+            ns.mark = max(ns.mark, self._node_mark(ns, self.judged_at))
+        self.moved.add(node)
+
+    def judged_mark(self, node: str, ns: NodeState) -> int:
+        """The node's mark as advance_marks last judged it."""
+        if self.judged_at is None or node in self.moved:
+            return ns.mark
+        return max(ns.mark, self._node_mark(ns, self.judged_at))
 
     def _node_mark(self, ns: NodeState, now_ms: int) -> int:
         floor = now_ms - self.rules.device_offline_s * 1000
@@ -488,17 +537,18 @@ class State:
         g = self.rules.device_offline_s * 1000
         at_target, after_silence = max(now_ms, math.ceil(target)), max(now_ms,
                                                                      math.ceil(target + g))
-        known = [self.nodes[n] for n in nodes if n in self.nodes]
-        if not nodes or any(ns.availability == "offline" for ns in known):
+        known = [(self.nodes[n], self.judged_mark(n, self.nodes[n]))
+                 for n in nodes if n in self.nodes]
+        if not nodes or any(ns.availability == "offline" for ns, _ in known):
             return at_target  # the watermark is the supervisor's clock itself
         best = None
-        for ns in known:
-            if max(ns.mark, ns.heard) >= target:
+        for ns, mark in known:
+            if max(mark, ns.heard) >= target:
                 t = at_target
             else:
                 t = max(after_silence, math.floor(ns.arrived + g) + 1)
             best = t if best is None else min(best, t)
-        if all(ns.mark == 0 and ns.heard == 0 for ns in known):  # `now - grace` stands in
+        if all(mark == 0 and ns.heard == 0 for ns, mark in known):  # `now - grace` stands in
             best = after_silence if best is None else min(best, after_silence)
         assert best is not None
         return best

@@ -21,6 +21,7 @@ from protocol.site import load_site
 from supervisor.rules import deadlines, evaluate
 from supervisor.rules.incremental import Evaluator
 from supervisor.state import NodeState, State
+from supervisor.views import RoomViews
 from tests.supervisor_support import BANDS, KEYS, ROOM_NODE, make_site
 from tests.test_supervisor_units import World
 
@@ -120,6 +121,34 @@ def test_incremental_equals_evaluate_at_every_step_of_a_random_stream(tmp_path_f
             _play(w, step)
             w.state.advance_marks(w.now)
             assert ev.wanted(w.now) == evaluate(w.state, w.now), step
+    finally:
+        w.journal.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(STEP, min_size=5, max_size=40))
+def test_lazy_marks_and_changed_room_views_equal_judging_everything(tmp_path_factory, steps):
+    """Marks judged only for nodes that moved equal every node's mark judged at every step,
+    and the room views published only for touched rooms and camera deadlines equal every
+    room's view recomputed at every step (cameras dying with silence alone included)."""
+    w = World(tmp_path_factory.mktemp("w"))
+    try:
+        w.people()
+        views = RoomViews(w.state, w.topics, w.publish)
+        eager: dict[str, int] = {}
+        g = w.state.rules.device_offline_s * 1000
+        for step in steps:
+            _play(w, step)
+            w.state.advance_marks(w.now)
+            for n, ns in w.state.nodes.items():
+                floor = w.now - g
+                current = ns.heard if ns.arrived >= floor else max(ns.heard, floor)
+                eager[n] = max(eager.get(n, 0), min(w.now, max(eager.get(n, 0), current)))
+                assert w.state.judged_mark(n, ns) == eager[n], (step, n)
+            Evaluator(w.state).wanted(w.now)  # the rules' reader of `touched` clears it
+            views.publish_changed(w.now)
+            assert views.published == {r: views.view(room, w.now)
+                                        for r, room in w.state.rooms.items()}, step
     finally:
         w.journal.close()
 
