@@ -179,6 +179,10 @@ class State:
         self.moved: set[str] = set()
         self.touched = Touched()
         self.door_rooms = {d.id: tuple(d.between) for d in site.doors}
+        self.room_doors: dict[str, list[int]] = {}  # room -> indices in site.doors
+        for i, d in enumerate(site.doors):
+            for r in d.between:
+                self.room_doors.setdefault(r, []).append(i)
 
     # ---- folding -------------------------------------------------------------------------
 

@@ -119,7 +119,8 @@ def room_deadline(state: State, room: RoomState, now_ms: int) -> int | None:
             out.append(after(now_ms, due))
             out.append(after(now_ms, due + rules.welfare_escalate_after_s * 1000))
     if room.kind == "holding" and room.officer_count == 0 and room.detainee_since is not None:
-        for door in state.site.doors:  # door_open: an open door of the occupied cell
+        for i in state.room_doors.get(room.id, ()):  # door_open: an open door of the cell
+            door = state.site.doors[i]
             st = state.doors.get(door.id)
             if st is not None and st[0] == "open" and room.id in door.between:
                 since = max(st[1], room.detainee_since, room.officers_zero_since)
