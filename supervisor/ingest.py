@@ -341,8 +341,11 @@ class Ingest:
             return
         ack_seq = max(self._ack_seq.get(node, 0) + 1, now)
         self._ack_seq[node] = ack_seq
+        # QoS 0: an ack is idempotent and a node retransmits what is not acked in time (the
+        # duplicate is acked again). At QoS 1 paho kept every ack, about one per event, until
+        # the broker's PUBACK: whenever the broker lagged, the supervisor's memory grew with it.
         for i in range(0, len(seqs), 500):  # stay well under the 8 KiB payload limit
             self.publish(self.topics.node(node, "ack"),
-                         fast_ack_payload(key, node, ack_seq, now, epoch, seqs[i:i + 500]), 1,
+                         fast_ack_payload(key, node, ack_seq, now, epoch, seqs[i:i + 500]), 0,
                          False)
         self.stats.add("acks")

@@ -68,7 +68,8 @@ def door_open(state: State, now_ms: int, rules: Rules, rooms: Rooms = None) -> l
     doors = state.site.doors
     if only is not None:  # only the doors of those rooms' occupied cells, in site order
         cells = [r for r in only if r in state.rooms and state.rooms[r].kind == "holding"]
-        doors = [doors[i] for i in sorted({i for r in cells for i in state.room_doors.get(r, ())})]
+        ids = sorted({i for r in cells for i in state.room_doors.get(r, ())})
+        doors = tuple(doors[i] for i in ids)
     for door in doors:
         st = state.doors.get(door.id)
         if st is None or st[0] != "open":
