@@ -53,10 +53,11 @@ DOMAIN = b"custody-state-snapshot\n"  # a snapshot MAC can never pass for a chec
 KEEP = 2  # snapshots kept: the newest and one to fall back on
 MAX_HEADER = 4096
 # State attributes rebuilt from the site, not from the journal: never stored.
-SITE_DERIVED = frozenset({"site", "rules", "node_room", "room_nodes", "door_rooms"})
+SITE_DERIVED = frozenset({"site", "rules", "node_room", "room_nodes", "door_rooms",
+                          "room_doors"})
 # Not the fold: what folding touched since the rule evaluator last looked (rules/incremental.py
-# evaluates everything after a start-up anyway).
-NOT_FOLD = frozenset({"touched"})
+# evaluates everything after a start-up anyway), and when the marks were last judged.
+NOT_FOLD = frozenset({"touched", "judged_at", "moved"})
 # Modules whose code decides what the fold gives: a snapshot made by other code is stale.
 FOLD_MODULES = ("supervisor.state", "supervisor.process", "supervisor.ingest",
                 "supervisor.snapshot", "protocol.replay", "protocol.alerts")

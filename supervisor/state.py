@@ -320,6 +320,8 @@ class State:
             self._activity(self.behaviours, key, body["phase"], body["cls"], body["room"], ts)
             if body["phase"] == "new" and "evidence" in body:
                 self.behaviour_evidence[key] = body["evidence"]
+            elif body["phase"] == "end":  # read only while it is open (rules/devices.py)
+                self.behaviour_evidence.pop(key, None)
         elif etype == "segment":
             self._segment(body)
         elif etype == "evidence":
@@ -391,7 +393,8 @@ class State:
         """A node with a new epoch lost its outbox, and with it every duration it had open:
         they end here, so no alert stays open for something its node has forgotten."""
         prefix = f"{node}/"
-        for table in (self.behaviours, self.tampers, self.faults, self.local_alerts):
+        for table in (self.behaviours, self.tampers, self.faults, self.local_alerts,
+                      self.behaviour_evidence):
             for key in [k for k in table if k.startswith(prefix)]:
                 del table[key]
         for room in self.rooms.values():
