@@ -291,12 +291,12 @@ class KeypointSource(Source):
         if not super().caught_up():
             return False
         fd = self._fd
-        if fd is None:
-            return True
+        if fd is None:  # being (re)opened: lines pile up unread
+            return False
         try:
             n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
-        except OSError:  # closed meanwhile: nothing to wait for
-            return True
+        except OSError:  # closed meanwhile
+            return False
         return int(n) < PENDING_BEHIND
 
     def _open(self) -> int | None:
@@ -344,6 +344,7 @@ class KeypointSource(Source):
                         self._bad("a line longer than 1 MiB")
                         buf = b""
             finally:
+                self._fd = None  # before the close: the number may be reused at once
                 os.close(fd)
             self.stats.reconnects += 1
             self._stop.wait(0.2)
