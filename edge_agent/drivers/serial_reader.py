@@ -18,9 +18,6 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 10.0
 REINVENTORY_S = 300.0
-# Unread bytes that mean this reader is behind (about two polls of ten bands of UHF frames): a
-# read handled late is stamped late, and past the presence TTL a band would flap out and in.
-PENDING_BEHIND = 1024
 
 
 class Parser(Protocol):
@@ -76,13 +73,15 @@ class SerialReader:
             self._thread.join(timeout)
 
     def caught_up(self) -> bool:
-        """At most a few frames wait unread in the port (a simulated run's held clock waits
-        for this reader); a closed port has nothing to wait for."""
+        """Nothing waits unread in the port (a simulated run's held clock waits for this
+        reader: a read handled late is stamped late, and past the presence TTL a band would
+        flap out and in); a closed port has nothing to wait for. Only a wait lasting the
+        clock's whole lease stops custody time (see protocol/heldclock.py)."""
         ser = self._ser
         if ser is None:
             return True
         try:
-            return int(ser.in_waiting) < PENDING_BEHIND
+            return int(ser.in_waiting) == 0
         except (serial.SerialException, OSError, ValueError):  # closed meanwhile
             return True
 

@@ -135,8 +135,11 @@ class Source:
         return self.mailbox.get(timeout)
 
     def caught_up(self) -> bool:
-        """Nothing read and waiting beyond the frame in hand (for the held clock)."""
-        return self.mailbox.backlog() <= 1
+        """No frame read and waiting (for the held clock). Strict on purpose: the clock
+        probes every quarter of its lease, so only a wait that lasts the whole lease (2
+        custody s) stops custody time; a threshold of one frame let a node fall 3 custody s
+        behind its camera with every probe passing."""
+        return self.mailbox.backlog() == 0
 
     def _deliver(self, frame: Frame) -> None:
         if self.on_frame is not None:
@@ -264,8 +267,6 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
     return Frame(int(ts), persons=out, aspect=float(aspect), view=view)
 
 
-PENDING_BEHIND = 2048  # unread bytes of a keypoint feed that mean its reader is behind (a pty
-# holds about 4 KiB, a line of one person ~0.7 KiB)
 
 
 class KeypointSource(Source):
@@ -287,7 +288,8 @@ class KeypointSource(Source):
         self._fd: int | None = None
 
     def caught_up(self) -> bool:
-        """No frame waits, and at most a few lines are unread in the feed."""
+        """No frame waits and nothing is unread in the feed (a line of one person is
+        ~0.7 KiB: a byte threshold let a whole line wait unseen)."""
         if not super().caught_up():
             return False
         fd = self._fd
@@ -297,7 +299,7 @@ class KeypointSource(Source):
             n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
         except OSError:  # closed meanwhile
             return False
-        return int(n) < PENDING_BEHIND
+        return int(n) == 0
 
     def _open(self) -> int | None:
         try:

@@ -216,8 +216,9 @@ class CameraWorker:
 
     def _note_gap(self, frame: Frame) -> None:
         """Log a frame that comes after two heartbeats of custody time with none, where the
-        last one showed someone: the recording-gap rule will see that silence, and the
-        counters say whether the feed sent nothing or the node read lines it did not get to."""
+        last one showed someone, and which the node took a heartbeat or more after its own
+        time stamp: the recording-gap rule will see that silence, and it is the node's (or
+        the feed's transport), not the camera's; the counters say where it went."""
         now, src = self.clock.now_ms(), self.source.stats if self.source is not None else None
         read = src.frames if src is not None else 0
         last = self._last_frame
@@ -225,6 +226,8 @@ class CameraWorker:
                             frame.persons is None or bool(frame.persons))
         if last is None or not last[4] or now - last[0] < 2 * self.heartbeat_ms:
             return
+        if (now - last[0]) - (frame.ts_ms - last[2]) < self.heartbeat_ms:
+            return  # the feed itself was quiet (a simulated camera of an emptied room)
         log.warning("camera %s: a frame after %.1f custody s without (%.2f real s; %.1f s of "
                     "frame time on); lines read meanwhile %d, dropped %d, bad %d, "
                     "reconnects %d", self.camera.id, (now - last[0]) / 1000,
