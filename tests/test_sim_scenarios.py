@@ -1,8 +1,10 @@
-"""Every scenario in sim/scenarios/ passes end to end: `custody sim run` starts Mosquitto, the
-supervisor and one agent per room node, drives them through virtual devices, and the alerts
+"""The shipped scenarios the suite runs pass end to end: `custody sim run` starts Mosquitto,
+the supervisor and one agent per room node, drives them through virtual devices, and the alerts
 on alert/# are exactly the expected ones (nothing missed, nothing false).
 
-The random and demo days are longer: benchmarks/bench_sim_day.py and the demo test run them.
+The random and demo days are longer (benchmarks/bench_sim_day.py and the demo test run them);
+the one-rule scenarios whose rules the boundary pairs here cover run in
+benchmarks/bench_scenarios.py, with every other shipped scenario.
 """
 
 import json
