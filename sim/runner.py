@@ -710,7 +710,12 @@ class Run:
                         cam.frame(stamp, people, falling=subject if kind == "fall" else None,
                                   lying=subject if kind == "lying" else None,
                                   fighting=kind == "fight")
-            self._passes["readers" if readers else "cameras"] = time.time()
+            # A pass counts (and holds custody time) only once every line it wrote is in the
+            # kernel: a node that reads an empty pty looks caught up while the rest waits here.
+            ports = ([vr.port for rr in self.uhf_of_room.values() for vr in rr] if readers
+                     else [c.port for c in self.cameras.values()])
+            if all(p.delivered() for p in ports if not p.closed):
+                self._passes["readers" if readers else "cameras"] = time.time()
             time.sleep((uhf_period if readers else cam_period) / 2)
 
     # -- ending --------------------------------------------------------------------------

@@ -286,11 +286,12 @@ class KeypointSource(Source):
         super().__init__(f"kp:{path}", clock, drop_old=True, max_lag_ms=max(1, round(lag)))
         self.path = path
         self._fd: int | None = None
+        self._parsing = False  # lines read and not yet parsed: invisible to both checks
 
     def caught_up(self) -> bool:
         """No frame waits and nothing is unread in the feed (a line of one person is
         ~0.7 KiB: a byte threshold let a whole line wait unseen)."""
-        if not super().caught_up():
+        if not super().caught_up() or self._parsing:
             return False
         fd = self._fd
         if fd is None:  # being (re)opened: lines pile up unread
@@ -339,9 +340,13 @@ class KeypointSource(Source):
                         self._stop.wait(0.1)  # regular file: follow it like tail -f
                         continue
                     buf += chunk
-                    while b"\n" in buf:
-                        line, buf = buf.split(b"\n", 1)
-                        self._line(line)
+                    self._parsing = True
+                    try:
+                        while b"\n" in buf:
+                            line, buf = buf.split(b"\n", 1)
+                            self._line(line)
+                    finally:
+                        self._parsing = False
                     if len(buf) > 1 << 20:
                         self._bad("a line longer than 1 MiB")
                         buf = b""
