@@ -21,7 +21,7 @@ from custody.broker import BrokerConfig, Mosquitto
 from protocol.transport import LinkConf
 from supervisor.accounts import Directory, hash_password
 from supervisor.desk import Desk
-from tests.supervisor_support import KEYS, Driver, make_site, sped_up
+from tests.supervisor_support import KEYS, ROOM_NODE, Driver, make_site, sped_up
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -111,6 +111,12 @@ def register(w: World, detainee: str, band: str, by: str = "off1") -> None:
     assert r["ok"], r
 
 
+def staff_command(w: World, user: str, command: str, args: dict[str, Any]) -> Any:
+    """A staff command as `user` through the path the desk and MQTT use."""
+    return as_worker(w, lambda: w.sup.staff.execute(user, command, args,
+                                                    f"test-{command}-{time.monotonic_ns()}"))
+
+
 def test_sign_in_floor_and_every_view(world: World) -> None:
     """Sign in; the floor has a tile per room; each view renders; screenshots saved."""
     w = world
@@ -132,6 +138,37 @@ def test_sign_in_floor_and_every_view(world: World) -> None:
     other.get_by_role("button", name="Sign in").click()
     assert other.get_by_role("alert").is_visible()
     assert other.context.cookies() == []
+
+
+def test_floor_shows_visitors_and_lawyers_by_name_and_role(world: World) -> None:
+    """A lawyer and a family visitor, registered to see a detainee, appear on their rooms'
+    tiles by name and role, apart from officers and detainees; live, without a reload."""
+    w = world
+    register(w, "d5", "00000000d5")
+    page = sign_in(w, "off1")
+    page.locator("body[data-count]").wait_for(state="attached")
+    for who, band, kind, name in (("law-d5", "00000000c1", "lawyer", "Lawyer Chen"),
+                                  ("vis-d5", "00000000c2", "visitor", None)):
+        if who in as_worker(w, lambda: list(w.sup.state.visitors)):
+            continue
+        args = {"visitor": who, "band": band, "kind": kind, "detainee": "d5"}
+        if name:
+            args["name"] = name
+        assert staff_command(w, "off1", "register-visitor", args)["ok"]
+    for band, room in (("00000000c1", "interview-1"), ("00000000c2", "corridor")):
+        w.driver.event(ROOM_NODE[room], "presence.enter",
+                       {"band": band, "room": room, "reader": f"{room}-uhf"})
+    lawyer = page.locator("section.tile[data-room=interview-1] li.vis.lawyer")
+    lawyer.wait_for(timeout=10_000)
+    assert lawyer.inner_text().split() == ["Lawyer", "Chen", "(law-d5)", "lawyer", "for", "d5"]
+    visitor = page.locator("section.tile[data-room=corridor] li.vis.visitor")
+    visitor.wait_for(timeout=10_000)
+    assert visitor.inner_text().split() == ["vis-d5", "visitor", "for", "d5"]
+    # Neither is counted as an officer, a detainee or an unknown band.
+    for room in ("interview-1", "corridor"):
+        tile = page.locator(f"section.tile[data-room={room}]")
+        assert tile.locator("li.off, li.det, li.unk").filter(has_text="-d5").count() == 0
+    page.screenshot(path=str(w.shots / "floor-visitors.png"), full_page=True)
 
 
 def test_alert_live_then_acknowledged_by_signed_in_account(world: World) -> None:

@@ -164,3 +164,43 @@ def test_https_desk_with_site_ca_and_plain_http_only_on_loopback(tmp_path: Any) 
             desk.stop()
     finally:
         sup.journal.close()
+
+
+def test_stream_sends_only_changed_rows_and_the_whole_view_when_the_shell_changes() -> None:
+    """A new alert is one row plus the queue's order; an unchanged snapshot nothing; the
+    ages are not in the rows (the page writes them), so time passing changes no row; the
+    first alert or the last one closing changes the shell: the whole view."""
+    from supervisor.desk.server import changed_items
+
+    tz = ZoneInfo("Asia/Shanghai")
+    ctx = render.Ctx("en", tz, "o1", "Officer", "tok", lambda c: True)
+    one = snap()
+    later = {**one, "now": one["now"] + 5_000}
+    assert changed_items(render.alerts_view(one, ctx), render.alerts_view(later, ctx)) == {}
+    second = {**one["alerts"][0], "id": "never-alone-2", "raised_ts": one["now"]}
+    two = {**one, "alerts": [*one["alerts"], second]}
+    patch = changed_items(render.alerts_view(one, ctx), render.alerts_view(two, ctx))
+    assert patch is not None and list(patch) == ["queue"]
+    assert patch["queue"]["order"] == ["never-alone-1", "never-alone-2"]
+    assert list(patch["queue"]["rows"]) == ["never-alone-2"]
+    assert 'data-key="never-alone-2"' in patch["queue"]["rows"]["never-alone-2"]
+    none = {**one, "alerts": []}
+    assert changed_items(render.alerts_view(two, ctx), render.alerts_view(none, ctx)) is None
+    whole = render.alerts_view(two, ctx).html()
+    assert whole.count('data-key="never-alone') == 2
+    assert "\x00" not in whole and f'data-since="{one["alerts"][0]["raised_ts"]}"' in whole
+
+
+def test_floor_tile_lists_visitors_and_lawyers_apart() -> None:
+    """Visitors and lawyers: by name (id when none), role and whom they see, own class."""
+    tz = ZoneInfo("Asia/Shanghai")
+    s = snap()
+    s["rooms"][0]["visitors"] = [
+        {"id": "law-1", "name": "Lawyer <Chen>", "role": "lawyer", "client": "d1"},
+        {"id": "vis-1", "name": None, "role": "visitor", "client": "d1"}]
+    en = render.floor(s, render.Ctx("en", tz, "o1", "O", "tok", lambda c: True))
+    assert ('<li class="vis lawyer" data-role="lawyer">Lawyer &lt;Chen&gt; (law-1) '
+            "<small>lawyer for d1</small></li>") in en
+    assert '<li class="vis visitor" data-role="visitor">vis-1 <small>visitor for d1' in en
+    zh = render.floor(s, render.Ctx("zh", tz, "o1", "O", "tok", lambda c: True))
+    assert "<small>律师 会见 d1</small>" in zh and "<small>访客 会见 d1</small>" in zh
