@@ -41,6 +41,7 @@ class World:
     browser: Browser
     shots: Path
     contexts: list[Any]
+    errors: list[str] = dataclasses.field(default_factory=list)  # the pages' script errors
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,7 @@ def sign_in(w: World, user: str) -> Page:
     ctx = w.browser.new_context(viewport={"width": 1280, "height": 800})
     w.contexts.append(ctx)
     page = ctx.new_page()
+    page.on("pageerror", lambda err: w.errors.append(f"{user}: {err}"))
     page.goto(w.desk.url + "/")
     page.get_by_label("User").fill(user)
     page.get_by_label("Password").fill(PASSWORD)
@@ -169,6 +171,7 @@ def test_floor_shows_visitors_and_lawyers_by_name_and_role(world: World) -> None
         tile = page.locator(f"section.tile[data-room={room}]")
         assert tile.locator("li.off, li.det, li.unk").filter(has_text="-d5").count() == 0
     page.screenshot(path=str(w.shots / "floor-visitors.png"), full_page=True)
+    assert w.errors == []
 
 
 def test_alert_live_then_acknowledged_by_signed_in_account(world: World) -> None:
@@ -197,6 +200,8 @@ def test_alert_live_then_acknowledged_by_signed_in_account(world: World) -> None
         ("sup1", "checked the band at the desk")]
     acked = [e for e in entries if e.get("id") == alert_id and e["state"] == "acknowledged"]
     assert [e["by"] for e in acked] == ["sup1"]
+    assert w.errors == []  # the row patched in place, its age written, no script error
+    assert page.locator(f'tr[data-alert="{alert_id}"] .age').inner_text().endswith("s")
 
 
 def test_officer_sees_no_approval_and_forged_approval_refused(world: World) -> None:
@@ -360,6 +365,7 @@ def test_critical_alert_sounds_until_acknowledged(world: World) -> None:
         page.locator("#result").evaluate("e => e.className = ''")
         page.wait_for_timeout(300)
     page.locator("body:not(.tone)").wait_for(state="attached")
+    assert w.errors == []
 
 
 class NodeServingEvidence:

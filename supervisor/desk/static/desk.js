@@ -60,14 +60,18 @@
     }
     p.order.forEach(function (k) { keep[k] = true; });
     Object.keys(have).forEach(function (k) { if (!keep[k]) { box.removeChild(have[k]); } });
-    var ref = box.firstElementChild;
-    p.order.forEach(function (k) {
+    // First bring each sent item in (morph may replace the node), then put them in order.
+    var nodes = p.order.map(function (k) {
       var node = have[k];
       if (Object.prototype.hasOwnProperty.call(p.rows, k)) {
         var next = element(p.rows[k]);
         if (node) { morph(node, next); if (!node.isConnected) { node = next; } }
         else { node = next; }
       }
+      return node;
+    });
+    var ref = box.firstElementChild;
+    nodes.forEach(function (node) {
       if (!node) { return; }
       if (node === ref) { ref = ref.nextElementSibling; } else { box.insertBefore(node, ref); }
     });
