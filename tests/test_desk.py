@@ -204,6 +204,24 @@ def test_alert_live_then_acknowledged_by_signed_in_account(world: World) -> None
     assert page.locator(f'tr[data-alert="{alert_id}"] .age').inner_text().endswith("s")
 
 
+def test_resolved_alert_leaves_the_open_page_and_joins_recently_closed(world: World) -> None:
+    """The open queue follows an alert's whole life without a reload: its row comes, goes
+    when resolved, and the closed list gains it (patched rows, no script error)."""
+    w = world
+    page = sign_in(w, "sup1")
+    page.goto(w.desk.url + "/alerts")
+    page.locator("body[data-count]").wait_for(state="attached")
+    w.driver.event(ROOM_NODE["search"], "presence.enter",
+                   {"band": "00000000e7", "room": "search", "reader": "search-uhf"})
+    row = page.locator("tr[data-alert]").filter(has_text="00000000e7")
+    row.wait_for(timeout=10_000)
+    alert_id = row.get_attribute("data-alert")
+    assert staff_command(w, "sup1", "resolve-alert", {"alert": alert_id, "note": "found"})["ok"]
+    page.locator(f'tr[data-alert="{alert_id}"]').wait_for(state="detached", timeout=10_000)
+    page.locator(f'ul.closed li[data-key="{alert_id}"]').wait_for(timeout=10_000)
+    assert w.errors == []
+
+
 def test_officer_sees_no_approval_and_forged_approval_refused(world: World) -> None:
     """No approve button for an officer; a forged approve from the session is refused."""
     w = world
