@@ -204,3 +204,29 @@ def test_floor_tile_lists_visitors_and_lawyers_apart() -> None:
     assert '<li class="vis visitor" data-role="visitor">vis-1 <small>visitor for d1' in en
     zh = render.floor(s, render.Ctx("zh", tz, "o1", "O", "tok", lambda c: True))
     assert "<small>律师 会见 d1</small>" in zh and "<small>访客 会见 d1</small>" in zh
+
+
+def test_stream_memo_renders_only_changed_alert_rows(monkeypatch: Any) -> None:
+    """With a stream's memo the queue is the same markup, and only an alert that changed
+    (or whose viewer's permissions did) is rendered again."""
+    tz = ZoneInfo("Asia/Shanghai")
+    ctx = render.Ctx("en", tz, "o1", "Officer", "tok", lambda c: True)
+    s = snap()
+    a0 = s["alerts"][0]
+    s["alerts"] = [{**a0, "id": f"a-{i}", "raised_ts": a0["raised_ts"] + i} for i in range(5)]
+    memo: dict[Any, str] = {}
+    assert render.alerts_view(s, ctx, memo).html() == render.alerts(s, ctx)
+    calls: list[str] = []
+    real = render._alert_row
+    monkeypatch.setattr(render, "_alert_row",
+                        lambda sn, c, a: calls.append(a["id"]) or real(sn, c, a))
+    render.alerts_view(s, ctx, memo)
+    assert calls == []
+    s["alerts"][2] = {**s["alerts"][2], "acked_ts": a0["raised_ts"] + 9, "acked_by": "o1"}
+    acked = render.alerts_view(s, ctx, memo)
+    assert calls == ["a-2"]
+    assert acked.html() == render.alerts(s, ctx)
+    calls.clear()
+    officer = render.Ctx("en", tz, "o1", "Officer", "tok", lambda c: c == "ack-alert")
+    render.alerts_view(s, officer, memo)
+    assert len(calls) == 5

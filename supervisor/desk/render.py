@@ -238,14 +238,41 @@ def _closed_item(ctx: Ctx, a: dict[str, Any]) -> str:
             f'{": " + e(a["action"]) if a.get("action") else ""}</li>')
 
 
-def alerts_view(snap: dict[str, Any], ctx: Ctx) -> View:
+ROW_COMMANDS = ("ack-alert", "resolve-alert", "false-alarm", "view-evidence")
+
+
+def _alert_rows(snap: dict[str, Any], ctx: Ctx, rows: list[dict[str, Any]],
+                memo: dict[Any, str] | None) -> list[tuple[str, str]]:
+    """Each alert's row; with a memo (one per stream), a row is rendered again only when its
+    alert, the names it shows or the viewer's permissions changed (a long queue costs the
+    supervisor's GIL one row per change, not every row)."""
+    if memo is None:
+        return [(str(a["id"]), _alert_row(snap, ctx, a)) for a in rows]
+    names, perms = snap["names"], tuple(ctx.can(c) for c in ROW_COMMANDS)
+    out, kept = [], {}
+    for a in rows:
+        key: Any = (tuple(a.values()), names.get(a["detainee"]), names.get(a["acked_by"]),
+                    perms)
+        try:
+            row = memo.get(key) or _alert_row(snap, ctx, a)
+        except TypeError:  # an unhashable value: render it, do not keep it
+            row, key = _alert_row(snap, ctx, a), None
+        if key is not None:
+            kept[key] = row
+        out.append((str(a["id"]), row))
+    memo.clear()
+    memo.update(kept)
+    return out
+
+
+def alerts_view(snap: dict[str, Any], ctx: Ctx, memo: dict[Any, str] | None = None) -> View:
     """Open alerts by severity, then age; recently closed below."""
     rows = sorted(snap["alerts"], key=lambda a: (SEV_ORDER.get(a["severity"], 3),
                                                  a["raised_ts"]))
     head = "".join(f"<th>{e(t(ctx.lang, k))}</th>" for k in
                    ("severity", "rule", "meaning", "detainee", "room", "age", "escalations",
                     "state", "actions"))
-    items = [(str(a["id"]), _alert_row(snap, ctx, a)) for a in rows]
+    items = _alert_rows(snap, ctx, rows, memo)
     table = (f'<table class="queue"><thead><tr>{head}</tr></thead>'
              f'<tbody data-list="queue">{slot("queue")}</tbody></table>'
              if rows else f'<p>{e(t(ctx.lang, "no_alerts"))}</p>')

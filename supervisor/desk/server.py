@@ -393,12 +393,14 @@ class Desk:
         return render.Ctx(lang, self.tz, s.user, account.name if account else s.user,
                           self.csrf(s), self.can(s.user))
 
-    def view(self, view: str, extra: str, snap: dict[str, Any], ctx: render.Ctx) -> render.View:
-        """One view's markup, with its keyed lists (what a stream patches)."""
+    def view(self, view: str, extra: str, snap: dict[str, Any], ctx: render.Ctx,
+             memo: dict[Any, str] | None = None) -> render.View:
+        """One view's markup, with its keyed lists (what a stream patches); `memo`: a
+        stream's rendered alert rows, reused while their alerts do not change."""
         if view == "floor":
             return render.floor_view(snap, ctx)
         if view == "alerts":
-            return render.alerts_view(snap, ctx)
+            return render.alerts_view(snap, ctx, memo)
         if view == "detainees":
             return render.detainees_view(snap, ctx)
         if view == "record":
@@ -658,6 +660,7 @@ class DeskHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             version, last_count, last_at, last_tick = -1, -1, 0.0, 0.0
             last_view: render.View | None = None
+            memo: dict[Any, str] = {}
             last_sig: tuple[tuple[Any, ...], ...] = ()
             while not desk.closing.is_set():
                 snap, version2 = desk.wait(version, KEEPALIVE_S)
@@ -696,7 +699,7 @@ class DeskHandler(BaseHTTPRequestHandler):
                 # The first time the whole view; after that only the alert rows, room tiles
                 # or detainee rows that changed (the whole view again if anything around
                 # them did), so neither side re-renders a long queue for one new row.
-                v = desk.view(view, extra, snap, ctx)
+                v = desk.view(view, extra, snap, ctx, memo)
                 base = {"tone": tone(snap), "count": snap["count"], "now": snap["now"]}
                 patch = changed_items(last_view, v) if last_view is not None else None
                 if patch is None:
