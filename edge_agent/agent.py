@@ -586,6 +586,8 @@ class Agent:
         self._start_vision()
         # In a simulated run, custody time waits while this node is behind with its input.
         hold_while(lambda: self.items.qsize() < HOLD_ITEMS)
+        for r in self.readers:
+            hold_while(r.caught_up)
         for w in self.cameras.values():
             caught_up = getattr(w, "caught_up", None)  # optional in the vision plug interface
             if callable(caught_up):

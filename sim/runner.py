@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 # slowest process, and at least LEASE_MIN_S real seconds (renewals every quarter of that).
 LEASE_CUSTODY_S = 2.0
 LEASE_MIN_S = 0.02
+# A UHF reader's inventory period in custody seconds. Stays and absences are measured from
+# reads, so each is known to about two periods; the boundary pairs' 2 s margins need it
+# well under 1 s (at 1.25 s, an officer out for 8 s measured 10.3 s and crossed the 10 s
+# grace). A real reader inventories several times a second.
+UHF_POLL_S = 0.5
 SETTLE_S = 1.0  # real seconds after every agent is up, for rosters to arrive
 BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown
 # Custody seconds of dense frames from the start: a fall, a fight, and lying down (which, seen
@@ -635,7 +640,7 @@ class Run:
         a reader poll)."""
         rules = self.sc.centre.site.rules
         speed = self.sc.speed
-        uhf_period = max(0.01, min(0.25, rules.presence_ttl_s / speed / 4))
+        uhf_period = max(0.01, min(0.25, UHF_POLL_S / speed))
         cam_period = max(0.02, min(0.5, rules.recording_gap_s / 2 / speed / 3))
         next_uhf = next_cam = 0.0
         # Devices run on custody time: while it stands still (protocol/heldclock.py) a reader
@@ -705,7 +710,12 @@ class Run:
                         cam.frame(stamp, people, falling=subject if kind == "fall" else None,
                                   lying=subject if kind == "lying" else None,
                                   fighting=kind == "fight")
-            self._passes["readers" if readers else "cameras"] = time.time()
+            # A pass counts (and holds custody time) only once every line it wrote is in the
+            # kernel: a node that reads an empty pty looks caught up while the rest waits here.
+            ports = ([vr.port for rr in self.uhf_of_room.values() for vr in rr] if readers
+                     else [c.port for c in self.cameras.values()])
+            if all(p.delivered() for p in ports if not p.closed):
+                self._passes["readers" if readers else "cameras"] = time.time()
             time.sleep((uhf_period if readers else cam_period) / 2)
 
     # -- ending --------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Every scenario in sim/scenarios/ passes end to end: `custody sim run` starts Mosquitto, the
-supervisor and one agent per room node, drives them through virtual devices, and the alerts
+"""The shipped scenarios the suite runs pass end to end: `custody sim run` starts Mosquitto,
+the supervisor and one agent per room node, drives them through virtual devices, and the alerts
 on alert/# are exactly the expected ones (nothing missed, nothing false).
 
-The random and demo days are longer: benchmarks/bench_sim_day.py and the demo test run them.
+The random and demo days are longer (benchmarks/bench_sim_day.py and the demo test run them);
+the one-rule scenarios whose rules the boundary pairs here cover run in
+benchmarks/bench_scenarios.py, with every other shipped scenario.
 """
 
 import json
@@ -24,10 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 LONG = {"random-day", "demo-day"}
 OWN_TEST = {"lag-node", "lag-node-camera"}  # tests/test_sim_lag.py runs them (and checks more)
 # Run by hand (`custody sim run vocabulary`, ~1.5 min; vocabulary-2 ~3.5 min; overnight
-# ~1.5 min): the suite's time goes to the boundary pairs (boundary-device among them, ~1.5 min)
-# and the lifecycle, which cover the rules themselves.
+# ~1.5 min) and by benchmarks/bench_scenarios.py.
 BY_HAND = {"vocabulary", "vocabulary-2", "overnight"}
-SCENARIOS = [p.stem for p in list_scenarios() if p.stem not in LONG | BY_HAND | OWN_TEST]
+# One rule each, and that rule's boundary pair (both sides of its limit, in one of the
+# boundary-* days below) is in the suite: benchmarks/bench_scenarios.py runs them, so the
+# suite's time goes to the pairs (test_every_rule_of_a_benched_scenario_is_in_the_suite
+# checks that no rule loses its run here).
+BENCHED = {"brought-straight-in", "co-suspects", "device-offline", "exit", "fall",
+           "holding-watch", "interview", "lying-still", "never-alone", "property", "real-search",
+           "real-search-one-officer", "recording-gap", "search-first", "temporary-exit-overdue",
+           "time-limit", "welfare-check"}
+SCENARIOS = [p.stem for p in list_scenarios()
+             if p.stem not in LONG | BY_HAND | OWN_TEST | BENCHED]
 RAM = Path("/dev/shm")
 
 
@@ -71,6 +81,26 @@ def test_scenario_passes(name, tmp_path, run_dir):
     # The day's journal: a snapshot made anywhere in it plus its tail is the replay from #1.
     assert_snapshots_agree(load_site(run_dir / "site.toml"), run_dir / "supervisor.db",
                            tmp_path / "snapshots")
+
+
+def expected_rules(name: str) -> set[str]:
+    """The rules a scenario expects (its real footage not needed)."""
+    try:
+        return {e.rule for e in load_scenario(find_scenario(name)).plan.expected}
+    except MissingFootage:
+        return set()
+
+
+def test_every_rule_of_a_benched_scenario_is_in_the_suite():
+    """A scenario left to the benchmark takes no rule with it: each rule it expects is
+    expected by a scenario the suite runs."""
+    shipped = {p.stem for p in list_scenarios()}
+    assert not BENCHED - shipped, f"not shipped: {sorted(BENCHED - shipped)}"
+    in_suite = set().union(*(expected_rules(n) for n in SCENARIOS))
+    for name in sorted(BENCHED):
+        rules = expected_rules(name)
+        assert rules, f"{name} expects nothing"
+        assert rules <= in_suite, f"{name}: {sorted(rules - in_suite)} run in no suite scenario"
 
 
 def test_sim_run_exits_nonzero_when_an_expected_alert_is_missing(tmp_path):

@@ -90,7 +90,7 @@ def test_camera_writes_kp_lines_with_33_landmarks():
 
     cam = VirtualCamera("c1")
     try:
-        with serial.Serial(cam.path, timeout=1) as port:
+        with open(cam.path, "rb") as port:  # a named pipe (sim/devices/pty_port.py)
             cam.frame(1000, ["off-a", "det-1"])
             cam.frame(1400, ["det-1"], falling="det-1")
             lines = [json.loads(port.readline()) for _ in range(2)]
@@ -180,7 +180,7 @@ def test_people_keep_their_spot_when_someone_leaves():
 
     cam = VirtualCamera("c2")
     try:
-        with serial.Serial(cam.path, timeout=1) as port:
+        with open(cam.path, "rb") as port:  # a named pipe (sim/devices/pty_port.py)
             cam.frame(1000, ["det-1", "off-a"])
             cam.frame(1200, ["det-1"])
             two, one = (json.loads(port.readline()) for _ in range(2))

@@ -57,6 +57,7 @@ class SerialReader:
             else None
         self.reopens = 0
         self.is_open = False
+        self._ser: serial.Serial | None = None  # while open (for caught_up)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader-{reader_id}",
                                         daemon=True)
@@ -70,6 +71,19 @@ class SerialReader:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def caught_up(self) -> bool:
+        """Nothing waits unread in the port (a simulated run's held clock waits for this
+        reader: a read handled late is stamped late, and past the presence TTL a band would
+        flap out and in); a closed port has nothing to wait for. Only a wait lasting the
+        clock's whole lease stops custody time (see protocol/heldclock.py)."""
+        ser = self._ser
+        if ser is None:
+            return True
+        try:
+            return int(ser.in_waiting) == 0
+        except (serial.SerialException, OSError, ValueError):  # closed meanwhile
+            return True
 
     def stats(self) -> dict[str, int]:
         """Counters for health."""
@@ -100,6 +114,7 @@ class SerialReader:
                 self._port_event(True, f"{self.port} open again")
             backoff = BACKOFF_MIN_S
             self.is_open = True
+            self._ser = ser
             try:
                 self._read(ser)
             except (serial.SerialException, OSError) as e:
@@ -111,6 +126,7 @@ class SerialReader:
                 self._port_event(False, f"{self.port}: internal error")
             finally:
                 self.is_open = False
+                self._ser = None
                 try:
                     ser.close()
                 except Exception:  # closing a vanished device can fail in odd ways

@@ -135,8 +135,11 @@ class Source:
         return self.mailbox.get(timeout)
 
     def caught_up(self) -> bool:
-        """Nothing read and waiting beyond the frame in hand (for the held clock)."""
-        return self.mailbox.backlog() <= 1
+        """No frame read and waiting (for the held clock). Strict on purpose: the clock
+        probes every quarter of its lease, so only a wait that lasts the whole lease (2
+        custody s) stops custody time; a threshold of one frame let a node fall 3 custody s
+        behind its camera with every probe passing."""
+        return self.mailbox.backlog() == 0
 
     def _deliver(self, frame: Frame) -> None:
         if self.on_frame is not None:
@@ -264,8 +267,6 @@ def parse_kp_line(line: str, clock: Clock) -> Frame:
     return Frame(int(ts), persons=out, aspect=float(aspect), view=view)
 
 
-PENDING_BEHIND = 2048  # unread bytes of a keypoint feed that mean its reader is behind (a pty
-# holds about 4 KiB, a line of one person ~0.7 KiB)
 
 
 class KeypointSource(Source):
@@ -285,19 +286,21 @@ class KeypointSource(Source):
         super().__init__(f"kp:{path}", clock, drop_old=True, max_lag_ms=max(1, round(lag)))
         self.path = path
         self._fd: int | None = None
+        self._parsing = False  # lines read and not yet parsed: invisible to both checks
 
     def caught_up(self) -> bool:
-        """No frame waits, and at most a few lines are unread in the feed."""
-        if not super().caught_up():
+        """No frame waits and nothing is unread in the feed (a line of one person is
+        ~0.7 KiB: a byte threshold let a whole line wait unseen)."""
+        if not super().caught_up() or self._parsing:
             return False
         fd = self._fd
-        if fd is None:
-            return True
+        if fd is None:  # being (re)opened: lines pile up unread
+            return False
         try:
             n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
-        except OSError:  # closed meanwhile: nothing to wait for
-            return True
-        return int(n) < PENDING_BEHIND
+        except OSError:  # closed meanwhile
+            return False
+        return int(n) == 0
 
     def _open(self) -> int | None:
         try:
@@ -337,13 +340,18 @@ class KeypointSource(Source):
                         self._stop.wait(0.1)  # regular file: follow it like tail -f
                         continue
                     buf += chunk
-                    while b"\n" in buf:
-                        line, buf = buf.split(b"\n", 1)
-                        self._line(line)
+                    self._parsing = True
+                    try:
+                        while b"\n" in buf:
+                            line, buf = buf.split(b"\n", 1)
+                            self._line(line)
+                    finally:
+                        self._parsing = False
                     if len(buf) > 1 << 20:
                         self._bad("a line longer than 1 MiB")
                         buf = b""
             finally:
+                self._fd = None  # before the close: the number may be reused at once
                 os.close(fd)
             self.stats.reconnects += 1
             self._stop.wait(0.2)

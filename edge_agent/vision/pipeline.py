@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -21,6 +22,8 @@ from .capture import Frame, Source, open_source
 from .motion import MotionGate, small_gray
 from .tamper import TamperDetector
 from .tracker import Tracker
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -102,6 +105,8 @@ class CameraWorker:
         self._count_since = 0
         self._frame_times: deque[float] = deque()
         self._last_heartbeat = 0
+        # (custody ms, monotonic s, frame ms, lines read, anyone in view) at the last frame
+        self._last_frame: tuple[int, float, int, int, bool] | None = None
         self._stalled = False
         self.stats = {"frames": 0, "pose_runs": 0, "detector_runs": 0, "persons": 0,
                       "motion_frames": 0, "events": 0, "errors": 0}
@@ -195,6 +200,7 @@ class CameraWorker:
                                        f"{self.camera.source}")
                 continue
             last_frame = now
+            self._note_gap(frame)
             if self._stalled:
                 self._stalled = False
                 self.faults.clear("no_frames")
@@ -207,6 +213,27 @@ class CameraWorker:
                 self.stats["errors"] += 1
                 self.faults.raise_("pipeline_error", f"{type(exc).__name__}: {exc}")
             last_frame = time.monotonic()  # a stall is the source's silence, not our work
+
+    def _note_gap(self, frame: Frame) -> None:
+        """Log a frame that comes after two heartbeats of custody time with none, where the
+        last one showed someone, and which the node took a heartbeat or more after its own
+        time stamp: the recording-gap rule will see that silence, and it is the node's (or
+        the feed's transport), not the camera's; the counters say where it went."""
+        now, src = self.clock.now_ms(), self.source.stats if self.source is not None else None
+        read = src.frames if src is not None else 0
+        last = self._last_frame
+        self._last_frame = (now, time.monotonic(), frame.ts_ms, read,
+                            frame.persons is None or bool(frame.persons))
+        if last is None or not last[4] or now - last[0] < 2 * self.heartbeat_ms:
+            return
+        if (now - last[0]) - (frame.ts_ms - last[2]) < self.heartbeat_ms:
+            return  # the feed itself was quiet (a simulated camera of an emptied room)
+        log.warning("camera %s: a frame after %.1f custody s without (%.2f real s; %.1f s of "
+                    "frame time on); lines read meanwhile %d, dropped %d, bad %d, "
+                    "reconnects %d", self.camera.id, (now - last[0]) / 1000,
+                    time.monotonic() - last[1], (frame.ts_ms - last[2]) / 1000, read - last[3],
+                    src.dropped if src else 0, src.bad_lines if src else 0,
+                    src.reconnects if src else 0)
 
     def _fps_x10(self) -> int:
         return self._rate_x10(self._frame_times)

@@ -14,7 +14,7 @@ import math
 import random
 import zlib
 
-from .pty_port import PtyPort
+from .pty_port import FifoPort
 
 # Standing pose, BlazePose order, relative to the feet centre, in units of body height.
 _STAND: list[tuple[float, float]] = [
@@ -109,7 +109,7 @@ class VirtualCamera:
 
     def __init__(self, camera_id: str, seed: int = 0) -> None:
         self.id = camera_id
-        self.port = PtyPort(camera_id)
+        self.port = FifoPort(camera_id)
         self.rng = random.Random(seed)
         self.covered = False
         self.view = "clear"  # what the tamper path measures (VIEWS)
@@ -121,7 +121,7 @@ class VirtualCamera:
 
     @property
     def path(self) -> str:
-        """The pty path the agent's `kp:` source opens."""
+        """The named pipe the agent's `kp:` source opens."""
         return self.port.path
 
     def frame(self, ts_ms: int, people: list[str], falling: str | None = None,
@@ -172,5 +172,5 @@ class VirtualCamera:
         return variants[self.rng.randrange(STANDING_VARIANTS)]
 
     def close(self) -> None:
-        """Close the pty."""
+        """Close the pipe."""
         self.port.close()

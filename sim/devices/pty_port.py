@@ -1,8 +1,11 @@
-"""A pty pair the real drivers open by path; the simulator writes the device side."""
+"""The device side of what the real drivers open by path: a pty pair for serial devices,
+a named pipe for keypoint feeds; the simulator writes it."""
 
 import contextlib
 import errno
 import os
+import shutil
+import tempfile
 import threading
 import tty
 
@@ -23,6 +26,7 @@ class PtyPort:
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)
         os.set_blocking(self.master, False)
+        self._out = self.master
         self.path = os.ttyname(self._slave)
         self.written = 0
         self.dropped = 0
@@ -48,7 +52,7 @@ class PtyPort:
         """Push pending bytes into the pty as far as it takes them."""
         while self.pending and not self.closed:
             try:
-                n = os.write(self.master, self.pending)
+                n = os.write(self._out, self.pending)
             except OSError as e:
                 # EBADF: closed under us (a reader unplugged while the pump wrote to it)
                 if e.errno in (errno.EAGAIN, errno.EIO, errno.EBADF):
@@ -56,6 +60,14 @@ class PtyPort:
                 raise
             self.written += n
             del self.pending[:n]
+
+    def delivered(self) -> bool:
+        """Push what waits in `pending`; True when the kernel has taken everything. Bytes
+        left here are invisible to the reading node (it sees an empty pty), so the simulator
+        counts itself behind while they wait (see Run._pump)."""
+        with self._lock:
+            self.flush()
+            return not self.pending
 
     def _drain(self) -> None:
         # Whatever the driver writes (e.g. the UHF multi-poll command) is read and ignored.
@@ -72,3 +84,40 @@ class PtyPort:
             for fd in (self.master, self._slave):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+class FifoPort(PtyPort):
+    """A named pipe in place of a pty, for a keypoint feed (not a serial device).
+
+    Bytes written to a pty reach its reader through a kernel worker that runs at normal
+    priority; with the run's processes ahead of it (sim/priority.py) on a busy machine a line
+    waited there, seen by neither side's checks, for 60 ms (4 custody s at x60) while custody
+    time ran. A pipe's bytes are readable, and counted by FIONREAD, as soon as the write
+    returns. Opened read-write here, so the pipe never has no writer (the reader would see
+    end of file) and opening it never waits for the reader.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._dir = tempfile.mkdtemp(prefix="custody-kp-")
+        self.path = os.path.join(self._dir, f"{name}.kp")
+        os.mkfifo(self.path, 0o600)
+        self._out = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        self.written = 0
+        self.dropped = 0
+        self.pending = bytearray()
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _drain(self) -> None:
+        pass  # nothing comes back up a pipe (reading here would take the reader's lines)
+
+    def close(self) -> None:
+        """Close the pipe and remove it."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            with contextlib.suppress(OSError):
+                os.close(self._out)
+            shutil.rmtree(self._dir, ignore_errors=True)
