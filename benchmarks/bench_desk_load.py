@@ -17,6 +17,7 @@ alert queue, each holding its own event stream), alternating for `--repeats` rou
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,8 +56,13 @@ def start(broker: Mosquitto, tmp: Path, desk_port: int | None) -> subprocess.Pop
     write_file(accounts, {"version": 1, "history": [], "accounts": {"sup1": {
         "name": "Bench", "sex": "f", "roles": ["custody-supervisor"], "enabled": True,
         "hash": hash_password(PASSWORD), "broker_hash": mosquitto_hash(PASSWORD)}}})
-    for f in tmp.glob("journal.db*"):
-        f.unlink()
+    # A fresh journal needs a fresh checkpoint: the supervisor refuses a journal shorter than
+    # its signed checkpoint says (entries missing), and snapshots of another journal.
+    for f in [*tmp.glob("journal.db*"), *tmp.glob("cp.json*")]:
+        if f.is_dir():
+            shutil.rmtree(f)
+        else:
+            f.unlink()
     probe = client(broker, f"probe-{time.monotonic_ns()}")
     online = threading.Event()
     probe.on_message = lambda c, u, m: online.set() if m.payload == b"online" else None
@@ -107,6 +113,7 @@ def open_browsers(url: str, n: int) -> tuple[Any, Any, list[Any]]:
     """n signed-in pages: the first on the floor, the others on the alert queue."""
     from playwright.sync_api import sync_playwright
 
+    wait_listening(url, 60)
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
     pages = []
@@ -119,9 +126,28 @@ def open_browsers(url: str, n: int) -> tuple[Any, Any, list[Any]]:
         page.wait_for_url("**/floor")
         if i:
             page.goto(url + "/alerts")
-        page.wait_for_function("document.body.dataset.count !== undefined")
+        # (a locator, not wait_for_function: the desk's CSP forbids the eval it polls with)
+        page.locator("body[data-count]").wait_for(state="attached", timeout=60_000)
         pages.append(page)
     return pw, browser, pages
+
+
+def wait_listening(url: str, timeout: float) -> None:
+    """Until the desk accepts connections (on a busy machine it may follow the supervisor's
+    MQTT 'online' by seconds)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((u.hostname, u.port), 1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def free_port() -> int:

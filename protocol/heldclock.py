@@ -236,9 +236,11 @@ class ClockHolder:
                 oldest, who = seen, pid
         return oldest, who
 
-    def renew(self, local: float | None = None) -> None:
+    def renew(self, local: float | None = None, until: float | None = None) -> None:
         """Let custody time run until `lease_s` after the oldest live renewal (never back);
-        `local`: the holder's own process's progress mark (its oldest caught-up time)."""
+        `local`: the holder's own process's progress mark (its oldest caught-up time);
+        `until`: a custody time (Unix seconds) not to run past until a later renew moves it
+        (the next thing the holder must do at an exact custody time)."""
         now = time.time()
         self._scan(now)
         oldest, who = self._oldest(now)
@@ -254,7 +256,13 @@ class ClockHolder:
             self.anchor = now
             self.lease = now  # from here: custody time runs on from where it stopped
         self._last_holder = who
-        self.lease = max(self.lease, min(now, oldest) + self.lease_s)
+        lease = min(now, oldest) + self.lease_s
+        if until is not None:  # the real time at which custody time reaches `until`
+            cap = self.anchor + (until - self.start) / self.speed
+            if cap < lease:
+                lease, who = cap, -1
+                self._last_holder = who
+        self.lease = max(self.lease, lease)
         self._standing = self.lease <= now
         self._write()
 

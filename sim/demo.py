@@ -175,14 +175,22 @@ def _render(run: Run, view: View, t: float, total: float) -> Any:
     return Group(rooms, alerts, bar, *notes)
 
 
+REPORT_TIMEOUT_S = 600  # 2-20 s on an idle machine; minutes at load 50
+
+
 def report(run: Run, out: Path) -> Path | None:
     """Ask the supervisor's `custody report` for the compliance report; None if it failed."""
     # The period is the simulated day (custody time, Unix ms), from an hour before it began.
     cmd = [sys.executable, "-m", "custody", "report", "--site", str(run.site_file),
            "--out", str(out), "--from", str(run.start_ms - 3_600_000),
            "--to", str(run.clock.now_ms())]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=run.supervisor.env
-                       if run.supervisor else None, timeout=120, check=False)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=run.supervisor.env
+                           if run.supervisor else None, timeout=REPORT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        print(f"demo: compliance report not done after {REPORT_TIMEOUT_S} s (a busy "
+              f"machine?); make it by hand: {' '.join(cmd[2:])}")
+        return None
     if r.returncode != 0:
         print(f"demo: compliance report failed: {(r.stderr or r.stdout).strip()[-400:]}")
         return None

@@ -57,6 +57,7 @@ LEASE_MIN_S = 0.02
 # well under 1 s (at 1.25 s, an officer out for 8 s measured 10.3 s and crossed the 10 s
 # grace). A real reader inventories several times a second.
 UHF_POLL_S = 0.5
+UNTIL_SLACK_MS = 5  # custody time stands this far past a step's time until it is done
 SETTLE_S = 1.0  # real seconds after every agent is up, for rosters to arrive
 BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown
 # Custody seconds of dense frames from the start: a fall, a fight, and lying down (which, seen
@@ -209,6 +210,8 @@ class Run:
         self._nice: int | None = None  # the nice value to give back at stop()
         self._holding: threading.Thread | None = None
         self._passes: dict[str, float] = {}  # device pump -> end of its last pass (real)
+        self._next_due_ms: int | None = None  # custody ms of the next scenario step (run_steps)
+        self._stepping = False  # run_steps is on: the steps and staff reactions pace the clock
 
     # -- set-up --------------------------------------------------------------------------
     def _emit(self, kind: str, data: Any) -> None:
@@ -456,6 +459,13 @@ class Run:
 
     def run_steps(self, progress: Callable[[float], None] | None = None) -> None:
         """Do every step at its time, then wait out the tail."""
+        self._stepping = True
+        try:
+            self._run_steps(progress)
+        finally:
+            self._stepping = False
+
+    def _run_steps(self, progress: Callable[[float], None] | None) -> None:
         steps = self.sc.plan.sorted_steps()
         i = 0
         end = self.sc.duration_s
@@ -465,11 +475,16 @@ class Run:
                 self.do(steps[i])
                 i += 1
             self._staff_due()
+            self._next_due_ms = (self.start_ms + round(steps[i].at_s * 1000)
+                                 if i < len(steps) else None)
             if progress is not None:
                 progress(min(now, end))
             if now >= end and i >= len(steps):
                 break
             nxt = steps[i].at_s if i < len(steps) else end
+            with self._lock:
+                if self.due:  # a staff reaction falls due first
+                    nxt = min(nxt, (min(d[0] for d in self.due) - self.start_ms) / 1000)
             time.sleep(max(0.0, min(0.1, self.clock.real_seconds(nxt - now))))
 
     def do(self, step: Step) -> None:
@@ -631,8 +646,23 @@ class Run:
         while not self._stop.is_set():
             # The device pumps' last completed passes: a pump starved of the GIL or the CPU
             # holds time like a node that is behind.
-            self.holder.renew(min(self._passes.values(), default=None))
+            self.holder.renew(min(self._passes.values(), default=None), self._until())
             time.sleep(every)
+
+    def _until(self) -> float | None:
+        """The custody time (Unix s) of the next step or staff reaction still to do: time
+        stands there until the main thread has done it, so a late thread never stretches a
+        scenario's durations (an officer back 2 custody s late at x20 turned 8 s alone into
+        10.3)."""
+        if not self._stepping:
+            return None
+        nxt = self._next_due_ms
+        with self._lock:
+            due = min((d[0] for d in self.due), default=None)
+        if due is not None:
+            nxt = due if nxt is None else min(nxt, due)
+        # a few ms past it, so that a clock read rounded down still finds the step due
+        return None if nxt is None else (nxt + UNTIL_SLACK_MS) / 1000.0
 
     def _pump(self, readers: bool, cameras: bool) -> None:
         """Write what every device sees, at real-hardware rates scaled to the clock (one

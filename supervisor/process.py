@@ -21,6 +21,7 @@ class Person:
     band: str
     case: str | None
     client: str | None = None  # a visitor's or lawyer's detainee
+    name: str | None = None  # a visitor's or lawyer's name, as registered (if given)
 
 
 @dataclass

@@ -600,6 +600,12 @@ class State:
         """Officer bands in a room."""
         return sorted(b for b in room.bands if self.role(b) == "officer")
 
+    def visitors_in(self, room: RoomState) -> list[Person]:
+        """Visitors and lawyers in a room (by id)."""
+        return sorted((p for p in (self.bands.get(b) for b in room.bands)
+                       if p is not None and p.role in ("visitor", "lawyer")),
+                      key=lambda p: p.person)
+
     def detainees_in(self, room: RoomState) -> list[str]:
         """Detainee ids in a room."""
         return sorted(self.bands[b].person for b in room.bands if self.role(b) == "detainee")
@@ -964,7 +970,7 @@ class State:
 
     def _register_visitor(self, user: str, a: dict[str, Any], ts: int) -> None:
         band = a["band"]
-        p = Person(a["kind"], a["visitor"], "", band, None, a["detainee"])
+        p = Person(a["kind"], a["visitor"], "", band, None, a["detainee"], a.get("name"))
         self.visitors[p.person] = p
         self.bands[band] = p
         self.arrivals.pop(band, None)

@@ -21,7 +21,7 @@ from custody.broker import BrokerConfig, Mosquitto
 from protocol.transport import LinkConf
 from supervisor.accounts import Directory, hash_password
 from supervisor.desk import Desk
-from tests.supervisor_support import KEYS, Driver, make_site, sped_up
+from tests.supervisor_support import KEYS, ROOM_NODE, Driver, make_site, sped_up
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -41,6 +41,7 @@ class World:
     browser: Browser
     shots: Path
     contexts: list[Any]
+    errors: list[str] = dataclasses.field(default_factory=list)  # the pages' script errors
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,7 @@ def sign_in(w: World, user: str) -> Page:
     ctx = w.browser.new_context(viewport={"width": 1280, "height": 800})
     w.contexts.append(ctx)
     page = ctx.new_page()
+    page.on("pageerror", lambda err: w.errors.append(f"{user}: {err}"))
     page.goto(w.desk.url + "/")
     page.get_by_label("User").fill(user)
     page.get_by_label("Password").fill(PASSWORD)
@@ -111,6 +113,12 @@ def register(w: World, detainee: str, band: str, by: str = "off1") -> None:
     assert r["ok"], r
 
 
+def staff_command(w: World, user: str, command: str, args: dict[str, Any]) -> Any:
+    """A staff command as `user` through the path the desk and MQTT use."""
+    return as_worker(w, lambda: w.sup.staff.execute(user, command, args,
+                                                    f"test-{command}-{time.monotonic_ns()}"))
+
+
 def test_sign_in_floor_and_every_view(world: World) -> None:
     """Sign in; the floor has a tile per room; each view renders; screenshots saved."""
     w = world
@@ -132,6 +140,38 @@ def test_sign_in_floor_and_every_view(world: World) -> None:
     other.get_by_role("button", name="Sign in").click()
     assert other.get_by_role("alert").is_visible()
     assert other.context.cookies() == []
+
+
+def test_floor_shows_visitors_and_lawyers_by_name_and_role(world: World) -> None:
+    """A lawyer and a family visitor, registered to see a detainee, appear on their rooms'
+    tiles by name and role, apart from officers and detainees; live, without a reload."""
+    w = world
+    register(w, "d5", "00000000d5")
+    page = sign_in(w, "off1")
+    page.locator("body[data-count]").wait_for(state="attached")
+    for who, band, kind, name in (("law-d5", "00000000c1", "lawyer", "Lawyer Chen"),
+                                  ("vis-d5", "00000000c2", "visitor", None)):
+        if who in as_worker(w, lambda: list(w.sup.state.visitors)):
+            continue
+        args = {"visitor": who, "band": band, "kind": kind, "detainee": "d5"}
+        if name:
+            args["name"] = name
+        assert staff_command(w, "off1", "register-visitor", args)["ok"]
+    for band, room in (("00000000c1", "interview-1"), ("00000000c2", "corridor")):
+        w.driver.event(ROOM_NODE[room], "presence.enter",
+                       {"band": band, "room": room, "reader": f"{room}-uhf"})
+    lawyer = page.locator("section.tile[data-room=interview-1] li.vis.lawyer")
+    lawyer.wait_for(timeout=10_000)
+    assert lawyer.inner_text().split() == ["Lawyer", "Chen", "(law-d5)", "lawyer", "for", "d5"]
+    visitor = page.locator("section.tile[data-room=corridor] li.vis.visitor")
+    visitor.wait_for(timeout=10_000)
+    assert visitor.inner_text().split() == ["vis-d5", "visitor", "for", "d5"]
+    # Neither is counted as an officer, a detainee or an unknown band.
+    for room in ("interview-1", "corridor"):
+        tile = page.locator(f"section.tile[data-room={room}]")
+        assert tile.locator("li.off, li.det, li.unk").filter(has_text="-d5").count() == 0
+    page.screenshot(path=str(w.shots / "floor-visitors.png"), full_page=True)
+    assert w.errors == []
 
 
 def test_alert_live_then_acknowledged_by_signed_in_account(world: World) -> None:
@@ -160,6 +200,26 @@ def test_alert_live_then_acknowledged_by_signed_in_account(world: World) -> None
         ("sup1", "checked the band at the desk")]
     acked = [e for e in entries if e.get("id") == alert_id and e["state"] == "acknowledged"]
     assert [e["by"] for e in acked] == ["sup1"]
+    assert w.errors == []  # the row patched in place, its age written, no script error
+    assert page.locator(f'tr[data-alert="{alert_id}"] .age').inner_text().endswith("s")
+
+
+def test_resolved_alert_leaves_the_open_page_and_joins_recently_closed(world: World) -> None:
+    """The open queue follows an alert's whole life without a reload: its row comes, goes
+    when resolved, and the closed list gains it (patched rows, no script error)."""
+    w = world
+    page = sign_in(w, "sup1")
+    page.goto(w.desk.url + "/alerts")
+    page.locator("body[data-count]").wait_for(state="attached")
+    w.driver.event(ROOM_NODE["search"], "presence.enter",
+                   {"band": "00000000e7", "room": "search", "reader": "search-uhf"})
+    row = page.locator("tr[data-alert]").filter(has_text="00000000e7")
+    row.wait_for(timeout=10_000)
+    alert_id = row.get_attribute("data-alert")
+    assert staff_command(w, "sup1", "resolve-alert", {"alert": alert_id, "note": "found"})["ok"]
+    page.locator(f'tr[data-alert="{alert_id}"]').wait_for(state="detached", timeout=10_000)
+    page.locator(f'ul.closed li[data-key="{alert_id}"]').wait_for(timeout=10_000)
+    assert w.errors == []
 
 
 def test_officer_sees_no_approval_and_forged_approval_refused(world: World) -> None:
@@ -323,6 +383,7 @@ def test_critical_alert_sounds_until_acknowledged(world: World) -> None:
         page.locator("#result").evaluate("e => e.className = ''")
         page.wait_for_timeout(300)
     page.locator("body:not(.tone)").wait_for(state="attached")
+    assert w.errors == []
 
 
 class NodeServingEvidence:

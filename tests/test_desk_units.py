@@ -164,3 +164,69 @@ def test_https_desk_with_site_ca_and_plain_http_only_on_loopback(tmp_path: Any) 
             desk.stop()
     finally:
         sup.journal.close()
+
+
+def test_stream_sends_only_changed_rows_and_the_whole_view_when_the_shell_changes() -> None:
+    """A new alert is one row plus the queue's order; an unchanged snapshot nothing; the
+    ages are not in the rows (the page writes them), so time passing changes no row; the
+    first alert or the last one closing changes the shell: the whole view."""
+    from supervisor.desk.server import changed_items
+
+    tz = ZoneInfo("Asia/Shanghai")
+    ctx = render.Ctx("en", tz, "o1", "Officer", "tok", lambda c: True)
+    one = snap()
+    later = {**one, "now": one["now"] + 5_000}
+    assert changed_items(render.alerts_view(one, ctx), render.alerts_view(later, ctx)) == {}
+    second = {**one["alerts"][0], "id": "never-alone-2", "raised_ts": one["now"]}
+    two = {**one, "alerts": [*one["alerts"], second]}
+    patch = changed_items(render.alerts_view(one, ctx), render.alerts_view(two, ctx))
+    assert patch is not None and list(patch) == ["queue"]
+    assert patch["queue"]["order"] == ["never-alone-1", "never-alone-2"]
+    assert list(patch["queue"]["rows"]) == ["never-alone-2"]
+    assert 'data-key="never-alone-2"' in patch["queue"]["rows"]["never-alone-2"]
+    none = {**one, "alerts": []}
+    assert changed_items(render.alerts_view(two, ctx), render.alerts_view(none, ctx)) is None
+    whole = render.alerts_view(two, ctx).html()
+    assert whole.count('data-key="never-alone') == 2
+    assert "\x00" not in whole and f'data-since="{one["alerts"][0]["raised_ts"]}"' in whole
+
+
+def test_floor_tile_lists_visitors_and_lawyers_apart() -> None:
+    """Visitors and lawyers: by name (id when none), role and whom they see, own class."""
+    tz = ZoneInfo("Asia/Shanghai")
+    s = snap()
+    s["rooms"][0]["visitors"] = [
+        {"id": "law-1", "name": "Lawyer <Chen>", "role": "lawyer", "client": "d1"},
+        {"id": "vis-1", "name": None, "role": "visitor", "client": "d1"}]
+    en = render.floor(s, render.Ctx("en", tz, "o1", "O", "tok", lambda c: True))
+    assert ('<li class="vis lawyer" data-role="lawyer">Lawyer &lt;Chen&gt; (law-1) '
+            "<small>lawyer for d1</small></li>") in en
+    assert '<li class="vis visitor" data-role="visitor">vis-1 <small>visitor for d1' in en
+    zh = render.floor(s, render.Ctx("zh", tz, "o1", "O", "tok", lambda c: True))
+    assert "<small>律师 会见 d1</small>" in zh and "<small>访客 会见 d1</small>" in zh
+
+
+def test_stream_memo_renders_only_changed_alert_rows(monkeypatch: Any) -> None:
+    """With a stream's memo the queue is the same markup, and only an alert that changed
+    (or whose viewer's permissions did) is rendered again."""
+    tz = ZoneInfo("Asia/Shanghai")
+    ctx = render.Ctx("en", tz, "o1", "Officer", "tok", lambda c: True)
+    s = snap()
+    a0 = s["alerts"][0]
+    s["alerts"] = [{**a0, "id": f"a-{i}", "raised_ts": a0["raised_ts"] + i} for i in range(5)]
+    memo: dict[Any, str] = {}
+    assert render.alerts_view(s, ctx, memo).html() == render.alerts(s, ctx)
+    calls: list[str] = []
+    real = render._alert_row
+    monkeypatch.setattr(render, "_alert_row",
+                        lambda sn, c, a: calls.append(a["id"]) or real(sn, c, a))
+    render.alerts_view(s, ctx, memo)
+    assert calls == []
+    s["alerts"][2] = {**s["alerts"][2], "acked_ts": a0["raised_ts"] + 9, "acked_by": "o1"}
+    acked = render.alerts_view(s, ctx, memo)
+    assert calls == ["a-2"]
+    assert acked.html() == render.alerts(s, ctx)
+    calls.clear()
+    officer = render.Ctx("en", tz, "o1", "Officer", "tok", lambda c: c == "ack-alert")
+    render.alerts_view(s, officer, memo)
+    assert len(calls) == 5

@@ -184,3 +184,26 @@ def test_bad_alive_interval_is_named(tmp_path):
     with pytest.raises(ValueError, match="CUSTODY_CLOCK_ALIVE_S"):
         from_env(env)
     h.close()
+
+
+def test_time_stands_at_the_next_due_step_until_it_is_done(tmp_path):
+    """`until`: custody time runs up to the next thing the holder must do at an exact time
+    and no further, however late its thread is, and goes on once `until` moves past it."""
+    h = ClockHolder(tmp_path / "clock", SPEED, 1_000_000.0, 0.04)
+    c = h.clock()
+    try:
+        due = 1_000_000.0 + 3.0  # custody s: 3 custody s (50 ms real) ahead
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # renewed for 0.3 real s = 18 custody s
+            h.renew(until=due)
+            time.sleep(0.005)
+            if time.monotonic() > deadline - 1.7:
+                break
+        assert c.now() == pytest.approx(due, abs=1e-3)  # stood at the step, not 18 s on
+        assert h.stops == 1 and h.held_by == {-1: 1}
+        for _ in range(20):  # the step done: the next one is far off
+            h.renew(until=due + 3600)
+            time.sleep(0.005)
+        assert due + 1.0 < c.now() < due + 60  # runs on from where it stood, no jump
+    finally:
+        h.close()

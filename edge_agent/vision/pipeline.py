@@ -188,11 +188,17 @@ class CameraWorker:
     def _run(self) -> None:
         assert self.source is not None
         last_frame = time.monotonic()
+        last_frame_ms = self.clock.now_ms()
         while not self._stop.is_set():
             frame = self.source.read(timeout=0.5)
             now = time.monotonic()
             if frame is None:
-                if not self._stalled and now - last_frame >= self.stall_s:
+                # Silent for stall_s of real time and of custody time: the same on a real
+                # node (where a clock stepped back counts as real time only); on a simulated
+                # run's held clock, time standing still (no frames are due then) is no stall.
+                custody_ms = self.clock.now_ms() - last_frame_ms
+                if not self._stalled and now - last_frame >= self.stall_s and (
+                        custody_ms >= self.stall_s * 1000 or custody_ms < 0):
                     self._stalled = True
                     self._emit("camera", {"camera": self.camera.id, "room": self.room,
                                           "live": False, "fps_x10": 0})
@@ -213,6 +219,7 @@ class CameraWorker:
                 self.stats["errors"] += 1
                 self.faults.raise_("pipeline_error", f"{type(exc).__name__}: {exc}")
             last_frame = time.monotonic()  # a stall is the source's silence, not our work
+            last_frame_ms = self.clock.now_ms()
 
     def _note_gap(self, frame: Frame) -> None:
         """Log a frame that comes after two heartbeats of custody time with none, where the

@@ -6,7 +6,7 @@ for every live update, so what a reload shows and what the socket pushes are the
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,31 @@ class Ctx:
     can: Callable[[str], bool]
 
 
+@dataclass(frozen=True)
+class View:
+    """A view's markup: a shell, and keyed lists (alert rows, room tiles, detainee rows) that
+    a live stream patches item by item instead of sending the whole view again.
+
+    Each list's container carries `data-list=NAME` and only its items, each `data-key=KEY`;
+    the shell holds slot(NAME) where the items go.
+    """
+
+    shell: str
+    lists: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def html(self) -> str:
+        """The whole fragment."""
+        out = self.shell
+        for name, items in self.lists.items():
+            out = out.replace(slot(name), "".join(h for _k, h in items))
+        return out
+
+
+def slot(name: str) -> str:
+    """Where a list's items go in a View's shell (never in escaped text: NUL is not)."""
+    return f"\x00{name}\x00"
+
+
 def e(x: Any) -> str:
     """Escape for HTML text and attributes."""
     return html.escape("" if x is None else str(x), quote=True)
@@ -53,8 +78,10 @@ def _form(ctx: Ctx, command: str, hidden: dict[str, str], fields: str, button: s
             f'<button type="submit">{e(button)}</button></form>')
 
 
-def page(ctx: Ctx, view: str, body: str, site_name: str, extra: str = "") -> str:
-    """The whole document around a view's fragment."""
+def page(ctx: Ctx, view: str, body: str, site_name: str, extra: str = "",
+         now: int | None = None) -> str:
+    """The whole document around a view's fragment (`now`: the snapshot's clock, from which
+    the page's script writes alert ages)."""
     tabs = "".join(f'<a href="/{v}" class="{"on" if v == view else ""}"'
                    f'{" aria-current=page" if v == view else ""}>{e(t(ctx.lang, v))}</a>'
                    for v in VIEWS)
@@ -65,7 +92,7 @@ def page(ctx: Ctx, view: str, body: str, site_name: str, extra: str = "") -> str
 <meta name="csrf" content="{e(ctx.csrf)}">
 <title>{e(t(ctx.lang, "title"))} - {e(t(ctx.lang, view))}</title>
 <link rel="stylesheet" href="/static/desk.css"></head>
-<body data-view="{e(view)}" data-extra="{e(extra)}">
+<body data-view="{e(view)}" data-extra="{e(extra)}"{f' data-now="{now}"' if now else ""}>
 <header><strong>{e(site_name)}</strong><nav>{tabs}</nav>
 <span class="me">{e(t(ctx.lang, "signed_in_as"))} {e(ctx.name)} ({e(ctx.user)})</span>
 <a href="/lang?to={other}" class="lang" hreflang="{LANGS[other]}">{e(t(ctx.lang, "language"))}</a>
@@ -112,38 +139,58 @@ def _doors(ctx: Ctx, doors: list[tuple[str, str]]) -> str:
     return ", ".join(f'<b class="door {e(st)}">{e(st)}</b> ×{n}' for st, n in sorted(by.items()))
 
 
-def floor(snap: dict[str, Any], ctx: Ctx) -> str:
-    """Every room as a tile: people, camera, doors, open alerts."""
-    tiles = []
-    for r in snap["rooms"]:
-        pos = r["position"]
-        style = f' style="grid-column:{pos[0]};grid-row:{pos[1]}"' if pos else ""
-        worst = min((SEV_ORDER.get(a["severity"], 3) for a in r["alerts"]), default=3)
-        cls = {0: "critical", 1: "warning", 2: "info"}.get(worst, "")
-        people = [f'<li class="off">{_who(snap, o)}</li>' for o in r["officers"]]
-        people += [f'<li class="det">{_who(snap, d)}</li>' for d in r["detainees"]]
-        if r["unregistered"]:
-            people.append(f'<li class="unk">{r["unregistered"]} {e(t(ctx.lang, "unregistered"))}'
-                          "</li>")
-        cam = r["camera"]
-        cam_txt = (t(ctx.lang, "no_camera") if cam is None else
-                   t(ctx.lang, "live") if cam else t(ctx.lang, "not_live"))
-        doors = _doors(ctx, r["doors"])
-        alerts = "".join(f'<li class="sev {e(a["severity"])}">{e(a["rule"])}</li>'
-                         for a in r["alerts"])
-        tiles.append(
-            f'<section class="tile {cls}" data-room="{e(r["id"])}"{style} '
-            f'aria-label="{e(r["name"])}"><h3>{e(r["name"])} <small>{e(r["kind"])}</small></h3>'
+def _visitor(ctx: Ctx, v: dict[str, Any]) -> str:
+    """A visitor or lawyer in a room: name, role and whom they came to see."""
+    who = f"{v['name']} ({v['id']})" if v.get("name") and v["name"] != v["id"] else v["id"]
+    role = t(ctx.lang, "role_" + v["role"]) if v["role"] in ("visitor", "lawyer") else v["role"]
+    to = f" {t(ctx.lang, 'visiting')} {v['client']}" if v.get("client") else ""
+    return (f'<li class="vis {e(v["role"])}" data-role="{e(v["role"])}">{e(who)} '
+            f'<small>{e(role)}{e(to)}</small></li>')
+
+
+def _tile(snap: dict[str, Any], ctx: Ctx, r: dict[str, Any]) -> str:
+    pos = r["position"]
+    style = f' style="grid-column:{pos[0]};grid-row:{pos[1]}"' if pos else ""
+    worst = min((SEV_ORDER.get(a["severity"], 3) for a in r["alerts"]), default=3)
+    cls = {0: "critical", 1: "warning", 2: "info"}.get(worst, "")
+    people = [f'<li class="off">{_who(snap, o)}</li>' for o in r["officers"]]
+    people += [f'<li class="det">{_who(snap, d)}</li>' for d in r["detainees"]]
+    people += [_visitor(ctx, v) for v in r.get("visitors", ())]
+    if r["unregistered"]:
+        people.append(f'<li class="unk">{r["unregistered"]} {e(t(ctx.lang, "unregistered"))}'
+                      "</li>")
+    cam = r["camera"]
+    cam_txt = (t(ctx.lang, "no_camera") if cam is None else
+               t(ctx.lang, "live") if cam else t(ctx.lang, "not_live"))
+    doors = _doors(ctx, r["doors"])
+    alerts = "".join(f'<li class="sev {e(a["severity"])}">{e(a["rule"])}</li>'
+                     for a in r["alerts"])
+    return (f'<section class="tile {cls}" data-room="{e(r["id"])}" data-key="{e(r["id"])}"'
+            f'{style} aria-label="{e(r["name"])}"><h3>{e(r["name"])} '
+            f'<small>{e(r["kind"])}</small></h3>'
             f'<ul class="people">{"".join(people) or "<li>" + e(t(ctx.lang, "nobody"))}</ul>'
             f'<p>{e(t(ctx.lang, "camera"))}: '
             f'<b class="cam {"na" if cam is None else "ok" if cam else "bad"}">'
             f'{e(cam_txt)}</b> · {e(t(ctx.lang, "door"))}: {doors}</p>'
             f'<ul class="ralerts">{alerts}</ul></section>')
-    return f'<h1>{e(t(ctx.lang, "floor"))}</h1><div class="floor">{"".join(tiles)}</div>'
+
+
+def floor_view(snap: dict[str, Any], ctx: Ctx) -> View:
+    """Every room as a tile: people (officers, detainees, visitors and lawyers), camera,
+    doors, open alerts."""
+    tiles = [(r["id"], _tile(snap, ctx, r)) for r in snap["rooms"]]
+    return View(f'<h1>{e(t(ctx.lang, "floor"))}</h1><div class="floor" data-list="floor">'
+                f'{slot("floor")}</div>', {"floor": tiles})
+
+
+def floor(snap: dict[str, Any], ctx: Ctx) -> str:
+    """The floor's markup."""
+    return floor_view(snap, ctx).html()
 
 
 def _alert_row(snap: dict[str, Any], ctx: Ctx, a: dict[str, Any]) -> str:
-    now = snap["now"]
+    # No clock in the row: the age is written by the page's script from data-since and the
+    # snapshot's time, so a row changes only when its alert does (and is only then re-sent).
     acked = a.get("acked_ts")
     state = t(ctx.lang, "open")
     if acked:
@@ -173,37 +220,80 @@ def _alert_row(snap: dict[str, Any], ctx: Ctx, a: dict[str, Any]) -> str:
         acts.append(_form(ctx, "view-evidence", {"alert": a["id"]}, "",
                           t(ctx.lang, "view_evidence"), "evidence"))
     return (f'<tr class="sev-{e(a["severity"])}{" acked" if acked else ""}" '
-            f'data-alert="{e(a["id"])}"><td>{_sev(ctx, a["severity"])}</td>'
+            f'data-alert="{e(a["id"])}" data-key="{e(a["id"])}"><td>{_sev(ctx, a["severity"])}</td>'
             f'<td class="rule">{e(a["rule"])}</td>'
             f'<td>{e(meaning(ctx.lang, a["rule"]))}<br><small>{e(a["message"])}</small></td>'
             f'<td>{_who(snap, a["detainee"])}</td><td>{e(a["room"] or "-")}</td>'
-            f'<td>{fmt_time(a["raised_ts"], ctx.tz)}<br>{fmt_dur(now - a["raised_ts"])}</td>'
+            f'<td>{fmt_time(a["raised_ts"], ctx.tz)}<br>'
+            f'<span class="age" data-since="{int(a["raised_ts"])}"></span></td>'
             f'<td>{a["escalations"]}</td><td class="state">{e(state)}</td>'
             f'<td class="acts">{"".join(acts)}</td></tr>')
 
 
-def alerts(snap: dict[str, Any], ctx: Ctx) -> str:
+def _closed_item(ctx: Ctx, a: dict[str, Any]) -> str:
+    return (f'<li data-key="{e(a["id"])}">{fmt_time(a["closed_ts"], ctx.tz)} '
+            f'<span class="rule">{e(a["rule"])}</span> '
+            f'{e(a["detainee"] or a["room"] or "")} → {e(a["state"])}'
+            f'{" " + t(ctx.lang, "by") + " " + e(a["by"]) if a.get("by") else ""}'
+            f'{": " + e(a["action"]) if a.get("action") else ""}</li>')
+
+
+ROW_COMMANDS = ("ack-alert", "resolve-alert", "false-alarm", "view-evidence")
+
+
+def _alert_rows(snap: dict[str, Any], ctx: Ctx, rows: list[dict[str, Any]],
+                memo: dict[Any, str] | None) -> list[tuple[str, str]]:
+    """Each alert's row; with a memo (one per stream), a row is rendered again only when its
+    alert, the names it shows or the viewer's permissions changed (a long queue costs the
+    supervisor's GIL one row per change, not every row)."""
+    if memo is None:
+        return [(str(a["id"]), _alert_row(snap, ctx, a)) for a in rows]
+    names, perms = snap["names"], tuple(ctx.can(c) for c in ROW_COMMANDS)
+    out, kept = [], {}
+    for a in rows:
+        key: Any = (tuple(a.values()), names.get(a["detainee"]), names.get(a["acked_by"]),
+                    perms)
+        try:
+            row = memo.get(key) or _alert_row(snap, ctx, a)
+        except TypeError:  # an unhashable value: render it, do not keep it
+            row, key = _alert_row(snap, ctx, a), None
+        if key is not None:
+            kept[key] = row
+        out.append((str(a["id"]), row))
+    memo.clear()
+    memo.update(kept)
+    return out
+
+
+def alerts_view(snap: dict[str, Any], ctx: Ctx, memo: dict[Any, str] | None = None) -> View:
     """Open alerts by severity, then age; recently closed below."""
     rows = sorted(snap["alerts"], key=lambda a: (SEV_ORDER.get(a["severity"], 3),
                                                  a["raised_ts"]))
     head = "".join(f"<th>{e(t(ctx.lang, k))}</th>" for k in
                    ("severity", "rule", "meaning", "detainee", "room", "age", "escalations",
                     "state", "actions"))
-    body = "".join(_alert_row(snap, ctx, a) for a in rows)
-    table = (f'<table class="queue"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    items = _alert_rows(snap, ctx, rows, memo)
+    table = (f'<table class="queue"><thead><tr>{head}</tr></thead>'
+             f'<tbody data-list="queue">{slot("queue")}</tbody></table>'
              if rows else f'<p>{e(t(ctx.lang, "no_alerts"))}</p>')
-    closed = "".join(
-        f'<li>{fmt_time(a["closed_ts"], ctx.tz)} <span class="rule">{e(a["rule"])}</span> '
-        f'{e(a["detainee"] or a["room"] or "")} → {e(a["state"])}'
-        f'{" " + t(ctx.lang, "by") + " " + e(a["by"]) if a.get("by") else ""}'
-        f'{": " + e(a["action"]) if a.get("action") else ""}</li>' for a in snap["closed"])
-    return (f'<h1>{e(t(ctx.lang, "alerts"))}</h1>{table}'
-            f'<h2>{e(t(ctx.lang, "recent_closed"))}</h2><ul class="closed">{closed}</ul>')
+    closed: list[tuple[str, str]] = []
+    for a in snap["closed"]:  # newest first; an alert once (its key on the page)
+        if all(k != str(a["id"]) for k, _h in closed):
+            closed.append((str(a["id"]), _closed_item(ctx, a)))
+    lists = {"queue": items, "closed": closed} if rows else {"closed": closed}
+    return View(f'<h1>{e(t(ctx.lang, "alerts"))}</h1>{table}'
+                f'<h2>{e(t(ctx.lang, "recent_closed"))}</h2>'
+                f'<ul class="closed" data-list="closed">{slot("closed")}</ul>', lists)
 
 
-def detainees(snap: dict[str, Any], ctx: Ctx) -> str:
+def alerts(snap: dict[str, Any], ctx: Ctx) -> str:
+    """The alert queue's markup."""
+    return alerts_view(snap, ctx).html()
+
+
+def detainees_view(snap: dict[str, Any], ctx: Ctx) -> View:
     """One row per person in custody: clock, steps, welfare."""
-    rows = []
+    rows: list[tuple[str, str]] = []
     for d in snap["detainees"]:
         if d["status"] == "exited":
             continue
@@ -218,8 +308,9 @@ def detainees(snap: dict[str, Any], ctx: Ctx) -> str:
         due = "-" if d["next_due"] is None else fmt_time(d["next_due"], ctx.tz)
         if d["overdue"]:
             due += f' <b>{e(t(ctx.lang, "overdue"))}</b>'
-        rows.append(
-            f'<tr class="{"overdue" if d["overdue"] else ""}" data-detainee="{e(d["id"])}">'
+        row = (
+            f'<tr class="{"overdue" if d["overdue"] else ""}" data-detainee="{e(d["id"])}" '
+            f'data-key="{e(d["id"])}">'
             f'<td><a href="/record/{e(d["id"])}">{_who(snap, d["id"])}</a><br>'
             f'<small>{e(t(ctx.lang, "case"))} {e(d["case"])} · {e(d["room"] or "-")} · '
             f'{e(t(ctx.lang, d["status"]))}</small></td><td>{e(d["custody_type"])}</td>'
@@ -228,12 +319,20 @@ def detainees(snap: dict[str, Any], ctx: Ctx) -> str:
             f'<meter min="0" max="100" value="{min(pct, 100)}"></meter></td><td>{steps}</td>'
             f'<td>{e(d["observation"])}</td><td>{last}</td>'
             f'<td class="due">{due}</td></tr>')
+        rows.append((str(d["id"]), row))
     head = "".join(f"<th>{e(t(ctx.lang, k))}</th>" for k in
                    ("detainee", "custody_type", "time_used", "steps", "observation",
                     "last_welfare", "next_due"))
-    table = (f'<table class="people"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
-             f'</tbody></table>' if rows else f'<p>{e(t(ctx.lang, "no_detainees"))}</p>')
-    return f'<h1>{e(t(ctx.lang, "detainees"))}</h1>{table}'
+    table = (f'<table class="people"><thead><tr>{head}</tr></thead>'
+             f'<tbody data-list="detainees">{slot("detainees")}</tbody></table>'
+             if rows else f'<p>{e(t(ctx.lang, "no_detainees"))}</p>')
+    return View(f'<h1>{e(t(ctx.lang, "detainees"))}</h1>{table}',
+                {"detainees": rows} if rows else {})
+
+
+def detainees(snap: dict[str, Any], ctx: Ctx) -> str:
+    """The detainees' markup."""
+    return detainees_view(snap, ctx).html()
 
 
 def record(snap: dict[str, Any], ctx: Ctx, detainee: str,

@@ -86,6 +86,8 @@ def build(state: State, now: int, count: int, names: dict[str, str],
             "id": r.id, "name": r.name, "kind": r.kind, "position": r.position,
             "officers": sorted(state.bands[b].person for b in state.officers_in(rs)),
             "detainees": state.detainees_in(rs),
+            "visitors": [{"id": p.person, "name": p.name, "role": p.role, "client": p.client}
+                         for p in state.visitors_in(rs)],
             "unregistered": sum(1 for b in rs.bands if b not in state.bands),
             "camera": (None if not has_cam else
                        camera_dead_since(state, rs, now, state.rules) is None

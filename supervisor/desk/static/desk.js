@@ -24,9 +24,8 @@
     var attrsSame = cur.attributes.length === next.attributes.length &&
       Array.prototype.every.call(next.attributes, function (a) {
         return cur.getAttribute(a.name) === a.value; });
-    var key = next.getAttribute("data-alert") || next.getAttribute("data-room") ||
-              next.getAttribute("data-detainee");
-    if (!attrsSame || (key && cur.getAttribute("data-alert") !== next.getAttribute("data-alert"))
+    var key = next.getAttribute("data-key");
+    if (!attrsSame || (key && cur.getAttribute("data-key") !== key)
         || /^(INPUT|SELECT|TEXTAREA|FORM)$/.test(cur.nodeName)) {
       cur.replaceWith(next); return;
     }
@@ -46,6 +45,94 @@
     box.id = view.id;
     box.appendChild(t.content);
     morph(view, box);
+  }
+  function element(html) {
+    var t = document.createElement("template");
+    t.innerHTML = html;
+    return t.content.firstElementChild;
+  }
+  // One keyed list (data-list) brought to the server's order: items sent are new or changed
+  // (morphed in place), the others stay untouched, those no longer listed go.
+  function patchList(box, p) {
+    var have = {}, keep = {};
+    for (var c = box.firstElementChild; c; c = c.nextElementSibling) {
+      have[c.getAttribute("data-key")] = c;
+    }
+    p.order.forEach(function (k) { keep[k] = true; });
+    Object.keys(have).forEach(function (k) { if (!keep[k]) { box.removeChild(have[k]); } });
+    // First bring each sent item in (morph may replace the node), then put them in order.
+    var nodes = p.order.map(function (k) {
+      var node = have[k];
+      if (Object.prototype.hasOwnProperty.call(p.rows, k)) {
+        var next = element(p.rows[k]);
+        if (node) { morph(node, next); if (!node.isConnected) { node = next; } }
+        else { node = next; }
+      }
+      return node;
+    });
+    var ref = box.firstElementChild;
+    nodes.forEach(function (node) {
+      if (!node) { return; }
+      if (node === ref) { ref = ref.nextElementSibling; } else { box.insertBefore(node, ref); }
+    });
+  }
+
+  // Alert ages from data-since and the snapshot's clock (the supervisor's, which a
+  // simulation may run fast): written here so a row's markup does not change every second.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function fmtDur(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    if (s >= 3600) { return Math.floor(s / 3600) + "h" + pad(Math.floor(s % 3600 / 60)) + "m"; }
+    if (s >= 60) { return Math.floor(s / 60) + "m" + pad(s % 60) + "s"; }
+    return s + "s";
+  }
+  function ages(now) {
+    if (!now) { return; }
+    var xs = view.querySelectorAll(".age[data-since]");
+    for (var i = 0; i < xs.length; i++) {
+      var txt = fmtDur(now - Number(xs[i].getAttribute("data-since")));
+      if (xs[i].firstChild) {
+        if (xs[i].firstChild.nodeValue !== txt) { xs[i].firstChild.nodeValue = txt; }
+      } else { xs[i].textContent = txt; }
+    }
+  }
+  ages(Number(body.dataset.now));
+
+  // Updates wait for the next animation frame and are applied together: a page that fell
+  // behind (a busy machine) applies only the newest whole view and the rows changed since,
+  // never a backlog of intermediate ones. A hidden tab gets no frames: the timer applies them
+  // (the critical-alert tone must still start).
+  var pending = [], scheduled = false;
+  function flush() {
+    scheduled = false;
+    if (!pending.length) { return; }
+    var evs = pending, start = 0, lists = {}, name, j;
+    pending = [];
+    for (j = evs.length - 1; j >= 0; j--) { if (evs[j].kind === "view") { start = j; break; } }
+    if (evs[start].kind === "view") { apply(evs[start].d.html); }
+    for (j = start; j < evs.length; j++) {
+      var got = evs[j].kind === "rows" ? evs[j].d.lists : {};
+      for (name in got) {
+        var m = lists[name] || (lists[name] = {order: [], rows: {}});
+        m.order = got[name].order;
+        for (var k in got[name].rows) { m.rows[k] = got[name].rows[k]; }
+      }
+    }
+    for (name in lists) {
+      var box = view.querySelector('[data-list="' + name + '"]');
+      if (box) { patchList(box, lists[name]); }
+    }
+    var last = evs[evs.length - 1].d;
+    ages(last.now);
+    tone(last.tone);
+    body.dataset.count = last.count;
+  }
+  function push(kind, ev) {
+    pending.push({kind: kind, d: JSON.parse(ev.data)});
+    if (scheduled) { return; }
+    scheduled = true;
+    requestAnimationFrame(flush);
+    setTimeout(flush, 250);
   }
 
   function beep() {
@@ -74,12 +161,9 @@
     }
   });
   es.addEventListener("expired", function () { es.close(); location.reload(); });
-  es.addEventListener("view", function (ev) {
-    var d = JSON.parse(ev.data);
-    apply(d.html);
-    tone(d.tone);
-    body.dataset.count = d.count;
-  });
+  es.addEventListener("view", function (ev) { push("view", ev); });
+  es.addEventListener("rows", function (ev) { push("rows", ev); });
+  es.addEventListener("tick", function (ev) { push("tick", ev); });
   es.addEventListener("alert", function (ev) {
     var d = JSON.parse(ev.data);
     var li = document.createElement("li");
