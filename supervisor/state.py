@@ -32,6 +32,10 @@ ROOM_LOCAL_EVENTS = frozenset({"camera", "door", "person_count"})
 NODE_LOCAL_KINDS = frozenset({"health", "availability"})
 
 
+# Node behaviour classes -> the rule that raises them while they last (rules/devices.py).
+BEHAVIOUR_RULES = {"fall": "fall", "fight": "fight", "lying_still": "lying-still",
+                   "agitated": "agitated"}
+
 @dataclass
 class RoomState:
     """Occupancy and devices of one room."""
@@ -317,6 +321,8 @@ class State:
                         room.officer_stay_max[b] = max(room.officer_stay_max[b], body["count"])
                         room.officer_stay_live[b] = True
         elif etype == "behaviour":
+            if body["phase"] == "end":
+                self._behaviour_ended(key)
             self._activity(self.behaviours, key, body["phase"], body["cls"], body["room"], ts)
             if body["phase"] == "new" and "evidence" in body:
                 self.behaviour_evidence[key] = body["evidence"]
@@ -854,6 +860,17 @@ class State:
         self._incident(rule, key, since, p.person, room.id,
                        f"{p.person} was {what} in {room.id} for {(ts - since) / 1000:g} s "
                        f"(seen once it had ended)")
+
+    def _behaviour_ended(self, key: str) -> None:
+        """Latch the alert of a behaviour (fall, fight, ...) that ends before the rules saw
+        it open: its `new` and `end` folded in one batch (a backlog, a sped-up clock). Same
+        id as the rule's, so one the rule raised is not raised twice (see _spell_ended)."""
+        a = self.behaviours.get(key)
+        rule = BEHAVIOUR_RULES.get(a.kind) if a is not None else None
+        if a is None or rule is None or incident_id(rule, key, a.since) in self.alerts:
+            return
+        self._incident(rule, key, a.since, self._only_detainee(a.room), a.room,
+                       f"{a.kind.replace('_', ' ')} in {a.room} (seen once it had ended)")
 
     def _co_suspects_parted(self, room: RoomState, band: str, entered: int, ts: int) -> None:
         """Latch the co-suspects alert the rules did not raise for co-suspects together past

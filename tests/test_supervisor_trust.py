@@ -446,3 +446,24 @@ def test_forgotten_admissions_below_the_floor_may_come_again():
     with pytest.raises(VerifyError):
         win.admit("n", 1, 3)
     assert win.nodes["n"].floor == 5 and win.nodes["n"].recent == set()
+
+
+def test_a_fall_that_began_and_ended_in_one_batch_is_still_raised_once(w):
+    """A behaviour's `new` and `end` folded together (a backlog): the live rule never sees
+    it open, the fold latches it, and a fall the rule did raise is not raised again."""
+    w.people()
+    w.at(0).enter("d1", "medical")
+    body = {"camera": "cam-medical", "room": "medical", "cls": "fall", "score_pct": 90}
+    send(w.at(3), "node-medical",
+         event_at(w, "node-medical", 1, "behaviour", {"id": "b1", "phase": "new", **body}),
+         event_at(w, "node-medical", 2, "behaviour", {"id": "b1", "phase": "end", **body}))
+    assert rules_at(w, R.behaviour) == []  # over: the live rule cannot see it
+    got = [(d.rule, d.detainee, d.room) for d in R.evaluate(w.state, w.now).values()]
+    assert got.count(("fall", "d1", "medical")) == 1
+    # One the rule saw open and raised: its end latches nothing more.
+    send(w.at(5), "node-medical",
+         event_at(w, "node-medical", 4, "behaviour", {"id": "b2", "phase": "new", **body}))
+    w.alerts.reconcile(w.now)
+    send(w.at(7), "node-medical",
+         event_at(w, "node-medical", 6, "behaviour", {"id": "b2", "phase": "end", **body}))
+    assert [i for i in w.state.incidents.values() if i.key.endswith("/b2")] == []

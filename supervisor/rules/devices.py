@@ -4,13 +4,11 @@ from collections.abc import Collection
 
 from protocol.site import Rules
 
-from ..state import NodeState, State
+from ..state import BEHAVIOUR_RULES, NodeState, State
 from .base import Desired, desired, held_for
 
 Nodes = Collection[str] | None  # the nodes a node rule looks at (None: every node)
 
-BEHAVIOUR_RULES = {"fall": "fall", "fight": "fight", "lying_still": "lying-still",
-                   "agitated": "agitated"}
 MIRRORED_LOCAL = ("outbox-high-water",)
 
 
