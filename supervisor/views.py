@@ -7,7 +7,6 @@ So each tick looks at those rooms and at the rooms whose camera deadline has com
 every room of the site: at 1,000 rooms the full pass every 100 ms was the tick's main cost.
 """
 
-import heapq
 import math
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from protocol.topics import Topics
 
 from .rules.recording import camera_dead_since
 from .state import RoomState, State
+from .timers import TimerQueue
 
 Publish = Callable[[str, bytes, int, bool], Any]
 
@@ -27,8 +27,7 @@ class RoomViews:
     def __init__(self, state: State, topics: Topics, publish: Publish) -> None:
         self.state, self.topics, self.publish = state, topics, publish
         self.published: dict[str, dict[str, Any]] = {}  # room -> view (one per room)
-        self.due: dict[str, int] = {}  # room -> when its live camera may turn dead
-        self.timers: list[tuple[int, str]] = []  # heap; an entry not in `due` is stale
+        self.timers: TimerQueue[str] = TimerQueue()  # room -> when its live camera may turn dead
         self.watched: dict[str, set[str]] = {}  # node -> rooms whose camera clock it may set
         for room, nodes in state.room_nodes.items():
             for n in nodes:
@@ -55,11 +54,7 @@ class RoomViews:
             for n in nodes:
                 todo.update(self.watched.get(n, ()))
         self.last_now = now_ms
-        while self.timers and self.timers[0][0] <= now_ms:
-            t, r = heapq.heappop(self.timers)
-            if self.due.get(r) == t:
-                del self.due[r]
-                todo.add(r)
+        todo.update(self.timers.take(now_ms))
         for r in todo:
             self._room(state.rooms[r], now_ms)
         return len(todo)
@@ -80,8 +75,4 @@ class RoomViews:
             gap = self.state.rules.recording_gap_s * 1000
             target = math.floor(room.cam_last_live + gap) + 1
             deadline = self.state.clock_reaches(nodes, target, now_ms)
-        if deadline is None:
-            self.due.pop(room.id, None)
-        elif self.due.get(room.id) != deadline:
-            self.due[room.id] = deadline
-            heapq.heappush(self.timers, (deadline, room.id))
+        self.timers.set(room.id, deadline)

@@ -10,11 +10,11 @@ otherwise its answer cannot have changed, since the rules are pure functions of 
 timings) and the deadlines list every time comparison they make.
 """
 
-import heapq
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..state import RoomState, State
+from ..timers import TimerQueue
 from . import deadlines, incidents
 from .base import Desired
 from .devices import behaviour, device_activities, missing_events, node_health
@@ -43,8 +43,7 @@ class Evaluator:
     def __init__(self, state: State) -> None:
         self.state = state
         self.kept: dict[Scope, list[Desired]] = {}  # only scopes that want something
-        self.due: dict[Scope, int] = {}  # scope -> its next deadline
-        self.timers: list[tuple[int, Scope]] = []  # heap; an entry not in `due` is stale
+        self.timers: TimerQueue[Scope] = TimerQueue()  # scope -> its next deadline
         self.watched: dict[str, set[str]] = {}  # node -> rooms whose clock it sets
         for room, nodes in state.room_nodes.items():
             for n in nodes:
@@ -71,11 +70,7 @@ class Evaluator:
                 scopes.add(SITE)
         touched.clear()
         self.last_now = now_ms
-        while self.timers and self.timers[0][0] <= now_ms:
-            t, scope = heapq.heappop(self.timers)
-            if self.due.get(scope) == t:
-                del self.due[scope]
-                scopes.add(scope)
+        scopes.update(self.timers.take(now_ms))
         for scope in scopes:
             self._evaluate(scope, now_ms)
         self.evaluated += len(scopes)
@@ -109,11 +104,7 @@ class Evaluator:
             self.kept[scope] = got
         else:
             self.kept.pop(scope, None)
-        if deadline is None:
-            self.due.pop(scope, None)
-        elif self.due.get(scope) != deadline:
-            self.due[scope] = deadline
-            heapq.heappush(self.timers, (deadline, scope))
+        self.timers.set(scope, deadline)
 
     def _camera_moved(self, room: RoomState) -> None:
         """Keep `watched` in step with the node whose camera covers the room (its heartbeats
