@@ -22,12 +22,15 @@ class PtyPort:
     MAX_PENDING = 65536
 
     def __init__(self, name: str) -> None:
-        self.name = name
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)
         os.set_blocking(self.master, False)
-        self._out = self.master
-        self.path = os.ttyname(self._slave)
+        self._init_writer(name, self.master, os.ttyname(self._slave))
+
+    def _init_writer(self, name: str, out: int, path: str) -> None:
+        """The state of the writing side, whatever the file: `out` is written, `path` is
+        what the reader opens."""
+        self.name, self._out, self.path = name, out, path
         self.written = 0
         self.dropped = 0
         self.pending = bytearray()
@@ -98,16 +101,10 @@ class FifoPort(PtyPort):
     """
 
     def __init__(self, name: str) -> None:
-        self.name = name
         self._dir = tempfile.mkdtemp(prefix="custody-kp-")
-        self.path = os.path.join(self._dir, f"{name}.kp")
-        os.mkfifo(self.path, 0o600)
-        self._out = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
-        self.written = 0
-        self.dropped = 0
-        self.pending = bytearray()
-        self._lock = threading.Lock()
-        self.closed = False
+        path = os.path.join(self._dir, f"{name}.kp")
+        os.mkfifo(path, 0o600)
+        self._init_writer(name, os.open(path, os.O_RDWR | os.O_NONBLOCK), path)
 
     def _drain(self) -> None:
         pass  # nothing comes back up a pipe (reading here would take the reader's lines)
