@@ -9,7 +9,8 @@ CREATE TABLE IF NOT EXISTS bureau_site (
     site TEXT PRIMARY KEY,
     last_idx BIGINT NOT NULL DEFAULT 0,
     head TEXT NOT NULL,
-    stream_seq BIGINT NOT NULL DEFAULT 0,      -- last stream sequence fully handled
+    stream_seq BIGINT NOT NULL DEFAULT 0,      -- where a new consumer resumes (below waiting)
+    handled_seq BIGINT NOT NULL DEFAULT 0,     -- highest stream sequence ever handled
     cp_count BIGINT NOT NULL DEFAULT 0,
     cp_head TEXT NOT NULL DEFAULT '',
     cp_ts BIGINT,
@@ -96,6 +97,7 @@ CREATE TABLE IF NOT EXISTS report_staff (
     PRIMARY KEY (site, idx)
 );
 CREATE INDEX IF NOT EXISTS report_staff_cmd ON report_staff (command);
+ALTER TABLE bureau_site ADD COLUMN IF NOT EXISTS handled_seq BIGINT NOT NULL DEFAULT 0;
 """
 
 # Serialises schema creation between workers that start together.

@@ -29,6 +29,7 @@ class SiteState:
     tampered: bool = False
     duplicates: int = 0
     early: int = 0
+    handled_seq: int = 0  # below it, a message delivered again was handled already
 
 
 class Problem(Exception):

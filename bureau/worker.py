@@ -8,6 +8,13 @@ lease is still this worker's, so a worker that lost its lease cannot write behin
 holder. A site's position (stream sequence) is in the same transaction as its mirror rows:
 the JetStream consumer is an ephemeral pull consumer recreated from that position, never the
 source of truth.
+
+A gap (an entry missing while later ones wait) is read again from the stream once before
+anything is concluded: a consumer can skip a message around a server's death, and a
+checkpoint ahead of the mirror would otherwise be a false security alert. Only a gap still
+there after the re-read is one. A message delivered again below the highest sequence handled
+(a re-read, a recreated consumer) is news only if it is an entry not yet mirrored: checkpoints,
+resends and rejects there were handled once and are not judged twice.
 """
 
 import asyncio
@@ -17,6 +24,7 @@ import logging
 import math
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +56,8 @@ LEASE_S = 15.0  # a starved worker keeps its sites; a dead one is replaced after
 ROUND_S = 1.0
 FETCH = 500
 IDLE_CHECK = 6  # empty fetches (0.5 s each) before checking the consumer exists
+GAP_REREAD_S = 5.0  # an entry missing this long while later ones wait: read the stream again
+REORDER = 500  # entries a retried publish can land behind (the uplink's batch in flight)
 
 
 @dataclass
@@ -167,10 +177,12 @@ class Worker:
         try:
             st = await _load(pg, site)
             pending: dict[int, tuple[int, WireEntry, Any]] = {}
+            gap = _Gap()
             idle = 0
             while True:
                 if sub is None:
-                    start = st.stream_seq + 1
+                    start = gap.reread_from or st.stream_seq + 1
+                    gap.reread_from = 0
                     cfg = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
                                          deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                          opt_start_seq=start, mem_storage=True,
@@ -183,6 +195,16 @@ class Worker:
                         await asyncio.sleep(0.5)
                         continue
                     pending.clear()
+                if gap.due(st, pending):
+                    gap.reread_from = await _reread_start(pg, st)
+                    gap.reread_at_idx = st.last_idx
+                    log.warning("site %s: entry #%d missing for %.0f s while %d later ones "
+                                "wait: reading the stream again from sequence %d", site,
+                                st.last_idx + 1, GAP_REREAD_S, len(pending), gap.reread_from)
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                    sub = None
+                    continue
                 try:
                     msgs = await sub.fetch(FETCH, timeout=0.5)
                     idle = 0
@@ -207,10 +229,19 @@ class Worker:
                     await asyncio.sleep(0.2)
                     continue
                 try:
-                    st = await self._batch(pg, st, msgs, pending)
+                    st = await self._batch(pg, st, msgs, pending, gap)
                 except _LeaseLost:
                     log.info("worker %s lost the lease of %s", self.name, site)
                     return
+                except _Reread as r:  # nothing of the batch was written
+                    gap.reread_from = await _reread_start(pg, st)
+                    gap.reread_at_idx = r.at_idx
+                    log.warning("site %s: %s; reading the stream again from sequence %d "
+                                "before concluding", site, r, gap.reread_from)
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                    sub = None
+                    continue
                 except Exception:
                     log.exception("site %s: batch failed; retrying from position", site)
                     st = await _load(pg, site)
@@ -226,7 +257,7 @@ class Worker:
             await pg.close()
 
     async def _batch(self, pg: Any, st0: SiteState, msgs: list[Any],
-                     pending: dict[int, tuple[int, WireEntry, Any]]) -> SiteState:
+                     pending: dict[int, tuple[int, WireEntry, Any]], gap: "_Gap") -> SiteState:
         st = SiteState(**vars(st0))
         async with pg.transaction(), pg.cursor() as cur:
             await cur.execute("SELECT 1 FROM bureau_lease WHERE site = %s AND worker = %s "
@@ -234,18 +265,26 @@ class Worker:
             if await cur.fetchone() is None:
                 raise _LeaseLost
             wr = _Writes()
+            top = st.handled_seq
             for m in msgs:
                 seq = m.metadata.sequence.stream
                 published = m.metadata.timestamp
+                st.stream_seq = seq
+                again = seq <= st0.handled_seq
+                top = max(top, seq)
                 try:
                     w = decode(m.subject, m.headers, m.data)
                 except UplinkFormatError as e:
-                    _reject(wr, st.site, seq, str(e), m)
+                    if not again:
+                        _reject(wr, st.site, seq, str(e), m)
                     continue
+                if again and (st.tampered or not isinstance(w, WireEntry)
+                              or w.idx <= st.last_idx or w.idx in pending):
+                    continue  # handled when it first came
                 try:
                     if isinstance(w, WireCheckpoint):
                         await wr.flush(cur)
-                        await self._checkpoint(cur, wr, st, w)
+                        await self._checkpoint(cur, wr, st, w, gap)
                     elif w.idx <= st.last_idx:
                         await wr.flush(cur)
                         await self._resent(cur, st, w)
@@ -262,17 +301,17 @@ class Worker:
                 except Problem as p:
                     await self._alert(wr, st, p)
                     _reject(wr, st.site, seq, p.kind, m)
-                st.stream_seq = seq
+            st.handled_seq = top
             if pending:  # the position may not pass an entry still waiting for its predecessor
                 st.stream_seq = min(s for s, _w, _p in pending.values()) - 1
             await wr.flush(cur)
             await cur.execute(
                 "UPDATE bureau_site SET last_idx = %s, head = %s, stream_seq = %s, cp_count = %s, "
                 "cp_head = %s, cp_ts = %s, tampered = %s, duplicates = %s, early = %s, "
-                "updated = now() WHERE site = %s",
+                "handled_seq = %s, updated = now() WHERE site = %s",
                 (st.last_idx, st.head, st.stream_seq,
                  st.cp_count, st.cp_head, st.cp_ts, st.tampered, st.duplicates, st.early,
-                 st.site))
+                 st.handled_seq, st.site))
         return st
 
     def _mirror(self, wr: "_Writes", st: SiteState, w: WireEntry, seq: int,
@@ -296,8 +335,11 @@ class Worker:
         st.duplicates += 1
 
     async def _checkpoint(self, cur: Any, wr: "_Writes", st: SiteState,
-                          w: WireCheckpoint) -> None:
+                          w: WireCheckpoint, gap: "_Gap") -> None:
         count, head, ts = parse_checkpoint(w.site, self.conf.keys.get(w.site), w.data)
+        if count > st.last_idx and gap.reread_at_idx != st.last_idx and not st.tampered:
+            raise _Reread(st.last_idx, f"checkpoint counts {count} entries, #{st.last_idx + 1} "
+                          "has not come in order")
         if count > st.last_idx:
             # The uplink sends a checkpoint only after its entries: more means entries lost.
             raise Problem("checkpoint-ahead", count,
@@ -333,6 +375,44 @@ class Worker:
 
 class _LeaseLost(Exception):
     pass
+
+
+class _Reread(Exception):
+    """The stream is read again from before a gap; the batch that found it is undone."""
+
+    def __init__(self, at_idx: int, detail: str) -> None:
+        super().__init__(detail)
+        self.at_idx = at_idx  # the last entry in order when the gap was found
+
+
+@dataclass
+class _Gap:
+    """One site's watch on a missing entry: when it was first seen, and the re-read done."""
+
+    since: float = 0.0  # monotonic time the current gap was first seen (0: none)
+    at_idx: int = -1  # the last_idx it was seen at
+    reread_at_idx: int = -1  # the last_idx the stream was last read again for
+    reread_from: int = 0  # the next consumer's start, when a re-read is asked for
+
+    def due(self, st: SiteState, pending: dict[int, Any]) -> bool:
+        """Whether the gap has waited GAP_REREAD_S without a re-read at this position."""
+        if not pending:
+            self.since, self.at_idx = 0.0, -1
+            return False
+        now = time.monotonic()
+        if self.at_idx != st.last_idx:
+            self.since, self.at_idx = now, st.last_idx
+        return self.reread_at_idx != st.last_idx and now - self.since >= GAP_REREAD_S
+
+
+async def _reread_start(pg: Any, st: SiteState) -> int:
+    """Where to read again so a missing entry can come: before the last REORDER mirrored
+    entries (a retried publish lands after its successors, never further back)."""
+    async with pg.transaction(), pg.cursor() as cur:
+        await cur.execute("SELECT min(stream_seq) FROM mirror WHERE site = %s AND idx > %s",
+                          (st.site, st.last_idx - REORDER))
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 1
 
 
 class _Writes:
@@ -371,9 +451,10 @@ async def _load(pg: Any, site: str) -> SiteState:
         await cur.execute("INSERT INTO bureau_site (site, head) VALUES (%s, %s) "
                           "ON CONFLICT DO NOTHING", (site, GENESIS_HEX))
         await cur.execute("SELECT last_idx, head, stream_seq, cp_count, cp_head, cp_ts, "
-                          "tampered, duplicates, early FROM bureau_site WHERE site = %s", (site,))
+                          "tampered, duplicates, early, handled_seq FROM bureau_site "
+                          "WHERE site = %s", (site,))
         r = await cur.fetchone()
-    return SiteState(site, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+    return SiteState(site, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
 
 
 def _reject(wr: "_Writes", site: str, seq: int, reason: str, m: Any) -> None:

@@ -53,6 +53,11 @@ BROKER_WINDOW = 200  # events handed to paho and not yet PUBACKed by the broker
 # custody/provisioning QUEUE_PER_NODE must stay above this); and a go-back resends at most this.
 ACK_WINDOW = 1000
 RETRANSMIT_MAX_S = 300.0  # retransmit interval cap while no ack comes back at all
+# An event sent before one the supervisor acked, and not acked itself, was lost on the way
+# (MQTT keeps one connection's messages in order; the supervisor acks in arrival order): it is
+# sent again at once, at most this many times, then left to the retransmit timer. The timer
+# alone runs in real seconds and the supervisor's gap grace in custody seconds.
+FAST_RESENDS_MAX = 2
 SYSTEM_EVENTS = ("local_alert", "fault")  # may use the outbox reserve
 # new/update/end events whose open ids are kept in the outbox, so a restart can end them
 DURATION_EVENTS = ("fault", "tamper", "behaviour")
@@ -122,6 +127,7 @@ class Agent:
         self.retransmit_s = conf.retransmit_s  # doubles while no ack comes back
         self.acked_mono = 0.0  # when an ack last deleted events
         self.supervisor_online: bool | None = None  # from its retained availability
+        self.fast_resends: dict[int, int] = {}  # seq -> times re-sent for a later seq's ack
         self.faults: dict[str, str] = {}  # active fault key -> fault id
         self._fault_n = 0
         self._checksum_seen: dict[str, int] = {}
@@ -321,8 +327,42 @@ class Agent:
             self.retransmit_s = min(self.retransmit_s * 2, RETRANSMIT_MAX_S)
             self._go_back()
 
+    def _holes_before(self, acked: set[int]) -> list[int]:
+        """Unacked events sent before the last-sent of `acked`: lost between here and the
+        supervisor (acks come in arrival order, arrival is in send order)."""
+        waiting = len(acked & self.sent.keys())
+        holes: list[int] = []
+        for seq in self.sent:  # send order; normally the acked ones lead, so this stops early
+            if waiting == 0:
+                break
+            if seq in acked:
+                waiting -= 1
+            else:
+                holes.append(seq)
+        return holes
+
+    def _resend(self, holes: list[int]) -> None:
+        """Publish again the events a later ack showed lost, now, in order."""
+        topic = self.topics.node(self.node, "event")
+        now = time.monotonic()
+        for seq in holes:
+            if self.fast_resends.get(seq, 0) >= FAST_RESENDS_MAX:
+                continue  # the retransmit timer takes it from here
+            stored = self.outbox.after(seq - 1, 1)
+            if not stored or stored[0].seq != seq:
+                continue
+            info = self.link.publish(topic, stored[0].payload)
+            if info is None:
+                return
+            self.fast_resends[seq] = self.fast_resends.get(seq, 0) + 1
+            self.counts["fast_resends"] += 1
+            self.pubq.append(info)
+            self.sent.pop(seq, None)
+            self.sent[seq] = now  # now the newest sent: a hole again only behind a newer ack
+
     def _go_back(self) -> None:
         """Send again from the oldest unacked event, in order."""
+        self.fast_resends.clear()
         self.sent.clear()
         self.pubq.clear()
         first = self.outbox.oldest()
@@ -382,11 +422,15 @@ class Agent:
             self.counts["ack_other_epoch"] += 1
             return
         deleted = self.outbox.ack(epoch, seqs)
+        holes = self._holes_before(set(deleted))
         for s in deleted:
             self.sent.pop(s, None)
+            self.fast_resends.pop(s, None)
         if deleted:
             self.retransmit_s = self.conf.retransmit_s
             self.acked_mono = time.monotonic()
+        if holes and self.online:
+            self._resend(holes)
         self.pump()
 
     def _on_supervisor(self, payload: bytes) -> None:
@@ -443,6 +487,10 @@ class Agent:
         elif kind == "disconnected":
             self.online = False
             self.pubq.clear()
+            # What the supervisor saw while we were away is unknown (a restarted broker loses
+            # its sessions): its next "online" replays what is unacked, even if we never
+            # saw it go offline.
+            self.supervisor_online = None
         elif kind == "message":
             self._on_message(item[1], item[2])
         elif kind == "stop":
@@ -516,6 +564,7 @@ class Agent:
             "roster_version": -1 if self.roster is None else self.roster.version,
             "callback_errors": sum(self.link.errors.counts.values()),
             "retransmits": self.counts["retransmits"],
+            "fast_resends": self.counts["fast_resends"],
             "bad_events": self.counts["bad_events"],
             "loop_errors": self.counts["loop_errors"],
             "connects": self.link.connects,

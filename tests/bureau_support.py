@@ -154,3 +154,27 @@ def mirrored(dsn: str, site: str) -> int:
 def note(i: int) -> bytes:
     """A small payload."""
     return dumpb({"i": i})
+
+
+def publish_journal(urls: tuple[str, ...], site: str, db: Path, checkpoint_data: bytes,
+                    skip: frozenset[int] = frozenset()) -> None:
+    """Publish a site's journal and one checkpoint straight to JetStream, leaving out the
+    entries in `skip` (what the uplink never does: an entry lost after its ack)."""
+    import nats
+
+    from protocol.uplink import checkpoint_headers, ensure_stream, entry_headers, site_subject
+
+    async def go() -> None:
+        nc = await nats.connect(servers=list(urls))
+        try:
+            js = nc.jetstream(timeout=5)
+            await ensure_stream(js)
+            for idx, node, epoch, seq, kind, payload, h in journal_rows(db):
+                if idx not in skip:
+                    await js.publish(site_subject(site), payload, headers=entry_headers(
+                        site, idx, node, epoch, seq, kind, h))
+            await js.publish(site_subject(site), checkpoint_data,
+                             headers=checkpoint_headers(site, checkpoint_data))
+        finally:
+            await nc.close()
+    asyncio.run(go())

@@ -319,3 +319,60 @@ def test_a_backlog_waits_in_the_outbox_and_only_silence_resends_it(tmp_path, mon
     finally:
         agent.outbox.close()
         rig.close()
+
+
+def test_an_event_lost_before_an_acked_one_is_sent_again_at_once(tmp_path):
+    """The supervisor acks in arrival order and MQTT keeps send order: an event sent before
+    an acked one and not acked itself was lost (a broker restart), so it goes again at once
+    rather than after the real-time retransmit timer, and only a bounded number of times."""
+    from types import SimpleNamespace
+
+    from edge_agent import agent as agent_mod
+    from edge_agent.agent import Agent
+    from protocol.verifier import ack_payload
+    from tests.agent_support import Rig, write_config, write_site
+
+    rig = Rig()
+    cfg = write_config(tmp_path, SimpleNamespace(host="127.0.0.1", port=1), rig,
+                       write_site(tmp_path), retransmit_s=60)
+    agent = Agent(load_agent_config(cfg))
+    try:
+        for i in range(6):
+            agent.outbox.append("door", {"door": "d-a", "state": "open" if i % 2 else "closed"})
+        agent.link = link = _Link()  # type: ignore[assignment]
+        agent.online, agent.supervisor_online = True, True
+        agent._go_back()
+        payloads = list(link.sent)
+        assert len(payloads) == 6
+
+        def ack(seqs):
+            agent._on_ack(ack_payload(KEY, NODE, 1, 0, agent.outbox.epoch, list(seqs)))
+
+        ack([1, 2])  # in order: nothing is missing
+        assert len(link.sent) == 6 and agent.counts["fast_resends"] == 0
+        ack([4])  # 3 was sent before 4 and never acked: lost
+        assert link.sent[6:] == [payloads[2]] and agent.counts["fast_resends"] == 1
+        ack([5, 6])  # sent before the resend of 3: no reason to send 3 a second time
+        assert len(link.sent) == 7
+        for _ in range(agent_mod.FAST_RESENDS_MAX + 2):  # a 3 that never gets through
+            agent.outbox.append("door", {"door": "d-a", "state": "open"})
+            agent.pump()
+            ack([agent.cursor])
+        assert agent.counts["fast_resends"] == agent_mod.FAST_RESENDS_MAX
+        assert agent.outbox.oldest() == 3  # still held for the retransmit timer
+        ack([3])
+        assert 3 not in agent.sent and 3 not in agent.fast_resends
+
+        # A dropped connection forgets the supervisor's availability: its next "online"
+        # (a restarted broker lost everything queued for it) replays what is unacked.
+        agent.outbox.append("door", {"door": "d-a", "state": "closed"})
+        agent.pump()
+        agent.handle(("disconnected",))
+        assert agent.supervisor_online is None
+        agent.handle(("connected",))
+        before = len(link.sent)
+        agent._on_supervisor(b"online")
+        assert link.sent[before:] == link.sent[-1:] and len(link.sent) == before + 1
+    finally:
+        agent.outbox.close()
+        rig.close()

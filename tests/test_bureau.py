@@ -19,6 +19,7 @@ from tests.bureau_support import (
     journal_rows,
     mirror_rows,
     mirrored,
+    publish_journal,
     query,
     wait_until,
 )
@@ -112,6 +113,70 @@ def test_nats_down_site_journals_and_uplink_catches_up_in_order(tmp_path: Path,
         finally:
             bureau.stop()
             up.stop()
+
+
+
+def test_an_entry_the_consumer_skips_is_read_again_not_alerted(tmp_path: Path, fresh_db: str,
+                                                                monkeypatch) -> None:
+    """A consumer that skips a message (seen around a server's SIGKILL) must not stall the
+    site nor raise a false checkpoint-ahead: the worker reads the stream again first, and
+    what it handled before (the checkpoints) is not judged twice."""
+    from nats.js.client import JetStreamContext
+
+    from protocol.uplink import H_IDX
+    real_fetch = JetStreamContext.PullSubscription.fetch
+    dropped: list[int] = []
+
+    async def skipping_fetch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        msgs = await real_fetch(self, *args, **kwargs)
+        keep = []
+        for m in msgs:
+            if not dropped and (m.headers or {}).get(H_IDX) == "31":
+                dropped.append(m.metadata.sequence.stream)  # delivered once, never seen
+                continue
+            keep.append(m)
+        return keep
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", skipping_fetch)
+    with NatsCluster(1) as nats:
+        site = SiteWriter(tmp_path, "site-s", KEY_A)
+        site.write(30)
+        up = Uplink("site-s", site.db, site.cp, SiteBureau(tuple(nats.urls)), poll_s=0.05)
+        up.start()
+        bureau = BureauThread(BureauConf(tuple(nats.urls), fresh_db, {"site-s": KEY_A}), 1)
+        try:
+            wait_until(lambda: query(fresh_db, "SELECT cp_count FROM bureau_site") == [(30,)],
+                       30, "checkpoint 30 witnessed")
+            site.write(30)
+            wait_until(lambda: query(fresh_db, "SELECT cp_count FROM bureau_site") == [(60,)],
+                       30, "checkpoint 60 witnessed after the re-read")
+            assert dropped, "the fault was not injected"
+            assert mirror_rows(fresh_db, "site-s") == journal_rows(site.db)
+            assert query(fresh_db, "SELECT count(*) FROM security_alert") == [(0,)]
+            assert query(fresh_db, "SELECT count(*) FROM rejected") == [(0,)]
+        finally:
+            bureau.stop()
+            up.stop()
+
+
+def test_an_entry_missing_from_the_stream_is_alerted_once_after_the_re_read(
+        tmp_path: Path, fresh_db: str) -> None:
+    """An entry that is not in the stream at all (lost after its ack) is a finding: the
+    checkpoint counting it is flagged once, after the stream was read again."""
+    with NatsCluster(1) as nats:
+        site = SiteWriter(tmp_path, "site-m", KEY_A)
+        site.write(40)
+        cp = site.checkpoint()
+        publish_journal(tuple(nats.urls), "site-m", site.db, cp, skip=frozenset({21}))
+        bureau = BureauThread(BureauConf(tuple(nats.urls), fresh_db, {"site-m": KEY_A}), 1)
+        try:
+            wait_until(lambda: query(fresh_db, "SELECT kind, idx FROM security_alert") ==
+                       [("checkpoint-ahead", 40)], 30, "the checkpoint ahead of the mirror")
+            time.sleep(6.5)  # past GAP_REREAD_S: no second re-read, no second verdict
+            assert query(fresh_db, "SELECT count(*) FROM security_alert") == [(1,)]
+            assert query(fresh_db, "SELECT reason FROM rejected") == [("checkpoint-ahead",)]
+            assert mirrored(fresh_db, "site-m") == 20
+        finally:
+            bureau.stop()
 
 
 CUT_S = float(os.environ.get("CUSTODY_UPLINK_CUT_S", "8"))  # the issue's 60 s: benchmarks

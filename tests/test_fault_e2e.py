@@ -211,7 +211,8 @@ def test_supervisor_kill9_between_rule_evaluation_and_journal_commit(tmp_path: P
             c.wait_journaled(len(c.taps.generated))
             _assert_clean(c)
             raised = [a for a in journal_own(c.db, "alert") if a["state"] == "raised"]
-            assert len(raised) == 1 and raised[0]["rule"] == "unknown-band"
+            assert len(raised) == 1 and raised[0]["rule"] == "unknown-band", "\n".join(
+                [*(str(a) for a in raised), c.agent.text()[-3000:], c.sup.text()[-3000:]])
             assert len(c.alerts.of("unknown-band", "raised")) == 1  # published once
         finally:
             c.close()
