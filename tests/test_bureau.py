@@ -5,6 +5,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,8 +117,8 @@ def test_nats_down_site_journals_and_uplink_catches_up_in_order(tmp_path: Path,
 
 
 
-def test_an_entry_the_consumer_skips_is_read_again_not_alerted(tmp_path: Path, fresh_db: str,
-                                                                monkeypatch) -> None:
+def test_an_entry_the_consumer_skips_is_read_again_not_alerted(
+        tmp_path: Path, fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A consumer that skips a message (seen around a server's SIGKILL) must not stall the
     site nor raise a false checkpoint-ahead: the worker reads the stream again first, and
     what it handled before (the checkpoints) is not judged twice."""
@@ -127,7 +128,7 @@ def test_an_entry_the_consumer_skips_is_read_again_not_alerted(tmp_path: Path, f
     real_fetch = JetStreamContext.PullSubscription.fetch
     dropped: list[int] = []
 
-    async def skipping_fetch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    async def skipping_fetch(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
         msgs = await real_fetch(self, *args, **kwargs)
         keep = []
         for m in msgs:
