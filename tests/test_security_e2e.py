@@ -79,6 +79,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     s = Site(tmp_path_factory.mktemp("security"))
     try:
         yield s
+        # Whichever of this module's tests ran on this worker (xdist may split the module):
+        # nothing they were refused reached the journal's events, so never the state.
+        for event in s.events():
+            assert event[0] == "node-a" or event == ("sensor-b", 5, 1), event
     finally:
         s.close()
 
@@ -138,8 +142,9 @@ def test_forged_mac_is_rejected_journaled_and_alerted(site):
     entry = _rejected(site, "bad_mac")[0]
     assert entry["node"] == "node-a" and bytes.fromhex(entry["payload_hex"]) == bad
     assert ("node-a", 5, 2) not in site.events()
-    wait_until(lambda: [m for m in site.alerts.of("security", "raised")
-                        if "node-a" in m["message"]], 15, "the security alert", site.sup)
+    raised = wait_until(lambda: [m for m in site.alerts.of("security", "raised")
+                                 if "node-a" in m["message"]], 15, "the security alert", site.sup)
+    assert all(m["severity"] == "critical" for m in raised)
     a.close()
 
 
@@ -204,11 +209,3 @@ def test_revoked_node_is_refused_and_its_key_withdrawn(site):
     assert not c.ok
     c.close()
 
-
-def test_every_rejection_is_in_the_journal_and_nothing_reached_the_state(site):
-    reasons = {s["reason"] for s in site.security()}
-    assert {"bad_mac", "node_mismatch", "stale_epoch", "replay", "unknown_node"} <= reasons
-    raised = site.alerts.of("security", "raised")
-    assert raised and all(m["severity"] == "critical" for m in raised)
-    for event in site.events():
-        assert event[0] == "node-a" or event == ("sensor-b", 5, 1)
