@@ -182,7 +182,6 @@ class Worker:
             while True:
                 if sub is None:
                     start = gap.reread_from or st.stream_seq + 1
-                    gap.reread_from = 0
                     cfg = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
                                          deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                          opt_start_seq=start, mem_storage=True,
@@ -194,15 +193,12 @@ class Worker:
                         log.warning("site %s: cannot create consumer: %r", site, e)
                         await asyncio.sleep(0.5)
                         continue
+                    gap.reread_from = 0
                     pending.clear()
                 if gap.due(st, pending):
-                    gap.reread_from = await _reread_start(pg, st)
-                    gap.reread_at_idx = st.last_idx
-                    log.warning("site %s: entry #%d missing for %.0f s while %d later ones "
-                                "wait: reading the stream again from sequence %d", site,
-                                st.last_idx + 1, GAP_REREAD_S, len(pending), gap.reread_from)
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
+                    await _reread(pg, st, sub, gap, st.last_idx,
+                                  f"entry #{st.last_idx + 1} missing for {GAP_REREAD_S:.0f} s "
+                                  f"while {len(pending)} later ones wait")
                     sub = None
                     continue
                 try:
@@ -234,12 +230,7 @@ class Worker:
                     log.info("worker %s lost the lease of %s", self.name, site)
                     return
                 except _Reread as r:  # nothing of the batch was written
-                    gap.reread_from = await _reread_start(pg, st)
-                    gap.reread_at_idx = r.at_idx
-                    log.warning("site %s: %s; reading the stream again from sequence %d "
-                                "before concluding", site, r, gap.reread_from)
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
+                    await _reread(pg, st, sub, gap, r.at_idx, str(r))
                     sub = None
                     continue
                 except Exception:
@@ -405,14 +396,19 @@ class _Gap:
         return self.reread_at_idx != st.last_idx and now - self.since >= GAP_REREAD_S
 
 
-async def _reread_start(pg: Any, st: SiteState) -> int:
-    """Where to read again so a missing entry can come: before the last REORDER mirrored
+async def _reread(pg: Any, st: SiteState, sub: Any, gap: _Gap, at_idx: int, why: str) -> None:
+    """Drop the consumer and ask the next one to start before the last REORDER mirrored
     entries (a retried publish lands after its successors, never further back)."""
     async with pg.transaction(), pg.cursor() as cur:
         await cur.execute("SELECT min(stream_seq) FROM mirror WHERE site = %s AND idx > %s",
                           (st.site, st.last_idx - REORDER))
         row = await cur.fetchone()
-    return int(row[0]) if row and row[0] is not None else 1
+    gap.reread_from = int(row[0]) if row and row[0] is not None else 1
+    gap.reread_at_idx = at_idx
+    log.warning("site %s: %s; reading the stream again from sequence %d before concluding",
+                st.site, why, gap.reread_from)
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
 
 
 class _Writes:
