@@ -161,6 +161,10 @@ class Worker:
 
     async def _drop(self, site: str) -> None:
         t = self.tasks.pop(site)
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            # It ended on its own (the database went away mid-batch, say): say so, then the
+            # lease is given back and a round takes the site up again from its position.
+            log.error("site %s: consumer stopped: %r", site, t.exception())
         t.cancel()
         with contextlib.suppress(BaseException):
             await t

@@ -408,3 +408,30 @@ def test_site_bureau_keys_validated_naming_the_key(bureau, key) -> None:
     data["bureau"] = {"urls": ["nats://a:4222", "tls://[::1]:4222"], "replicas": 3}
     assert parse_site(data, "s.toml").bureau == SiteBureau(("nats://a:4222", "tls://[::1]:4222"),
                                                            "CUSTODY", 3)
+
+
+def test_a_consumer_that_stopped_on_its_own_is_reported_when_its_lease_is_dropped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A site's consumer task that ended with an error (its database went away mid-batch) is
+    logged when the round drops it, not swallowed with the cancellation."""
+    import asyncio
+
+    from bureau.worker import Worker
+
+    class _Pg:
+        async def execute(self, *args: Any) -> None:
+            return None
+
+    async def failing() -> None:
+        raise OSError("connection to the database lost")
+
+    async def go() -> None:
+        w = Worker(BureauConf(("nats://127.0.0.1:1",), "dbname=x"), "w-test")
+        w.pg = _Pg()  # type: ignore[assignment]
+        w.tasks["site-x"] = asyncio.create_task(failing())
+        await asyncio.sleep(0)
+        await w._drop("site-x")
+    with caplog.at_level("ERROR", logger="bureau.worker"):
+        asyncio.run(go())
+    assert "site site-x: consumer stopped: OSError('connection to the database lost')" in \
+        caplog.text
