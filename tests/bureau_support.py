@@ -1,9 +1,11 @@
 """Helpers for bureau tests: the bureau's workers in a thread, a site journal writer, checks."""
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +180,24 @@ def publish_journal(urls: tuple[str, ...], site: str, db: Path, checkpoint_data:
         finally:
             await nc.close()
     asyncio.run(go())
+
+
+@contextlib.contextmanager
+def one_site_witnessed(tmp: Path, dsn: str, urls: tuple[str, ...], site_id: str, key: bytes,
+                       n: int = 30) -> Iterator[tuple["SiteWriter", Any]]:
+    """A site with n journal entries, its uplink and one bureau worker, once the bureau has
+    witnessed checkpoint n; the worker and the uplink stop on exit."""
+    from protocol.site import BureauConf as SiteBureau
+    from supervisor.uplink import Uplink
+    site = SiteWriter(tmp, site_id, key)
+    site.write(n)
+    up = Uplink(site_id, site.db, site.cp, SiteBureau(urls), poll_s=0.05)
+    up.start()
+    bureau = BureauThread(BureauConf(urls, dsn, {site_id: key}), 1)
+    try:
+        wait_until(lambda: query(dsn, "SELECT cp_count FROM bureau_site WHERE site = %s",
+                                 site_id) == [(n,)], 30, f"checkpoint {n} witnessed")
+        yield site, up
+    finally:
+        bureau.stop()
+        up.stop()

@@ -20,6 +20,7 @@ from tests.bureau_support import (
     journal_rows,
     mirror_rows,
     mirrored,
+    one_site_witnessed,
     publish_journal,
     query,
     wait_until,
@@ -46,47 +47,36 @@ def fresh_db(pg: PgServer) -> Iterator[str]:
 
 
 def test_tamper_rechained_and_resigned_is_caught(tmp_path: Path, fresh_db: str) -> None:
-    with NatsCluster(1) as nats:
-        site = SiteWriter(tmp_path, "site-t", KEY_A)
-        site.write(30)
-        up = Uplink("site-t", site.db, site.cp, SiteBureau(tuple(nats.urls)), poll_s=0.05)
-        up.start()
-        bureau = BureauThread(BureauConf(tuple(nats.urls), fresh_db, {"site-t": KEY_A}), 1)
-        try:
-            wait_until(lambda: query(fresh_db, "SELECT cp_count FROM bureau_site WHERE site = "
-                                     "'site-t'") == [(30,)], 30, "checkpoint 30 witnessed")
-            assert mirror_rows(fresh_db, "site-t") == journal_rows(site.db)
-            assert query(fresh_db, "SELECT count(*) FROM security_alert") == [(0,)]
-            # An insider edits entry 7, recomputes every later hash and re-signs the checkpoint
-            # with the site's own key: the site's own audit would now pass.
-            site.journal.close()
-            import sqlite3
-            db = sqlite3.connect(site.db)
-            db.execute("UPDATE journal SET payload = CAST(replace(CAST(payload AS TEXT), "
-                       "'\"n\":7', '\"n\":8') AS BLOB) WHERE idx = 7")
-            rechain(db)
-            db.commit()
-            db.close()
-            from supervisor.journal import Journal, verify_journal
-            site.journal = Journal(site.db)
-            sent = up.status.checkpoints_sent
-            cp = site.checkpoint()
-            assert verify_journal(site.db, KEY_A, cp).ok  # the site alone cannot tell
-            wait_until(lambda: query(fresh_db, "SELECT kind FROM security_alert") ==
-                       [("checkpoint-mismatch",)], 30, "the re-signed checkpoint flagged")
-            assert up.status.checkpoints_sent == sent + 1
-            site.write(3)  # the site carries on journaling on the forged head: kept aside
-            wait_until(lambda: query(fresh_db, "SELECT count(*) FROM rejected WHERE reason "
-                                     "LIKE 'site is flagged%%'") == [(3,)], 30,
-                       "later entries of the flagged site set aside")
-            assert query(fresh_db, "SELECT tampered FROM bureau_site") == [(True,)]
-            # The witnessed history is kept as it was uplinked, not overwritten.
-            assert mirrored(fresh_db, "site-t") == 30
-            assert mirror_rows(fresh_db, "site-t")[6] != journal_rows(site.db)[6]
-        finally:
-            bureau.stop()
-            up.stop()
-
+    with NatsCluster(1) as nats, one_site_witnessed(tmp_path, fresh_db, tuple(nats.urls),
+                                                    "site-t", KEY_A) as (site, up):
+        assert mirror_rows(fresh_db, "site-t") == journal_rows(site.db)
+        assert query(fresh_db, "SELECT count(*) FROM security_alert") == [(0,)]
+        # An insider edits entry 7, recomputes every later hash and re-signs the checkpoint
+        # with the site's own key: the site's own audit would now pass.
+        site.journal.close()
+        import sqlite3
+        db = sqlite3.connect(site.db)
+        db.execute("UPDATE journal SET payload = CAST(replace(CAST(payload AS TEXT), "
+                   "'\"n\":7', '\"n\":8') AS BLOB) WHERE idx = 7")
+        rechain(db)
+        db.commit()
+        db.close()
+        from supervisor.journal import Journal, verify_journal
+        site.journal = Journal(site.db)
+        sent = up.status.checkpoints_sent
+        cp = site.checkpoint()
+        assert verify_journal(site.db, KEY_A, cp).ok  # the site alone cannot tell
+        wait_until(lambda: query(fresh_db, "SELECT kind FROM security_alert") ==
+                   [("checkpoint-mismatch",)], 30, "the re-signed checkpoint flagged")
+        assert up.status.checkpoints_sent == sent + 1
+        site.write(3)  # the site carries on journaling on the forged head: kept aside
+        wait_until(lambda: query(fresh_db, "SELECT count(*) FROM rejected WHERE reason "
+                                 "LIKE 'site is flagged%%'") == [(3,)], 30,
+                   "later entries of the flagged site set aside")
+        assert query(fresh_db, "SELECT tampered FROM bureau_site") == [(True,)]
+        # The witnessed history is kept as it was uplinked, not overwritten.
+        assert mirrored(fresh_db, "site-t") == 30
+        assert mirror_rows(fresh_db, "site-t")[6] != journal_rows(site.db)[6]
 
 
 def test_nats_down_site_journals_and_uplink_catches_up_in_order(tmp_path: Path,
@@ -116,7 +106,6 @@ def test_nats_down_site_journals_and_uplink_catches_up_in_order(tmp_path: Path,
             up.stop()
 
 
-
 def test_an_entry_the_consumer_skips_is_read_again_not_alerted(
         tmp_path: Path, fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A consumer that skips a message (seen around a server's SIGKILL) must not stall the
@@ -138,25 +127,15 @@ def test_an_entry_the_consumer_skips_is_read_again_not_alerted(
             keep.append(m)
         return keep
     monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", skipping_fetch)
-    with NatsCluster(1) as nats:
-        site = SiteWriter(tmp_path, "site-s", KEY_A)
+    with NatsCluster(1) as nats, one_site_witnessed(tmp_path, fresh_db, tuple(nats.urls),
+                                                    "site-s", KEY_A) as (site, _up):
         site.write(30)
-        up = Uplink("site-s", site.db, site.cp, SiteBureau(tuple(nats.urls)), poll_s=0.05)
-        up.start()
-        bureau = BureauThread(BureauConf(tuple(nats.urls), fresh_db, {"site-s": KEY_A}), 1)
-        try:
-            wait_until(lambda: query(fresh_db, "SELECT cp_count FROM bureau_site") == [(30,)],
-                       30, "checkpoint 30 witnessed")
-            site.write(30)
-            wait_until(lambda: query(fresh_db, "SELECT cp_count FROM bureau_site") == [(60,)],
-                       30, "checkpoint 60 witnessed after the re-read")
-            assert dropped, "the fault was not injected"
-            assert mirror_rows(fresh_db, "site-s") == journal_rows(site.db)
-            assert query(fresh_db, "SELECT count(*) FROM security_alert") == [(0,)]
-            assert query(fresh_db, "SELECT count(*) FROM rejected") == [(0,)]
-        finally:
-            bureau.stop()
-            up.stop()
+        wait_until(lambda: query(fresh_db, "SELECT cp_count FROM bureau_site") == [(60,)],
+                   30, "checkpoint 60 witnessed after the re-read")
+        assert dropped, "the fault was not injected"
+        assert mirror_rows(fresh_db, "site-s") == journal_rows(site.db)
+        assert query(fresh_db, "SELECT count(*) FROM security_alert") == [(0,)]
+        assert query(fresh_db, "SELECT count(*) FROM rejected") == [(0,)]
 
 
 def test_an_entry_missing_from_the_stream_is_alerted_once_after_the_re_read(
