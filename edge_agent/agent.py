@@ -39,7 +39,7 @@ from .drivers.serial_reader import SerialReader
 from .health import HostStats
 from .link import Link
 from .local_rules import Inputs, LocalRules
-from .outbox import Outbox, OutboxFull, OutboxUnwritable
+from .outbox import Outbox, OutboxFull, OutboxUnwritable, Stored
 from .presence import Presence, PresentBand, ReaderRole
 from .roster import Roster, RosterError, load_json, verify_roster
 from .sdnotify import Notifier
@@ -302,16 +302,21 @@ class Agent:
             room = min(room, ACK_WINDOW - (self.cursor - next(iter(self.sent)) + 1))
         if room <= 0 or self.cursor >= self.outbox.next_seq - 1:
             return
-        topic = self.topics.node(self.node, "event")
         now = time.monotonic()
         for ev in self.outbox.after(self.cursor, room):
-            info = self.link.publish(topic, ev.payload)
-            if info is None:
+            if not self._send(ev, now):
                 return  # the link went down; ("disconnected",) is on its way
-            self.pubq.append(info)
-            self.sent.pop(ev.seq, None)
-            self.sent[ev.seq] = now
             self.cursor = ev.seq
+
+    def _send(self, ev: Stored, now: float) -> bool:
+        """Publish one stored event and note it as the newest sent; False if the link is down."""
+        info = self.link.publish(self.topics.node(self.node, "event"), ev.payload)
+        if info is None:
+            return False
+        self.pubq.append(info)
+        self.sent.pop(ev.seq, None)  # re-inserted: `sent` is in send order
+        self.sent[ev.seq] = now
+        return True
 
     def _retransmit_due(self) -> None:
         """Go back to the oldest unacked event when the supervisor has not acked in time."""
@@ -343,7 +348,6 @@ class Agent:
 
     def _resend(self, holes: list[int]) -> None:
         """Publish again the events a later ack showed lost, now, in order."""
-        topic = self.topics.node(self.node, "event")
         now = time.monotonic()
         for seq in holes:
             if self.fast_resends.get(seq, 0) >= FAST_RESENDS_MAX:
@@ -351,14 +355,11 @@ class Agent:
             stored = self.outbox.after(seq - 1, 1)
             if not stored or stored[0].seq != seq:
                 continue
-            info = self.link.publish(topic, stored[0].payload)
-            if info is None:
+            # Now the newest sent: a hole again only behind a newer ack.
+            if not self._send(stored[0], now):
                 return
             self.fast_resends[seq] = self.fast_resends.get(seq, 0) + 1
             self.counts["fast_resends"] += 1
-            self.pubq.append(info)
-            self.sent.pop(seq, None)
-            self.sent[seq] = now  # now the newest sent: a hole again only behind a newer ack
 
     def _go_back(self) -> None:
         """Send again from the oldest unacked event, in order."""
