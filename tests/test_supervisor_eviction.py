@@ -307,3 +307,42 @@ def _fold_alert(s: State, aid: str, room: str, raised_ts: int, st_: str, ts: int
     s._alert({"id": aid, "rule": "recording-gap", "state": st_, "severity": "warning",
               "detainee": None, "room": room, "raised_ts": raised_ts, "ts": ts,
               "message": "m", "by": None, "action": None})
+
+
+def test_desk_shows_closed_alerts_report_and_records_that_left_memory(tmp_path):
+    """The desk's recently closed list, its report and its record view still show what the
+    live state let go: the first from the state's recent ones, the others from the journal."""
+    from types import SimpleNamespace
+
+    from supervisor.desk.server import Desk
+    from supervisor.desk.snapshot import build, recently_closed
+
+    w = World(tmp_path)
+    ids = unknown_band_cycles(w, 3)
+    w.people()
+    w.at(10).enter("d1", "holding-1")
+    release(w, 20)
+    later(w, 20 + state_module.RELEASED_KEEP_MS / 1000)
+    assert "d1" in w.state.left_custody and not set(ids) & set(w.state.alerts)
+    closed = recently_closed(w.state)
+    assert closed[:3] == ids[::-1]
+    snap = build(w.state, w.now, w.state.count, {}, closed)
+    assert [a["id"] for a in snap["closed"]][:3] == ids[::-1]
+    assert snap["closed"][0]["state"] == "false_alarm"
+    assert "d1" not in [d["id"] for d in snap["detainees"]]
+
+    figures = history.run(w.site, w.journal.path, "report", start=0, end=w.now + 1)
+    assert set(ids) <= {a["id"] for a in figures["alerts"]}
+    assert {r["rule"]: r["false_alarms"] for r in figures["rules"]}["unknown-band"] == 3
+    assert "d1" in [c["detainee"] for c in figures["custody"]]
+
+    desk = Desk.__new__(Desk)
+    desk.site = w.site
+    desk.sup = SimpleNamespace(state=w.state, journal=w.journal, submit=lambda fn: fn())
+    head, lines = desk.record_data("d1")
+    assert head is not None and head.startswith("d1: case c1")
+    assert "exit (release) at exit" in [text for _ts, text in lines]
+    assert desk.record_data("nobody") == (None, [])  # never registered: as before
+    desk.sup.journal = SimpleNamespace(path=tmp_path / "gone.db")
+    head, lines = desk.record_data("d1")
+    assert head is not None and "custody record d1" in head and lines == []
