@@ -346,3 +346,12 @@ def test_desk_shows_closed_alerts_report_and_records_that_left_memory(tmp_path):
     desk.sup.journal = SimpleNamespace(path=tmp_path / "gone.db")
     head, lines = desk.record_data("d1")
     assert head is not None and "custody record d1" in head and lines == []
+
+
+def test_the_report_refuses_a_live_state(tmp_path):
+    """A report from a live state would silently leave closed alerts out: refused."""
+    from supervisor.report import collect
+
+    w = World(tmp_path)
+    with pytest.raises(ValueError, match="archive=True"):
+        collect(w.state, 0, w.now)

@@ -267,7 +267,7 @@ def test_gap_then_fill(w):
 def test_report_follows_the_language_setting(tmp_path):
     from supervisor.report import report_html, write_report
 
-    w = World(tmp_path)
+    w = World(tmp_path, archive=True)  # the report needs the whole history
     w.people()
     w.at(0).enter("d1", "medical")
     w.alerts.reconcile(w.at(20).now)
