@@ -19,6 +19,7 @@ through (everything up and busy); the demo must still be running when they end.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -93,7 +94,8 @@ class Demo:
     def __init__(self, workdir: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "custody", "demo", "--plain", "--workdir", str(workdir)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)  # its own process group: see stop()
         self.lines: list[str] = []
         self.desk: tuple[str, str, str] | None = None
         self.busy = threading.Event()
@@ -120,14 +122,17 @@ class Demo:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        """Interrupt it (it stops its processes and broker) and wait."""
+        """SIGTERM (it stops its processes and broker; SIGINT is ignored when this runs as a
+        background job), wait, then kill whatever of its group is left."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def sign_in(browser: Any, url: str, user: str, password: str, view: str) -> Any:

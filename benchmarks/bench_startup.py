@@ -13,7 +13,7 @@ real `custody supervisor` process against a real Mosquitto and times launch -> r
 
 Median of `--runs` runs each; the machine's load is noted.
 
-    .venv/bin/python -m benchmarks.bench_startup [--entries 1000000] [--runs 3] [--tail 100000]
+    .venv/bin/python -m benchmarks.bench_startup [--entries 1000000] [--runs 3] [--tail 20000]
 """
 
 import argparse
@@ -36,7 +36,7 @@ from benchmarks.results import command_line, write_section
 from custody.broker import BrokerConfig, Mosquitto
 from protocol.canonical import dumpb
 from protocol.keys import dump_keys
-from protocol.site import parse_site
+from protocol.site import SupervisorConf, parse_site
 from protocol.topics import Topics
 from protocol.transport import LinkConf, make_client
 from supervisor import snapshot as S
@@ -121,7 +121,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--full-runs", type=int, default=None,
                     help="runs of the full replay (default: --runs; it is the slow one)")
-    ap.add_argument("--tail", type=int, default=100_000,
+    ap.add_argument("--tail", type=int, default=SupervisorConf.snapshot_every,
                     help="entries after the older snapshot (default: snapshot_every)")
     args = ap.parse_args()
     args.full_runs = args.runs if args.full_runs is None else max(1, args.full_runs)

@@ -15,6 +15,7 @@ from .scenario import (
     load_scenario,
 )
 from .score import Score
+from .stopping import stop_on_sigterm
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -67,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     opts = RunOptions(workdir=Path(args.workdir) if args.workdir else None,
                       keep=bool(args.workdir), vision=not args.no_vision)
     print(f"sim: {describe(sc)}", flush=True)
+    stop_on_sigterm()  # a SIGTERM stops the broker, supervisor and agents too
     s = run_scenario(sc, opts)
     print_score(s)
     if args.json:

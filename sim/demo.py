@@ -28,6 +28,7 @@ from .priority import raise_priority, restore_priority
 from .runner import Run, RunOptions
 from .scenario import SCENARIO_DIR, describe, load_scenario
 from .score import Score
+from .stopping import stop_on_sigterm
 from .timetable import DUTY_SUPERVISOR
 
 DEMO_SCENARIO = SCENARIO_DIR / "demo-day.toml"
@@ -207,6 +208,7 @@ def demo(args: argparse.Namespace) -> int:
     view = View()
     live_ok = sys.stdout.isatty() and not args.plain
     view.plain = not live_ok
+    stop_on_sigterm()  # before any process starts: a SIGTERM stops them all (sim/stopping.py)
     nice = raise_priority()  # the broker too (sim/priority.py)
     broker = start_broker(BrokerConfig(port=args.port))
     desk_port = args.desk_port or _free_port()

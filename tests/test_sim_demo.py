@@ -2,7 +2,9 @@
 the printed command line receives the alerts; the printed desk account signs in to the desk;
 the run ends cleanly with a scorecard."""
 
+import contextlib
 import http.client
+import os
 import re
 import shlex
 import subprocess
@@ -86,3 +88,70 @@ def test_demo_prints_a_working_mosquitto_sub_line_and_a_scorecard(tmp_path):
     # The hand-started subscriber saw the alert on its topic.
     assert any("/alert/critical/never-alone " in r and '"det-1"' in r for r in received), \
         received
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process below `pid` (by parent links in /proc): pid -> command line."""
+    parent: dict[int, int] = {}
+    cmd: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for child, pp in parent.items():
+            if pp == p and child not in out:
+                out[child] = cmd.get(child, "")
+                todo.append(child)
+    return out
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_sigterm_stops_every_process_a_run_started(tmp_path):
+    """`custody sim run` (and `custody demo`, sim/stopping.py) ended by SIGTERM stops its
+    broker, supervisor and agents: before, they were left running as orphans, still
+    publishing and holding their ports (found when a benchmark stopped the demo)."""
+    proc = subprocess.Popen([sys.executable, "-m", "custody", "sim", "run", "boundary-device",
+                             "--workdir", str(tmp_path / "run")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    started: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            started.update(descendants(proc.pid))
+            kinds = " ".join(started.values())
+            if all(k in kinds for k in ("mosquitto", "custody supervisor", "custody agent")):
+                break
+            time.sleep(0.2)
+        kinds = " ".join(started.values())
+        assert all(k in kinds for k in ("mosquitto", "custody supervisor", "custody agent")), \
+            kinds
+        time.sleep(1.0)  # well inside the run (it lasts minutes)
+        assert proc.poll() is None
+        proc.terminate()
+        proc.wait(90)
+        left = {p: c for p, c in started.items() if alive(p)}
+        assert not left, f"left running after SIGTERM: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in started:  # orphans too, when the test fails
+            if alive(p):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, 9)
