@@ -66,14 +66,18 @@ class Replay:
     steps: int = 0  # rule evaluations (reacts and ticks)
     mismatches: int = 0  # steps where incremental != evaluate (checked replays only)
     first_mismatch: str = ""
+    # What the state held at the end: alerts kept whole, closed ones that left memory
+    # (live mode), custody records in memory and released ones that left it.
+    held: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 def replay(site: Site, entries: Iterable[Entry], *, incremental: bool, tick_ms: int = 500,
-           tail_s: int = 600, check: bool = False) -> Replay:
-    """Replay journal entries through State + AlertManager with one evaluator (see above)."""
+           tail_s: int = 600, check: bool = False, archive: bool = False) -> Replay:
+    """Replay journal entries through State + AlertManager with one evaluator (see above);
+    the state in live mode (as the supervisor runs) unless `archive`."""
     out = Replay()
     with tempfile.TemporaryDirectory(prefix="rule-eval-", dir=_tmp_dir()) as tmp:
-        state = State(site)
+        state = State(site, archive)
         journal = Journal(Path(tmp) / "replay.db")
 
         def publish(topic: str, payload: bytes, qos: int, retain: bool) -> None:
@@ -137,6 +141,8 @@ def replay(site: Site, entries: Iterable[Entry], *, incremental: bool, tick_ms: 
                 rules_at(next_tick)
                 next_tick += tick_ms
         journal.close()
+        out.held = (len(state.alerts), len(state.closed_alerts), len(state.detainees),
+                    len(state.left_custody))
     return out
 
 

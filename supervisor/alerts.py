@@ -2,8 +2,9 @@
 
 Every change is journaled first (kind "alert", the message itself), folded into the state,
 then published on alert/<severity>/<rule> (QoS 1, not retained); the retained state/alerts
-snapshot follows. Because the state holds every alert ever raised (rebuilt by replay), an id is
-never raised twice, across restarts too.
+snapshot follows. Because the state knows every alert id ever raised (rebuilt by replay: the
+alert itself, or in live mode the tombstone a closed one leaves), an id is never raised twice,
+across restarts too.
 """
 
 from collections.abc import Callable
@@ -93,7 +94,8 @@ class AlertManager:
         for d in wanted.values():
             a = alerts.get(d.id)
             if a is None:
-                self._raise(d, now_ms)
+                if d.id not in self.state.closed_alerts:  # closed and left memory: done
+                    self._raise(d, now_ms)
             elif a["state"] not in CLOSED:
                 if rank(d.severity) > rank(a["severity"]):
                     self._change(a, "escalated", now_ms, severity=d.severity, message=d.message)
@@ -147,11 +149,16 @@ class AlertManager:
         new = {"ack-alert": "acknowledged", "resolve-alert": "resolved",
                "false-alarm": "false_alarm"}[command]
         self._change(a, new, now_ms, by=user, action=text or None)
-        return dict(self.state.alerts[alert_id])
+        after = self.state.alert_record(alert_id)  # closed: may have left `alerts` (live)
+        assert after is not None
+        return dict(after)
 
     def check_action(self, command: str, alert_id: str) -> None:
         """Refuse an action on an unknown, closed or (for ack) already acknowledged alert."""
         a = self.state.alerts.get(alert_id)
+        if a is None and alert_id in self.state.closed_alerts:
+            closed = self.state.closed_alerts[alert_id]
+            raise AlertError(f"alert {alert_id!r} is already {closed[0]}")
         if a is None:
             raise AlertError(f"alert {alert_id!r} does not exist")
         if a["state"] in CLOSED:

@@ -112,8 +112,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def replay(site_path: str, db: str) -> State:
-    """Rebuild the state from a journal."""
-    state = State(load_site(site_path))
+    """Rebuild the whole state from a journal (archive mode: every alert and record kept)."""
+    state = State(load_site(site_path), archive=True)
     try:
         for e in read_entries(db):
             state.apply(e)

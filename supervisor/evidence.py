@@ -59,9 +59,11 @@ def resolve(state: State, args: dict[str, Any]) -> dict[str, Any]:
         eid = args["evidence"]
     elif "alert" in args:
         a = state.alerts.get(args["alert"])
-        if a is None:
+        closed = state.closed_alerts.get(args["alert"])
+        if a is None and closed is None:
             raise StaffError(f"view-evidence: alert {args['alert']!r} does not exist")
-        eid = a.get("evidence")
+        # a closed alert that left memory (live mode) keeps its evidence id in its tombstone
+        eid = a.get("evidence") if a is not None else closed[2] if closed is not None else None
         if not eid:
             raise StaffError(f"view-evidence: alert {args['alert']!r} has no evidence clip "
                              "(its node sent none)")

@@ -24,7 +24,11 @@ from .state import State
 
 
 def collect(state: State, start: int, end: int) -> dict[str, Any]:
-    """Every figure of the report for alerts raised in [start, end)."""
+    """Every figure of the report for alerts raised in [start, end) (from an archive-mode
+    state: a live one has let closed alerts and released records go)."""
+    if not state.archive:
+        raise ValueError("the report needs the whole history: fold the journal with "
+                         "State(site, archive=True) (supervisor/history.py)")
     alerts = [a for a in state.alerts.values() if start <= a["raised_ts"] < end]
     per_rule: Counter[str] = Counter()
     per_room: Counter[str] = Counter()

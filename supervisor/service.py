@@ -512,6 +512,11 @@ class Supervisor:
                 self._detainees_published[c.id] = view
                 self.publish(self.topics.state("detainee", c.id), dumpb({**view, "ts": now}), 1,
                              True)
+        if len(self._detainees_published) > len(self.state.detainees):
+            # Records that left memory (live mode): their last view ("exited") stays retained
+            # at the broker; only our copy goes.
+            for gone in [d for d in self._detainees_published if d not in self.state.detainees]:
+                del self._detainees_published[gone]
 
     def roster_body(self) -> dict[str, Any]:
         """The band roster every node gets."""

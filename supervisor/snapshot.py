@@ -210,12 +210,15 @@ def dump_state(state: State, window: ReplayWindow) -> bytes:
                       allow_nan=False).encode("ascii")
 
 
-def load_state(site: Site, body: bytes) -> tuple[State, ReplayWindow]:
-    """State and replay window from a snapshot body (call only once its MAC holds)."""
+def load_state(site: Site, body: bytes, archive: bool = False) -> tuple[State, ReplayWindow]:
+    """State and replay window from a snapshot body (call only once its MAC holds; its
+    fingerprint names the mode, so `archive` is the mode it was made in)."""
     graph = _Decoder().dec(json.loads(body))
-    state = State(site)  # the site-derived parts, from the running site
+    state = State(site, archive)  # the site-derived parts, from the running site
     for k, v in graph["state"].items():
         setattr(state, k, v)
+    if state.archive != archive:
+        raise SnapshotError(f"the body is of {'archive' if state.archive else 'live'} mode")
     w = graph["window"]
     window = ReplayWindow(w["size"], w["max_jump"])
     window.nodes = w["nodes"]
@@ -242,10 +245,13 @@ def _fold_code() -> str:
 SITE_UNFOLDED = frozenset({"broker", "supervisor", "bureau", "path"})
 
 
-def fold_fingerprint(site: Site) -> str:
-    """Hash of the fold's code and of the site it folds for (rooms, doors, nodes, rules...)."""
+def fold_fingerprint(site: Site, archive: bool = False) -> str:
+    """Hash of the fold's code, its mode (live or archive: they keep different things) and
+    the site it folds for (rooms, doors, nodes, rules...)."""
     site_part = dump_fingerprint_site(site)
-    return hashlib.sha256(f"{FORMAT}\0{_fold_code()}\0".encode() + site_part).hexdigest()
+    mode = "archive" if archive else "live"
+    return hashlib.sha256(f"{FORMAT}\0{mode}\0{_fold_code()}\0".encode()
+                          + site_part).hexdigest()
 
 
 def dump_fingerprint_site(site: Site) -> bytes:
@@ -387,19 +393,20 @@ def _entries(db: sqlite3.Connection, after: int, upto: int | None) -> Iterator[E
 
 
 def rebuild(site: Site, db: sqlite3.Connection, key: bytes, store: Path,
-            upto: int | None = None, now_s: float | None = None) -> Rebuilt:
+            upto: int | None = None, now_s: float | None = None, archive: bool = False
+            ) -> Rebuilt:
     """The fold of the journal (up to entry `upto`): the newest usable snapshot at or before
     it plus the entries after it, in one pass that feeds the state and the replay window."""
     t0 = time.perf_counter()
-    fingerprint = fold_fingerprint(site)
-    out = Rebuilt(State(site), ReplayWindow(NODE_EVENT_WINDOW))
+    fingerprint = fold_fingerprint(site, archive)
+    out = Rebuilt(State(site, archive), ReplayWindow(NODE_EVENT_WINDOW))
     for path in snapshot_files(store):
         try:
             data = path.read_bytes()
             header, body = check(key, data, db, fingerprint)
             if upto is not None and header["count"] > upto:
                 continue
-            out.state, out.window = load_state(site, body)
+            out.state, out.window = load_state(site, body, archive)
             out.snapshot = header["count"]
             break
         except Stale as e:
@@ -423,8 +430,10 @@ def rebuild(site: Site, db: sqlite3.Connection, key: bytes, store: Path,
 
 # ---- making snapshots (in a child process) ------------------------------------------------
 
-def make(site: Site, db_path: str | Path, store: Path, key: bytes, upto: int) -> dict[str, Any]:
-    """Fold the journal up to entry `upto` (from the newest good snapshot), sign and file it."""
+def make(site: Site, db_path: str | Path, store: Path, key: bytes, upto: int,
+         archive: bool = False) -> dict[str, Any]:
+    """Fold the journal up to entry `upto` (from the newest good snapshot), sign and file it
+    (live mode unless `archive`: the supervisor's own)."""
     t0 = time.perf_counter()
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
@@ -432,11 +441,12 @@ def make(site: Site, db_path: str | Path, store: Path, key: bytes, upto: int) ->
         head = head_at(db, upto)
         if head is None:
             raise SnapshotError(f"the journal has no entry #{upto}")
-        rebuilt = rebuild(site, db, key, store, upto=upto)
+        rebuilt = rebuild(site, db, key, store, upto=upto, archive=archive)
     finally:
         db.close()
     body = dump_state(rebuilt.state, rebuilt.window)
-    data = seal(key, upto, head, fold_fingerprint(site), body, int(time.time() * 1000))
+    data = seal(key, upto, head, fold_fingerprint(site, archive), body,
+                int(time.time() * 1000))
     path = file_snapshot(store, upto, data)
     return {"count": upto, "file": path.name, "bytes": len(data), "from": rebuilt.snapshot,
             "replayed": rebuilt.replayed, "seconds": round(time.perf_counter() - t0, 3),

@@ -55,6 +55,8 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
     """Raise StaffError when the command cannot apply to the state as it is."""
     def detainee_in_custody() -> None:
         c = state.detainees.get(a["detainee"])
+        if c is None and a["detainee"] in state.left_custody:  # released, left memory
+            raise StaffError(f"{command}: detainee {a['detainee']!r} has already left custody")
         if c is None:
             raise StaffError(f"{command}: detainee {a['detainee']!r} is not registered")
         if not c.in_custody:
@@ -94,7 +96,7 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
     elif command in ("log-case-property",):
         if a["item"] in state.property:
             raise StaffError(f"log-case-property: item {a['item']!r} is already logged")
-        if "detainee" in a and a["detainee"] not in state.detainees:
+        if "detainee" in a and not state.detainee_known(a["detainee"]):
             raise StaffError(f"log-case-property: detainee {a['detainee']!r} is not registered")
     elif command in ("property-out", "property-in"):
         item = state.property.get(a["item"])
@@ -111,7 +113,7 @@ def check(state: State, command: str, user: str, a: dict[str, Any], now_ms: int)
     elif command == "unlock-account":
         pass  # checked by execute (the account must exist)
     elif command == "record-finding":
-        if "detainee" in a and a["detainee"] not in state.detainees:
+        if "detainee" in a and not state.detainee_known(a["detainee"]):
             raise StaffError(f"record-finding: detainee {a['detainee']!r} is not registered")
         if "room" in a and a["room"] not in state.rooms:
             raise StaffError(f"record-finding: room {a['room']!r} is not on this site")

@@ -32,6 +32,25 @@ ROOM_LOCAL_EVENTS = frozenset({"camera", "door", "person_count"})
 NODE_LOCAL_KINDS = frozenset({"health", "availability"})
 
 
+# Live mode (State(archive=False)): the closed alerts kept whole for the desk's "recently
+# closed" list and evidence views; older ones leave a tombstone (ClosedAlert) only.
+RECENT_CLOSED = 200
+# Live mode: a released detainee's custody record stays this long (in the journal's own time,
+# State.last_ts) after their exit, then leaves once no open alert names them. Long enough for
+# the desk's list to show who just left and for the rules to have seen the record's last
+# state (the supervisor evaluates them every tick); the journal keeps it for good.
+RELEASED_KEEP_MS = 3600_000
+# The final states of an alert, as one shared string each (tombstones hold millions).
+CLOSED_STATES = {"resolved": "resolved", "false_alarm": "false_alarm"}
+
+
+# What live mode keeps of a closed alert that left memory (a tombstone): (final state,
+# closed ts, evidence id or None): enough never to raise its id again, to refuse staff actions
+# on it as today, and to find its evidence clip. A plain tuple (the snapshot codec's): with its
+# id and dict slot ~180 bytes, ~260 with an evidence id (1.7 KB for the whole alert).
+ClosedAlert = tuple[str, int, str | None]
+
+
 # Node behaviour classes -> the rule that raises them while they last (rules/devices.py).
 BEHAVIOUR_RULES = {"fall": "fall", "fight": "fight", "lying_still": "lying-still",
                    "agitated": "agitated"}
@@ -133,8 +152,13 @@ class Activity:
 class State:
     """Everything the rules look at, rebuilt by folding journal entries."""
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, archive: bool = False) -> None:
         self.site = site
+        # archive: keep every alert, incident and custody record ever folded (the offline
+        # tools that replay the whole journal). Live (False): closed alerts and released
+        # custody records leave memory as part of the fold (see _alert, _evict_released), so
+        # replay still equals live and a snapshot plus its tail still equals replay from #1.
+        self.archive = archive
         self.rules = site.rules
         self.rooms = {r.id: RoomState(r.id, r.kind) for r in site.rooms}
         self.node_room = {n.id: n.room for n in site.nodes}
@@ -168,6 +192,20 @@ class State:
         self.open_incident: dict[tuple[str, str], str] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
         self.open_ids: set[str] = set()  # alerts neither resolved nor false (kept small)
+        # The last RECENT_CLOSED closed alerts, whole, in fold order (both modes).
+        self.recent_closed: dict[str, dict[str, Any]] = {}
+        # Live mode: closed alerts that left `alerts` (tombstones); detainee -> ids of closed
+        # alerts still kept in `alerts` for their custody record until the record leaves.
+        self.closed_alerts: dict[str, ClosedAlert] = {}
+        self.held_closed: dict[str, list[str]] = {}
+        # room -> recording-gap alert id -> (raised_ts, closed_ts or None): what _segment asks
+        # (both modes; grows with recording-gap alerts only, a few per camera outage)
+        self.gap_alerts: dict[str, dict[str, tuple[int, int | None]]] = {}
+        # Live mode: released detainee -> exit ms, in release order, until the record leaves;
+        # those whose time came while an open alert named them; ids of records that left.
+        self.released: dict[str, int] = {}
+        self.release_waits: set[str] = set()
+        self.left_custody: set[str] = set()
         self.false_alarms: dict[str, int] = {}
         self.security_count = 0
         self.txns: dict[str, int] = {}
@@ -201,6 +239,8 @@ class State:
             self.touched.everything = True  # staff, security, logins: rare, and may touch all
         try:
             self._apply(e, event)
+            if self.released:
+                self._evict_released()
         except Exception:
             self.touched.everything = True  # a fold that stopped half-way
             self.fold_errors += 1
@@ -384,16 +424,19 @@ class State:
                         and (v.leave_ms is None or v.leave_ms > last))
         if not inside:
             return
-        for a in self.alerts.values():
-            if (a["rule"] == "recording-gap" and a["room"] == room_id
-                    and a["raised_ts"] <= start + gap_ms
-                    and (a.get("closed_ts") is None or a["closed_ts"] >= last)):
-                return  # the heartbeats told of this gap already
+        if self.gap_told(room_id, start + gap_ms, last):
+            return  # the heartbeats told of this gap already
         self._incident("recording-gap", f"{room_id}/segments", start,
                        inside[0] if len(inside) == 1 else None, room_id,
                        f"camera {cam} recorded nothing for {(start - last) // 1000} s "
                        f"(between its segments, node time {last} to {start}) while "
                        f"{', '.join(inside)} was in {room_id}")
+
+    def gap_told(self, room_id: str, raised_by: int, open_at: int) -> bool:
+        """Whether a recording-gap alert of the room was raised by `raised_by` and was still
+        open at `open_at` (from a per-room index: closed alerts may have left `alerts`)."""
+        return any(raised <= raised_by and (closed is None or closed >= open_at)
+                   for raised, closed in self.gap_alerts.get(room_id, {}).values())
 
     def _forget_durations(self, node: str) -> None:
         """A node with a new epoch lost its outbox, and with it every duration it had open:
@@ -743,6 +786,9 @@ class State:
         self.roster_version += 1
 
     def _release(self, c: Custody, ts: int) -> None:
+        if not self.archive:  # the record leaves memory later (_evict_released)
+            self.released.pop(c.id, None)
+            self.released[c.id] = ts
         self.bands.pop(c.band, None)
         self.roster_version += 1
         for room in self.rooms.values():
@@ -855,7 +901,7 @@ class State:
             since, grace = max(entered, room.min_since), r.interview_grace_s
             what = f"with {k} or more officers (interview outside an interview room)"
         rule, key = spell.removesuffix("-elsewhere"), f"{p.person}/{room.id}"
-        if ts - since < grace * 1000 or incident_id(rule, key, since) in self.alerts:
+        if ts - since < grace * 1000 or self.known_alert(incident_id(rule, key, since)):
             return
         self._incident(rule, key, since, p.person, room.id,
                        f"{p.person} was {what} in {room.id} for {(ts - since) / 1000:g} s "
@@ -867,7 +913,7 @@ class State:
         id as the rule's, so one the rule raised is not raised twice (see _spell_ended)."""
         a = self.behaviours.get(key)
         rule = BEHAVIOUR_RULES.get(a.kind) if a is not None else None
-        if a is None or rule is None or incident_id(rule, key, a.since) in self.alerts:
+        if a is None or rule is None or self.known_alert(incident_id(rule, key, a.since)):
             return
         self._incident(rule, key, a.since, self._only_detainee(a.room), a.room,
                        f"{a.kind.replace('_', ' ')} in {a.room} (seen once it had ended)")
@@ -887,7 +933,7 @@ class State:
         since = sorted(members)[1][0]
         key = f"{room.id}/{case}"
         if (ts - since < self.rules.co_suspects_grace_s * 1000
-                or incident_id("co-suspects", key, since) in self.alerts):
+                or self.known_alert(incident_id("co-suspects", key, since))):
             return
         ids = sorted(m[1] for m in members)
         self._incident("co-suspects", key, since, ids[0], room.id,
@@ -969,6 +1015,7 @@ class State:
         c.timeline.append((ts, f"registered by {user} (case {a['case']}, {a['custody_type']}, "
                                f"{a['observation']})"))
         self.detainees[c.id] = c
+        self.release_waits.discard(c.id)  # a new custody: not the released record's wait
         self.bands[band] = Person("detainee", c.id, a["sex"], band, a["case"])
         self.roster_version += 1
         late = ts - arrived > self.rules.registration_limit_s * 1000
@@ -1079,7 +1126,77 @@ class State:
                 self.touched.site = True  # the incident rule stops wanting it
                 inc.open = False
                 self.open_incident.pop((inc.rule, inc.key), None)
+        if rec.get("rule") == "recording-gap" and rec.get("room"):
+            self.gap_alerts.setdefault(rec["room"], {})[aid] = (rec["raised_ts"],
+                                                                rec.get("closed_ts"))
         self.alerts[aid] = rec
+        if st in ("resolved", "false_alarm"):
+            self._closed(aid, rec)
+
+    def _closed(self, aid: str, rec: dict[str, Any]) -> None:
+        """A closed alert: into the recent ones; in live mode out of `alerts` and with its
+        incident out of `incidents` (a tombstone stays), unless its detainee's custody record
+        is still in memory: then it leaves with the record (their record lists it)."""
+        self.recent_closed.pop(aid, None)
+        self.recent_closed[aid] = rec
+        if len(self.recent_closed) > RECENT_CLOSED:
+            del self.recent_closed[next(iter(self.recent_closed))]
+        if self.archive:
+            return
+        self.closed_alerts[aid] = (CLOSED_STATES[rec["state"]], rec["closed_ts"],
+                                   rec.get("evidence") or None)
+        who = rec.get("detainee")
+        if who is not None and who in self.detainees:
+            self.held_closed.setdefault(who, []).append(aid)
+            if who in self.release_waits and not self._alerted(who):
+                self._forget_detainee(who)
+        else:
+            self._forget_alert(aid)
+
+    def _forget_alert(self, aid: str) -> None:
+        self.alerts.pop(aid, None)
+        self.incidents.pop(aid, None)
+
+    def _alerted(self, detainee: str) -> bool:
+        """Whether an open alert names the detainee (open alerts are few)."""
+        return any(self.alerts[i].get("detainee") == detainee for i in self.open_ids)
+
+    def _evict_released(self) -> None:
+        """Live mode: custody records released RELEASED_KEEP_MS ago (journal time) leave
+        memory, with the closed alerts kept for them; one an open alert still names waits
+        for that alert to close (the real-search rule reads a released record's search)."""
+        while self.released:
+            who, exit_ms = next(iter(self.released.items()))
+            if self.last_ts - exit_ms < RELEASED_KEEP_MS:
+                return
+            del self.released[who]
+            c = self.detainees.get(who)
+            if c is None or c.in_custody:
+                continue  # registered again meanwhile: a new custody, kept
+            if self._alerted(who):
+                self.release_waits.add(who)
+            else:
+                self._forget_detainee(who)
+
+    def _forget_detainee(self, who: str) -> None:
+        self.touched.site = True
+        self.release_waits.discard(who)
+        self.detainees.pop(who, None)
+        self.left_custody.add(who)
+        for aid in self.held_closed.pop(who, []):
+            self._forget_alert(aid)
+
+    def known_alert(self, aid: str) -> bool:
+        """Whether the alert id was ever raised (kept whole, or closed and left memory)."""
+        return aid in self.alerts or aid in self.closed_alerts
+
+    def alert_record(self, aid: str) -> dict[str, Any] | None:
+        """The whole record of an alert still in memory (open, held or recently closed)."""
+        return self.alerts.get(aid) or self.recent_closed.get(aid)
+
+    def detainee_known(self, detainee: str) -> bool:
+        """Registered at some time: in memory, or released and left memory (live mode)."""
+        return detainee in self.detainees or detainee in self.left_custody
 
     def open_alerts(self) -> list[dict[str, Any]]:
         """Alerts not resolved nor marked false, oldest first."""
@@ -1093,6 +1210,12 @@ class State:
             "rooms": {r.id: sorted(r.bands.items()) for r in self.rooms.values()},
             "detainees": {d: c.summary() for d, c in sorted(self.detainees.items())},
             "alerts": {a: dict(sorted(v.items())) for a, v in sorted(self.alerts.items())},
+            "closed_alerts": sorted(self.closed_alerts.items()),
+            "recent_closed": list(self.recent_closed),
+            "held_closed": sorted(self.held_closed.items()),
+            "released": list(self.released.items()),
+            "release_waits": sorted(self.release_waits),
+            "left_custody": sorted(self.left_custody),
             "incidents": sorted((i.id, i.count, i.open) for i in self.incidents.values()),
             "nodes": {n: (s.epoch, s.highest, s.gaps, s.availability)
                       for n, s in sorted(self.nodes.items())},

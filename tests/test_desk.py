@@ -220,6 +220,16 @@ def test_resolved_alert_leaves_the_open_page_and_joins_recently_closed(world: Wo
     page.locator(f'tr[data-alert="{alert_id}"]').wait_for(state="detached", timeout=10_000)
     page.locator(f'ul.closed li[data-key="{alert_id}"]').wait_for(timeout=10_000)
     assert w.errors == []
+    # It left the live state's memory (a tombstone stays); the report, built from the
+    # journal, still counts it.
+    assert as_worker(w, lambda: (alert_id in w.sup.state.alerts,
+                                 alert_id in w.sup.state.closed_alerts)) == (False, True)
+    n = len(as_worker(w, lambda: [e for e in w.sup.journal.entries() if e.kind == "alert"
+                                  and e.json()["rule"] == "unknown-band"
+                                  and e.json()["state"] == "raised"]))
+    report = page.request.get(w.desk.url + "/report")
+    assert report.status == 200
+    assert f"<tr><td>unknown-band</td><td>{n}</td>" in report.text()
 
 
 def test_officer_sees_no_approval_and_forged_approval_refused(world: World) -> None:

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from protocol.config import ConfigError
 from protocol.staff import COMMANDS
 
+from .. import history
 from . import render
 from .i18n import fmt_time, t
 from .snapshot import RECENT_CLOSED, build, recently_closed
@@ -218,9 +219,22 @@ class Desk:
         from ..record import header, record_lines
 
         state = self.sup.state
-        result: tuple[str | None, list[tuple[int, str]]] = self.sup.submit(
-            lambda: (header(state, detainee), record_lines(state, detainee)))
-        return result
+
+        def live() -> tuple[str | None, list[tuple[int, str]]] | None:
+            if detainee not in state.detainees and detainee in state.left_custody:
+                return None  # released, and the record left memory: the journal has it
+            return header(state, detainee), record_lines(state, detainee)
+        result: tuple[str | None, list[tuple[int, str]]] | None = self.sup.submit(live)
+        if result is not None:
+            return result
+        # An archive replay of the journal in a child process, off the worker.
+        try:
+            head, lines = history.run(self.site, self.sup.journal.path, "record",
+                                      detainee=detainee)
+        except history.HistoryError as e:
+            return (f"{detainee}: the record could not be read from the journal ({e}); "
+                    f"`custody record {detainee}` prints it", [])
+        return head, [(int(ts), str(text)) for ts, text in lines]
 
     # ---- accounts and sessions ---------------------------------------------------------
 
@@ -626,7 +640,7 @@ class DeskHandler(BaseHTTPRequestHandler):
     def _report(self, s: Session) -> None:
         """The compliance report (supervisor/report.py) of everything journaled so far, in
         the page's language: for the duty supervisor and the legal officer."""
-        from ..report import collect, report_html
+        from ..report import report_html
         from ..roles import REPORT_ROLES
 
         account = self.desk.account(s.user)
@@ -635,7 +649,13 @@ class DeskHandler(BaseHTTPRequestHandler):
                               "and legal officers", "text/plain")
         sup = self.desk.sup
         end = sup.clock.now_ms() + 1
-        figures = sup.submit(lambda: collect(sup.state, 0, end))
+        # From the journal (archive replay in a child): the live state has let closed alerts
+        # and released custody records go.
+        try:
+            figures = history.run(sup.site, sup.journal.path, "report", start=0, end=end)
+        except history.HistoryError as e:
+            return self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"the report could not be "
+                              f"built from the journal: {e}", "text/plain")
         self._send(HTTPStatus.OK, report_html(sup.site.name, figures, 0, end, self._lang(),
                                               charts=False), session=self.desk.renewed(s))
 

@@ -57,8 +57,9 @@ def _detainee(state: State, cid: str, now: int) -> dict[str, Any]:
 
 
 def recently_closed(state: State) -> list[str]:
-    """Ids of the last RECENT_CLOSED closed alerts, newest first (a scan: once at start)."""
-    closed = heapq.nlargest(RECENT_CLOSED, (a for a in state.alerts.values()
+    """Ids of the last RECENT_CLOSED closed alerts, newest first (once at start: the state's
+    recently closed ones, which it keeps whole in both modes)."""
+    closed = heapq.nlargest(RECENT_CLOSED, (a for a in state.recent_closed.values()
                                             if a.get("closed_ts")),
                             key=lambda a: a["closed_ts"])
     return [a["id"] for a in closed]
@@ -94,7 +95,7 @@ def build(state: State, now: int, count: int, names: dict[str, str],
                        and rs.cam_last_live is not None),
             "doors": doors_of.get(r.id, []),
             "alerts": by_room.get(r.id, [])})
-    closed = [state.alerts[i] for i in closed_ids if i in state.alerts]
+    closed = [a for a in map(state.alert_record, closed_ids) if a is not None]
     return {"count": count, "now": now, "site": {"id": state.site.id, "name": state.site.name},
             "rooms": rooms, "alerts": open_alerts, "closed": [_alert(a) for a in closed],
             "detainees": [_detainee(state, d, now) for d in sorted(state.detainees)],
