@@ -6,8 +6,8 @@ whose record left memory need the whole history, so they are built here by foldi
 journal from #1 in archive mode, in a child process that opens the journal read-only (the
 journal is in WAL mode: the supervisor keeps writing meanwhile) and runs at a lower priority,
 so the worker that ingests and raises alerts is never held up by it. Slow on a long journal
-(seconds per million entries), never wrong: the same fold `custody report` and `custody
-record` use.
+(about 35 s per million entries here when the machine is quiet), never wrong: the same fold
+`custody report` and `custody record` use.
 """
 
 import contextlib
