@@ -7,6 +7,7 @@ alert itself, or in live mode the tombstone a closed one leaves), an id is never
 across restarts too.
 """
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,9 @@ from .state import State
 
 Publish = Callable[[str, bytes, int, bool], Any]  # may return a paho MQTTMessageInfo
 CLOSED = ("resolved", "false_alarm")
+# A retained state/alerts still unconfirmed after this long no longer holds back a newer one
+# (paho re-sends it after a reconnect; this only bounds how stale the retained view can get).
+SNAPSHOT_WAIT_S = 30.0
 
 
 class AlertError(ValueError):
@@ -59,6 +63,8 @@ class AlertManager:
         # with evaluate_all, every rule over the whole site each time (the reference).
         self.evaluator = None if evaluate_all else Evaluator(state)
         self.snapshot_dirty = True
+        # The last retained state/alerts until the broker's PUBACK, and when it went out.
+        self.snapshot_sent: tuple[Any, float] | None = None
         self.published = 0
         # (pending id, topic, payload, MQTTMessageInfo or None) until the broker's PUBACK.
         self.unconfirmed: list[tuple[int, str, bytes, Any]] = []
@@ -176,7 +182,18 @@ class AlertManager:
         return dumpb({"ts": now_ms, "active": active})
 
     def publish_snapshot(self, now_ms: int) -> None:
-        """Publish state/alerts (retained) if anything changed since the last one."""
-        if self.snapshot_dirty:
-            self.publish(self.topics.state("alerts"), self.snapshot(now_ms), 1, True)
-            self.snapshot_dirty = False
+        """Publish state/alerts (retained) if anything changed since the last one, one at a
+        time: while the last is unconfirmed, the newer one waits (only the newest matters).
+
+        Each is the whole list of open alerts (170 KB at 600 open). Under a backlog paho's
+        network thread reads no PUBACK for a while, and a new copy every tick piled up in
+        its queue: 69 copies, 12 MB, in 8 minutes of a 1,000-room run (tracemalloc)."""
+        if not self.snapshot_dirty:
+            return
+        if self.snapshot_sent is not None:
+            info, at = self.snapshot_sent
+            if delivery(info) == "waiting" and time.monotonic() - at < SNAPSHOT_WAIT_S:
+                return
+        info = self.publish(self.topics.state("alerts"), self.snapshot(now_ms), 1, True)
+        self.snapshot_sent = (info, time.monotonic())
+        self.snapshot_dirty = False

@@ -440,3 +440,44 @@ def test_segment_gap_already_told_by_heartbeats_is_not_raised_again(w):
     seen = {**w.state.recent_closed, **w.state.alerts}  # closed ones leave `alerts` (live)
     gaps = [a for a in seen.values() if a["rule"] == "recording-gap"]
     assert len(gaps) == 1 and "no recording from holding-1" in gaps[0]["message"]
+
+
+class _Info:
+    """A paho MQTTMessageInfo as `delivery` reads it: queued, PUBACKed once `done`."""
+
+    rc = 0
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def is_published(self) -> bool:
+        return self.done
+
+
+def test_a_retained_alerts_view_waits_for_the_last_one_to_be_confirmed(tmp_path, monkeypatch):
+    """state/alerts is the whole open list: while one is unconfirmed (a backlog keeps paho
+    from reading PUBACKs) a newer one waits instead of piling copies up in paho's queue; the
+    newest goes once the last is confirmed, or after SNAPSHOT_WAIT_S in any case."""
+    import supervisor.alerts as alerts_mod
+
+    w = World(tmp_path)
+    sent: list[tuple[dict[str, Any], _Info]] = []
+
+    def publish(topic: str, payload: bytes, qos: int, retain: bool) -> _Info:
+        assert topic == w.topics.state("alerts") and qos == 1 and retain
+        sent.append((json.loads(payload), _Info()))
+        return sent[-1][1]
+
+    am = AlertManager(w.state, w.journal, w.topics, publish)
+    am.publish_snapshot(1000)
+    am.snapshot_dirty = True  # something changed
+    am.publish_snapshot(2000)
+    assert [m["ts"] for m, _ in sent] == [1000] and am.snapshot_dirty
+    sent[0][1].done = True
+    am.publish_snapshot(3000)
+    assert [m["ts"] for m, _ in sent] == [1000, 3000] and not am.snapshot_dirty
+    am.publish_snapshot(4000)  # nothing changed: nothing sent
+    am.snapshot_dirty = True
+    monkeypatch.setattr(alerts_mod, "SNAPSHOT_WAIT_S", 0.0)  # unconfirmed for too long
+    am.publish_snapshot(5000)
+    assert [m["ts"] for m, _ in sent] == [1000, 3000, 5000]
