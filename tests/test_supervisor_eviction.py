@@ -315,7 +315,7 @@ def test_desk_shows_closed_alerts_report_and_records_that_left_memory(tmp_path):
     from types import SimpleNamespace
 
     from supervisor.desk.server import Desk
-    from supervisor.desk.snapshot import build, recently_closed
+    from supervisor.desk.snapshot import build
 
     w = World(tmp_path)
     ids = unknown_band_cycles(w, 3)
@@ -324,9 +324,7 @@ def test_desk_shows_closed_alerts_report_and_records_that_left_memory(tmp_path):
     release(w, 20)
     later(w, 20 + state_module.RELEASED_KEEP_MS / 1000)
     assert "d1" in w.state.left_custody and not set(ids) & set(w.state.alerts)
-    closed = recently_closed(w.state)
-    assert closed[:3] == ids[::-1]
-    snap = build(w.state, w.now, w.state.count, {}, closed)
+    snap = build(w.state, w.now, w.state.count, {})
     assert [a["id"] for a in snap["closed"]][:3] == ids[::-1]
     assert snap["closed"][0]["state"] == "false_alarm"
     assert "d1" not in [d["id"] for d in snap["detainees"]]

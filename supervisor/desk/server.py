@@ -30,7 +30,7 @@ from protocol.staff import COMMANDS
 from .. import history
 from . import render
 from .i18n import fmt_time, t
-from .snapshot import RECENT_CLOSED, build, recently_closed
+from .snapshot import build
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -82,8 +82,6 @@ class Desk:
         self.ring: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RING)
         # Alert messages journaled after this entry are all in the ring (older: the journal).
         self.ring_start = sup.state.count
-        self.closed: deque[str] = deque(reversed(recently_closed(sup.state)),
-                                        maxlen=RECENT_CLOSED)  # oldest first
         self._built_at = 0.0
         self._built_count = -1
         self._alerts_changed = False  # an alert message went out since the last build
@@ -131,8 +129,6 @@ class Desk:
             except ValueError:
                 log.warning("desk: unreadable alert message on %s", topic)
                 return
-            if msg.get("state") in ("resolved", "false_alarm"):
-                self.closed.append(str(msg.get("id")))
             self._alerts_changed = True
             with self.cond:
                 if len(self.ring) == RING:
@@ -157,7 +153,7 @@ class Desk:
             if count == self._built_count and since < SNAPSHOT_EVERY_S:
                 return
         self._alerts_changed = False
-        snap = build(self.sup.state, now, count, self._names(), list(reversed(self.closed)))
+        snap = build(self.sup.state, now, count, self._names())
         self._built_at, self._built_count = mono, count
         with self.cond:
             self.snap = snap

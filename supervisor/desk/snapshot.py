@@ -5,7 +5,7 @@ snapshot (dicts, lists, numbers, text) each time the journal grows or a second h
 the pages are rendered from that copy.
 """
 
-import heapq
+from itertools import islice
 from typing import Any
 
 from ..rules.limits import limit_ms
@@ -56,17 +56,7 @@ def _detainee(state: State, cid: str, now: int) -> dict[str, Any]:
             "temp_approval": c.temp_approval}
 
 
-def recently_closed(state: State) -> list[str]:
-    """Ids of the last RECENT_CLOSED closed alerts, newest first (once at start: the state's
-    recently closed ones, which it keeps whole in both modes)."""
-    closed = heapq.nlargest(RECENT_CLOSED, (a for a in state.recent_closed.values()
-                                            if a.get("closed_ts")),
-                            key=lambda a: a["closed_ts"])
-    return [a["id"] for a in closed]
-
-
-def build(state: State, now: int, count: int, names: dict[str, str],
-          closed_ids: list[str]) -> dict[str, Any]:
+def build(state: State, now: int, count: int, names: dict[str, str]) -> dict[str, Any]:
     """Copy what the desk shows out of the live state (call on the worker thread)."""
     by_room: dict[str, list[dict[str, Any]]] = {}
     open_alerts = [_alert(a) for a in state.open_alerts()]
@@ -95,7 +85,9 @@ def build(state: State, now: int, count: int, names: dict[str, str],
                        and rs.cam_last_live is not None),
             "doors": doors_of.get(r.id, []),
             "alerts": by_room.get(r.id, [])})
-    closed = [a for a in map(state.alert_record, closed_ids) if a is not None]
+    # The last RECENT_CLOSED closed alerts, newest first: the state keeps them whole, in fold
+    # order, in both modes.
+    closed = list(islice(reversed(state.recent_closed.values()), RECENT_CLOSED))
     return {"count": count, "now": now, "site": {"id": state.site.id, "name": state.site.name},
             "rooms": rooms, "alerts": open_alerts, "closed": [_alert(a) for a in closed],
             "detainees": [_detainee(state, d, now) for d in sorted(state.detainees)],
