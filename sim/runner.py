@@ -64,6 +64,14 @@ BURST_MS = 150  # custody ms between keypoint frames while fast motion is shown
 # in frames seconds apart, is a stand-to-flat jump, i.e. a fall), plus a window after each.
 BURST_S = {"fall": 3.0, "fight": 8.0, "lying": LIE_DOWN_MS / 1000 + 3.0}
 BURST_MAX = 40  # dense frames written at once at most (6 s: a loaded pump loop still keeps up)
+# A staff request nobody answered (published while the supervisor was restarting or not yet
+# subscribed after a broker restart: the broker drops it) is sent again with its txn, which
+# the supervisor answers from its record if it did get it. Meanwhile custody time waits, as
+# an officer waits for the desk to confirm before walking on, for at most STAFF_WAIT_S.
+STAFF_RESEND_S = 1.0
+STAFF_RESEND_S_X = 1  # real seconds
+STAFF_WAIT_S = 5.0  # real seconds
+STAFF_GIVE_UP_S = 60.0  # real seconds; then the scorecard lists it as unanswered
 
 
 def _toml_value(v: Any) -> str:
@@ -139,6 +147,19 @@ def write_accounts(path: Path, officers: dict[str, str], desk_password: str | No
 
 
 @dataclass
+class Unanswered:
+    """A staff request sent and not yet answered."""
+
+    what: str  # "at <t> s <command> by <user>"
+    topic: str
+    payload: bytes
+    custody_ms: int  # when it was sent, in custody time
+    first: float  # monotonic
+    last: float  # monotonic, last sent
+    tries: int = 1
+
+
+@dataclass
 class RunOptions:
     """Knobs of a run."""
 
@@ -197,6 +218,7 @@ class Run:
         self.healthy: set[str] = set()  # nodes whose agent has published health (it is up)
         self.command_errors: list[str] = []
         self.sent: dict[str, str] = {}  # txn -> "at <t> s <command> by <user>"
+        self.unanswered: dict[str, Unanswered] = {}  # txn -> request, until its response
         # Staff reactions ([[staff]]) waiting for their alert, then for their time.
         self.reactions = list(sc.plan.reactions)
         self.due: list[tuple[int, str, Any]] = []  # custody ms, alert id, Reaction
@@ -373,6 +395,8 @@ class Run:
         if "response" in parts:
             with self._lock:
                 self.responses[str(data.get("txn"))] = data
+                if self.unanswered.pop(str(data.get("txn")), None) is None:
+                    return  # an answer to a repeat: said once already
             if not data.get("ok"):
                 what = self.sent.get(str(data.get("txn")), parts[-1])
                 self.command_errors.append(f"{what}: {data.get('error')}")
@@ -475,6 +499,7 @@ class Run:
                 self.do(steps[i])
                 i += 1
             self._staff_due()
+            self._ask_again()
             self._next_due_ms = (self.start_ms + round(steps[i].at_s * 1000)
                                  if i < len(steps) else None)
             if progress is not None:
@@ -603,12 +628,31 @@ class Run:
             else:
                 out[k] = v
         txn = f"sim-{next(self._txn)}"
+        topic, payload = self.topics.request(user, command), request_payload(txn, None, out)
+        mono = time.monotonic()
         with self._lock:
-            self.sent[txn] = f"at {self.t():.0f} s {command} by {user}"
+            self.sent[txn] = what = f"at {self.t():.0f} s {command} by {user}"
+            self.unanswered[txn] = Unanswered(what, topic, payload, now, mono, mono)
         assert self.client is not None
-        self.client.publish(self.topics.request(user, command), request_payload(txn, None, out),
-                            qos=1)
+        self.client.publish(topic, payload, qos=1)
         return txn
+
+    def _ask_again(self) -> None:
+        """Send again the staff requests still unanswered after STAFF_RESEND_S; give up on
+        those unanswered for STAFF_GIVE_UP_S (listed in the scorecard)."""
+        mono = time.monotonic()
+        with self._lock:
+            again = [u for u in self.unanswered.values() if mono - u.last >= STAFF_RESEND_S]
+            lost = [t for t, u in self.unanswered.items() if mono - u.first >= STAFF_GIVE_UP_S]
+            for txn in lost:
+                u = self.unanswered.pop(txn)
+                self.command_errors.append(f"{u.what}: no answer after {u.tries} tries")
+        for u in again:
+            if u.tries >= 2:
+                log.warning("%s: no answer, sent again (%d)", u.what, u.tries)
+            u.tries, u.last = u.tries + 1, mono
+            assert self.client is not None
+            self.client.publish(u.topic, u.payload, qos=1)
 
     def fault(self, kind: str, target: str, duration_s: float, delay_s: float = 0.0) -> None:
         """Inject a fault (`duration_s` custody seconds; a lag's `delay_s` real seconds)."""
@@ -650,15 +694,20 @@ class Run:
             time.sleep(every)
 
     def _until(self) -> float | None:
-        """The custody time (Unix s) of the next step or staff reaction still to do: time
-        stands there until the main thread has done it, so a late thread never stretches a
-        scenario's durations (an officer back 2 custody s late at x20 turned 8 s alone into
-        10.3)."""
+        """The custody time (Unix s) of the next step or staff reaction still to do, or of a
+        staff request still unanswered (for STAFF_WAIT_S): time stands there until the main
+        thread has done it, so a late thread never stretches a scenario's durations (an
+        officer back 2 custody s late at x20 turned 8 s alone into 10.3)."""
         if not self._stepping:
             return None
         nxt = self._next_due_ms
+        mono = time.monotonic()
         with self._lock:
             due = min((d[0] for d in self.due), default=None)
+            waits = [u.custody_ms for u in self.unanswered.values()
+                     if mono - u.first < STAFF_WAIT_S]
+        if waits:  # an officer waiting for the desk to confirm
+            due = min(waits) if due is None else min(due, *waits)
         if due is not None:
             nxt = due if nxt is None else min(nxt, due)
         # a few ms past it, so that a clock read rounded down still finds the step due
@@ -754,7 +803,9 @@ class Run:
         with self._lock:
             raised = list(self.raised.values())
             history = list(self.alert_log)
-            refused = list(self.command_errors)
+            refused = list(self.command_errors) + [
+                f"{u.what}: no answer after {u.tries} tries" for u in self.unanswered.values()
+                if time.monotonic() - u.first >= STAFF_RESEND_S]
             unused = [f"{x.do} by {x.by} on {x.rule} {x.detainee or x.room}"
                       for x in [*self.reactions, *(d[2] for d in self.due)]]
         s = score(self.sc.name, self.sc.plan.expected, raised, self.start_ms,

@@ -313,7 +313,11 @@ class State:
         elif epoch < ns.epoch:
             return
         if seq > ns.highest + 1:
-            ns.gaps.append([ns.highest + 1, seq - 1, ts])
+            # Noticed when it arrived (live), not when the later event was stamped: one that
+            # waited in the broker's queue (a restart, a backlog) would otherwise open a gap
+            # whose grace ran out before the node could learn of it and send it again.
+            # Replay knows no arrival times and uses the stamp (grace_all then re-grants).
+            ns.gaps.append([ns.highest + 1, seq - 1, max(ts, ns.arrived)])
         elif seq <= ns.highest:
             gaps = []
             for lo, hi, t in ns.gaps:
@@ -525,6 +529,11 @@ class State:
             self._settle(node, ns)
             ns.arrived = max(ns.arrived, now_ms)
             ns.heard = max(ns.heard, floor)
+            # A gap not yet due gets its grace afresh too: the node resends it only once it
+            # hears we are back. One already due stays due (its alert must not flap).
+            for gap in ns.gaps:
+                if gap[2] > floor:
+                    gap[2] = now_ms
 
     def advance_marks(self, now_ms: int) -> None:
         """Record every node's watermark as judged at `now_ms` (it never goes back).

@@ -264,6 +264,36 @@ def test_gap_then_fill(w):
     assert w.state.nodes["node-entry"].gaps == []
 
 
+
+def test_a_gap_noticed_late_gets_its_grace_from_when_it_arrived(w):
+    # A supervisor crash loses what its inbox held; the next event then arrives from the
+    # broker's queue stamped a minute ago. The node resends the lost one only once it hears
+    # from us, so the grace (10 s here) runs from the arrival, not from the stamp.
+    topic = w.topics.node("node-entry", "event")
+
+    def door(seq: int, stamped_s: float) -> None:
+        w.ingest.process([(topic, seal(KEYS["node-entry"], "node-entry", 1, seq,
+                                       T0 + int(stamped_s * 1000), "door",
+                                       {"door": "d1", "state": "open"}))])
+
+    door(1, 0)
+    w.at(60, beat=False)
+    door(3, 1)  # seq 2 was lost; seq 3 was stamped 59 s before it arrived
+    assert w.state.nodes["node-entry"].gaps == [[2, 2, T0 + 60_000]]
+    assert w.at(69).rule(R.missing_events) == []
+    assert w.at(70).rule(R.missing_events) == [("missing-events", None, "entry")]
+
+    # Replay knows no arrival times: the stamp. A restart then grants a gap that was not yet
+    # due its grace afresh, and leaves one that was due as it was (its alert stays open).
+    replayed = State(w.site)
+    for e in w.journal.entries():
+        replayed.apply(e)
+    assert replayed.nodes["node-entry"].gaps == [[2, 2, T0 + 1000]]
+    replayed.grace_all(T0 + 5000)
+    assert replayed.nodes["node-entry"].gaps == [[2, 2, T0 + 5000]]
+    replayed.grace_all(T0 + 20_000)  # due since T0 + 15 s
+    assert replayed.nodes["node-entry"].gaps == [[2, 2, T0 + 5000]]
+
 def test_report_follows_the_language_setting(tmp_path):
     from supervisor.report import report_html, write_report
 
