@@ -632,7 +632,8 @@ class Run:
         mono = time.monotonic()
         with self._lock:
             self.sent[txn] = what = f"at {self.t():.0f} s {command} by {user}"
-            self.unanswered[txn] = Unanswered(what, topic, payload, now, mono, mono)
+            if self.opts.supervisor:  # without one (devices only) nobody answers
+                self.unanswered[txn] = Unanswered(what, topic, payload, now, mono, mono)
         assert self.client is not None
         self.client.publish(topic, payload, qos=1)
         return txn

@@ -388,9 +388,13 @@ def test_sensor_board_firmware_follows_the_sim_clock_and_loses_nothing(tmp_path,
     assert acker.rejected == []
     at = [(e.ts_ms - run.start_ms) / 1000 for e in evs]
     # Custody seconds since the start: with real-time stamps these would be 60 x smaller.
-    assert 60 <= at[0] <= 70, at
-    assert 120 <= at[2] <= 140, at
-    assert 240 <= at[3] <= 260, at  # stamped when pressed, not when delivered (after 780 s)
-    assert 420 <= at[4] <= 440, at
+    # The board and the simulator read the shared held clock in two processes; at x60 they
+    # agree to within a real millisecond or so (a press stamped 239.98 s, 20 ms ahead, was
+    # seen in 1 of about 4 runs before and after), hence the 0.1 s of slack before each step.
+    slack = 0.1
+    assert 60 - slack <= at[0] <= 70, at
+    assert 120 - slack <= at[2] <= 140, at
+    assert 240 - slack <= at[3] <= 260, at  # stamped when pressed, not when delivered (780 s)
+    assert 420 - slack <= at[4] <= 440, at
     assert evs[2].body == {"button": "panic-search", "kind": "panic", "room": "search"}
     assert board.child.starts == 2
