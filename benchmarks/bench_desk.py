@@ -19,6 +19,7 @@ through (everything up and busy); the demo must still be running when they end.
 """
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import http.client
@@ -186,6 +187,7 @@ def measure(args: argparse.Namespace, tmp: Path, demo: Demo | None) -> int:
     nice = raise_priority()
     broker = Mosquitto(BrokerConfig())
     broker.start()
+    atexit.register(broker.close)  # also when a step below fails (it left brokers running)
     site = dataclasses.replace(make_site(), timezone="Asia/Shanghai")
     clock = sped_up(1.0)
     accounts = Directory.from_records({"sup1": {

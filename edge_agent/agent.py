@@ -111,7 +111,8 @@ class Agent:
         self.rules = LocalRules(self.room, conf.site.rules,
                                 self.room.id in conf.site.doorway_rooms())
         self.readers = [SerialReader(r.id, r.type, r.port, r.baud, self._on_reads,
-                                     self._on_port, conf.start_inventory.get(r.id, True))
+                                     self._on_port, conf.start_inventory.get(r.id, True),
+                                     on_silent=self._on_silent)
                         for r in conf.readers]
         self.doors: list[DoorInput] = [make_door(d.door, d.source, d.active_low, d.debounce_s)
                                        for d in conf.doors]
@@ -144,6 +145,9 @@ class Agent:
 
     def _on_port(self, reader_id: str, ok: bool, detail: str) -> None:
         self.items.put(("port", reader_id, ok, detail))
+
+    def _on_silent(self, reader_id: str, ok: bool, detail: str) -> None:
+        self.items.put(("silent", reader_id, ok, detail))
 
     def _on_door(self, door: str, state: str) -> None:
         self.items.put(("emit", "door", {"door": door, "state": state}, self.clock.now_ms()))
@@ -482,6 +486,9 @@ class Agent:
         elif kind == "port":
             _, rid, ok, detail = item
             self.fault(f"port-{rid}", "end" if ok else "new", rid, "port-lost", detail)
+        elif kind == "silent":
+            _, rid, ok, detail = item
+            self.fault(f"silent-{rid}", "end" if ok else "new", rid, "silent", detail)
         elif kind == "connected":
             self.online = True
             self._go_back()  # replay every unacked event in order

@@ -1,6 +1,7 @@
 """The agent process: doors, systemd notify and clean stop, a vanishing reader port, forged
 acks and rosters."""
 
+import contextlib
 import os
 import socket
 import time
@@ -95,6 +96,54 @@ def test_vanished_reader_port_is_reopened_with_fault_events(broker, tmp_path):
         rig.close()
         if second is not None:
             second.close()
+
+
+def test_a_reader_that_answered_empty_polls_then_falls_silent_is_a_fault(broker, tmp_path):
+    # The port stays open (the line is plugged in) but the module stops answering: presence
+    # in the room is no longer known, which an empty room would not show.
+    rig = Rig()
+    cfg = write_config(tmp_path, broker, rig, write_site(tmp_path))
+    obs = Observer(broker)
+    agent = AgentProcess(cfg).start()
+    no_tag = uhf_m100.error_frame(uhf_m100.ERR_NO_TAG)
+    polls = bytearray()
+
+    def answer(seconds: float) -> None:
+        """Answer empty polls as a module in multiple polling does, for `seconds`."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rig.uhf.write(no_tag)
+            time.sleep(0.05)
+
+    try:
+        wait_up(obs, agent)
+        answer(1.0)
+        os.set_blocking(rig.uhf.master, False)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(rig.uhf.master, 4096):
+                pass  # the poll command sent at start
+        silent_from = time.monotonic()
+        new = wait_for(lambda: [e for e in obs.unique("fault") if e.body["kind"] == "silent"],
+                       15, "silent fault", agent.log_text)[0]
+        waited = time.monotonic() - silent_from
+        assert new.body["phase"] == "new" and new.body["device"] == "uhf-a"
+        assert 4.0 <= waited <= 12.0, waited  # SILENT_S is 5 s
+        with contextlib.suppress(BlockingIOError):
+            polls += os.read(rig.uhf.master, 4096)
+        assert uhf_m100.multi_poll_command() in polls  # asked to poll again half-way
+        assert not [e for e in obs.unique("fault") if e.body["kind"] == "port-lost"]
+        answer(0.5)
+        end = wait_for(lambda: [e for e in obs.unique("fault") if e.body["kind"] == "silent"
+                                and e.body["phase"] == "end"], 10, "frames again",
+                       agent.log_text)[0]
+        assert end.body["id"] == new.body["id"]
+        # The desk reader never answered an empty poll (silence is its normal state).
+        assert {e.body["device"] for e in obs.unique("fault")
+                if e.body["kind"] == "silent"} == {"uhf-a"}
+    finally:
+        agent.close()
+        obs.close()
+        rig.close()
 
 
 def test_forged_ack_and_roster_are_refused(broker, tmp_path):

@@ -18,6 +18,12 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 10.0
 REINVENTORY_S = 300.0
+# A UHF module in multiple polling answers every poll, with a "no tag" frame when the field is
+# empty, many times a second. One that has done so and then sends nothing is not an empty
+# room but a dead reader (a module reset out of polling, a broken TX line) while its port
+# still opens: presence in that room is no longer known. Half-way the poll command goes out
+# again (a reset module resumes); at SILENT_S it is a fault until frames come back.
+SILENT_S = 5.0
 
 
 class Parser(Protocol):
@@ -39,7 +45,8 @@ def make_parser(reader_type: str) -> Parser:
     raise ValueError(f"no driver for reader type {reader_type!r}")
 
 
-# on_reads(reader_id, reads); on_port(reader_id, ok, detail): ok False when the port is lost.
+# on_reads(reader_id, reads); on_port(reader_id, ok, detail): ok False when the port is lost;
+# on_silent(reader_id, ok, detail): ok False when a reader that answers empty polls goes silent.
 ReadsCallback = Callable[[str, list[Read]], None]
 PortCallback = Callable[[str, bool, str], None]
 
@@ -49,10 +56,13 @@ class SerialReader:
 
     def __init__(self, reader_id: str, reader_type: str, port: str, baud: int,
                  on_reads: ReadsCallback, on_port: PortCallback,
-                 start_inventory: bool = True) -> None:
+                 start_inventory: bool = True, on_silent: PortCallback | None = None,
+                 silent_s: float = SILENT_S) -> None:
         self.id, self.type, self.port, self.baud = reader_id, reader_type, port, baud
         self.parser = make_parser(reader_type)
-        self.on_reads, self.on_port = on_reads, on_port
+        self.on_reads, self.on_port, self.on_silent = on_reads, on_port, on_silent
+        self.silent_s = silent_s
+        self.silent = False  # a fault is open: it answered empty polls, then fell silent
         self.init_command = multi_poll_command() if reader_type == "uhf" and start_inventory \
             else None
         self.reopens = 0
@@ -90,7 +100,7 @@ class SerialReader:
         c = self.parser.counts
         return {"frames": c["frames"], "checksum": c["checksum"], "noise": c["noise"],
                 "errors": c["errors"], "bad_epc": c["bad_epc"], "reopens": self.reopens,
-                "open": int(self.is_open)}
+                "open": int(self.is_open), "silent": int(self.silent)}
 
     def _run(self) -> None:
         backoff = BACKOFF_MIN_S
@@ -136,6 +146,8 @@ class SerialReader:
 
     def _read(self, ser: serial.Serial) -> None:
         next_init = 0.0
+        heard = time.monotonic()  # last bytes (or the port opening)
+        asked_again = False
         while not self._stop.is_set():
             if self.init_command is not None and time.monotonic() >= next_init:
                 next_init = time.monotonic() + REINVENTORY_S
@@ -144,10 +156,28 @@ class SerialReader:
                 except serial.SerialTimeoutException:
                     log.debug("reader %s: inventory command not accepted", self.id)
             data = ser.read(max(1, ser.in_waiting))
+            now = time.monotonic()
             if data:
+                heard, asked_again = now, False
+                if self.silent:
+                    self.silent = False
+                    self._silent_event(True, f"{self.port}: frames again")
                 reads = self.parser.feed(data)
                 if reads:
                     self.on_reads(self.id, reads)
+            elif self.parser.counts["no_tag"] and not self.silent:
+                quiet = now - heard
+                if quiet >= self.silent_s / 2 and not asked_again:
+                    asked_again, next_init = True, now  # a reset module polls again
+                if quiet >= self.silent_s:
+                    self.silent = True
+                    self._silent_event(False, f"{self.port}: no frames for {quiet:.0f} s after "
+                                              "answering empty polls (reader silent)")
+
+    def _silent_event(self, ok: bool, detail: str) -> None:
+        (log.info if ok else log.warning)("reader %s: %s", self.id, detail)
+        if self.on_silent is not None:
+            self.on_silent(self.id, ok, detail)
 
     def _port_event(self, ok: bool, detail: str) -> None:
         if ok:
