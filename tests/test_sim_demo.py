@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -122,10 +124,13 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_sigterm_stops_every_process_a_run_started(tmp_path):
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_sigterm_stops_every_process_a_run_started(tmp_path, signals):
     """`custody sim run` (and `custody demo`, sim/stopping.py) ended by SIGTERM stops its
     broker, supervisor and agents: before, they were left running as orphans, still
-    publishing and holding their ports (found when a benchmark stopped the demo)."""
+    publishing and holding their ports (found when a benchmark stopped the demo). A second
+    SIGTERM during the clean-up (GNU timeout signals the process, then its group) must not
+    cut it short."""
     proc = subprocess.Popen([sys.executable, "-m", "custody", "sim", "run", "boundary-device",
                              "--workdir", str(tmp_path / "run")], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -144,6 +149,9 @@ def test_a_sigterm_stops_every_process_a_run_started(tmp_path):
         time.sleep(1.0)  # well inside the run (it lasts minutes)
         assert proc.poll() is None
         proc.terminate()
+        if signals == 2:
+            time.sleep(0.3)  # the clean-up has begun: the supervisor is stopping
+            proc.terminate()
         proc.wait(90)
         left = {p: c for p, c in started.items() if alive(p)}
         assert not left, f"left running after SIGTERM: {left}"
