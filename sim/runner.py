@@ -68,8 +68,7 @@ BURST_MAX = 40  # dense frames written at once at most (6 s: a loaded pump loop 
 # subscribed after a broker restart: the broker drops it) is sent again with its txn, which
 # the supervisor answers from its record if it did get it. Meanwhile custody time waits, as
 # an officer waits for the desk to confirm before walking on, for at most STAFF_WAIT_S.
-STAFF_RESEND_S = 1.0
-STAFF_RESEND_S_X = 1  # real seconds
+STAFF_RESEND_S = 1.0  # real seconds
 STAFF_WAIT_S = 5.0  # real seconds
 STAFF_GIVE_UP_S = 60.0  # real seconds; then the scorecard lists it as unanswered
 
