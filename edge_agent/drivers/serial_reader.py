@@ -175,13 +175,12 @@ class SerialReader:
                                               "answering empty polls (reader silent)")
 
     def _silent_event(self, ok: bool, detail: str) -> None:
-        (log.info if ok else log.warning)("reader %s: %s", self.id, detail)
-        if self.on_silent is not None:
-            self.on_silent(self.id, ok, detail)
+        self._tell(self.on_silent, ok, detail)
 
     def _port_event(self, ok: bool, detail: str) -> None:
-        if ok:
-            log.info("reader %s: %s", self.id, detail)
-        else:
-            log.warning("reader %s: %s", self.id, detail)
-        self.on_port(self.id, ok, detail)
+        self._tell(self.on_port, ok, detail)
+
+    def _tell(self, callback: PortCallback | None, ok: bool, detail: str) -> None:
+        (log.info if ok else log.warning)("reader %s: %s", self.id, detail)
+        if callback is not None:
+            callback(self.id, ok, detail)
