@@ -157,6 +157,10 @@ class Unanswered:
     last: float  # monotonic, last sent
     tries: int = 1
 
+    def error(self) -> str:
+        """What the scorecard says of it."""
+        return f"{self.what}: no answer after {self.tries} tries"
+
 
 @dataclass
 class RunOptions:
@@ -646,7 +650,7 @@ class Run:
             lost = [t for t, u in self.unanswered.items() if mono - u.first >= STAFF_GIVE_UP_S]
             for txn in lost:
                 u = self.unanswered.pop(txn)
-                self.command_errors.append(f"{u.what}: no answer after {u.tries} tries")
+                self.command_errors.append(u.error())
         for u in again:
             if u.tries >= 2:
                 log.warning("%s: no answer, sent again (%d)", u.what, u.tries)
@@ -804,7 +808,7 @@ class Run:
             raised = list(self.raised.values())
             history = list(self.alert_log)
             refused = list(self.command_errors) + [
-                f"{u.what}: no answer after {u.tries} tries" for u in self.unanswered.values()
+                u.error() for u in self.unanswered.values()
                 if time.monotonic() - u.first >= STAFF_RESEND_S]
             unused = [f"{x.do} by {x.by} on {x.rule} {x.detainee or x.room}"
                       for x in [*self.reactions, *(d[2] for d in self.due)]]
