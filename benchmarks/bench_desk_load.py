@@ -1,11 +1,22 @@
 """Does an open desk slow the supervisor? Ingest rate and alert latency, desk off vs desk on
-with browsers watching, side by side in one run.
+with pages watching, side by side in one run.
 
-`custody supervisor` runs as its own process on the demo site, once without the desk, once
-with `--desk-port` and N signed-in Chromium pages (one on the floor, the rest on the alert
-queue, each holding its own event stream) at the normal priority, and once with the pages at
-nice 19 (the supervisor's own cost of the desk, the browsers' CPU out of its way as on the
-staff's computers), alternating for `--repeats` rounds:
+`custody supervisor` runs as its own process on the demo site, in each of these modes in
+turn (`--modes`), alternating for `--repeats` rounds:
+
+- off: no desk;
+- idle: the desk served, no page open;
+- readers: the desk and N plain HTTP clients reading its event streams (one the floor's, the
+  others the alert queue's). The supervisor does all the work of serving N pages and no
+  browser takes CPU: staff's browsers run on their own computers;
+- away: N signed-in Chromium pages (one on the floor, the rest on the alert queue) on this
+  machine at the lowest priority (their session's autogroup at nice 19, see
+  benchmarks/autogroup.py): they take only the CPU the supervisor leaves;
+- on: the same pages at the normal priority. Chromium runs in a session of its own, so on a
+  kernel with autogroup scheduling it gets as much of a busy CPU as the supervisor's whole
+  session: this is the supervisor with a browser on its own two cores.
+
+In each mode:
 
 1. live ingest: N signed door events published at full speed (QoS 1) while the supervisor
    runs; rate = N / (last signed ack - first publish). Door events change the floor, so
@@ -31,6 +42,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from benchmarks.autogroup import autogroup_nice, lower_sessions
 from benchmarks.bench_ingest import (
     DEMO_SITE,
     KEYS,
@@ -124,6 +136,11 @@ def open_browsers(url: str, n: int, nice: int = 0) -> tuple[Any, Any, list[Any]]
     finally:
         os.setpriority(os.PRIO_PROCESS, 0, old)  # (root: may go back down)
     browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
+    if nice > 0:
+        # Chromium runs in a session of its own, so its nice value alone does not lower its
+        # share of the CPU: its session's autogroup must be lowered (benchmarks/autogroup.py).
+        leaders = lower_sessions(nice)
+        assert any(autogroup_nice(p) == nice for p in leaders), "browser not lowered"
     pages = []
     for i in range(n):
         page = browser.new_context().new_page()
@@ -138,6 +155,30 @@ def open_browsers(url: str, n: int, nice: int = 0) -> tuple[Any, Any, list[Any]]
         page.locator("body[data-count]").wait_for(state="attached", timeout=60_000)
         pages.append(page)
     return pw, browser, pages
+
+
+def open_readers(url: str, n: int) -> list[Any]:
+    """n plain HTTP clients reading the desk's event streams (the floor, then the alert
+    queue), signed in through one page that is closed before the run: the desk's own cost of
+    its streams, without any browser's CPU."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    pw, browser, pages = open_browsers(url, 1)
+    cookie = next(c for c in pages[0].context.cookies() if c["name"] == "desk_session")
+    browser.close()
+    pw.stop()
+    u = urlsplit(url)
+    conns = []
+    for i in range(n):
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=600)
+        conn.request("GET", f"/events?view={'floor' if i == 0 else 'alerts'}",
+                     headers={"Cookie": f"desk_session={cookie['value']}"})
+        resp = conn.getresponse()
+        threading.Thread(target=lambda r=resp: [None for _ in iter(r.fp.readline, b"")],
+                         daemon=True).start()
+        conns.append(conn)
+    return conns
 
 
 def wait_listening(url: str, timeout: float) -> None:
@@ -176,12 +217,11 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--browsers", type=int, default=2)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--modes", default="off,readers,away,on",
+                    help="comma-separated, of off, idle, readers, away, on (see above)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-desk-load-"))
-    # off: no desk; on: desk + browsers competing for the same cores at the normal priority;
-    # away: desk + browsers at nice 19, which take only CPU the supervisor leaves, as on the
-    # staff's own computers (the supervisor's cost of serving the desk, without theirs).
-    modes = ("off", "on", "away")
+    modes = tuple(args.modes.split(","))
     rates: dict[str, list[float]] = {m: [] for m in modes}
     lats: dict[str, list[float]] = {m: [] for m in modes}
     epoch = 100
@@ -191,30 +231,42 @@ def main() -> int:
                 port = free_port() if mode != "off" else None
                 proc = start(broker, tmp, port)
                 pw = browser = None
+                conns: list[Any] = []
                 try:
-                    if port is not None:
+                    if mode == "readers":
+                        conns = open_readers(f"http://127.0.0.1:{port}",
+                                             args.browsers)
+                    elif mode in ("on", "away"):
                         pw, browser, _pages = open_browsers(f"http://127.0.0.1:{port}",
                                                             args.browsers,
                                                             19 if mode == "away" else 0)
                     epoch += 1
                     rates[mode].append(live_rate(broker, args.events, epoch))
                     epoch += 1
-                    lats[mode] += alert_latency(broker, args.samples, 1000, epoch)
+                    run_lats = alert_latency(broker, args.samples, 1000, epoch)
+                    lats[mode] += run_lats
                 finally:
+                    for conn in conns:
+                        conn.close()
                     if browser is not None:
                         browser.close()
                     if pw is not None:
                         pw.stop()
                     stop(proc)
-                print(f"run {run} desk {mode}: {rates[mode][-1]:,.0f} events/s", flush=True)
+                print(f"run {run} desk {mode}: {rates[mode][-1]:,.0f} events/s, alert "
+                      f"latency p50 {statistics.median(run_lats):.1f} ms", flush=True)
 
     def pct(xs: list[float], p: float) -> float:
         s = sorted(xs)
         return s[min(len(s) - 1, int(p / 100 * len(s)))]
 
     rows = []
-    for mode, label in (("off", "no desk"), ("on", f"desk + {args.browsers} browsers"),
-                        ("away", f"desk + {args.browsers} browsers at nice 19")):
+    labels = {"off": "no desk", "idle": "desk, no page open",
+              "readers": f"desk + {args.browsers} plain stream readers",
+              "away": f"desk + {args.browsers} browsers at the lowest priority",
+              "on": f"desk + {args.browsers} browsers at the normal priority"}
+    for mode in modes:
+        label = labels[mode]
         rows.append((f"live ingest, {label} (median of {args.repeats})",
                      f"{statistics.median(rates[mode]):,.0f} events/s "
                      f"({', '.join(f'{r:,.0f}' for r in rates[mode])})"))
@@ -224,11 +276,14 @@ def main() -> int:
     load = os.getloadavg()
     body += (f"\n{args.events} signed door events per run published at full speed (QoS 1) to "
              "a running `custody supervisor` (demo site); rate until the last signed ack. "
-             "Desk on: one page on the floor (every door event changes it), the others on the "
-             "alert queue, each with its own event stream; the browsers at the normal "
-             "priority, beside the supervisor on the same cores, or at nice 19 (they take "
-             "only the CPU the supervisor leaves, as on the staff's own computers). Supervisor "
-             "and load generator at the normal priority. Modes alternate within each round "
+             "With the desk: one page or stream reader on the floor (every door event changes "
+             "it), the others on the alert queue, each with its own event stream. Plain "
+             "stream readers: the supervisor's whole cost of serving the pages, with the "
+             "browsers elsewhere, as on the staff's computers. Browsers at the lowest "
+             "priority: Chromium on the same cores, its session's autogroup at nice 19. At "
+             "the normal priority: its session gets as much of a busy CPU as the "
+             "supervisor's. Supervisor and load generator at the normal priority. Modes "
+             "alternate within each round "
              f"on one Mosquitto. Load average (1/5/15 min) at the end: {load[0]:.1f} / "
              f"{load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores shared with other "
              "jobs.\n")

@@ -329,11 +329,15 @@ class Supervisor:
                 # never waits for a batch to fill or for the next tick. Views, time-based
                 # rules, checkpoints and the rest run every RULE_TICK_S.
                 wait = max(0.0, last_tick + RULE_TICK_S - time.monotonic())
+                if self.desk is not None:  # a changed alert for the desk's pages
+                    wait = min(wait, self.desk.due_in())
                 if self.step(timeout=wait) > 0:
                     self.react()
                 if time.monotonic() - last_tick >= RULE_TICK_S:
                     self.tick()
                     last_tick = time.monotonic()
+                elif self.desk is not None and self.desk.due_in() == 0:
+                    self.desk.refresh(self.clock.now_ms())
         finally:
             self.close()
 
@@ -444,14 +448,12 @@ class Supervisor:
             # do, the smaller the window in which a crash makes a restart send one again.
             self.alerts.confirm(self.connected.is_set())
             self.state.advance_marks(now)  # as tick() does: the rules judge the same marks
-            changed = self.alerts.reconcile(now)
+            self.alerts.reconcile(now)  # (the desk hears of what changed through publish())
         except Exception as e:
             if not is_storage_error(e):
                 raise
             self.degraded.failed(e, self.clock.now_ms())
             return
-        if changed and self.desk is not None:  # the desk shows a new alert at once too
-            self.desk.refresh(now)
 
     def tick(self) -> None:
         """Rules, alerts, retained snapshots, roster and checkpoint (degraded: see _tick)."""

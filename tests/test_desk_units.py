@@ -230,3 +230,41 @@ def test_stream_memo_renders_only_changed_alert_rows(monkeypatch: Any) -> None:
     officer = render.Ctx("en", tz, "o1", "Officer", "tok", lambda c: c == "ack-alert")
     render.alerts_view(s, officer, memo)
     assert len(calls) == 5
+
+
+def test_a_changed_alert_reaches_the_pages_after_its_mqtt_message(tmp_path: Any) -> None:
+    """With a page open, the snapshot for a changed alert is built ALERT_DEFER_S after its
+    message went to paho (so paho's thread sends it first), then at once; without a page the
+    worker is not asked to wake for it."""
+    from protocol.clock import simulated
+    from protocol.transport import LinkConf
+    from supervisor.desk import server
+    from supervisor.service import Supervisor
+    from tests.supervisor_support import KEYS, make_site
+
+    sup = Supervisor(make_site(), KEYS, tmp_path / "j.db", tmp_path / "cp.json",
+                     LinkConf("127.0.0.1", 1), simulated(1.0, time.time()))
+    try:
+        desk = Desk(sup, "127.0.0.1", 0)
+        topic = sup.topics.alert("critical", "fall")
+        desk.published(topic, b'{"id": "a1", "state": "raised"}', 1)
+        assert desk.due_in() == float("inf")  # nobody is watching
+        desk.streams = 1
+        desk.refresh(sup.clock.now_ms())
+        built = desk.version
+        assert built == 1  # a page being opened may get an older one, at most 1 s old
+        time.sleep(server.SNAPSHOT_MIN_GAP_S)  # (builds are at least that far apart)
+        desk.published(topic, b'{"id": "a2", "state": "raised"}', 2)
+        wait = desk.due_in()
+        assert 0 < wait <= server.ALERT_DEFER_S
+        assert desk.ring[-1][1]["id"] == "a2"  # the feed has it already
+        desk.refresh(sup.clock.now_ms())
+        assert desk.version == built  # not yet
+        time.sleep(wait + 0.01)
+        assert desk.due_in() == 0
+        desk.refresh(sup.clock.now_ms())
+        assert desk.version == built + 1
+        assert desk.due_in() == float("inf")
+        desk.httpd.server_close()
+    finally:
+        sup.journal.close()

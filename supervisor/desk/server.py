@@ -39,6 +39,10 @@ IDLE_S = 30 * 60  # a session not used for this long expires
 MAX_S = 12 * 3600  # and none outlives a shift
 SNAPSHOT_EVERY_S = 1.0  # clocks on the pages move at least this often
 SNAPSHOT_MIN_GAP_S = 0.05  # and under load snapshots are built at most this often
+# A changed alert reaches the pages this long after its MQTT message was handed to paho: the
+# build and the pages' renders would otherwise hold the interpreter while paho's thread
+# sends the message itself, and MQTT is what the other desks, watchers and the bureau read.
+ALERT_DEFER_S = 0.01
 KEEPALIVE_S = 15.0
 RING = 2000  # recent alert messages kept for streams that fell behind
 ROUTINE_S = 0.5  # a page's routine updates (no alert changed) at most this often
@@ -85,6 +89,7 @@ class Desk:
         self._built_at = 0.0
         self._built_count = -1
         self._alerts_changed = False  # an alert message went out since the last build
+        self._alert_at = 0.0  # (monotonic) when the first of those went out
         self._alert_prefix = f"{sup.topics.base}/alert/"
         self._scanned = 0  # journal entries scanned for findings and refusals
         self.findings: list[dict[str, Any]] = []
@@ -129,25 +134,36 @@ class Desk:
             except ValueError:
                 log.warning("desk: unreadable alert message on %s", topic)
                 return
-            self._alerts_changed = True
+            if not self._alerts_changed:
+                self._alerts_changed, self._alert_at = True, time.monotonic()
             with self.cond:
                 if len(self.ring) == RING:
                     self.ring_start = self.ring[0][0]
                 self.ring.append((count, msg))
 
+    def due_in(self) -> float:
+        """Seconds until refresh() has an alert change to show (inf: nothing waiting)."""
+        if not (self._alerts_changed and self.streams > 0):
+            return float("inf")
+        mono = time.monotonic()
+        return max(0.0, self._alert_at + ALERT_DEFER_S - mono,
+                   self._built_at + SNAPSHOT_MIN_GAP_S - mono)
+
     def refresh(self, now: int) -> None:
-        """Build a new snapshot (worker thread): at once when an alert message went out and a
-        page is open; otherwise when the journal grew, at most every ROUTINE_S (what a page's
-        routine updates wait anyway), and at least every SNAPSHOT_EVERY_S (clocks). With no
-        page open, at most every SNAPSHOT_EVERY_S: a page being opened gets one at most that
-        old, then its stream what changed. A build costs the worker milliseconds (5 ms with
-        150 open alerts on a busy machine); at every 0.1 s rule tick it added up."""
+        """Build a new snapshot (worker thread): ALERT_DEFER_S after an alert message went
+        out when a page is open (the worker calls when due_in() says); otherwise when the
+        journal grew, at most every ROUTINE_S (what a page's routine updates wait anyway), and
+        at least every SNAPSHOT_EVERY_S (clocks). With no page open, at most every
+        SNAPSHOT_EVERY_S: a page being opened gets one at most that old, then its stream what
+        changed. A build costs the worker milliseconds (5 ms with 150 open alerts on a busy
+        machine); at every 0.1 s rule tick it added up."""
         count = self.sup.state.count
         mono = time.monotonic()
         since = mono - self._built_at
         if since < SNAPSHOT_MIN_GAP_S:
             return
-        if not (self._alerts_changed and self.streams > 0):
+        if not (self._alerts_changed and self.streams > 0
+                and mono >= self._alert_at + ALERT_DEFER_S):
             if since < (ROUTINE_S if self.streams > 0 else SNAPSHOT_EVERY_S):
                 return
             if count == self._built_count and since < SNAPSHOT_EVERY_S:
