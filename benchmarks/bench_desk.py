@@ -37,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.autogroup import autogroup_nice
 from benchmarks.results import command_line, write_section
 from custody.broker import BrokerConfig, Mosquitto
 from protocol.transport import LinkConf
@@ -334,7 +335,11 @@ def measure(args: argparse.Namespace, tmp: Path, demo: Demo | None) -> int:
             f"(nice {os.getpriority(os.PRIO_PROCESS, 0) if nice is None else SIM_NICE}), "
             "Chromium at "
             + ("that priority too. " if args.browser_priority == "demo" else
-               "the normal one (nice 0, as a person's browser). "))
+               "the normal one (nice 0, as a person's browser). ")
+            + ("Chromium and the demo each run in a session of their own; with autogroup "
+               "scheduling (on here) sessions share a busy CPU equally, and nice values "
+               "order processes only within a session (benchmarks/autogroup.py). "
+               if autogroup_nice(os.getpid()) is not None else ""))
     with_demo = ("With `custody demo` running beside it the whole time (its day 10 % "
                  "through when the trials began; its own broker, supervisor, desk, simulated "
                  "nodes and staff, and a Chromium page on its floor). " if demo else

@@ -224,6 +224,7 @@ def main() -> int:
     modes = tuple(args.modes.split(","))
     rates: dict[str, list[float]] = {m: [] for m in modes}
     lats: dict[str, list[float]] = {m: [] for m in modes}
+    p50s: dict[str, list[float]] = {m: [] for m in modes}  # each round's, for the ratios
     epoch = 100
     with Mosquitto() as broker:
         for run in range(args.repeats):
@@ -245,6 +246,7 @@ def main() -> int:
                     epoch += 1
                     run_lats = alert_latency(broker, args.samples, 1000, epoch)
                     lats[mode] += run_lats
+                    p50s[mode].append(statistics.median(run_lats))
                 finally:
                     for conn in conns:
                         conn.close()
@@ -272,6 +274,12 @@ def main() -> int:
                      f"({', '.join(f'{r:,.0f}' for r in rates[mode])})"))
         rows.append((f"alert latency p50 / p99, {label} ({len(lats[mode])} alerts)",
                      f"{statistics.median(lats[mode]):.1f} / {pct(lats[mode], 99):.1f} ms"))
+        if mode != "off" and "off" in modes:
+            # The machine's load drifts between rounds: each round against its own no-desk run.
+            ratios = [m / o for m, o in zip(p50s[mode], p50s["off"], strict=True)]
+            rows.append((f"alert latency p50 ÷ no desk's in the same round, {label}",
+                         f"median {statistics.median(ratios):.2f} "
+                         f"({', '.join(f'{r:.2f}' for r in ratios)})"))
     body = "| figure | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
     load = os.getloadavg()
     body += (f"\n{args.events} signed door events per run published at full speed (QoS 1) to "
