@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 CHILD = "import sys; from supervisor.history import child_main; sys.exit(child_main())"
 TIMEOUT_S = 600.0  # a report over a very long journal may take minutes; then it is refused
 _one_at_a_time = threading.Lock()  # two pages asking at once: one replay after the other
+# Replays waiting their turn at most: each is a full fold of the journal, so a page reloaded
+# over and over (or a script with one staff password) must not queue hours of them.
+MAX_WAITING = 2
+_queue = threading.Lock()
+_waiting = 0
 
 
 class HistoryError(RuntimeError):
@@ -74,15 +79,25 @@ def run(site: Site, db: str | Path, kind: str, timeout_s: float = TIMEOUT_S, **a
         ) -> Any:
     """Run one job ('report': start, end; 'record': detainee) over an archive replay of the
     journal in a child process; its JSON result, or HistoryError saying why there is none."""
+    global _waiting
     job = pickle.dumps({"site": site, "db": str(db), "kind": kind, **args})
-    with _one_at_a_time:
-        try:
+    with _queue:
+        if _waiting >= MAX_WAITING:
+            log.warning("history replay (%s) refused: %d already waiting", kind, _waiting)
+            raise HistoryError(f"{_waiting} journal replays are already running or waiting; "
+                               "try again when they are done")
+        _waiting += 1
+    try:
+        with _one_at_a_time:
             done = subprocess.run([sys.executable, "-c", CHILD], input=job,
                                   capture_output=True, timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            raise HistoryError(f"replaying the journal took over {timeout_s:g} s") from None
-        except OSError as e:
-            raise HistoryError(f"could not start the journal replay: {e}") from None
+    except subprocess.TimeoutExpired:
+        raise HistoryError(f"replaying the journal took over {timeout_s:g} s") from None
+    except OSError as e:
+        raise HistoryError(f"could not start the journal replay: {e}") from None
+    finally:
+        with _queue:
+            _waiting -= 1
     try:
         out = json.loads(done.stdout.decode() or "{}")
     except ValueError:

@@ -186,6 +186,26 @@ def read_entries(path: str | Path) -> Iterator[Entry]:
         db.close()
 
 
+def read_kinds(path: str | Path, kinds: tuple[str, ...], after: int = 0,
+               last: int | None = None) -> list[Entry]:
+    """The entries of these kinds after index `after`, in order (only the `last` ones when
+    given), from a read-only connection of the caller's own: for the desk's threads, which
+    must not hold up the worker with a scan of a long journal."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        marks = ", ".join("?" for _ in kinds)
+        sql = (f"SELECT idx, node, epoch, seq, kind, payload, hash FROM journal WHERE idx > ? "
+               f"AND kind IN ({marks}) ORDER BY idx")
+        if last is not None:
+            sql += " DESC LIMIT ?"
+        rows = db.execute(sql, (after, *kinds, *(() if last is None else (last,)))).fetchall()
+    finally:
+        db.close()
+    if last is not None:
+        rows.reverse()
+    return [Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
+
+
 # ---- checkpoint ----------------------------------------------------------------------------
 
 def write_checkpoint(path: str | Path, data: bytes) -> None:

@@ -268,3 +268,40 @@ def test_a_changed_alert_reaches_the_pages_after_its_mqtt_message(tmp_path: Any)
         desk.httpd.server_close()
     finally:
         sup.journal.close()
+
+
+def test_journal_reads_for_pages_do_not_need_the_worker(tmp_path: Any) -> None:
+    """A page reconnecting from entry #1, or the first inspection page, reads the journal in
+    its own thread: with no worker running at all (before: a task for the worker, which a
+    crafted Last-Event-ID could make scan a long journal) they still answer, bounded."""
+    from protocol.clock import simulated
+    from protocol.transport import LinkConf
+    from supervisor.desk import server
+    from supervisor.journal import read_kinds
+    from supervisor.service import Supervisor
+    from tests.supervisor_support import KEYS, make_site
+
+    sup = Supervisor(make_site(), KEYS, tmp_path / "j.db", tmp_path / "cp.json",
+                     LinkConf("127.0.0.1", 1), simulated(1.0, time.time()))
+    try:
+        j = sup.journal
+        j.begin()
+        for i in range(server.MISSED_MAX + 20):
+            j.append_own("alert", {"id": f"a{i}", "state": "raised"})
+            j.append_own("staff", {"command": "record-finding", "txn": f"t{i}", "user": "lo",
+                                   "args": {"text": f"finding {i}"}, "ts": i})
+        j.append_own("refused", {"user": "o1", "command": "approve-exit", "why": "role"})
+        j.commit()
+        desk = Desk(sup, "127.0.0.1", 0)
+        missed = desk.alerts_from_journal(0)
+        assert len(missed) == server.MISSED_MAX  # the newest ones, in order
+        assert missed[-1][1]["id"] == f"a{server.MISSED_MAX + 19}"
+        assert [i for i, _ in missed] == sorted(i for i, _ in missed)
+        data = desk.inspection_data()
+        assert len(data["findings"]) == server.INSPECTION_KEEP
+        assert data["findings"][-1]["text"] == f"finding {server.MISSED_MAX + 19}"
+        assert data["refused"] == [{"user": "o1", "command": "approve-exit", "why": "role"}]
+        assert [e.kind for e in read_kinds(j.path, ("refused",), after=0)] == ["refused"]
+        desk.httpd.server_close()
+    finally:
+        sup.journal.close()

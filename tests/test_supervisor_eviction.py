@@ -5,6 +5,7 @@ exactly the same alerts, refuse staff actions with the same words, and stay boun
 """
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +354,39 @@ def test_the_report_refuses_a_live_state(tmp_path):
     w = World(tmp_path)
     with pytest.raises(ValueError, match="archive=True"):
         collect(w.state, 0, w.now)
+
+
+def test_history_replays_queue_at_most_two_and_refuse_the_rest(tmp_path):
+    """A report page reloaded over and over must not queue replay after replay: with one
+    running and one waiting, a third is refused at once, saying why; those two still run."""
+    import threading
+
+    w = World(tmp_path)
+    unknown_band_cycles(w, 3)
+    results: list = []
+    with history._one_at_a_time:  # (as if a long replay were running)
+        runs = [threading.Thread(target=lambda: results.append(history.run(
+            w.site, w.journal.path, "report", start=0, end=w.now + 1)))
+            for _ in range(history.MAX_WAITING)]
+        for t in runs:
+            t.start()
+        deadline = time.monotonic() + 10
+        while history._waiting < history.MAX_WAITING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        third: list = []
+
+        def ask() -> None:
+            try:
+                history.run(w.site, w.journal.path, "report", start=0, end=w.now + 1)
+            except history.HistoryError as e:
+                third.append(str(e))
+        t3 = threading.Thread(target=ask, daemon=True)  # (queued instead: it would hang)
+        t3.start()
+        t3.join(5)
+        assert not t3.is_alive() and third and "already running or waiting" in third[0]
+    for t in runs:
+        t.join(60)
+    assert len(results) == history.MAX_WAITING and results[0] == results[1]
+    assert history._waiting == 0
+    history.run(w.site, w.journal.path, "report", start=0, end=w.now + 1)  # free again
+    w.journal.close()

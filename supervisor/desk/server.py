@@ -28,6 +28,7 @@ from protocol.config import ConfigError
 from protocol.staff import COMMANDS
 
 from .. import history
+from ..journal import read_kinds
 from . import render
 from .i18n import fmt_time, t
 from .snapshot import build
@@ -48,6 +49,8 @@ RING = 2000  # recent alert messages kept for streams that fell behind
 ROUTINE_S = 0.5  # a page's routine updates (no alert changed) at most this often
 TICK_S = 1.0  # with nothing else to send, a page's clock (alert ages) moves this often
 FEED_START = 20  # alert messages a freshly opened page's activity feed starts with
+MISSED_MAX = 500  # alert messages read back from the journal for a page that reconnects
+INSPECTION_KEEP = 200  # findings and refusals the inspection page lists (the newest)
 ACTIONS = ("ack-alert", "resolve-alert", "false-alarm", "approve-disposition",
            "approve-temporary-exit", "approve-extension", "record-finding", "view-evidence")
 EVIDENCE_WAIT_S = 120.0  # an HTTP request waits this long at most for a clip's fetch
@@ -92,6 +95,7 @@ class Desk:
         self._alert_at = 0.0  # (monotonic) when the first of those went out
         self._alert_prefix = f"{sup.topics.base}/alert/"
         self._scanned = 0  # journal entries scanned for findings and refusals
+        self._scan_lock = threading.Lock()  # (two inspection pages at once)
         self.findings: list[dict[str, Any]] = []
         # Evidence files each account fetched through the desk (a journaled view): the only
         # ones /evidence/ serves it.
@@ -200,18 +204,17 @@ class Desk:
             return [(i, m) for i, m in self.ring if i > idx]
 
     def alerts_from_journal(self, idx: int) -> list[tuple[int, dict[str, Any]]]:
-        """Alert messages journaled after entry `idx` (runs on the worker; last 500)."""
-        def read() -> list[tuple[int, dict[str, Any]]]:
-            out = [(e.idx, e.json()) for e in self.sup.journal.entries(after=idx)
-                   if e.kind == "alert"]
-            return out[-500:]
-        result: list[tuple[int, dict[str, Any]]] = self.sup.submit(read)
-        return result
+        """Alert messages journaled after entry `idx` (the last MISSED_MAX of them), read in
+        the calling thread: a page asking from #1 must not stall the worker on a scan."""
+        return [(e.idx, e.json()) for e in read_kinds(self.sup.journal.path, ("alert",),
+                                                      after=idx, last=MISSED_MAX)]
 
     def inspection_data(self) -> dict[str, Any]:
-        """Findings and refused actions read from the journal (incrementally, on the worker)."""
-        def scan() -> dict[str, Any]:
-            for e in self.sup.journal.entries(after=self._scanned):
+        """Findings and refused actions read from the journal (incrementally, in the calling
+        thread; the first page after a start reads the whole journal)."""
+        with self._scan_lock:
+            for e in read_kinds(self.sup.journal.path, ("staff", "refused"),
+                                after=self._scanned):
                 self._scanned = e.idx
                 if e.kind == "staff":
                     obj = e.json()
@@ -220,11 +223,10 @@ class Desk:
                                               **obj["args"]})
                 elif e.kind == "refused":
                     self.refusals.append(e.json())
-            return {"findings": list(self.findings[-200:]),
-                    "refused": list(self.refusals[-200:]),
+            # (bounded: the page shows the last 200; the report has them all)
+            del self.findings[:-INSPECTION_KEEP], self.refusals[:-INSPECTION_KEEP]
+            return {"findings": list(self.findings), "refused": list(self.refusals),
                     "finding_command": "record-finding" in COMMANDS}
-        result: dict[str, Any] = self.sup.submit(scan)
-        return result
 
     def record_data(self, detainee: str) -> tuple[str | None, list[tuple[int, str]]]:
         """One detainee's record header and lines (on the worker)."""
