@@ -46,6 +46,7 @@ RULES: dict[str, str] = {
     "roster-refused": "warning",
     "emergency-exit": "critical",
     "login-locked": "critical",
+    "staff-throttled": "critical",
 }
 
 # A security entry's reason -> the rule its incident raises (default `security`).
@@ -54,4 +55,5 @@ SECURITY_REASON_RULE: dict[str, str] = {
     "throttled": "node-throttled",
     "journal_unwritable": "supervisor-degraded",
     "node_storage": "node-storage",
+    "staff_throttled": "staff-throttled",
 }

@@ -37,6 +37,9 @@ def health_body(sup: Any, now_ms: int) -> dict[str, Any]:
         "ingest": counts,
         "rejected": dict(sorted(ing.rejected_by_reason.items())),
         "throttled_nodes": ing.budget.throttled_nodes(),
+        # Staff accounts over their request budget now, and their requests refused for it.
+        "throttled_accounts": sorted(sup.staff.throttled),
+        "throttled_requests": sup.staff.throttled_total,
         "queue": sup.inbox.qsize(),
         # Times the inbox was full and the broker had to hold messages (back-pressure).
         "queue_full": sup.inbox_full,

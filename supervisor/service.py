@@ -474,6 +474,7 @@ class Supervisor:
         self._sync_accounts()
         now = self.clock.now_ms()
         self.ingest.housekeeping()  # journal the counts of repeated rejections
+        self.staff.housekeeping()  # and of throttled accounts' requests
         self.state.advance_marks(now)
         self.alerts.reconcile(now)
         self.alerts.confirm(self.connected.is_set())

@@ -18,6 +18,7 @@ disposition, whatever their roles.
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from protocol.staff import StaffError, check_args, check_txn, parse_request, res
 
 from .accounts import Account, Directory
 from .alerts import AlertError, AlertManager
+from .budget import Bucket
 from .evidence import resolve as resolve_evidence
 from .journal import Journal
 from .process import Custody
@@ -34,6 +36,13 @@ from .state import State
 ALERT_COMMANDS = ("ack-alert", "resolve-alert", "false-alarm")
 log = logging.getLogger(__name__)
 MAX_REFUSED_DETAIL = 300  # characters of a refused request's text kept in the journal
+# What one account may send (MQTT requests and desk actions together). A person clicks a few
+# times a minute; a script with a stolen password sends thousands a second, each a journal
+# entry, and staff requests go before node events. Over it, the account is throttled until
+# its bucket is half full: answered, not journaled one by one, and a staff-throttled alert.
+STAFF_RATE, STAFF_BURST = 10.0, 300.0
+SUMMARY_EVERY_S = 10.0  # while throttled, the requests refused unjournaled are journaled as
+                        # a count this often (and when it ends)
 
 
 def team(c: Custody) -> set[str]:
@@ -152,6 +161,66 @@ class Staff:
         self.accounts = accounts if accounts is not None else Directory.from_records({})
         self.refused = 0
         self.evidence_refused = 0  # view-evidence refused (role, unknown id, no reason...)
+        self.buckets: dict[str, Bucket] = {}  # per account (real seconds)
+        self.throttled: dict[str, list[float]] = {}  # account -> [unjournaled, last summary]
+        self.throttled_total = 0  # requests refused unjournaled over the budget (health)
+
+    def _admit(self, actor: str, command: str, txn: str) -> dict[str, Any] | None:
+        """Charge one request to `actor`'s budget: None to go on, else the answer to send
+        (refused, not journaled: the count is, see housekeeping())."""
+        mono = time.monotonic()
+        key = actor[:64]
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = Bucket(STAFF_RATE, STAFF_BURST, STAFF_BURST)
+        b.refill(mono)
+        held = self.throttled.get(key)
+        if held is not None and b.tokens >= b.burst / 2:
+            self._summary(key)  # its budget refilled: the episode ends
+            del self.throttled[key]
+            held = None
+        # A flood that goes on keeps itself throttled; the debt is bounded so that once it
+        # stops the account is served again within 1.5 bursts' worth of refill.
+        b.tokens = max(-b.burst, b.tokens - 1)
+        if held is None and b.tokens >= 0:
+            return None
+        if held is None:  # this request starts an episode: journaled once, raises an alert
+            self.throttled[key] = [0, mono]
+            entry = self.journal.append_own("security", {
+                "ts": self.now_ms(), "user": key, "reason": "staff_throttled",
+                "detail": f"over its budget of {STAFF_RATE:g} requests/s (burst "
+                          f"{STAFF_BURST:g}); its requests are refused until it slows down"})
+            self.state.apply(entry)
+            log.error("account %s is over its request budget: throttled", key)
+        self.throttled[key][0] += 1
+        self.throttled_total += 1
+        self.refused += 1
+        return {"txn": txn, "ok": False, "result": {},
+                "error": f"{command[:64]}: account {key!r} sent more than {STAFF_BURST:g} "
+                         f"requests at over {STAFF_RATE:g}/s and is throttled; nothing was "
+                         "done (send fewer, then try again)"}
+
+    def _summary(self, key: str) -> None:
+        held = self.throttled[key]
+        if held[0]:
+            entry = self.journal.append_own("refused", {
+                "ts": self.now_ms(), "user": key, "command": "*", "txn": "-",
+                "count": int(held[0]),
+                "reason": f"{int(held[0])} requests refused unjournaled while throttled"})
+            self.state.apply(entry)
+        held[0], held[1] = 0, time.monotonic()
+
+    def housekeeping(self) -> None:
+        """Journal the counts of throttled accounts' refused requests (call now and then)."""
+        mono = time.monotonic()
+        for key, held in list(self.throttled.items()):
+            b = self.buckets[key]
+            b.refill(mono)
+            if b.tokens >= b.burst / 2:
+                self._summary(key)
+                del self.throttled[key]
+            elif mono - held[1] >= SUMMARY_EVERY_S:
+                self._summary(key)
 
     def _refuse(self, actor: str, command: str, txn: str, reason: str) -> dict[str, Any]:
         self.refused += 1
@@ -171,6 +240,11 @@ class Staff:
 
         Must run on the supervisor's worker thread (it changes the journal and the state).
         """
+        over = self._admit(actor, command, txn if isinstance(txn, str) else "?")
+        return over if over is not None else self._execute(actor, command, args, txn)
+
+    def _execute(self, actor: str, command: str, args: dict[str, Any], txn: str
+                 ) -> dict[str, Any]:
         try:
             account = self.accounts.get(actor)
             if account is None:
@@ -242,6 +316,9 @@ class Staff:
                     txn = raw["txn"][:64]
             except (UnicodeDecodeError, ValueError, RecursionError):
                 pass
+            over = self._admit(user, command, txn)
+            if over is not None:
+                return response_payload(over["txn"], False, over["error"])
             if retained:
                 raise StaffError("a retained request is refused: staff requests are never "
                                  "retained (send it again, not retained)")
@@ -252,7 +329,7 @@ class Staff:
         except StaffError as e:
             r = self._refuse(user, command, txn, str(e))
             return response_payload(r["txn"], False, r["error"])
-        r = self.execute(user, command, req.args, req.txn)
+        r = self._execute(user, command, req.args, req.txn)
         return response_payload(r["txn"], r["ok"], r["error"], r["result"])
 
     def sync_accounts(self) -> int:

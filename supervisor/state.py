@@ -279,6 +279,11 @@ class State:
                            f"{obj['address']} (Mosquitto does not log which account)")
         elif e.kind == "alert":
             self._alert(obj)
+        elif e.kind == "security" and obj.get("user"):  # an account, not a node
+            self.security_count += 1
+            rule = SECURITY_REASON_RULE.get(obj["reason"], "security")
+            self._incident(rule, f"account-{obj['user']}/{obj['reason']}", ts, None, None,
+                           f"account {obj['user']}: {obj['detail']}")
         elif e.kind == "security":
             self.security_count += 1
             node = obj.get("node") or "unknown"

@@ -224,3 +224,69 @@ def test_broker_login_entry_raises_login_locked_naming_the_address(w):
     w.alerts.reconcile(w.at(1).now)
     a = [a for a in w.state.alerts.values() if a["rule"] == "login-locked"]
     assert len(a) == 1 and "10.0.0.9" in a[0]["message"] and a[0]["severity"] == "critical"
+
+
+def test_an_account_flooding_requests_is_throttled_not_journaled_one_by_one(w, monkeypatch):
+    """A script with one staff password: past the account's burst its requests are refused
+    without a journal entry each, one staff-throttled alert names it, other accounts go on;
+    once it slows down, the count is journaled and it is served again."""
+    from supervisor import staff as staff_module
+
+    monkeypatch.setattr(staff_module, "STAFF_RATE", 50.0)
+    monkeypatch.setattr(staff_module, "STAFF_BURST", 20.0)
+    w.staff_h.buckets.clear()
+    before, refused_before = w.journal.count, len(w.state.refused)
+    answers = [w.staff("record-welfare-check", {"detainee": "nobody"}) for _ in range(200)]
+    throttled = [a for a in answers if "is throttled" in (a["error"] or "")]
+    assert len(throttled) >= 150 and not any(a["ok"] for a in answers)
+    # Only the requests within the burst (and the few the refill allowed) are journaled,
+    # plus the one security entry that opened the episode.
+    journaled = w.journal.count - before
+    assert journaled == len(answers) - len(throttled) + 1, journaled
+    assert len(w.state.refused) - refused_before == journaled - 1
+    w.alerts.reconcile(w.at(30).now)
+    alerts = [a for a in w.state.alerts.values() if a["rule"] == "staff-throttled"]
+    assert len(alerts) == 1 and alerts[0]["severity"] == "critical"
+    assert "account o1" in alerts[0]["message"] and alerts[0]["state"] == "raised"
+    assert w.staff("record-welfare-check", {"detainee": "d1"}, user="o2")["ok"]  # not o2
+    assert sorted(w.staff_h.throttled) == ["o1"]
+    time.sleep(1.5 * 20.0 / 50.0 + 0.1)  # the debt (at most a burst) paid, half refilled
+    w.staff_h.housekeeping()
+    summary = w.state.refused[-1]
+    assert summary["user"] == "o1" and summary["count"] == len(throttled)
+    assert w.staff_h.throttled == {}
+    assert w.staff("record-welfare-check", {"detainee": "d1"})["ok"]
+    w.alerts.reconcile(w.at(31).now)  # still one alert: latched until staff close it
+    assert len([a for a in w.state.alerts.values() if a["rule"] == "staff-throttled"]) == 1
+
+
+def test_a_request_flood_over_mqtt_raises_staff_throttled_and_nodes_still_get_in(
+        broker, tmp_path):
+    """Through a real Mosquitto and supervisor: 1,000 requests from one account at once
+    raise staff-throttled, are answered, and cost the journal at most the burst."""
+    from supervisor.staff import STAFF_BURST
+
+    site, clock = make_site(), sped_up(30)
+    d = Driver(broker.host, broker.port, site, clock)
+    sup = InProcess(site, tmp_path, broker.host, broker.port, clock)
+    try:
+        before = sup.sup.journal.count
+        topic = d.topics.request("o1", "record-welfare-check")
+        for i in range(1000):
+            d.client.publish(topic, request_payload(f"flood-{i}", None, {"detainee": "nobody"}),
+                             qos=0)
+        alert = d.wait_for("staff-throttled", timeout=30)
+        assert "account o1" in alert["message"] and alert["severity"] == "critical"
+        r = _response(d, "flood-999", timeout=30)
+        assert not r["ok"] and "is throttled" in r["error"]
+        assert sup.sup.journal.count - before <= STAFF_BURST + 20
+        # The supervisor still takes node events: a camera report is journaled.
+        n = sup.sup.journal.count
+        d.camera("holding-1")
+        deadline = time.monotonic() + 10
+        while sup.sup.journal.count == n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sup.sup.journal.count > n
+    finally:
+        d.close()
+        sup.stop()

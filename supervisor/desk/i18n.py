@@ -133,6 +133,9 @@ RULES = {
     "unknown-band": ("An unknown wristband was read.", "读取到未知手环。"),
     "panic": ("A panic button was pressed.", "紧急按钮被按下。"),
     "security": ("A message was refused as a security event.", "消息因安全原因被拒绝。"),
+    "staff-throttled": ("A staff account sent far more requests than a person can: throttled "
+                        "(a script, or a stolen password?).",
+                        "某工作人员账号发送的请求远超人工操作：已限流（脚本或密码被盗？）。"),
 }
 
 
