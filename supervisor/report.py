@@ -68,7 +68,8 @@ def collect(state: State, start: int, end: int) -> dict[str, Any]:
     refused: Counter[tuple[str, str]] = Counter()
     for r in state.refused:
         if start <= int(r.get("ts", 0)) < end:
-            refused[(r["user"], _reason(r["reason"]))] += 1
+            # (a throttled account's requests are journaled as one entry with their count)
+            refused[(r["user"], _reason(r["reason"]))] += int(r.get("count", 1))
     return {"alerts": alerts, "rules": rules,
             "refused": [{"account": u, "reason": why, "count": n}
                         for (u, why), n in sorted(refused.items())],
@@ -88,7 +89,8 @@ def _reason(text: str) -> str:
                        ("retained", "retained request"),
                        ("already used", "transaction id reused"),
                        ("unknown account", "unknown account"),
-                       ("is disabled", "disabled account")):
+                       ("is disabled", "disabled account"),
+                       ("unjournaled while throttled", "over the request budget (throttled)")):
         if key in text:
             return label
     return text[:80]  # a state check, e.g. "record-search: detainee 'dx' is not registered"

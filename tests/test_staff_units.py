@@ -290,3 +290,24 @@ def test_a_request_flood_over_mqtt_raises_staff_throttled_and_nodes_still_get_in
     finally:
         d.close()
         sup.stop()
+
+
+def test_the_report_counts_a_throttled_accounts_refusals_by_their_number(w, monkeypatch):
+    """The compliance report's refusals per account add a throttled episode's count."""
+    from supervisor import staff as staff_module
+    from supervisor.history import archive_state
+    from supervisor.report import collect
+
+    monkeypatch.setattr(staff_module, "STAFF_RATE", 50.0)
+    monkeypatch.setattr(staff_module, "STAFF_BURST", 10.0)
+    w.staff_h.buckets.clear()
+    for _ in range(40):
+        w.staff("record-welfare-check", {"detainee": "nobody"})
+    time.sleep(1.5 * 10.0 / 50.0 + 0.1)
+    w.staff_h.housekeeping()
+    rows = {r["reason"]: r["count"] for r in collect(archive_state(w.site, w.journal.path), 0,
+                                                     2**62)["refused"]
+            if r["account"] == "o1"}
+    throttled = rows["over the request budget (throttled)"]
+    assert throttled >= 25 and throttled + rows["record-welfare-check: detainee 'nobody' "
+                                               "is not registered"] == 40
