@@ -92,7 +92,9 @@ class Staff:
                 self.sent[txn] = time.monotonic()
             # A refused command (no such account here): the whole request path, and the
             # refusal journaled (a `refused` entry, not counted in the flood's growth below).
-            self.c.publish(TOPICS.request("o1", "ack-alert"),
+            # Four accounts in turn, 5 requests/s each: within an account's request budget
+            # (supervisor/staff.py), which a person never nears.
+            self.c.publish(TOPICS.request(f"o{1 + i % 4}", "ack-alert"),
                            request_payload(txn, None, {"alert": "no-such-alert",
                                                        "action": "bench"}), qos=1)
             i += 1
@@ -205,7 +207,8 @@ def main() -> None:
              "over its rejection budget (5/s, burst 100) is throttled: its messages are dropped "
              "unread and unacked, one `node-throttled` alert; each (node, reason) is journaled "
              "in full once, then as a count with the latest payload's SHA-256 at most every "
-             "10 s, and logged likewise. Staff requests: one every 50 ms, a refused `ack-alert` "
+             "10 s, and logged likewise. Staff requests: one every 50 ms from four accounts in "
+             "turn, a refused `ack-alert` "
              "(the whole request path; its `refused` entry is not counted above). Load average "
              "at the end: "
              f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
