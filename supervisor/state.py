@@ -40,6 +40,11 @@ RECENT_CLOSED = 200
 # the desk's list to show who just left and for the rules to have seen the record's last
 # state (the supervisor evaluates them every tick); the journal keeps it for good.
 RELEASED_KEEP_MS = 3600_000
+# Live mode: a staff txn id is remembered (a retry answered `duplicate`) for this long of
+# journal time; retries come within seconds. Refused actions kept: the newest (the report
+# and the desk read them from the journal).
+TXN_KEEP_MS = 24 * 3600_000
+REFUSED_KEEP = 200
 # The final states of an alert, as one shared string each (tombstones hold millions).
 CLOSED_STATES = {"resolved": "resolved", "false_alarm": "false_alarm"}
 
@@ -210,6 +215,7 @@ class State:
         self.security_count = 0
         self.txns: dict[str, int] = {}
         self.txn_commands: dict[str, tuple[str, str]] = {}  # txn -> (account, command)
+        self.txn_ts: dict[str, int] = {}  # txn -> journal time, oldest first (live eviction)
         self.account_seq = 0  # newest account-directory history record journaled
         self.refused: list[dict[str, Any]] = []  # refused staff actions (who, what, why)
         self.fold_errors = 0
@@ -264,9 +270,13 @@ class State:
         if e.kind == "staff":
             self.txns[obj["txn"]] = e.idx
             self.txn_commands[obj["txn"]] = (obj["user"], obj["command"])
+            if not self.archive:
+                self._remember_txn(obj["txn"], ts)
             self._staff(obj["command"], obj["user"], obj["args"], ts)
         elif e.kind == "refused":
             self.refused.append(obj)
+            if not self.archive and len(self.refused) > REFUSED_KEEP:
+                del self.refused[:-REFUSED_KEEP]
         elif e.kind == "account":
             self.account_seq = max(self.account_seq, int(obj["seq"]))
         elif e.kind == "login" and obj.get("user"):
@@ -1107,6 +1117,19 @@ class State:
             self.property[a["item"]]["out"] = None
 
     # ---- incidents and alerts ------------------------------------------------------------
+
+    def _remember_txn(self, txn: str, ts: int) -> None:
+        """Live mode: remember a txn's time; forget txns older than TXN_KEEP_MS."""
+        self.txn_ts.pop(txn, None)  # (re-inserted last: the dict stays oldest first)
+        self.txn_ts[txn] = ts
+        horizon = ts - TXN_KEEP_MS
+        while self.txn_ts:
+            first = next(iter(self.txn_ts))
+            if self.txn_ts[first] >= horizon:
+                break
+            del self.txn_ts[first]
+            self.txns.pop(first, None)
+            self.txn_commands.pop(first, None)
 
     def _incident(self, rule: str, key: str, ts: int, detainee: str | None, room: str | None,
                   message: str) -> None:

@@ -390,3 +390,33 @@ def test_history_replays_queue_at_most_two_and_refuse_the_rest(tmp_path):
     assert history._waiting == 0
     history.run(w.site, w.journal.path, "report", start=0, end=w.now + 1)  # free again
     w.journal.close()
+
+
+def test_live_mode_forgets_day_old_txns_and_keeps_the_newest_refusals(tmp_path):
+    """Live mode: a staff txn is remembered for TXN_KEEP_MS of journal time (a retry within
+    it is a duplicate), then forgotten; refusals keep the newest REFUSED_KEEP. Archive mode
+    keeps all of both."""
+    import json
+
+    from protocol.staff import request_payload
+
+    for archive in (True, False):
+        w = World(tmp_path / str(archive), archive=archive)
+        w.people()
+        first = request_payload("old-1", None, {"detainee": "d1"})
+        assert json.loads(w.staff_h.handle("o1", "record-welfare-check", first))["ok"]
+        again = json.loads(w.staff_h.handle("o1", "record-welfare-check", first))
+        assert again["result"].get("duplicate") is True  # a retry within the day
+        w.at(state_module.TXN_KEEP_MS / 1000 + 10)
+        assert w.staff("record-welfare-check", {"detainee": "d1"})["ok"]  # a day later
+        assert ("old-1" in w.state.txns) == archive
+        assert ("old-1" in w.state.txn_commands) == archive
+        if not archive:
+            assert len(w.state.txns) == len(w.state.txn_ts) == 1
+        for i in range(state_module.REFUSED_KEEP + 30):
+            w.staff("record-welfare-check", {"detainee": f"nobody-{i}"})
+        kept = [r["reason"] for r in w.state.refused]
+        assert len(kept) == (state_module.REFUSED_KEEP + 30 if archive
+                             else state_module.REFUSED_KEEP)
+        assert kept[-1].endswith(f"'nobody-{state_module.REFUSED_KEEP + 29}' is not registered")
+        w.journal.close()
