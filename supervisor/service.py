@@ -259,6 +259,17 @@ class Supervisor:
             self.state.apply(entry)
         self.tasks.put(task)
 
+    def address_lockout(self, address: str, accounts: list[str]) -> None:
+        """The desk refused sign-ins from `address` for a while (any thread): journal it on
+        the worker, which raises login-locked naming the address and the accounts tried."""
+        def task() -> None:
+            entry = self.journal.append_own("login", {
+                "ts": self.clock.now_ms(), "user": None, "address": address[:64],
+                "failures": len(accounts), "where": "desk",
+                "accounts": sorted({a[:64] for a in accounts})[:20]})
+            self.state.apply(entry)
+        self.tasks.put(task)
+
     def _run_tasks(self) -> None:
         while True:
             try:

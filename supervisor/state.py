@@ -283,6 +283,12 @@ class State:
             self._incident("login-locked", obj["user"], ts, None, None,
                            f"account {obj['user']}: {obj['failures']} failed logins in a row "
                            f"({obj['where']}); locked")
+        elif e.kind == "login" and obj.get("where") == "desk":  # many accounts, one address
+            self._incident("login-locked", f"address-{obj['address']}", ts, None, None,
+                           f"{obj['failures']} failed desk sign-ins in a row from "
+                           f"{obj['address']} (accounts tried: "
+                           f"{', '.join(obj.get('accounts') or []) or '-'}); that address is "
+                           "refused for a while")
         elif e.kind == "login":  # the broker names no account, only the source address
             self._incident("login-locked", f"address-{obj['address']}", ts, None, None,
                            f"{obj['failures']} refused broker logins in a row from "

@@ -305,3 +305,42 @@ def test_journal_reads_for_pages_do_not_need_the_worker(tmp_path: Any) -> None:
         desk.httpd.server_close()
     finally:
         sup.journal.close()
+
+
+def test_one_password_tried_on_many_accounts_locks_the_address(tmp_path: Any) -> None:
+    """Password spraying: one failure per account stays under each account's lockout, so
+    ADDRESS_FAILURES failures in a row from one address refuse it (even the right password)
+    for a while and journal a login entry raising login-locked; other addresses go on."""
+    from protocol.clock import simulated
+    from protocol.passwords import hash_password
+    from protocol.transport import LinkConf
+    from supervisor.accounts import Directory
+    from supervisor.desk import server
+    from supervisor.service import Supervisor
+    from tests.supervisor_support import KEYS, make_site
+
+    accounts = Directory.from_records({f"u{i}": {
+        "name": f"U{i}", "sex": "f", "roles": ["officer"], "enabled": True,
+        "hash": hash_password(f"right-{i}-password")} for i in range(server.ADDRESS_FAILURES)})
+    accounts.fail_delay_s = 0
+    sup = Supervisor(make_site(), KEYS, tmp_path / "j.db", tmp_path / "cp.json",
+                     LinkConf("127.0.0.1", 1), simulated(1.0, time.time()), accounts=accounts)
+    try:
+        desk = Desk(sup, "127.0.0.1", 0)
+        for i in range(server.ADDRESS_FAILURES - 1):
+            assert desk.sign_in(f"u{i}", "Spring2026!", "10.0.0.9") is None
+        assert desk.sign_in("u0", "right-0-password", "10.0.0.9") is not None  # resets
+        for i in range(server.ADDRESS_FAILURES):
+            assert desk.sign_in(f"u{i}", "Spring2026!", "10.0.0.9") is None
+        assert desk.sign_in("u1", "right-1-password", "10.0.0.9") is None  # address locked
+        assert desk.sign_in("u1", "right-1-password", "10.0.0.10") is not None  # not u1 locked
+        sup._run_tasks()  # (the worker's job: journal the lockout)
+        sup.alerts.reconcile(sup.clock.now_ms())
+        locked = [a for a in sup.state.alerts.values() if a["rule"] == "login-locked"]
+        assert len(locked) == 1, locked
+        assert "10.0.0.9" in locked[0]["message"] and "u9" in locked[0]["message"]
+        desk._addr_locked["10.0.0.9"] = time.monotonic()  # its time is up
+        assert desk.sign_in("u1", "right-1-password", "10.0.0.9") is not None
+        desk.httpd.server_close()
+    finally:
+        sup.journal.close()

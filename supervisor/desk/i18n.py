@@ -9,7 +9,8 @@ _EN = {
     "title": "Custody desk", "floor": "Floor", "alerts": "Alert queue", "detainees": "Detainees",
     "record": "Record", "approvals": "Approvals", "inspection": "Inspection",
     "signin": "Sign in", "signout": "Sign out", "user": "User", "password": "Password",
-    "signin_failed": "Sign-in refused: wrong user or password, or the account is locked.",
+    "signin_failed": ("Sign-in refused: wrong user or password, or the account or this "
+                      "computer is locked for a few minutes after too many failures."),
     "officers": "Officers", "detainee": "Detainee", "inside": "Inside", "nobody": "nobody",
     "camera": "Camera", "live": "live", "not_live": "NOT LIVE", "no_camera": "none",
     "door": "Door", "unregistered": "unregistered band(s)", "room": "Room",
@@ -52,7 +53,7 @@ _ZH = {
     "title": "看守值班台", "floor": "楼层", "alerts": "告警队列", "detainees": "在押人员",
     "record": "档案", "approvals": "审批", "inspection": "监督检查",
     "signin": "登录", "signout": "退出", "user": "用户", "password": "密码",
-    "signin_failed": "登录被拒绝：用户或密码错误，或账户已锁定。",
+    "signin_failed": "登录被拒绝：用户或密码错误，或因失败次数过多，账户或本机被锁定几分钟。",
     "officers": "民警", "detainee": "被管控人员", "inside": "室内", "nobody": "无人",
     "camera": "摄像头", "live": "在线", "not_live": "离线", "no_camera": "无",
     "door": "门", "unregistered": "未登记手环", "room": "房间",

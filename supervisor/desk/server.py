@@ -49,6 +49,11 @@ RING = 2000  # recent alert messages kept for streams that fell behind
 ROUTINE_S = 0.5  # a page's routine updates (no alert changed) at most this often
 TICK_S = 1.0  # with nothing else to send, a page's clock (alert ages) moves this often
 FEED_START = 20  # alert messages a freshly opened page's activity feed starts with
+# Failed sign-ins in a row from one address, whatever the accounts (one password tried on
+# every account stays under each account's own lockout): then that address is refused.
+ADDRESS_FAILURES = 10
+ADDRESS_LOCK_S = 300.0
+ADDRESSES_KEPT = 1000  # addresses with failures remembered at most (the oldest go)
 MISSED_MAX = 500  # alert messages read back from the journal for a page that reconnects
 INSPECTION_KEEP = 200  # findings and refusals the inspection page lists (the newest)
 ACTIONS = ("ack-alert", "resolve-alert", "false-alarm", "approve-disposition",
@@ -102,6 +107,9 @@ class Desk:
         self.granted: dict[str, set[str]] = {}
         self.refusals: list[dict[str, Any]] = []
         self.streams = 0
+        self._addr_lock = threading.Lock()
+        self._addr_failures: dict[str, list[str]] = {}  # address -> accounts tried, in a row
+        self._addr_locked: dict[str, float] = {}  # address -> refused until (monotonic)
         self.closing = threading.Event()
         self.httpd = _Server((host, port), _handler(self))
         if certfile is not None:
@@ -252,13 +260,42 @@ class Desk:
 
     # ---- accounts and sessions ---------------------------------------------------------
 
-    def sign_in(self, user: str, password: str) -> Session | None:
-        """Check the password against the staff directory; a new session or None."""
+    def sign_in(self, user: str, password: str, address: str = "?") -> Session | None:
+        """Check the password against the staff directory; a new session or None. An address
+        with ADDRESS_FAILURES failures in a row is refused for ADDRESS_LOCK_S."""
         accounts = getattr(self.sup, "accounts", None)
         if accounts is None or not user or not password:
             return None
+        with self._addr_lock:
+            until = self._addr_locked.get(address)
+            if until is not None and time.monotonic() < until:
+                log.warning("desk sign-in as %s from %s refused: address locked", user[:64],
+                            address)
+                return None
+            self._addr_locked.pop(address, None)
         account = accounts.verify_password(user, password)
-        if account is None or not account.enabled:
+        ok = account is not None and account.enabled
+        locked: list[str] | None = None
+        with self._addr_lock:
+            if ok:
+                self._addr_failures.pop(address, None)
+            else:
+                tried = self._addr_failures.pop(address, [])  # (re-inserted: newest last)
+                tried.append(user[:64])
+                if len(tried) >= ADDRESS_FAILURES:
+                    self._addr_locked[address] = time.monotonic() + ADDRESS_LOCK_S
+                    locked = tried
+                else:
+                    self._addr_failures[address] = tried
+                    while len(self._addr_failures) > ADDRESSES_KEPT:
+                        del self._addr_failures[next(iter(self._addr_failures))]
+        if locked is not None:
+            log.error("desk: %d failed sign-ins in a row from %s: refused for %g s",
+                      len(locked), address, ADDRESS_LOCK_S)
+            lockout = getattr(self.sup, "address_lockout", None)
+            if lockout is not None:
+                lockout(address, locked)
+        if account is None or not ok:
             return None
         now = int(time.time())
         return Session(account.id, secrets.token_hex(12), now, now + self.idle_s)
@@ -784,7 +821,8 @@ class DeskHandler(BaseHTTPRequestHandler):
         except ValueError as e:
             return self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(e), "text/plain")
         if path == "/signin":
-            s = self.desk.sign_in(form.get("user", "").strip(), form.get("password", ""))
+            s = self.desk.sign_in(form.get("user", "").strip(), form.get("password", ""),
+                                  self.client_address[0])
             if s is None:
                 return self._redirect("/signin?failed=1")
             return self._redirect("/floor", session=s)
