@@ -236,6 +236,8 @@ class Supervisor:
                 done.set()
 
         self.tasks.put(task)
+        with contextlib.suppress(queue.Full):  # wake the worker (a full inbox wakes it anyway)
+            self.inbox.put_nowait(("", b""))
         if not done.wait(timeout):
             raise TimeoutError("the supervisor's worker did not run the task in time")
         if "error" in box:
@@ -269,6 +271,15 @@ class Supervisor:
                 "accounts": sorted({a[:64] for a in accounts})[:20]})
             self.state.apply(entry)
         self.tasks.put(task)
+
+    def _tasks_now(self) -> None:
+        """Other threads' tasks between ticks (a failed journal write: degraded, as tick())."""
+        try:
+            self._run_tasks()
+        except Exception as e:
+            if not is_storage_error(e):
+                raise
+            self.degraded.failed(e, self.clock.now_ms())
 
     def _run_tasks(self) -> None:
         while True:
@@ -344,6 +355,8 @@ class Supervisor:
                     wait = min(wait, self.desk.due_in())
                 if self.step(timeout=wait) > 0:
                     self.react()
+                if not self.tasks.empty():  # a desk action: at once, not at the next tick
+                    self._tasks_now()
                 if time.monotonic() - last_tick >= RULE_TICK_S:
                     self.tick()
                     last_tick = time.monotonic()

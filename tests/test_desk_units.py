@@ -344,3 +344,29 @@ def test_one_password_tried_on_many_accounts_locks_the_address(tmp_path: Any) ->
         desk.httpd.server_close()
     finally:
         sup.journal.close()
+
+
+def test_a_desk_action_runs_on_the_worker_at_once_not_at_the_next_tick(tmp_path: Any,
+                                                                      monkeypatch: Any) -> None:
+    """Desk actions are tasks for the worker; they wake it, so they do not wait for the
+    next rule tick (here made a minute long: before, the task timed out)."""
+    import threading
+
+    from protocol.clock import simulated
+    from protocol.transport import LinkConf
+    from supervisor import service
+    from supervisor.service import Supervisor
+    from tests.supervisor_support import KEYS, make_site
+
+    monkeypatch.setattr(service, "RULE_TICK_S", 60.0)
+    sup = Supervisor(make_site(), KEYS, tmp_path / "j.db", tmp_path / "cp.json",
+                     LinkConf("127.0.0.1", 1), simulated(1.0, time.time()))
+    worker = threading.Thread(target=sup.run, daemon=True)
+    worker.start()
+    try:
+        time.sleep(0.5)  # past its first tick
+        assert sup.submit(lambda: threading.current_thread() is worker, timeout=5.0) is True
+    finally:
+        sup.stop_event.set()
+        sup.inbox.put(("", b""))  # (wakes it to see the stop)
+        worker.join(10)
