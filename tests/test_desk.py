@@ -328,15 +328,20 @@ def test_reconnect_gets_missed_alerts(world: World) -> None:
     r = c.getresponse()
     assert r.status == 200
     seen: list[dict[str, Any]] = []
-    event = ""
-    while True:
-        line = r.fp.readline().decode().rstrip("\n")
+    event, views = "", 0
+    # The feed sends what the snapshot it goes with reflects: an alert journaled a few ms
+    # after the newest snapshot comes with the next one (a changed alert reaches the pages
+    # ALERT_DEFER_S after its MQTT message), so read until it is there (10 s at most).
+    while not (views and any("unknown-band interview-1 raised" in s["text"] for s in seen)):
+        raw = r.fp.readline()
+        assert raw, f"the stream ended; alert messages so far: {seen}"
+        line = raw.decode().rstrip("\n")
         if line.startswith("event: "):
             event = line[7:]
         elif line.startswith("data: ") and event == "alert":
             seen.append(json.loads(line[6:]))
         elif line.startswith("data: ") and event == "view":
-            break
+            views += 1
     c.close()
     assert any("unknown-band interview-1 raised" in s["text"] for s in seen), seen
     # Without a session the stream is refused.
