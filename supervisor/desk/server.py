@@ -43,7 +43,9 @@ SNAPSHOT_MIN_GAP_S = 0.05  # and under load snapshots are built at most this oft
 # A changed alert reaches the pages this long after its MQTT message was handed to paho: the
 # build and the pages' renders would otherwise hold the interpreter while paho's thread
 # sends the message itself, and MQTT is what the other desks, watchers and the bureau read.
-ALERT_DEFER_S = 0.01
+# The worker waits on its inbox meanwhile, which lets paho's thread run. 10 ms cost the
+# desk's stream 14 ms at p50 and bought nothing more than 2 ms (RESULTS.md).
+ALERT_DEFER_S = 0.002
 KEEPALIVE_S = 15.0
 RING = 2000  # recent alert messages kept for streams that fell behind
 ROUTINE_S = 0.5  # a page's routine updates (no alert changed) at most this often
