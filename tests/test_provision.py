@@ -165,7 +165,10 @@ class SiteBroker:
         self.proc = subprocess.Popen([exe, "-c", str(self.out / "broker" / "mosquitto.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      start_new_session=True)
+        # Both listeners: a client of the local one connected before it was open (the TLS
+        # one answered first) and the whole module's fixture failed, once in a full run.
         wait_port("127.0.0.1", self.tls_port, 10, self.proc)
+        wait_port("127.0.0.1", self.local_port, 10, self.proc)
 
     def _hand_over(self) -> None:
         if os.geteuid() != 0:
