@@ -31,6 +31,15 @@ class Site:
 
     def __init__(self, tmp: Path) -> None:
         self.b = SiteBroker()
+        try:
+            self._start(tmp)
+        except BaseException:  # a fixture that fails here is never closed: leave nothing
+            if getattr(self, "sup", None) is not None:
+                self.sup.stop()
+            self.b.close()
+            raise
+
+    def _start(self, tmp: Path) -> None:
         self.ca = self.b.out / "ca" / "ca.crt"
         self.db = tmp / "journal.db"
         keys = self.b.out / "supervisor" / "keys.toml"
