@@ -40,13 +40,24 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def lower_sessions(nice: int = 19, root: int | None = None) -> list[int]:
+def _program(pid: int) -> str:
+    """The first word of a process's command line ('' if it is gone)."""
+    try:
+        return (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")[0].decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
+def lower_sessions(nice: int = 19, program: str = "/chromium", root: int | None = None
+                   ) -> list[int]:
     """Set the autogroup nice of every session led by a process below `root` (this process
-    by default); the leaders' pids. Root may also raise it back."""
+    by default) whose program ends with `program`; the leaders' pids. Only those: a broker
+    the benchmark started is a session leader below it too."""
     leaders = []
     for pid in descendants(os.getpid() if root is None else root):
         st = _stat(pid)
-        if st is None or st[1] != pid:
+        if st is None or st[1] != pid or not _program(pid).endswith(program):
             continue
         try:
             (PROC / str(pid) / "autogroup").write_text(str(nice))
