@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS pending (
 """
 
 
+ENTRY_COLUMNS = "idx, node, epoch, seq, kind, payload, hash"  # an Entry's row, in order
+
+
 @dataclass(frozen=True)
 class Entry:
     """One journal row."""
@@ -60,6 +63,11 @@ class Entry:
     def json(self) -> Any:
         """The payload parsed as JSON."""
         return json.loads(self.payload)
+
+    @classmethod
+    def of(cls, r: Any) -> "Entry":
+        """The entry of a row selected as ENTRY_COLUMNS."""
+        return cls(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6])
 
 
 class Journal:
@@ -163,10 +171,10 @@ class Journal:
 
     def entries(self, after: int = 0) -> Iterator[Entry]:
         """Every entry after index `after`, in order."""
-        cur = self.db.execute("SELECT idx, node, epoch, seq, kind, payload, hash FROM journal "
-                              "WHERE idx > ? ORDER BY idx", (after,))
+        cur = self.db.execute(f"SELECT {ENTRY_COLUMNS} FROM journal WHERE idx > ? ORDER BY idx",
+                              (after,))
         for r in cur:
-            yield Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6])
+            yield Entry.of(r)
 
     def close(self) -> None:
         """Close the database."""
@@ -179,9 +187,8 @@ def read_entries(path: str | Path) -> Iterator[Entry]:
         raise FileNotFoundError(f"{path}: no such journal")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        for r in db.execute("SELECT idx, node, epoch, seq, kind, payload, hash FROM journal "
-                            "ORDER BY idx"):
-            yield Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6])
+        for r in db.execute(f"SELECT {ENTRY_COLUMNS} FROM journal ORDER BY idx"):
+            yield Entry.of(r)
     finally:
         db.close()
 
@@ -194,8 +201,8 @@ def read_kinds(path: str | Path, kinds: tuple[str, ...], after: int = 0,
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         marks = ", ".join("?" for _ in kinds)
-        sql = (f"SELECT idx, node, epoch, seq, kind, payload, hash FROM journal WHERE idx > ? "
-               f"AND kind IN ({marks}) ORDER BY idx")
+        sql = (f"SELECT {ENTRY_COLUMNS} FROM journal WHERE idx > ? AND kind IN ({marks}) "
+               "ORDER BY idx")
         if last is not None:
             sql += " DESC LIMIT ?"
         rows = db.execute(sql, (after, *kinds, *(() if last is None else (last,)))).fetchall()
@@ -203,7 +210,7 @@ def read_kinds(path: str | Path, kinds: tuple[str, ...], after: int = 0,
         db.close()
     if last is not None:
         rows.reverse()
-    return [Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
+    return [Entry.of(r) for r in rows]
 
 
 # ---- checkpoint ----------------------------------------------------------------------------

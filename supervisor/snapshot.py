@@ -43,7 +43,7 @@ from protocol.replay import NODE_EVENT_WINDOW, ReplayWindow
 from protocol.site import Site
 
 from .ingest import admit_journaled
-from .journal import Entry, Journal
+from .journal import ENTRY_COLUMNS, Entry, Journal
 from .state import State
 
 log = logging.getLogger(__name__)
@@ -384,12 +384,12 @@ def _set_aside(path: Path) -> None:
 
 
 def _entries(db: sqlite3.Connection, after: int, upto: int | None) -> Iterator[Entry]:
-    q = "SELECT idx, node, epoch, seq, kind, payload, hash FROM journal WHERE idx > ?"
+    q = f"SELECT {ENTRY_COLUMNS} FROM journal WHERE idx > ?"
     args: tuple[int, ...] = (after,)
     if upto is not None:
         q, args = q + " AND idx <= ?", (after, upto)
     for r in db.execute(q + " ORDER BY idx", args):
-        yield Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6])
+        yield Entry.of(r)
 
 
 def rebuild(site: Site, db: sqlite3.Connection, key: bytes, store: Path,

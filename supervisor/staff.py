@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from protocol.staff import StaffError, check_args, check_txn, parse_request, response_payload
@@ -43,6 +44,15 @@ MAX_REFUSED_DETAIL = 300  # characters of a refused request's text kept in the j
 STAFF_RATE, STAFF_BURST = 10.0, 300.0
 SUMMARY_EVERY_S = 10.0  # while throttled, the requests refused unjournaled are journaled as
                         # a count this often (and when it ends)
+
+
+@dataclass
+class Episode:
+    """An account over its request budget: since when its count was last journaled, and
+    how many of its requests were refused since, unjournaled."""
+
+    summarised: float
+    unjournaled: int = 0
 
 
 def team(c: Custody) -> set[str]:
@@ -162,7 +172,7 @@ class Staff:
         self.refused = 0
         self.evidence_refused = 0  # view-evidence refused (role, unknown id, no reason...)
         self.buckets: dict[str, Bucket] = {}  # per account (real seconds)
-        self.throttled: dict[str, list[float]] = {}  # account -> [unjournaled, last summary]
+        self.throttled: dict[str, Episode] = {}  # accounts over their budget now
         self.throttled_total = 0  # requests refused unjournaled over the budget (health)
 
     def _admit(self, actor: str, command: str, txn: str) -> dict[str, Any] | None:
@@ -173,26 +183,21 @@ class Staff:
         b = self.buckets.get(key)
         if b is None:
             b = self.buckets[key] = Bucket(STAFF_RATE, STAFF_BURST, STAFF_BURST)
-        b.refill(mono)
-        held = self.throttled.get(key)
-        if held is not None and b.tokens >= b.burst / 2:
-            self._summary(key)  # its budget refilled: the episode ends
-            del self.throttled[key]
-            held = None
+        held = None if self._ended(key, b, mono) else self.throttled.get(key)
         # A flood that goes on keeps itself throttled; the debt is bounded so that once it
         # stops the account is served again within 1.5 bursts' worth of refill.
         b.tokens = max(-b.burst, b.tokens - 1)
         if held is None and b.tokens >= 0:
             return None
         if held is None:  # this request starts an episode: journaled once, raises an alert
-            self.throttled[key] = [0, mono]
+            held = self.throttled[key] = Episode(mono)
             entry = self.journal.append_own("security", {
                 "ts": self.now_ms(), "user": key, "reason": "staff_throttled",
                 "detail": f"over its budget of {STAFF_RATE:g} requests/s (burst "
                           f"{STAFF_BURST:g}); its requests are refused until it slows down"})
             self.state.apply(entry)
             log.error("account %s is over its request budget: throttled", key)
-        self.throttled[key][0] += 1
+        held.unjournaled += 1
         self.throttled_total += 1
         self.refused += 1
         return {"txn": txn, "ok": False, "result": {},
@@ -200,27 +205,32 @@ class Staff:
                          f"requests at over {STAFF_RATE:g}/s and is throttled; nothing was "
                          "done (send fewer, then try again)"}
 
-    def _summary(self, key: str) -> None:
+    def _ended(self, key: str, b: Bucket, mono: float) -> bool:
+        """Refill `key`'s bucket; end its episode (journaling the count) once half full."""
+        b.refill(mono)
+        if key not in self.throttled or b.tokens < b.burst / 2:
+            return False
+        self._summary(key, mono)
+        del self.throttled[key]
+        return True
+
+    def _summary(self, key: str, mono: float) -> None:
         held = self.throttled[key]
-        if held[0]:
+        if held.unjournaled:
+            n = held.unjournaled
             entry = self.journal.append_own("refused", {
-                "ts": self.now_ms(), "user": key, "command": "*", "txn": "-",
-                "count": int(held[0]),
-                "reason": f"{int(held[0])} requests refused unjournaled while throttled"})
+                "ts": self.now_ms(), "user": key, "command": "*", "txn": "-", "count": n,
+                "reason": f"{n} requests refused unjournaled while throttled"})
             self.state.apply(entry)
-        held[0], held[1] = 0, time.monotonic()
+        held.unjournaled, held.summarised = 0, mono
 
     def housekeeping(self) -> None:
         """Journal the counts of throttled accounts' refused requests (call now and then)."""
         mono = time.monotonic()
         for key, held in list(self.throttled.items()):
-            b = self.buckets[key]
-            b.refill(mono)
-            if b.tokens >= b.burst / 2:
-                self._summary(key)
-                del self.throttled[key]
-            elif mono - held[1] >= SUMMARY_EVERY_S:
-                self._summary(key)
+            if not self._ended(key, self.buckets[key], mono) and (
+                    mono - held.summarised >= SUMMARY_EVERY_S):
+                self._summary(key, mono)
 
     def _refuse(self, actor: str, command: str, txn: str, reason: str) -> dict[str, Any]:
         self.refused += 1

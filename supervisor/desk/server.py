@@ -176,8 +176,7 @@ class Desk:
         since = mono - self._built_at
         if since < SNAPSHOT_MIN_GAP_S:
             return
-        if not (self._alerts_changed and self.streams > 0
-                and mono >= self._alert_at + ALERT_DEFER_S):
+        if self.due_in() > 0:  # no alert change for the pages yet: the routine pace
             if since < (ROUTINE_S if self.streams > 0 else SNAPSHOT_EVERY_S):
                 return
             if count == self._built_count and since < SNAPSHOT_EVERY_S:
